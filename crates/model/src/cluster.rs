@@ -1,0 +1,163 @@
+//! The endpoints of a cluster snapshot: namespaces, pods, nodes, service accounts (semantics.md §0.3).
+
+use crate::labels::Labels;
+use crate::network_policy::NetworkPolicy;
+use crate::ports::Protocol;
+use crate::source::SourceLocation;
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    /// Includes `kubernetes.io/metadata.name`, which the API server always sets.
+    pub labels: Labels,
+    /// False when the namespace was only referenced, not defined in the input.
+    pub defined: bool,
+}
+
+/// How a pod entered the snapshot, which decides whether it is a policy endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodOrigin {
+    /// A `Pod` object. Without an IP, or `Succeeded`/`Failed`, it is not an endpoint (§0.3).
+    Live,
+    /// The pod template of a workload (Deployment, ...): an endpoint whose IP is not known yet.
+    Template,
+}
+
+/// The controlling workload of a pod: `deployment/web`, or the pod itself when it has none.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadRef {
+    /// Lower-case kind as used in references: `deployment`, `statefulset`, `pod`, ...
+    pub kind: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// At most one address per family, primary first (`status.podIPs`).
+    pub ips: Vec<IpAddr>,
+    pub node: Option<String>,
+    pub host_network: bool,
+    pub service_account: String,
+    pub ports: Vec<ContainerPort>,
+    pub phase: Option<String>,
+    pub origin: PodOrigin,
+    pub workload: WorkloadRef,
+    pub source: Option<SourceLocation>,
+}
+
+impl Pod {
+    /// `namespace/name`, the reference form used on the command line and in output.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether the pod takes part in policy as a workload endpoint (§0.3, K8S-PEER-4).
+    pub fn is_endpoint(&self) -> bool {
+        match self.origin {
+            PodOrigin::Template => true,
+            PodOrigin::Live => {
+                !self.ips.is_empty()
+                    && !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+            }
+        }
+    }
+
+    /// The IP used for a flow of the given family, if the pod has one.
+    pub fn ip_for_family(&self, want_v4: bool) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| ip.is_ipv4() == want_v4)
+    }
+
+    /// Resolves a named port on this pod for the given protocol (K8S-PORT-5).
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
+            .map(|p| p.port)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub labels: Labels,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// Everything the engine needs to decide flows, in a deterministic order (sorted by key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cluster {
+    pub namespaces: Vec<Namespace>,
+    pub pods: Vec<Pod>,
+    pub nodes: Vec<Node>,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+impl Cluster {
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Adds namespaces that objects refer to but the input does not define, with the label the
+    /// API server would give them, then sorts everything so output is deterministic.
+    pub fn finish(&mut self) {
+        let mut referenced: Vec<String> = self
+            .pods
+            .iter()
+            .map(|p| p.namespace.clone())
+            .chain(self.network_policies.iter().map(|p| p.namespace.clone()))
+            .chain(self.service_accounts.iter().map(|s| s.namespace.clone()))
+            .collect();
+        referenced.sort();
+        referenced.dedup();
+        for name in referenced {
+            if self.namespace(&name).is_none() {
+                self.namespaces.push(Namespace {
+                    labels: Labels::from([(METADATA_NAME_LABEL.to_string(), name.clone())]),
+                    name,
+                    defined: false,
+                });
+            }
+        }
+        self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        self.pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.service_accounts
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.network_policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+}
+
+/// The immutable namespace label every Kubernetes >= 1.21 namespace carries.
+pub const METADATA_NAME_LABEL: &str = "kubernetes.io/metadata.name";

@@ -1,0 +1,141 @@
+//! Kubernetes labels and `metav1.LabelSelector` semantics (semantics.md §1.5, K8S-SEL-*).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Labels of a pod, namespace, node or service account. Sorted so output is deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// A validated label selector: the AND of its requirements. No requirement matches everything.
+///
+/// `matchLabels: {k: v}` is stored as `k In [v]` (K8S-SEL-2), so there is one matching path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LabelSelector {
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: Operator,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Operator {
+    /// Label present and its value in the set. The set is never empty (validation rejects it).
+    In(BTreeSet<String>),
+    /// Label absent, or present with a value outside the set.
+    NotIn(BTreeSet<String>),
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    /// The selector with no requirements: matches every object in its scope.
+    pub fn everything() -> Self {
+        Self::default()
+    }
+
+    /// Builds a selector from already validated requirements (the loader checks syntax).
+    pub fn from_requirements(requirements: Vec<Requirement>) -> Self {
+        Self { requirements }
+    }
+
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
+    }
+
+    /// True when the selector has no requirement, i.e. it selects everything in scope.
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
+    }
+}
+
+impl Requirement {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(&self.key);
+        match &self.operator {
+            Operator::In(values) => value.is_some_and(|v| values.contains(v)),
+            Operator::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+impl fmt::Display for LabelSelector {
+    /// Prints the selector in kubectl's `-l` syntax; the empty selector prints as `{}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.requirements.is_empty() {
+            return f.write_str("{}");
+        }
+        for (i, r) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |values: &BTreeSet<String>| values.iter().cloned().collect::<Vec<_>>().join(",");
+        match &self.operator {
+            Operator::In(values) if values.len() == 1 => write!(f, "{}={}", self.key, join(values)),
+            Operator::In(values) => write!(f, "{} in ({})", self.key, join(values)),
+            Operator::NotIn(values) => write!(f, "{} notin ({})", self.key, join(values)),
+            Operator::Exists => write!(f, "{}", self.key),
+            Operator::DoesNotExist => write!(f, "!{}", self.key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn req(key: &str, operator: Operator) -> Requirement {
+        Requirement { key: key.into(), operator }
+    }
+
+    fn set(values: &[&str]) -> BTreeSet<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn empty_selector_matches_everything() {
+        assert!(LabelSelector::everything().matches(&labels(&[])));
+        assert!(LabelSelector::everything().matches(&labels(&[("a", "b")])));
+    }
+
+    #[test]
+    fn not_in_is_satisfied_by_an_absent_label() {
+        let s = LabelSelector::from_requirements(vec![req("env", Operator::NotIn(set(&["prod"])))]);
+        assert!(s.matches(&labels(&[])));
+        assert!(s.matches(&labels(&[("env", "dev")])));
+        assert!(!s.matches(&labels(&[("env", "prod")])));
+    }
+
+    #[test]
+    fn exists_matches_empty_values_and_requirements_are_anded() {
+        let s = LabelSelector::from_requirements(vec![
+            req("a", Operator::Exists),
+            req("b", Operator::DoesNotExist),
+            req("c", Operator::In(set(&["1", "2"]))),
+        ]);
+        assert!(s.matches(&labels(&[("a", ""), ("c", "2")])));
+        assert!(!s.matches(&labels(&[("a", ""), ("b", "x"), ("c", "2")])));
+        assert!(!s.matches(&labels(&[("a", ""), ("c", "3")])));
+        assert_eq!(s.to_string(), "a,!b,c in (1,2)");
+    }
+}

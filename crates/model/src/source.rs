@@ -1,0 +1,18 @@
+//! Where a piece of input came from, so every verdict and diagnostic can point back at YAML.
+
+use std::fmt;
+
+/// A position in a user's file: 1-based line and column, as editors and `rustc` print them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceLocation {
+    /// Path as the user gave it, or `<stdin>`.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
