@@ -1,1 +1,19 @@
-//! placeholder
+//! The Bulkhead policy engine: "is this flow allowed, and which rule decided it?" and "who can
+//! talk to whom?", exactly as semantics.md defines them.
+//!
+//! Start at [`Engine::evaluate`] (one flow, with its explanation) and [`Engine::connectivity`]
+//! (every pod pair). Both are built on the same matching functions in [`matching`], so they
+//! cannot disagree about what a rule matches. The engine never reads files or the clock.
+
+pub mod connectivity;
+pub mod endpoint;
+pub mod evaluate;
+pub mod matching;
+pub mod reference;
+pub mod verdict;
+
+pub use connectivity::{Aggregation, Connection, ConnectivityOptions};
+pub use endpoint::{Endpoint, Flow};
+pub use evaluate::{Engine, EngineOptions, Semantics};
+pub use reference::{ReferenceError, Resolved};
+pub use verdict::{DirectionVerdict, Note, Reason, RuleRef, Verdict};

@@ -1,1 +1,19 @@
-//! placeholder
+//! Kubernetes wire formats for Bulkhead: reading manifests (files, directories, stdin,
+//! multi-document YAML, `List`s) with source spans, validating them as strictly as the API
+//! server, and lowering them into [`bulkhead_model`].
+//!
+//! Start at [`load`]. Broken input is normal here: loading always returns a [`Snapshot`] with
+//! whatever was valid plus a diagnostic for every problem; it never fails and never panics.
+
+pub mod codes;
+pub mod document;
+pub mod input;
+pub mod load;
+pub mod names;
+pub mod network_policy;
+pub mod typed;
+pub mod workload;
+pub mod yaml_tree;
+
+pub use input::{Input, read_paths};
+pub use load::{LoadOptions, Snapshot, load};

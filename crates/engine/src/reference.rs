@@ -1,0 +1,184 @@
+//! Endpoint references as users write them (design.md §3): `NS/POD`, `NS/KIND/NAME`,
+//! `node:NAME`, `ip:ADDR` or a bare address.
+
+use crate::endpoint::Endpoint;
+use crate::evaluate::Engine;
+use crate::verdict::Note;
+use std::net::IpAddr;
+
+/// A resolved reference and what the user should know about how it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub endpoint: Endpoint,
+    /// How the endpoint is named in output (`x/a`, `node:node-1`, `ip:8.8.8.8`).
+    pub display: String,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("{reference:?} matches nothing in the snapshot{}", suggestions_text(.suggestions))]
+    NotFound {
+        reference: String,
+        suggestions: Vec<String>,
+    },
+    #[error("{reference:?} is not a policy endpoint: {why}")]
+    NotAnEndpoint { reference: String, why: String },
+    #[error("{reference:?} is not a reference: use NS/POD, NS/KIND/NAME, node:NAME or ip:ADDRESS")]
+    Malformed { reference: String },
+}
+
+fn suggestions_text(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggestions.join(", "))
+    }
+}
+
+impl Engine<'_> {
+    pub fn resolve(&self, reference: &str) -> Result<Resolved, ReferenceError> {
+        let cluster = self.cluster();
+        if let Some(name) = reference.strip_prefix("node:") {
+            return match cluster.nodes.iter().position(|n| n.name == name) {
+                Some(i) => Ok(Resolved {
+                    endpoint: Endpoint::Node(i),
+                    display: reference.to_string(),
+                    notes: Vec::new(),
+                }),
+                None => Err(ReferenceError::NotFound {
+                    reference: reference.to_string(),
+                    suggestions: close_matches(name, cluster.nodes.iter().map(|n| n.name.clone()))
+                        .into_iter()
+                        .map(|n| format!("node:{n}"))
+                        .collect(),
+                }),
+            };
+        }
+        let ip_text = reference.strip_prefix("ip:").unwrap_or(reference);
+        if let Ok(ip) = ip_text.parse::<IpAddr>() {
+            let endpoint = self.endpoint_for_ip(ip);
+            let mut notes = Vec::new();
+            let display = match endpoint {
+                Endpoint::Pod(i) => {
+                    notes.push(Note {
+                        code: "IP_IS_POD",
+                        message: format!("{ip} is the IP of pod {}", cluster.pods[i].key()),
+                    });
+                    cluster.pods[i].key()
+                }
+                Endpoint::Node(i) => {
+                    notes.push(Note {
+                        code: "IP_IS_NODE",
+                        message: format!("{ip} is an address of node {}", cluster.nodes[i].name),
+                    });
+                    format!("node:{}", cluster.nodes[i].name)
+                }
+                Endpoint::External(_) => format!("ip:{ip}"),
+            };
+            return Ok(Resolved { endpoint, display, notes });
+        }
+        let parts: Vec<&str> = reference.split('/').collect();
+        let candidates: Vec<usize> = match parts.as_slice() {
+            [ns, name] if !ns.is_empty() && !name.is_empty() => cluster
+                .pods
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.namespace == *ns && p.name == *name)
+                .map(|(i, _)| i)
+                .collect(),
+            [ns, kind, name] if !ns.is_empty() && !kind.is_empty() && !name.is_empty() => {
+                let kind = kind.to_ascii_lowercase();
+                cluster
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.namespace == *ns && p.workload.kind == kind && p.workload.name == *name)
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+            _ => {
+                return Err(ReferenceError::Malformed {
+                    reference: reference.to_string(),
+                });
+            }
+        };
+        let Some(&first) = candidates
+            .iter()
+            .find(|&&i| cluster.pods[i].is_endpoint())
+            .or(candidates.first())
+        else {
+            let all = cluster.pods.iter().flat_map(|p| {
+                [p.key(), format!("{}/{}", p.namespace, p.workload)]
+            });
+            return Err(ReferenceError::NotFound {
+                reference: reference.to_string(),
+                suggestions: close_matches(reference, all),
+            });
+        };
+        let pod = &cluster.pods[first];
+        let mut notes = Vec::new();
+        if candidates.len() > 1 {
+            notes.push(Note {
+                code: "WORKLOAD_POD",
+                message: format!("{reference} has {} pods; the verdict is for {}", candidates.len(), pod.key()),
+            });
+        }
+        if pod.host_network {
+            let node = pod.node.as_deref().and_then(|n| cluster.nodes.iter().position(|x| x.name == n));
+            notes.push(Note {
+                code: "HOSTNETWORK_UNDEFINED",
+                message: format!(
+                    "{} uses the host network: NetworkPolicy treats it as its node {} (K8S-HOST-3; upstream leaves this undefined)",
+                    pod.key(),
+                    pod.node.as_deref().unwrap_or("<unknown>")
+                ),
+            });
+            let endpoint = match (node, pod.ips.first()) {
+                (Some(n), _) => Endpoint::Node(n),
+                (None, Some(ip)) => Endpoint::External(*ip),
+                (None, None) => {
+                    return Err(ReferenceError::NotAnEndpoint {
+                        reference: reference.to_string(),
+                        why: "a hostNetwork pod whose node is not in the snapshot".into(),
+                    });
+                }
+            };
+            return Ok(Resolved { endpoint, display: pod.key(), notes });
+        }
+        if !pod.is_endpoint() {
+            return Err(ReferenceError::NotAnEndpoint {
+                reference: reference.to_string(),
+                why: "the pod has no IP or has finished (phase Succeeded/Failed)".into(),
+            });
+        }
+        Ok(Resolved {
+            endpoint: Endpoint::Pod(first),
+            display: pod.key(),
+            notes,
+        })
+    }
+}
+
+fn close_matches(wanted: &str, candidates: impl Iterator<Item = String>) -> Vec<String> {
+    let mut scored: Vec<(usize, String)> = candidates
+        .map(|c| (distance(wanted, &c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .collect();
+    scored.sort();
+    scored.dedup();
+    scored.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            current.push((previous[j] + usize::from(ca != *cb)).min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

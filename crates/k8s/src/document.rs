@@ -1,0 +1,119 @@
+//! One object inside one file: turns paths into spans and builds diagnostics that point at the
+//! user's YAML. Every module that reports problems goes through [`ObjectContext`].
+
+use crate::codes::Code;
+use crate::input::Input;
+use crate::yaml_tree::{Node, Segment, Span};
+use bulkhead_model::{Diagnostic, SourceLocation};
+
+/// A path inside an object, e.g. `spec.ingress[0].ports[1].endPort`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl FieldPath {
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    pub fn key(&self, key: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Key(key.to_string()));
+        p
+    }
+
+    pub fn index(&self, index: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Index(index));
+        p
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct ObjectContext<'a> {
+    pub input: &'a Input,
+    /// The object's own node (a document root, or an item of a `List`).
+    pub node: &'a Node,
+    /// `kind ns/name` once known.
+    pub resource: Option<String>,
+}
+
+impl<'a> ObjectContext<'a> {
+    pub fn location(&self, span: Span) -> SourceLocation {
+        SourceLocation {
+            file: self.input.name.clone(),
+            line: span.line,
+            column: span.column,
+        }
+    }
+
+    /// A diagnostic at a span of this file.
+    pub fn diagnostic_at(&self, code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        at_span(self.input, code, span, message, self.resource.clone())
+    }
+
+    /// A diagnostic at the value (or, with `at_key`, the key) of `path` inside this object.
+    pub fn diagnostic(
+        &self,
+        code: Code,
+        path: &FieldPath,
+        at_key: bool,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let span = self.node.span_at(&path.0, at_key);
+        self.diagnostic_at(code, span, message)
+    }
+}
+
+/// Builds a diagnostic pointing at `span` in `input`, with the source line for the caret.
+pub fn at_span(
+    input: &Input,
+    code: Code,
+    span: Span,
+    message: impl Into<String>,
+    resource: Option<String>,
+) -> Diagnostic {
+    let mut d = Diagnostic::new(code.code, code.name, code.severity, message);
+    d.location = Some(SourceLocation {
+        file: input.name.clone(),
+        line: span.line.max(1),
+        column: span.column.max(1),
+    });
+    if let Some(line) = input.line(span.line) {
+        let rest = line.chars().count().saturating_sub(span.column.saturating_sub(1));
+        let width = if span.end > span.start {
+            input
+                .text
+                .get(span.start..span.end)
+                .map(|t| t.lines().next().unwrap_or("").chars().count())
+                .unwrap_or(1)
+        } else {
+            token_width(line, span.column)
+        };
+        d.length = width.clamp(1, rest.max(1));
+        d.source_line = Some(line.to_string());
+    }
+    d.resource = resource;
+    d
+}
+
+/// Width of the token starting at a 1-based column: up to the next `:`, `,`, `}`, `]` or space.
+fn token_width(line: &str, column: usize) -> usize {
+    line.chars()
+        .skip(column.saturating_sub(1))
+        .take_while(|c| !matches!(c, ':' | ',' | '}' | ']' | ' ' | '#'))
+        .count()
+        .max(1)
+}

@@ -1,0 +1,392 @@
+//! From manifest text to a [`Snapshot`]: documents, `List`s, kinds, duplicates, and the lowering
+//! of each kind into the model. A bad document never hides the others.
+
+use crate::codes::{self, Code};
+use crate::document::{FieldPath, ObjectContext, at_span};
+use crate::input::Input;
+use crate::network_policy;
+use crate::typed;
+use crate::workload::WorkloadIndex;
+use crate::yaml_tree::{self, Node, SurpriseKind, Value};
+use bulkhead_model::cluster::METADATA_NAME_LABEL;
+use bulkhead_model::{Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, ServiceAccount, SourceLocation};
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as networking};
+use std::collections::HashMap;
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Namespace for namespaced objects without `metadata.namespace` (`kubectl apply -n`).
+    pub default_namespace: String,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".to_string(),
+        }
+    }
+}
+
+/// The result of loading: the cluster model plus every problem found, sorted by location.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub cluster: Cluster,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Number of objects read, per kind (including skipped kinds), for summaries.
+    pub object_counts: std::collections::BTreeMap<String, usize>,
+}
+
+impl Snapshot {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == bulkhead_model::Severity::Error)
+            .count()
+    }
+}
+
+pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
+    let mut loader = Loader {
+        options,
+        snapshot: Snapshot::default(),
+        seen: HashMap::new(),
+        workloads: WorkloadIndex::default(),
+    };
+    for input in inputs {
+        loader.load_input(input);
+    }
+    let Loader {
+        mut snapshot,
+        workloads,
+        ..
+    } = loader;
+    workloads.into_pods(&mut snapshot.cluster);
+    snapshot.cluster.finish();
+    snapshot
+        .diagnostics
+        .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    snapshot
+}
+
+struct Loader<'o> {
+    options: &'o LoadOptions,
+    snapshot: Snapshot,
+    /// (group, kind, namespace, name) -> where it was first defined.
+    seen: HashMap<(String, String, String, String), SourceLocation>,
+    workloads: WorkloadIndex,
+}
+
+impl Loader<'_> {
+    fn load_input(&mut self, input: &Input) {
+        for document in yaml_tree::parse_documents(&input.text) {
+            let document = match document {
+                Ok(d) => d,
+                Err(e) => {
+                    self.snapshot.diagnostics.push(at_span(
+                        input,
+                        codes::YAML_SYNTAX,
+                        e.span,
+                        format!("invalid YAML: {}", e.message),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            for (key, span) in &document.duplicate_keys {
+                self.snapshot.diagnostics.push(at_span(
+                    input,
+                    codes::DUPLICATE_KEY,
+                    *span,
+                    format!("key {key:?} appears twice in the same mapping; kubectl rejects the document"),
+                    None,
+                ));
+            }
+            let Some(root) = &document.root else { continue };
+            let analysed_lines = self.load_object(input, root);
+            for surprise in &document.surprises {
+                if !analysed_lines.iter().any(|(a, b)| (*a..=*b).contains(&surprise.span.line)) {
+                    continue;
+                }
+                let (code, message, help) = match surprise.kind {
+                    SurpriseKind::Boolean => (
+                        codes::YAML11_BOOLEAN,
+                        format!("{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools", surprise.text),
+                        format!("quote it (\"{}\") if you mean the string", surprise.text),
+                    ),
+                    SurpriseKind::Octal => (
+                        codes::YAML11_OCTAL,
+                        format!("{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools", surprise.text),
+                        format!("write it without the leading zero ({})", surprise.text.trim_start_matches('0')),
+                    ),
+                };
+                self.snapshot
+                    .diagnostics
+                    .push(at_span(input, code, surprise.span, message, None).with_help(help));
+            }
+        }
+    }
+
+    /// Loads one object (or a list of them); returns the line ranges of analysed objects, so
+    /// YAML 1.1 warnings are only given where Bulkhead reads the values.
+    fn load_object(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {
+        let ctx = ObjectContext {
+            input,
+            node,
+            resource: None,
+        };
+        let Value::Mapping(_) = &node.value else {
+            self.push(ctx.diagnostic_at(
+                codes::NOT_AN_OBJECT,
+                node.span,
+                "a Kubernetes manifest must be a mapping with apiVersion and kind",
+            ));
+            return Vec::new();
+        };
+        let api_version = node.get("apiVersion").and_then(Node::as_str);
+        let kind = node.get("kind").and_then(Node::as_str);
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            let missing = if api_version.is_none() { "apiVersion" } else { "kind" };
+            self.push(ctx.diagnostic_at(
+                codes::NOT_AN_OBJECT,
+                node.span,
+                format!("object has no {missing} (or it is not a string)"),
+            ));
+            return Vec::new();
+        };
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+        *self.snapshot.object_counts.entry(kind.to_string()).or_default() += 1;
+
+        if kind == "List" || (kind.ends_with("List") && node.get("items").is_some()) {
+            return self.load_list(input, node);
+        }
+        let expected = match kind {
+            "Namespace" | "Pod" | "Node" | "Service" | "ServiceAccount" => Some("v1"),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps/v1"),
+            "Job" | "CronJob" => Some("batch/v1"),
+            "NetworkPolicy" if group == "networking.k8s.io" || group == "extensions" => {
+                Some("networking.k8s.io/v1")
+            }
+            _ => None,
+        };
+        let Some(expected) = expected else {
+            self.skip(&ctx, api_version, kind, &group);
+            return Vec::new();
+        };
+        if api_version != expected {
+            self.push(ctx.diagnostic(
+                codes::UNSUPPORTED_API_VERSION,
+                &FieldPath::root().key("apiVersion"),
+                false,
+                format!("{kind} is served as {expected}, not {api_version}; the API server rejects this object"),
+            ).with_help(format!("change apiVersion to {expected}")));
+            return Vec::new();
+        }
+        let metadata_name = node
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        let cluster_scoped = matches!(kind, "Namespace" | "Node");
+        let namespace = if cluster_scoped {
+            String::new()
+        } else {
+            node.get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Node::as_str)
+                .filter(|n| !n.is_empty())
+                .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
+        };
+        let Some(name) = metadata_name else {
+            self.push(ctx.diagnostic(
+                codes::MISSING_NAME,
+                &FieldPath::root().key("metadata"),
+                true,
+                format!("{kind} has no metadata.name"),
+            ));
+            return Vec::new();
+        };
+        let resource = if cluster_scoped {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        };
+        let ctx = ObjectContext {
+            input,
+            node,
+            resource: Some(resource.clone()),
+        };
+        let key = (group.clone(), kind.to_string(), namespace.clone(), name.clone());
+        if let Some(first) = self.seen.get(&key) {
+            let d = ctx.diagnostic(
+                codes::DUPLICATE_OBJECT,
+                &FieldPath::root().key("metadata").key("name"),
+                false,
+                format!("{resource} is defined twice (first at {first}); this definition is ignored"),
+            );
+            self.push(d);
+            return Vec::new();
+        }
+        self.seen.insert(key, ctx.location(node.span));
+        self.lower(&ctx, kind, &namespace, &name);
+        vec![(node.span.line, last_line(node))]
+    }
+
+    fn load_list(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {
+        let mut lines = Vec::new();
+        match node.get("items").map(|i| &i.value) {
+            Some(Value::Sequence(items)) => {
+                for item in items {
+                    lines.extend(self.load_object(input, item));
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => {
+                let ctx = ObjectContext { input, node, resource: None };
+                self.push(ctx.diagnostic(
+                    codes::WRONG_TYPE,
+                    &FieldPath::root().key("items"),
+                    false,
+                    "items must be a list of objects",
+                ));
+            }
+        }
+        lines
+    }
+
+    fn skip(&mut self, ctx: &ObjectContext<'_>, api_version: &str, kind: &str, group: &str) {
+        let policy_like = matches!(
+            (group, kind),
+            ("projectcalico.org" | "crd.projectcalico.org", _) | ("policy.networking.k8s.io", _)
+        );
+        let (code, message) = if policy_like {
+            (
+                Code { severity: bulkhead_model::Severity::Warning, ..codes::SKIPPED_KIND },
+                format!("{api_version} {kind} is not evaluated by this version of Bulkhead; verdicts ignore it"),
+            )
+        } else {
+            (codes::SKIPPED_KIND, format!("{api_version} {kind} skipped: it does not affect network policy"))
+        };
+        self.push(ctx.diagnostic_at(code, ctx.node.span, message));
+    }
+
+    fn lower(&mut self, ctx: &ObjectContext<'_>, kind: &str, namespace: &str, name: &str) {
+        let mut diagnostics = Vec::new();
+        match kind {
+            "Namespace" => {
+                if let Some(ns) = typed::deserialize::<core::Namespace>(ctx, &mut diagnostics) {
+                    let mut labels: Labels = ns.metadata.labels.unwrap_or_default();
+                    labels
+                        .entry(METADATA_NAME_LABEL.to_string())
+                        .or_insert_with(|| name.to_string());
+                    self.snapshot.cluster.namespaces.push(Namespace {
+                        name: name.to_string(),
+                        labels,
+                        defined: true,
+                    });
+                }
+            }
+            "Node" => {
+                if let Some(node) = typed::deserialize::<core::Node>(ctx, &mut diagnostics) {
+                    let ips = node
+                        .status
+                        .iter()
+                        .flat_map(|s| s.addresses.iter().flatten())
+                        .filter_map(|a| a.address.parse().ok())
+                        .collect();
+                    self.snapshot.cluster.nodes.push(ClusterNode {
+                        name: name.to_string(),
+                        labels: node.metadata.labels.unwrap_or_default(),
+                        ips,
+                    });
+                }
+            }
+            "ServiceAccount" => {
+                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics) {
+                    self.snapshot.cluster.service_accounts.push(ServiceAccount {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        labels: sa.metadata.labels.unwrap_or_default(),
+                    });
+                }
+            }
+            "Service" => {
+                // Checked for structure only: the engine judges flows after service DNAT.
+                let _ = typed::deserialize::<core::Service>(ctx, &mut diagnostics);
+            }
+            "Pod" => {
+                if let Some(pod) = typed::deserialize::<core::Pod>(ctx, &mut diagnostics) {
+                    self.workloads.add_live_pod(ctx, namespace, name, &pod);
+                }
+            }
+            "Deployment" => self.template::<apps::Deployment>(ctx, namespace, name, "deployment", &mut diagnostics, |d| Some(&d.spec.template)),
+            "StatefulSet" => self.template::<apps::StatefulSet>(ctx, namespace, name, "statefulset", &mut diagnostics, |d| Some(&d.spec.template)),
+            "DaemonSet" => self.template::<apps::DaemonSet>(ctx, namespace, name, "daemonset", &mut diagnostics, |d| Some(&d.spec.template)),
+            "ReplicaSet" => {
+                if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
+                    self.workloads.add_replica_set(ctx, namespace, name, &rs);
+                }
+            }
+            "Job" => {
+                if let Some(job) = typed::deserialize::<batch::Job>(ctx, &mut diagnostics) {
+                    self.workloads.add_job(ctx, namespace, name, &job);
+                }
+            }
+            "CronJob" => self.template::<batch::CronJob>(ctx, namespace, name, "cronjob", &mut diagnostics, |c| {
+                c.spec.job_template.spec.as_ref().map(|j| &j.template)
+            }),
+            "NetworkPolicy" => {
+                if let Some(policy) = typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics) {
+                    if !crate::names::is_dns1123_label(namespace) {
+                        diagnostics.push(ctx.diagnostic(
+                            codes::INVALID_NAME,
+                            &FieldPath::root().key("metadata").key("namespace"),
+                            false,
+                            format!("namespace {namespace:?} is not a valid DNS-1123 label"),
+                        ));
+                    } else if let Some(lowered) =
+                        network_policy::lower(ctx, &policy, namespace, name, &mut diagnostics)
+                    {
+                        self.snapshot.cluster.network_policies.push(lowered);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.snapshot.diagnostics.extend(diagnostics);
+    }
+
+    fn template<T>(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        name: &str,
+        workload_kind: &str,
+        diagnostics: &mut Vec<Diagnostic>,
+        template: impl Fn(&T) -> Option<&core::PodTemplateSpec>,
+    ) where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+    {
+        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics) {
+            if let Some(t) = template(&object) {
+                self.workloads
+                    .add_template(ctx, namespace, name, workload_kind, t);
+            }
+        }
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.snapshot.diagnostics.push(d);
+    }
+}
+
+fn last_line(node: &Node) -> usize {
+    match &node.value {
+        Value::Sequence(items) => items.iter().map(last_line).max().unwrap_or(node.span.line),
+        Value::Mapping(entries) => entries
+            .iter()
+            .map(|e| last_line(&e.value).max(e.key_span.line))
+            .max()
+            .unwrap_or(node.span.line),
+        _ => node.span.line,
+    }
+}

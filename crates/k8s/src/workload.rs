@@ -1,0 +1,200 @@
+//! Pods and the workloads that own them (design.md §3): live pods map to their controlling
+//! workload (a ReplicaSet to its Deployment), and workload templates become IP-less pods named
+//! after the workload, unless live pods of that workload are already in the snapshot.
+
+use crate::document::ObjectContext;
+use bulkhead_model::cluster::ContainerPort;
+use bulkhead_model::{Cluster, Pod, PodOrigin, Protocol, WorkloadRef};
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Default)]
+pub struct WorkloadIndex {
+    live: Vec<(Pod, Option<OwnerReference>)>,
+    templates: Vec<Pod>,
+    /// (namespace, ReplicaSet or Job name) -> its controlling workload.
+    owners: HashMap<(String, String), WorkloadRef>,
+}
+
+impl WorkloadIndex {
+    pub fn add_live_pod(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, pod: &core::Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let mut ips: Vec<std::net::IpAddr> = status
+            .pod_ips
+            .iter()
+            .flatten()
+            .filter_map(|p| p.ip.parse().ok())
+            .collect();
+        if ips.is_empty() {
+            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()));
+        }
+        let controller = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .cloned();
+        let model = Pod {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            ips,
+            node: spec.node_name.clone(),
+            host_network: spec.host_network.unwrap_or(false),
+            service_account: service_account(&spec),
+            ports: container_ports(&spec),
+            phase: status.phase.clone(),
+            origin: PodOrigin::Live,
+            workload: WorkloadRef {
+                kind: "pod".into(),
+                name: name.to_string(),
+            },
+            source: Some(ctx.location(ctx.node.span)),
+        };
+        self.live.push((model, controller));
+    }
+
+    pub fn add_replica_set(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, rs: &apps::ReplicaSet) {
+        let owner = controller_of(&rs.metadata.owner_references);
+        let workload = match owner {
+            Some(o) if o.kind == "Deployment" => WorkloadRef { kind: "deployment".into(), name: o.name.clone() },
+            _ => WorkloadRef { kind: "replicaset".into(), name: name.to_string() },
+        };
+        self.owners
+            .insert((namespace.to_string(), name.to_string()), workload.clone());
+        if let Some(template) = rs.spec.template.as_ref() {
+            self.push_template(ctx, namespace, workload, template);
+        }
+    }
+
+    pub fn add_job(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, job: &batch::Job) {
+        let workload = match controller_of(&job.metadata.owner_references) {
+            Some(o) if o.kind == "CronJob" => WorkloadRef { kind: "cronjob".into(), name: o.name.clone() },
+            _ => WorkloadRef { kind: "job".into(), name: name.to_string() },
+        };
+        self.owners
+            .insert((namespace.to_string(), name.to_string()), workload.clone());
+        if let Some(spec) = &job.spec {
+            self.push_template(ctx, namespace, workload, &spec.template);
+        }
+    }
+
+    pub fn add_template(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        template: &core::PodTemplateSpec,
+    ) {
+        let workload = WorkloadRef { kind: kind.to_string(), name: name.to_string() };
+        self.push_template(ctx, namespace, workload, template);
+    }
+
+    fn push_template(&mut self, ctx: &ObjectContext<'_>, namespace: &str, workload: WorkloadRef, template: &core::PodTemplateSpec) {
+        let spec = template.spec.clone().unwrap_or_default();
+        self.templates.push(Pod {
+            namespace: namespace.to_string(),
+            name: workload.name.clone(),
+            labels: template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            ips: Vec::new(),
+            node: spec.node_name.clone(),
+            host_network: spec.host_network.unwrap_or(false),
+            service_account: service_account(&spec),
+            ports: container_ports(&spec),
+            phase: None,
+            origin: PodOrigin::Template,
+            workload,
+            source: Some(ctx.location(ctx.node.span)),
+        });
+    }
+
+    /// Resolves live pods' workloads and adds template pods for workloads without live pods.
+    pub fn into_pods(mut self, cluster: &mut Cluster) {
+        let mut with_live_pods: BTreeSet<(String, WorkloadRef)> = BTreeSet::new();
+        let live = std::mem::take(&mut self.live);
+        for (mut pod, controller) in live {
+            if let Some(owner) = controller {
+                pod.workload = self.owner_workload(&pod, &owner);
+            }
+            with_live_pods.insert((pod.namespace.clone(), pod.workload.clone()));
+            cluster.pods.push(pod);
+        }
+        let mut seen_templates = BTreeSet::new();
+        for template in self.templates {
+            let key = (template.namespace.clone(), template.workload.clone());
+            if with_live_pods.contains(&key) || !seen_templates.insert(key) {
+                continue;
+            }
+            // A template pod is named after its workload; a live pod of the same name wins.
+            if cluster
+                .pods
+                .iter()
+                .any(|p| p.namespace == template.namespace && p.name == template.name)
+            {
+                continue;
+            }
+            cluster.pods.push(template);
+        }
+    }
+
+    fn owner_workload(&self, pod: &Pod, owner: &OwnerReference) -> WorkloadRef {
+        if let Some(known) = self.owners.get(&(pod.namespace.clone(), owner.name.clone())) {
+            return known.clone();
+        }
+        match owner.kind.as_str() {
+            // pod-template-hash convention: ReplicaSet `web-5d8f7c` of Deployment `web`.
+            "ReplicaSet" => match pod.labels.get("pod-template-hash") {
+                Some(hash) if owner.name.ends_with(&format!("-{hash}")) => WorkloadRef {
+                    kind: "deployment".into(),
+                    name: owner.name[..owner.name.len() - hash.len() - 1].to_string(),
+                },
+                _ => WorkloadRef { kind: "replicaset".into(), name: owner.name.clone() },
+            },
+            kind => WorkloadRef { kind: kind.to_ascii_lowercase(), name: owner.name.clone() },
+        }
+    }
+}
+
+fn controller_of(owners: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {
+    owners.iter().flatten().find(|o| o.controller == Some(true))
+}
+
+fn service_account(spec: &core::PodSpec) -> String {
+    #[allow(deprecated, reason = "serviceAccount is the deprecated alias still found in manifests")]
+    let legacy = spec.service_account.clone();
+    spec.service_account_name
+        .clone()
+        .or(legacy)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Ports of regular and init containers (restartable init containers are sidecars that serve).
+fn container_ports(spec: &core::PodSpec) -> Vec<ContainerPort> {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => Protocol::Sctp,
+                Some(_) => return None,
+            };
+            Some(ContainerPort {
+                name: p.name.clone(),
+                port: u16::try_from(p.container_port).ok()?,
+                protocol,
+            })
+        })
+        .collect()
+}

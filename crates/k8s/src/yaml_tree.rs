@@ -1,0 +1,522 @@
+//! A YAML document as a tree with a source span on every node and key, built from the events of
+//! `granit-parser` (the parser inside serde-saphyr).
+//!
+//! Why our own tree: typed deserialisers drop positions and unknown keys, but every diagnostic
+//! must point at a line and column, and unknown keys must be found (kubectl rejects them). Plain
+//! scalars are resolved the way kubectl reads them (YAML 1.1, go-yaml v2: `on` is `true`, `0755`
+//! is 493); every place where YAML 1.2 would read the text differently is recorded as a
+//! [`Yaml11Surprise`] so the user learns about it.
+
+use granit_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+
+/// 1-based line and column plus byte offsets into the file's text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub line: usize,
+    pub column: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Sequence(Vec<Node>),
+    Mapping(Vec<Entry>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub key_span: Span,
+    pub value: Node,
+}
+
+/// A plain scalar that YAML 1.1 (kubectl) and YAML 1.2 read differently.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Yaml11Surprise {
+    pub span: Span,
+    pub text: String,
+    pub kind: SurpriseKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SurpriseKind {
+    /// `yes`, `no`, `on`, `off`, `y`, `n`: booleans for kubectl, strings in YAML 1.2.
+    Boolean,
+    /// `0755`: octal for kubectl (493), decimal 755 in YAML 1.2.
+    Octal,
+}
+
+/// A syntax problem, with the position the parser gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntaxError {
+    pub span: Span,
+    pub message: String,
+}
+
+/// One parsed document: its root (absent for an empty document) and the YAML 1.1 surprises in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub root: Option<Node>,
+    pub surprises: Vec<Yaml11Surprise>,
+    pub duplicate_keys: Vec<(String, Span)>,
+}
+
+/// Parses every document in `text`. A document with a syntax error yields `Err` and does not
+/// stop the documents after it: the text is cut at `---` lines first, which YAML forbids inside
+/// any node, so each piece parses on its own.
+pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
+    let mut out = Vec::new();
+    for piece in split_documents(text) {
+        let chunk = &text[piece.start..piece.end];
+        if chunk.trim().is_empty() || is_only_comments(chunk) {
+            continue;
+        }
+        match parse_one(chunk, piece.first_line - 1, piece.start) {
+            Ok(docs) => out.extend(docs.into_iter().map(Ok)),
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    out
+}
+
+fn is_only_comments(chunk: &str) -> bool {
+    chunk.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..." || t.starts_with("--- #")
+    })
+}
+
+struct Piece {
+    start: usize,
+    end: usize,
+    first_line: usize,
+}
+
+fn split_documents(text: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker = content == "---"
+            || content.starts_with("--- ")
+            || content.starts_with("---\t");
+        if is_marker && offset > start {
+            pieces.push(Piece {
+                start,
+                end: offset,
+                first_line,
+            });
+            start = offset;
+            first_line = i + 1;
+        }
+        offset += line.len();
+    }
+    pieces.push(Piece {
+        start,
+        end: text.len(),
+        first_line,
+    });
+    pieces
+}
+
+struct Builder<'a> {
+    line_offset: usize,
+    byte_offset: usize,
+    chunk: &'a str,
+    /// Char index -> byte index is needed because granit reports char offsets for `&str` input
+    /// only through `byte_offset()`, which may be absent.
+    anchors: HashMap<usize, Node>,
+    surprises: Vec<Yaml11Surprise>,
+    duplicate_keys: Vec<(String, Span)>,
+}
+
+enum Frame {
+    Sequence(Vec<Node>, Span, usize),
+    Mapping(Vec<Entry>, Option<(String, Span)>, Span, usize),
+}
+
+fn parse_one(
+    chunk: &str,
+    line_offset: usize,
+    byte_offset: usize,
+) -> Result<Vec<Document>, SyntaxError> {
+    let mut builder = Builder {
+        line_offset,
+        byte_offset,
+        chunk,
+        anchors: HashMap::new(),
+        surprises: Vec::new(),
+        duplicate_keys: Vec::new(),
+    };
+    let mut documents = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Node> = None;
+    let parser = Parser::new_from_str(chunk);
+    for event in parser {
+        let (event, span) = event.map_err(|e| {
+            let m = e.marker();
+            SyntaxError {
+                span: builder.span_of(m.line(), m.col(), m.byte_offset(), m.byte_offset()),
+                message: e.info(),
+            }
+        })?;
+        let sp = builder.span_of(
+            span.start.line(),
+            span.start.col(),
+            span.start.byte_offset(),
+            span.end.byte_offset(),
+        );
+        let completed: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => None,
+            Event::DocumentStart(..) => {
+                root = None;
+                None
+            }
+            Event::DocumentEnd => {
+                documents.push(Document {
+                    root: root.take(),
+                    surprises: std::mem::take(&mut builder.surprises),
+                    duplicate_keys: std::mem::take(&mut builder.duplicate_keys),
+                });
+                None
+            }
+            Event::Alias(id) => match builder.anchors.get(&id) {
+                Some(node) => Some((node.clone(), 0)),
+                None => {
+                    return Err(SyntaxError {
+                        span: sp,
+                        message: "alias refers to an unknown anchor".into(),
+                    });
+                }
+            },
+            Event::UnresolvedAlias(name) => {
+                return Err(SyntaxError {
+                    span: sp,
+                    message: format!("alias *{name} has no anchor before it"),
+                });
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = builder.resolve_scalar(&text, style, tag.is_some(), sp);
+                Some((Node { value, span: sp }, anchor))
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                stack.push(Frame::Sequence(Vec::new(), sp, anchor));
+                None
+            }
+            Event::MappingStart(_, anchor, _) => {
+                stack.push(Frame::Mapping(Vec::new(), None, sp, anchor));
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Sequence(items, start, anchor)) => Some((
+                    Node {
+                        value: Value::Sequence(items),
+                        span: start,
+                    },
+                    anchor,
+                )),
+                _ => None,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Mapping(entries, _, start, anchor)) => Some((
+                    Node {
+                        value: Value::Mapping(entries),
+                        span: start,
+                    },
+                    anchor,
+                )),
+                _ => None,
+            },
+            #[allow(unreachable_patterns, reason = "granit may grow presentation-only events")]
+            _ => None,
+        };
+        if let Some((node, anchor)) = completed {
+            if anchor != 0 {
+                builder.anchors.insert(anchor, node.clone());
+            }
+            builder.attach(&mut stack, &mut root, node);
+        }
+    }
+    Ok(documents)
+}
+
+impl Builder<'_> {
+    fn span_of(
+        &self,
+        line: usize,
+        col: usize,
+        start: Option<usize>,
+        end: Option<usize>,
+    ) -> Span {
+        let start = start.unwrap_or(0).min(self.chunk.len());
+        let end = end.unwrap_or(start).clamp(start, self.chunk.len());
+        Span {
+            line: line + self.line_offset,
+            column: col + 1,
+            start: start + self.byte_offset,
+            end: end + self.byte_offset,
+        }
+    }
+
+    fn attach(&mut self, stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
+        match stack.last_mut() {
+            None => *root = Some(node),
+            Some(Frame::Sequence(items, ..)) => items.push(node),
+            Some(Frame::Mapping(entries, pending_key, ..)) => match pending_key.take() {
+                None => {
+                    let key = match &node.value {
+                        Value::String(s) => s.clone(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Int(i) => i.to_string(),
+                        Value::Float(f) => f.to_string(),
+                        Value::Null => "null".to_string(),
+                        Value::Sequence(_) | Value::Mapping(_) => "<complex key>".to_string(),
+                    };
+                    *pending_key = Some((key, node.span));
+                }
+                Some((key, key_span)) => {
+                    if entries.iter().any(|e| e.key == key) {
+                        self.duplicate_keys.push((key.clone(), key_span));
+                    }
+                    entries.push(Entry {
+                        key,
+                        key_span,
+                        value: node,
+                    });
+                }
+            },
+        }
+    }
+
+    /// Resolves a scalar as go-yaml v2 (kubectl) does; quoted and tagged scalars stay strings.
+    fn resolve_scalar(&mut self, text: &str, style: ScalarStyle, tagged: bool, span: Span) -> Value {
+        if style != ScalarStyle::Plain || tagged {
+            return Value::String(text.to_string());
+        }
+        match text {
+            "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+            "true" | "True" | "TRUE" => return Value::Bool(true),
+            "false" | "False" | "FALSE" => return Value::Bool(false),
+            "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
+                self.surprise(span, text, SurpriseKind::Boolean);
+                return Value::Bool(true);
+            }
+            "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
+                self.surprise(span, text, SurpriseKind::Boolean);
+                return Value::Bool(false);
+            }
+            ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+                return Value::Float(f64::INFINITY);
+            }
+            "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+            ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+            _ => {}
+        }
+        if let Some(i) = self.resolve_int(text, span) {
+            return Value::Int(i);
+        }
+        if is_float(text) {
+            if let Ok(f) = text.replace('_', "").parse::<f64>() {
+                return Value::Float(f);
+            }
+        }
+        Value::String(text.to_string())
+    }
+
+    fn resolve_int(&mut self, text: &str, span: Span) -> Option<i64> {
+        let (negative, digits) = match text.as_bytes().first()? {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let digits = digits.replace('_', "");
+        if digits.is_empty() {
+            return None;
+        }
+        let magnitude = if let Some(hex) = digits.strip_prefix("0x") {
+            i64::from_str_radix(hex, 16).ok()?
+        } else if let Some(bin) = digits.strip_prefix("0b") {
+            i64::from_str_radix(bin, 2).ok()?
+        } else if digits.len() > 1 && digits.starts_with('0') {
+            let value = i64::from_str_radix(&digits[1..], 8).ok()?;
+            self.surprise(span, text, SurpriseKind::Octal);
+            value
+        } else if digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse::<i64>().ok()?
+        } else {
+            return None;
+        };
+        Some(if negative { -magnitude } else { magnitude })
+    }
+
+    fn surprise(&mut self, span: Span, text: &str, kind: SurpriseKind) {
+        self.surprises.push(Yaml11Surprise {
+            span,
+            text: text.to_string(),
+            kind,
+        });
+    }
+}
+
+fn is_float(text: &str) -> bool {
+    let t = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let mut parts = mantissa.splitn(2, '.');
+    let int_part = parts.next().unwrap_or("");
+    let frac_part = parts.next();
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    let mantissa_ok = match frac_part {
+        Some(frac) => digits(int_part) && digits(frac) && !(int_part.is_empty() && frac.is_empty()),
+        None => !int_part.is_empty() && digits(int_part),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
+    });
+    mantissa_ok && exponent_ok && (frac_part.is_some() || exponent.is_some())
+}
+
+/// One step of a path into a document: a mapping key or a sequence index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl Node {
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Mapping(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The span of the node at `path`, or of its deepest existing ancestor. With `want_key`, a
+    /// path ending in a mapping key points at the key rather than its value.
+    pub fn span_at(&self, path: &[Segment], want_key: bool) -> Span {
+        let mut node = self;
+        for (i, segment) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            match (segment, &node.value) {
+                (Segment::Key(k), Value::Mapping(entries)) => {
+                    match entries.iter().find(|e| &e.key == k) {
+                        Some(e) if last && want_key => return e.key_span,
+                        Some(e) => node = &e.value,
+                        None => return node.span,
+                    }
+                }
+                (Segment::Index(idx), Value::Sequence(items)) => match items.get(*idx) {
+                    Some(item) => node = item,
+                    None => return node.span,
+                },
+                _ => return node.span,
+            }
+        }
+        node.span
+    }
+
+    /// Converts to JSON for the typed deserialisers (k8s-openapi expects the JSON data model).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::Sequence(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
+            Value::Mapping(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Document {
+        let mut docs = parse_documents(text);
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        docs.remove(0).expect("parses")
+    }
+
+    #[test]
+    fn spans_are_one_based_and_survive_document_splitting() {
+        let docs = parse_documents("a: 1\n---\nkind: Pod\nspec:\n  port: 80\n");
+        assert_eq!(docs.len(), 2);
+        let root = docs[1].as_ref().expect("second parses").root.clone().expect("root");
+        let span = root.span_at(
+            &[Segment::Key("spec".into()), Segment::Key("port".into())],
+            false,
+        );
+        assert_eq!((span.line, span.column), (5, 9));
+        let key = root.span_at(&[Segment::Key("spec".into())], true);
+        assert_eq!((key.line, key.column), (4, 1));
+    }
+
+    #[test]
+    fn a_broken_document_does_not_hide_the_next_one() {
+        let docs = parse_documents("a: [1, 2\n---\nb: 2\n");
+        assert_eq!(docs.len(), 2);
+        let err = docs[0].as_ref().expect_err("first is broken");
+        assert!(err.span.line >= 1);
+        assert!(docs[1].is_ok());
+    }
+
+    #[test]
+    fn scalars_resolve_like_kubectl_and_surprises_are_recorded() {
+        let doc = one("a: on\nb: '80'\nc: 0755\nd: 0x50\ne: 1.5\nf: ~\ng: hello\nh: 12\n");
+        let json = doc.root.expect("root").to_json();
+        assert_eq!(
+            json,
+            serde_json::json!({"a": true, "b": "80", "c": 493, "d": 80, "e": 1.5, "f": null,
+                               "g": "hello", "h": 12})
+        );
+        let kinds: Vec<_> = doc.surprises.iter().map(|s| (s.text.as_str(), s.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![("on", SurpriseKind::Boolean), ("0755", SurpriseKind::Octal)]
+        );
+    }
+
+    #[test]
+    fn anchors_and_duplicate_keys() {
+        let doc = one("a: &x {k: v}\nb: *x\nb: 2\n");
+        let json = doc.root.expect("root").to_json();
+        assert_eq!(json["a"], serde_json::json!({"k": "v"}));
+        assert_eq!(doc.duplicate_keys.len(), 1);
+    }
+}
