@@ -108,6 +108,11 @@ impl Loader<'_> {
                     continue;
                 }
                 let (code, message, help) = match surprise.kind {
+                    SurpriseKind::Boolean if surprise.text.len() == 1 => (
+                        codes::YAML11_BOOLEAN,
+                        format!("{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string", surprise.text),
+                        format!("quote it (\"{}\") so every tool reads the same", surprise.text),
+                    ),
                     SurpriseKind::Boolean => (
                         codes::YAML11_BOOLEAN,
                         format!("{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools", surprise.text),

@@ -312,11 +312,18 @@ impl Builder<'_> {
             "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
             "true" | "True" | "TRUE" => return Value::Bool(true),
             "false" | "False" | "FALSE" => return Value::Bool(false),
-            "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
+            // go-yaml v2 (kubectl) also reads the single letters y/Y/n/N as booleans, but PyYAML,
+            // YAML 1.2 and most generators write namespaces such as `y` unquoted and mean the
+            // string; Bulkhead keeps the string and warns that kubectl disagrees.
+            "y" | "Y" | "n" | "N" => {
+                self.surprise(span, text, SurpriseKind::Boolean);
+                return Value::String(text.to_string());
+            }
+            "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
                 self.surprise(span, text, SurpriseKind::Boolean);
                 return Value::Bool(true);
             }
-            "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
+            "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
                 self.surprise(span, text, SurpriseKind::Boolean);
                 return Value::Bool(false);
             }
@@ -498,17 +505,21 @@ mod tests {
 
     #[test]
     fn scalars_resolve_like_kubectl_and_surprises_are_recorded() {
-        let doc = one("a: on\nb: '80'\nc: 0755\nd: 0x50\ne: 1.5\nf: ~\ng: hello\nh: 12\n");
+        let doc = one("a: on\nb: '80'\nc: 0755\nd: 0x50\ne: 1.5\nf: ~\ng: hello\nh: 12\ni: y\n");
         let json = doc.root.expect("root").to_json();
         assert_eq!(
             json,
             serde_json::json!({"a": true, "b": "80", "c": 493, "d": 80, "e": 1.5, "f": null,
-                               "g": "hello", "h": 12})
+                               "g": "hello", "h": 12, "i": "y"})
         );
         let kinds: Vec<_> = doc.surprises.iter().map(|s| (s.text.as_str(), s.kind)).collect();
         assert_eq!(
             kinds,
-            vec![("on", SurpriseKind::Boolean), ("0755", SurpriseKind::Octal)]
+            vec![
+                ("on", SurpriseKind::Boolean),
+                ("0755", SurpriseKind::Octal),
+                ("y", SurpriseKind::Boolean)
+            ]
         );
     }
 
