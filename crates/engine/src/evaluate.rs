@@ -148,6 +148,12 @@ impl<'c> Engine<'c> {
         }
     }
 
+    /// A workload template stands for all its replicas, so "itself" is another replica.
+    pub fn is_template_pod(&self, endpoint: Endpoint) -> bool {
+        self.pod_of(endpoint)
+            .is_some_and(|p| p.origin == bulkhead_model::PodOrigin::Template)
+    }
+
     pub fn pod_of(&self, endpoint: Endpoint) -> Option<&'c Pod> {
         match endpoint {
             Endpoint::Pod(i) => Some(&self.cluster.pods[i]),
@@ -182,7 +188,12 @@ impl<'c> Engine<'c> {
                 ),
             });
         }
-        if self.options.self_traffic_allowed && flow.src == flow.dst && matches!(flow.src, Endpoint::Pod(_)) {
+        if flow.src == flow.dst && self.is_template_pod(flow.src) {
+            notes.push(Note {
+                code: "WORKLOAD_REPLICAS",
+                message: "source and destination are the same workload template: judged as traffic between two of its replicas".into(),
+            });
+        } else if self.options.self_traffic_allowed && flow.src == flow.dst && matches!(flow.src, Endpoint::Pod(_)) {
             notes.push(Note {
                 code: "SELF",
                 message: "a pod reaching itself by its own IP is always allowed (K8S-ISO-8); CNIs differ for hairpin traffic through a Service".into(),
@@ -371,5 +382,44 @@ impl<'c> Engine<'c> {
             }
         }
         allowed
+    }
+}
+
+/// A namespace selector in a policy peer that matches no namespace of the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnmatchedNamespaceSelector {
+    pub policy: String,
+    /// `egress[0].to[0]`.
+    pub rule: String,
+    pub selector: String,
+}
+
+impl Engine<'_> {
+    /// Namespace selectors that select nothing, the classic `name: kube-system` mistake.
+    pub fn unmatched_namespace_selectors(&self) -> Vec<UnmatchedNamespaceSelector> {
+        let mut out = Vec::new();
+        for policy in &self.cluster.network_policies {
+            for direction in [Direction::Ingress, Direction::Egress] {
+                let field = if direction == Direction::Ingress { "from" } else { "to" };
+                for (i, rule) in policy.rules(direction).iter().enumerate() {
+                    for (j, peer) in rule.peers.iter().flatten().enumerate() {
+                        if let bulkhead_model::NetworkPolicyPeer::Pods {
+                            namespace_selector: Some(selector),
+                            ..
+                        } = peer
+                        {
+                            if !self.cluster.namespaces.iter().any(|ns| selector.matches(&ns.labels)) {
+                                out.push(UnmatchedNamespaceSelector {
+                                    policy: policy.key(),
+                                    rule: format!("{direction}[{i}].{field}[{j}]"),
+                                    selector: selector.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 }

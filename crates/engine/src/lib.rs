@@ -14,6 +14,6 @@ pub mod verdict;
 
 pub use connectivity::{Aggregation, Connection, ConnectivityOptions};
 pub use endpoint::{Endpoint, Flow};
-pub use evaluate::{Engine, EngineOptions, Semantics};
+pub use evaluate::{Engine, EngineOptions, Semantics, UnmatchedNamespaceSelector};
 pub use reference::{ReferenceError, Resolved};
 pub use verdict::{DirectionVerdict, Note, Reason, RuleRef, Verdict};

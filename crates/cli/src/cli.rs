@@ -1,0 +1,158 @@
+//! Every flag, defined once with its help text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Bulkhead: zero-trust network segmentation for Kubernetes.
+///
+/// Point it at the YAML in your Git repository, or at `kubectl get ns,pods,networkpolicies -A
+/// -o yaml`, and learn exactly who can reach whom, and why, the way the cluster enforces it.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate manifests as strictly as the API server (exit 1 on errors).
+    ///
+    /// Reports YAML syntax errors, wrong field types, unknown fields (kubectl's strict field
+    /// validation), invalid selectors, CIDRs and ports, duplicate objects, and YAML 1.1
+    /// surprises such as `on` or `0755`, each with file:line:column.
+    Check(CheckArgs),
+    /// Say whether one connection is allowed, and which policy and rule decided it.
+    ///
+    /// Endpoints: NS/POD, NS/KIND/NAME (e.g. shop/deployment/web), node:NAME, ip:ADDRESS or a
+    /// bare address. The verdict is the egress decision at the source AND the ingress decision at
+    /// the destination; both halves are explained.
+    Explain(ExplainArgs),
+    /// Show who can talk to whom: every allowed (source, destination, protocol, ports).
+    Map(MapArgs),
+    /// Run the whole workflow on a bundled three-tier example.
+    Demo(DemoArgs),
+    /// List every diagnostic code `check` can report, with its name and default severity.
+    Codes,
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Files or directories (recursive *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for namespaced objects without metadata.namespace, as `kubectl apply -n`.
+    #[arg(short = 'n', long = "namespace", default_value = "default", value_name = "NS")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SemanticsArgs {
+    /// Enforcement model: kubernetes (ANP -> NetworkPolicy -> BANP), calico (tiers), or auto
+    /// (calico when a Calico resource is present).
+    #[arg(long, value_enum, default_value_t = SemanticsChoice::Auto)]
+    pub semantics: SemanticsChoice,
+    /// Judge a pod reaching itself like any other flow instead of always allowing it.
+    #[arg(long)]
+    pub no_self_traffic: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SemanticsChoice {
+    Auto,
+    Kubernetes,
+    Calico,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CheckFormat::Human)]
+    pub output: CheckFormat,
+    /// Also exit 1 when there are warnings.
+    #[arg(long, value_name = "warnings", value_parser = ["warnings"])]
+    pub deny: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// Source endpoint (NS/POD, NS/KIND/NAME, node:NAME, ip:ADDRESS).
+    #[arg(long, value_name = "REF")]
+    pub from: String,
+    /// Destination endpoint.
+    #[arg(long, value_name = "REF")]
+    pub to: String,
+    /// Destination port (after service DNAT: the pod's port). Required for TCP, UDP, SCTP.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Protocol: TCP, UDP, SCTP, ICMP, ICMPv6 or an IP protocol number.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+    /// ICMP type (ICMP flows only).
+    #[arg(long, value_name = "T")]
+    pub icmp_type: Option<u8>,
+    /// ICMP code (ICMP flows only).
+    #[arg(long, value_name = "C")]
+    pub icmp_code: Option<u8>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ExplainFormat::Human)]
+    pub output: ExplainFormat,
+    /// Exit 1 when the flow is denied (for scripts).
+    #[arg(long)]
+    pub fail_on_deny: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// Level of the rows: pods, workloads (Deployment, StatefulSet, ...) or namespaces.
+    #[arg(long, value_enum, default_value_t = MapBy::Pod)]
+    pub by: MapBy,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = MapFormat::Table)]
+    pub output: MapFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MapBy {
+    Pod,
+    Workload,
+    Namespace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MapFormat {
+    Table,
+    Json,
+    Csv,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Write the bundled example manifests to this directory instead of running the demo.
+    #[arg(long, value_name = "DIR")]
+    pub write_to: Option<PathBuf>,
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand; each returns the process exit code.
+
+mod check;
+mod demo;
+mod explain;
+mod map;
+
+use crate::cli::{Cli, Command};
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Map(args) => map::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Codes => {
+            print(&check::list_codes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes to stdout, turning a closed pipe into an error `main` recognises and ignores.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The answer to "is this flow allowed, and why?".
+
+use bulkhead_engine::{DirectionVerdict, Flow, Resolved, RuleRef, Verdict};
+use serde_json::json;
+use std::fmt::Write as _;
+
+pub struct Explained<'a> {
+    pub from: &'a Resolved,
+    pub to: &'a Resolved,
+    pub flow: &'a Flow,
+    pub verdict: &'a Verdict,
+}
+
+fn word(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
+}
+
+fn rule_json(r: &RuleRef) -> serde_json::Value {
+    json!({
+        "kind": r.kind,
+        "namespace": r.namespace,
+        "name": r.name,
+        "tier": r.tier,
+        "rule": r.rule,
+        "action": r.action,
+        "detail": r.detail,
+        "source": r.source.as_ref().map(ToString::to_string),
+    })
+}
+
+fn direction_json(d: &DirectionVerdict, endpoint: &Resolved) -> serde_json::Value {
+    json!({
+        "verdict": word(d.allowed),
+        "endpoint": endpoint.display,
+        "decided_by": d.decided_by.iter().map(rule_json).collect::<Vec<_>>(),
+        "reason": d.reason.describe(),
+        "reason_code": d.reason.code(),
+    })
+}
+
+pub fn json(e: &Explained<'_>) -> serde_json::Value {
+    let notes: Vec<_> = e
+        .from
+        .notes
+        .iter()
+        .chain(&e.to.notes)
+        .chain(&e.verdict.notes)
+        .map(|n| json!({"code": n.code, "message": n.message}))
+        .collect();
+    json!({
+        "verdict": word(e.verdict.allowed),
+        "from": e.from.display,
+        "to": e.to.display,
+        "protocol": e.flow.protocol.to_string(),
+        "port": e.flow.port,
+        "icmp": e.flow.icmp.map(|(t, c)| json!({"type": t, "code": c})),
+        "egress": direction_json(&e.verdict.egress, e.from),
+        "ingress": direction_json(&e.verdict.ingress, e.to),
+        "notes": notes,
+    })
+}
+
+pub fn human(e: &Explained<'_>) -> String {
+    let mut out = String::new();
+    let target = match e.flow.port {
+        Some(p) => format!("{}/{p}", e.flow.protocol),
+        None => e.flow.protocol.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "{} -> {} {target}: {}",
+        e.from.display,
+        e.to.display,
+        word(e.verdict.allowed).to_uppercase()
+    );
+    for (d, endpoint) in [(&e.verdict.egress, e.from), (&e.verdict.ingress, e.to)] {
+        let _ = writeln!(
+            out,
+            "  {:<7} ({}): {:<5} {} [{}]",
+            d.direction.as_str(),
+            endpoint.display,
+            word(d.allowed).to_uppercase(),
+            d.reason.describe(),
+            d.reason.code()
+        );
+        for r in &d.decided_by {
+            let name = match &r.namespace {
+                Some(ns) => format!("{ns}/{}", r.name),
+                None => r.name.clone(),
+            };
+            let rule = r.rule.as_deref().map(|x| format!(" rule {x}")).unwrap_or_default();
+            let at = r.source.as_ref().map(|s| format!("  ({s})")).unwrap_or_default();
+            let _ = writeln!(out, "      {} {name}{rule}: {}{at}", r.kind, r.detail);
+        }
+    }
+    for n in e.from.notes.iter().chain(&e.to.notes).chain(&e.verdict.notes) {
+        let _ = writeln!(out, "  note [{}]: {}", n.code, n.message);
+    }
+    out
+}

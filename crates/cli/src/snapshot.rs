@@ -1,0 +1,40 @@
+//! Loading input for a command and building the engine the flags ask for.
+
+use crate::cli::{InputArgs, SemanticsArgs, SemanticsChoice};
+use bulkhead_engine::{EngineOptions, Semantics};
+use bulkhead_k8s::{LoadOptions, Snapshot};
+
+pub fn load(input: &InputArgs) -> Snapshot {
+    let (inputs, mut io_diagnostics) = bulkhead_k8s::read_paths(&input.paths);
+    let mut snapshot = bulkhead_k8s::load(
+        &inputs,
+        &LoadOptions {
+            default_namespace: input.namespace.clone(),
+        },
+    );
+    io_diagnostics.append(&mut snapshot.diagnostics);
+    snapshot.diagnostics = io_diagnostics;
+    snapshot
+}
+
+pub fn engine_options(args: &SemanticsArgs) -> EngineOptions {
+    EngineOptions {
+        // No Calico resource is evaluated yet, so auto means kubernetes; both give identical
+        // verdicts on Kubernetes-only input (semantics.md §4).
+        semantics: match args.semantics {
+            SemanticsChoice::Calico => Semantics::Calico,
+            SemanticsChoice::Auto | SemanticsChoice::Kubernetes => Semantics::Kubernetes,
+        },
+        self_traffic_allowed: !args.no_self_traffic,
+    }
+}
+
+/// Tells the user on stderr that the verdicts rest on input with errors.
+pub fn warn_about_errors(snapshot: &Snapshot) {
+    let errors = snapshot.error_count();
+    if errors > 0 {
+        eprintln!(
+            "warning: the input has {errors} error(s); objects with errors are left out of the verdicts (run `bulkhead check` for details)"
+        );
+    }
+}
