@@ -35,7 +35,8 @@ codes! {
     UNKNOWN_FIELD = "BH008", "unknown-field", Error,
         "a field the API does not define (kubectl apply rejects it under strict field validation)";
     MISSING_NAME = "BH009", "missing-name", Error, "metadata.name is missing";
-    DUPLICATE_OBJECT = "BH010", "duplicate-object", Error, "the same object is defined twice";
+    DUPLICATE_OBJECT = "BH010", "duplicate-object", Error,
+        "the same object is defined twice (an error within one file, a warning across files)";
     SKIPPED_KIND = "BH011", "skipped-kind", Info, "a kind Bulkhead does not analyse was skipped";
     UNSUPPORTED_API_VERSION = "BH012", "unsupported-api-version", Error,
         "a known kind under an apiVersion the API server does not serve";

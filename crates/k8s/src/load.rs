@@ -222,12 +222,17 @@ impl Loader<'_> {
         };
         let key = (group.clone(), kind.to_string(), namespace.clone(), name.clone());
         if let Some(first) = self.seen.get(&key) {
-            let d = ctx.diagnostic(
-                codes::DUPLICATE_OBJECT,
-                &FieldPath::root().key("metadata").key("name"),
-                false,
-                format!("{resource} is defined twice (first at {first}); this definition is ignored"),
-            );
+            // In one file a second definition is a mistake. Across files it is how alternatives
+            // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
+            let (code, message) = if first.file == input.name {
+                (codes::DUPLICATE_OBJECT, format!("{resource} is defined twice in this file (first at {first}); this definition is ignored"))
+            } else {
+                (
+                    Code { severity: bulkhead_model::Severity::Warning, ..codes::DUPLICATE_OBJECT },
+                    format!("{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"),
+                )
+            };
+            let d = ctx.diagnostic(code, &FieldPath::root().key("metadata").key("name"), false, message);
             self.push(d);
             return Vec::new();
         }

@@ -1,0 +1,231 @@
+//! End-to-end tests of the `bulkhead` binary: exit codes, locations in diagnostics, and the
+//! JSON contract of design.md §4.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn bulkhead() -> Command {
+    Command::cargo_bin("bulkhead").expect("binary is built")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let output = bulkhead().args(args).output().expect("runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+fn check_json(path: &str) -> (i32, Vec<Value>) {
+    let r = run(&["check", path, "-o", "json"]);
+    let json: Value = serde_json::from_str(&r.stdout).expect("check -o json prints JSON");
+    let diagnostics = json["diagnostics"].as_array().expect("diagnostics array").clone();
+    (r.code, diagnostics)
+}
+
+fn errors(diagnostics: &[Value]) -> Vec<&Value> {
+    diagnostics.iter().filter(|d| d["severity"] == "error").collect()
+}
+
+/// The location of the single error, as `code@line:column`.
+fn single_error(name: &str) -> String {
+    let path = fixture(name);
+    let (code, diagnostics) = check_json(path.to_str().expect("utf-8 path"));
+    assert_eq!(code, 1, "{name}: {diagnostics:#?}");
+    let errors = errors(&diagnostics);
+    assert_eq!(errors.len(), 1, "{name}: {errors:#?}");
+    let e = errors[0];
+    assert!(e["file"].as_str().is_some_and(|f| f.ends_with(name)));
+    format!("{}@{}:{}", e["code"].as_str().unwrap_or(""), e["line"], e["column"])
+}
+
+#[test]
+fn malformed_yaml_is_reported_at_its_position() {
+    assert_eq!(single_error("malformed.yaml"), "BH002@8:3");
+}
+
+#[test]
+fn wrong_field_type_points_at_the_value() {
+    assert_eq!(single_error("wrong-type.yaml"), "BH007@10:13");
+}
+
+#[test]
+fn invalid_cidr_points_at_the_cidr() {
+    assert_eq!(single_error("invalid-cidr.yaml"), "BH025@12:15");
+}
+
+#[test]
+fn end_port_below_port_points_at_end_port() {
+    assert_eq!(single_error("endport.yaml"), "BH023@12:16");
+}
+
+#[test]
+fn unknown_field_gets_a_did_you_mean_hint() {
+    let path = fixture("typo.yaml");
+    let (code, diagnostics) = check_json(path.to_str().expect("utf-8"));
+    assert_eq!(code, 1);
+    let e = errors(&diagnostics)[0];
+    assert_eq!(e["code"], "BH008");
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(7), Some(3)));
+    assert!(e["help"].as_str().is_some_and(|h| h.contains("podSelector")), "{e}");
+}
+
+#[test]
+fn yaml11_octal_port_is_a_warning_with_the_value_kubectl_sees() {
+    let path = fixture("yaml11.yaml");
+    let (code, diagnostics) = check_json(path.to_str().expect("utf-8"));
+    assert_eq!(code, 0, "a warning alone does not fail check: {diagnostics:#?}");
+    assert!(diagnostics.iter().any(|d| d["code"] == "BH004" && d["line"] == 10));
+    let strict = run(&["check", path.to_str().expect("utf-8"), "--deny", "warnings"]);
+    assert_eq!(strict.code, 1);
+}
+
+#[test]
+fn a_directory_mixing_good_and_bad_files_reports_every_problem() {
+    let path = fixture("mixed");
+    let (code, diagnostics) = check_json(path.to_str().expect("utf-8"));
+    assert_eq!(code, 1);
+    let mut found: Vec<String> = errors(&diagnostics)
+        .iter()
+        .map(|e| format!("{}@{}", e["code"].as_str().unwrap_or(""), e["line"]))
+        .collect();
+    found.sort();
+    assert_eq!(found, vec!["BH020@25", "BH026@14"]);
+}
+
+#[test]
+fn human_output_shows_the_line_and_a_caret() {
+    let path = fixture("endport.yaml");
+    let r = run(&["check", path.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("error[BH023/invalid-end-port]"), "{}", r.stdout);
+    assert!(r.stdout.contains("endport.yaml:12:16"), "{}", r.stdout);
+    assert!(r.stdout.contains("12 |       endPort: 8000"), "{}", r.stdout);
+    assert!(r.stdout.contains("   |                ^^^^"), "{}", r.stdout);
+}
+
+#[test]
+fn valid_input_exits_zero() {
+    let path = fixture("deployments");
+    let r = run(&["check", path.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn unreadable_path_is_an_error_not_a_panic() {
+    let r = run(&["check", "/nonexistent/bulkhead/input"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("BH001"));
+}
+
+#[test]
+fn explain_json_follows_the_contract() {
+    let path = fixture("kubectl-list.yaml");
+    let r = run(&[
+        "explain", path.to_str().expect("utf-8"), "--from", "shop/deployment/web", "--to", "shop/db-0",
+        "--port", "5432", "-o", "json",
+    ]);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["from"], "shop/web-6d4cf56db6-x7k2p");
+    assert_eq!(v["to"], "shop/db-0");
+    assert_eq!(v["protocol"], "TCP");
+    assert_eq!(v["port"], 5432);
+    assert_eq!(v["egress"]["verdict"], "allow");
+    assert_eq!(v["egress"]["reason"], "not isolated");
+    assert_eq!(v["egress"]["decided_by"], Value::Array(vec![]));
+    let rule = &v["ingress"]["decided_by"][0];
+    assert_eq!(rule["kind"], "NetworkPolicy");
+    assert_eq!(rule["namespace"], "shop");
+    assert_eq!(rule["name"], "db-from-web");
+    assert_eq!(rule["tier"], "default");
+    assert_eq!(rule["rule"], "ingress[0]");
+    assert_eq!(rule["action"], "Allow");
+    assert_eq!(v["ingress"]["reason"], "allowed by rule");
+}
+
+#[test]
+fn explain_accepts_every_reference_form() {
+    let path = fixture("kubectl-list.yaml");
+    let p = path.to_str().expect("utf-8");
+    let verdict = |from: &str, to: &str, port: &str| -> String {
+        let r = run(&["explain", p, "--from", from, "--to", to, "--port", port, "-o", "json"]);
+        assert_eq!(r.code, 0, "{from} -> {to}: {}", r.stdout);
+        let v: Value = serde_json::from_str(&r.stdout).expect("json");
+        v["verdict"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5432"), "allow");
+    assert_eq!(verdict("shop/deployment/web", "shop/statefulset/db", "5432"), "allow");
+    assert_eq!(verdict("ip:10.244.0.12", "10.244.0.13", "5432"), "allow");
+    assert_eq!(verdict("ip:203.0.113.9", "shop/db-0", "5432"), "deny");
+    assert_eq!(verdict("shop/db-0", "ip:203.0.113.9", "443"), "allow");
+    assert_eq!(verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5433"), "deny");
+}
+
+#[test]
+fn an_unknown_reference_lists_close_matches_and_exits_2() {
+    let path = fixture("kubectl-list.yaml");
+    let output = bulkhead()
+        .args(["explain", path.to_str().expect("utf-8"), "--from", "shop/db-1", "--to", "shop/db-0", "--port", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did you mean") && stderr.contains("shop/db-0"), "{stderr}");
+}
+
+#[test]
+fn map_by_workload_on_deployments_gives_workload_rows() {
+    let path = fixture("deployments");
+    let r = run(&["map", path.to_str().expect("utf-8"), "--by", "workload", "-o", "json"]);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let rows: Vec<String> = v["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .map(|c| format!("{} -> {} {} {}", c["from"].as_str().unwrap_or(""), c["to"].as_str().unwrap_or(""), c["protocol"].as_str().unwrap_or(""), c["ports"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(rows, vec!["shop/deployment/web -> shop/deployment/api TCP 9090"]);
+}
+
+#[test]
+fn map_formats_render() {
+    let path = fixture("kubectl-list.yaml");
+    let p = path.to_str().expect("utf-8");
+    let json = run(&["map", p, "-o", "json"]);
+    let v: Value = serde_json::from_str(&json.stdout).expect("json");
+    assert!(v["connections"].as_array().is_some_and(|c| c.iter().any(|c| c["from"] == "shop/web-6d4cf56db6-x7k2p" && c["to"] == "shop/db-0" && c["ports"] == "5432")));
+    assert!(run(&["map", p, "-o", "dot"]).stdout.starts_with("digraph bulkhead {"));
+    assert!(run(&["map", p, "-o", "mermaid"]).stdout.starts_with("flowchart LR"));
+    assert!(run(&["map", p, "-o", "csv"]).stdout.starts_with("from,to,protocol,ports"));
+    assert!(run(&["map", p, "--by", "namespace"]).stdout.contains("shop"));
+}
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    let text = std::fs::read_to_string(fixture("endport.yaml")).expect("fixture");
+    let output = bulkhead().args(["check", "-"]).write_stdin(text).output().expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("<stdin>:12:16"));
+}
+
+#[test]
+fn demo_runs_and_shows_the_dns_mistake() {
+    let r = run(&["demo"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("development/frontend -> development/backend TCP/8080: ALLOW"), "{}", r.stdout);
+    assert!(r.stdout.contains("development/frontend -> development/database TCP/5432: DENY"));
+    assert!(r.stdout.contains("namespaceSelector name=kube-system matches no namespace"));
+}
