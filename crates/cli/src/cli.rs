@@ -8,7 +8,12 @@ use std::path::PathBuf;
 /// Point it at the YAML in your Git repository, or at `kubectl get ns,pods,networkpolicies -A
 /// -o yaml`, and learn exactly who can reach whom, and why, the way the cluster enforces it.
 #[derive(Debug, Parser)]
-#[command(name = "bulkhead", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "bulkhead",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,7 +47,12 @@ pub struct InputArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Namespace for namespaced objects without metadata.namespace, as `kubectl apply -n`.
-    #[arg(short = 'n', long = "namespace", default_value = "default", value_name = "NS")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        default_value = "default",
+        value_name = "NS"
+    )]
     pub namespace: String,
 }
 

@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn bulkhead() -> Command {
@@ -29,12 +31,18 @@ fn run(args: &[&str]) -> Run {
 fn check_json(path: &str) -> (i32, Vec<Value>) {
     let r = run(&["check", path, "-o", "json"]);
     let json: Value = serde_json::from_str(&r.stdout).expect("check -o json prints JSON");
-    let diagnostics = json["diagnostics"].as_array().expect("diagnostics array").clone();
+    let diagnostics = json["diagnostics"]
+        .as_array()
+        .expect("diagnostics array")
+        .clone();
     (r.code, diagnostics)
 }
 
 fn errors(diagnostics: &[Value]) -> Vec<&Value> {
-    diagnostics.iter().filter(|d| d["severity"] == "error").collect()
+    diagnostics
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .collect()
 }
 
 /// The location of the single error, as `code@line:column`.
@@ -46,7 +54,12 @@ fn single_error(name: &str) -> String {
     assert_eq!(errors.len(), 1, "{name}: {errors:#?}");
     let e = errors[0];
     assert!(e["file"].as_str().is_some_and(|f| f.ends_with(name)));
-    format!("{}@{}:{}", e["code"].as_str().unwrap_or(""), e["line"], e["column"])
+    format!(
+        "{}@{}:{}",
+        e["code"].as_str().unwrap_or(""),
+        e["line"],
+        e["column"]
+    )
 }
 
 #[test]
@@ -76,16 +89,31 @@ fn unknown_field_gets_a_did_you_mean_hint() {
     assert_eq!(code, 1);
     let e = errors(&diagnostics)[0];
     assert_eq!(e["code"], "BH008");
-    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(7), Some(3)));
-    assert!(e["help"].as_str().is_some_and(|h| h.contains("podSelector")), "{e}");
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(7), Some(3))
+    );
+    assert!(
+        e["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("podSelector")),
+        "{e}"
+    );
 }
 
 #[test]
 fn yaml11_octal_port_is_a_warning_with_the_value_kubectl_sees() {
     let path = fixture("yaml11.yaml");
     let (code, diagnostics) = check_json(path.to_str().expect("utf-8"));
-    assert_eq!(code, 0, "a warning alone does not fail check: {diagnostics:#?}");
-    assert!(diagnostics.iter().any(|d| d["code"] == "BH004" && d["line"] == 10));
+    assert_eq!(
+        code, 0,
+        "a warning alone does not fail check: {diagnostics:#?}"
+    );
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d["code"] == "BH004" && d["line"] == 10)
+    );
     let strict = run(&["check", path.to_str().expect("utf-8"), "--deny", "warnings"]);
     assert_eq!(strict.code, 1);
 }
@@ -108,10 +136,22 @@ fn human_output_shows_the_line_and_a_caret() {
     let path = fixture("endport.yaml");
     let r = run(&["check", path.to_str().expect("utf-8")]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("error[BH023/invalid-end-port]"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("error[BH023/invalid-end-port]"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("endport.yaml:12:16"), "{}", r.stdout);
-    assert!(r.stdout.contains("12 |       endPort: 8000"), "{}", r.stdout);
-    assert!(r.stdout.contains("   |                ^^^^"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("12 |       endPort: 8000"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("   |                ^^^^"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -132,8 +172,16 @@ fn unreadable_path_is_an_error_not_a_panic() {
 fn explain_json_follows_the_contract() {
     let path = fixture("kubectl-list.yaml");
     let r = run(&[
-        "explain", path.to_str().expect("utf-8"), "--from", "shop/deployment/web", "--to", "shop/db-0",
-        "--port", "5432", "-o", "json",
+        "explain",
+        path.to_str().expect("utf-8"),
+        "--from",
+        "shop/deployment/web",
+        "--to",
+        "shop/db-0",
+        "--port",
+        "5432",
+        "-o",
+        "json",
     ]);
     assert_eq!(r.code, 0);
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
@@ -160,44 +208,85 @@ fn explain_accepts_every_reference_form() {
     let path = fixture("kubectl-list.yaml");
     let p = path.to_str().expect("utf-8");
     let verdict = |from: &str, to: &str, port: &str| -> String {
-        let r = run(&["explain", p, "--from", from, "--to", to, "--port", port, "-o", "json"]);
+        let r = run(&[
+            "explain", p, "--from", from, "--to", to, "--port", port, "-o", "json",
+        ]);
         assert_eq!(r.code, 0, "{from} -> {to}: {}", r.stdout);
         let v: Value = serde_json::from_str(&r.stdout).expect("json");
         v["verdict"].as_str().unwrap_or("").to_string()
     };
-    assert_eq!(verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5432"), "allow");
-    assert_eq!(verdict("shop/deployment/web", "shop/statefulset/db", "5432"), "allow");
+    assert_eq!(
+        verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5432"),
+        "allow"
+    );
+    assert_eq!(
+        verdict("shop/deployment/web", "shop/statefulset/db", "5432"),
+        "allow"
+    );
     assert_eq!(verdict("ip:10.244.0.12", "10.244.0.13", "5432"), "allow");
     assert_eq!(verdict("ip:203.0.113.9", "shop/db-0", "5432"), "deny");
     assert_eq!(verdict("shop/db-0", "ip:203.0.113.9", "443"), "allow");
-    assert_eq!(verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5433"), "deny");
+    assert_eq!(
+        verdict("shop/web-6d4cf56db6-x7k2p", "shop/db-0", "5433"),
+        "deny"
+    );
 }
 
 #[test]
 fn an_unknown_reference_lists_close_matches_and_exits_2() {
     let path = fixture("kubectl-list.yaml");
     let output = bulkhead()
-        .args(["explain", path.to_str().expect("utf-8"), "--from", "shop/db-1", "--to", "shop/db-0", "--port", "1"])
+        .args([
+            "explain",
+            path.to_str().expect("utf-8"),
+            "--from",
+            "shop/db-1",
+            "--to",
+            "shop/db-0",
+            "--port",
+            "1",
+        ])
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("did you mean") && stderr.contains("shop/db-0"), "{stderr}");
+    assert!(
+        stderr.contains("did you mean") && stderr.contains("shop/db-0"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn map_by_workload_on_deployments_gives_workload_rows() {
     let path = fixture("deployments");
-    let r = run(&["map", path.to_str().expect("utf-8"), "--by", "workload", "-o", "json"]);
+    let r = run(&[
+        "map",
+        path.to_str().expect("utf-8"),
+        "--by",
+        "workload",
+        "-o",
+        "json",
+    ]);
     assert_eq!(r.code, 0);
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
     let rows: Vec<String> = v["connections"]
         .as_array()
         .expect("connections")
         .iter()
-        .map(|c| format!("{} -> {} {} {}", c["from"].as_str().unwrap_or(""), c["to"].as_str().unwrap_or(""), c["protocol"].as_str().unwrap_or(""), c["ports"].as_str().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{} -> {} {} {}",
+                c["from"].as_str().unwrap_or(""),
+                c["to"].as_str().unwrap_or(""),
+                c["protocol"].as_str().unwrap_or(""),
+                c["ports"].as_str().unwrap_or("")
+            )
+        })
         .collect();
-    assert_eq!(rows, vec!["shop/deployment/web -> shop/deployment/api TCP 9090"]);
+    assert_eq!(
+        rows,
+        vec!["shop/deployment/web -> shop/deployment/api TCP 9090"]
+    );
 }
 
 #[test]
@@ -206,17 +295,43 @@ fn map_formats_render() {
     let p = path.to_str().expect("utf-8");
     let json = run(&["map", p, "-o", "json"]);
     let v: Value = serde_json::from_str(&json.stdout).expect("json");
-    assert!(v["connections"].as_array().is_some_and(|c| c.iter().any(|c| c["from"] == "shop/web-6d4cf56db6-x7k2p" && c["to"] == "shop/db-0" && c["ports"] == "5432")));
-    assert!(run(&["map", p, "-o", "dot"]).stdout.starts_with("digraph bulkhead {"));
-    assert!(run(&["map", p, "-o", "mermaid"]).stdout.starts_with("flowchart LR"));
-    assert!(run(&["map", p, "-o", "csv"]).stdout.starts_with("from,to,protocol,ports"));
-    assert!(run(&["map", p, "--by", "namespace"]).stdout.contains("shop"));
+    assert!(v["connections"].as_array().is_some_and(|c| {
+        c.iter().any(|c| {
+            c["from"] == "shop/web-6d4cf56db6-x7k2p"
+                && c["to"] == "shop/db-0"
+                && c["ports"] == "5432"
+        })
+    }));
+    assert!(
+        run(&["map", p, "-o", "dot"])
+            .stdout
+            .starts_with("digraph bulkhead {")
+    );
+    assert!(
+        run(&["map", p, "-o", "mermaid"])
+            .stdout
+            .starts_with("flowchart LR")
+    );
+    assert!(
+        run(&["map", p, "-o", "csv"])
+            .stdout
+            .starts_with("from,to,protocol,ports")
+    );
+    assert!(
+        run(&["map", p, "--by", "namespace"])
+            .stdout
+            .contains("shop")
+    );
 }
 
 #[test]
 fn stdin_is_read_with_a_dash() {
     let text = std::fs::read_to_string(fixture("endport.yaml")).expect("fixture");
-    let output = bulkhead().args(["check", "-"]).write_stdin(text).output().expect("runs");
+    let output = bulkhead()
+        .args(["check", "-"])
+        .write_stdin(text)
+        .output()
+        .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("<stdin>:12:16"));
 }
@@ -225,7 +340,18 @@ fn stdin_is_read_with_a_dash() {
 fn demo_runs_and_shows_the_dns_mistake() {
     let r = run(&["demo"]);
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("development/frontend -> development/backend TCP/8080: ALLOW"), "{}", r.stdout);
-    assert!(r.stdout.contains("development/frontend -> development/database TCP/5432: DENY"));
-    assert!(r.stdout.contains("namespaceSelector name=kube-system matches no namespace"));
+    assert!(
+        r.stdout
+            .contains("development/frontend -> development/backend TCP/8080: ALLOW"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("development/frontend -> development/database TCP/5432: DENY")
+    );
+    assert!(
+        r.stdout
+            .contains("namespaceSelector name=kube-system matches no namespace")
+    );
 }

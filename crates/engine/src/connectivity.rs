@@ -52,7 +52,10 @@ impl Engine<'_> {
 
     /// The ports of `protocol` allowed from pod `src` to pod `dst` (both directions combined).
     pub fn allowed_ports(&self, src: usize, dst: usize, protocol: Protocol) -> PortSet {
-        if src == dst && self.options().self_traffic_allowed && !self.is_template_pod(Endpoint::Pod(src)) {
+        if src == dst
+            && self.options().self_traffic_allowed
+            && !self.is_template_pod(Endpoint::Pod(src))
+        {
             return PortSet::all();
         }
         let (s, d) = (Endpoint::Pod(src), Endpoint::Pod(dst));

@@ -48,7 +48,10 @@ impl<'c> Engine<'c> {
     pub fn new(cluster: &'c Cluster, options: EngineOptions) -> Self {
         let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, p) in cluster.network_policies.iter().enumerate() {
-            by_namespace.entry(p.namespace.as_str()).or_default().push(i);
+            by_namespace
+                .entry(p.namespace.as_str())
+                .or_default()
+                .push(i);
         }
         let mut ingress_policies = Vec::with_capacity(cluster.pods.len());
         let mut egress_policies = Vec::with_capacity(cluster.pods.len());
@@ -61,7 +64,11 @@ impl<'c> Engine<'c> {
                     .into_iter()
                     .flatten()
                     .copied()
-                    .filter(|&i| cluster.network_policies[i].pod_selector.matches(&pod.labels))
+                    .filter(|&i| {
+                        cluster.network_policies[i]
+                            .pod_selector
+                            .matches(&pod.labels)
+                    })
                     .collect()
             };
             let of_type = |d: Direction| -> Vec<usize> {
@@ -106,11 +113,18 @@ impl<'c> Engine<'c> {
 
     /// The endpoint that owns an address: a pod, a node, or nothing (external).
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
-        self.ip_owners.get(&ip).copied().unwrap_or(Endpoint::External(ip))
+        self.ip_owners
+            .get(&ip)
+            .copied()
+            .unwrap_or(Endpoint::External(ip))
     }
 
     /// The policies selecting pod `index` for `direction`.
-    pub fn selecting_policies(&self, index: usize, direction: Direction) -> impl Iterator<Item = &'c NetworkPolicy> + '_ {
+    pub fn selecting_policies(
+        &self,
+        index: usize,
+        direction: Direction,
+    ) -> impl Iterator<Item = &'c NetworkPolicy> + '_ {
         let list = match direction {
             Direction::Ingress => &self.ingress_policies[index],
             Direction::Egress => &self.egress_policies[index],
@@ -143,7 +157,11 @@ impl<'c> Engine<'c> {
     pub fn ip_of(&self, endpoint: Endpoint, ipv4: bool) -> Option<IpAddr> {
         match endpoint {
             Endpoint::Pod(i) => self.cluster.pods[i].ip_for_family(ipv4),
-            Endpoint::Node(i) => self.cluster.nodes[i].ips.iter().copied().find(|ip| ip.is_ipv4() == ipv4),
+            Endpoint::Node(i) => self.cluster.nodes[i]
+                .ips
+                .iter()
+                .copied()
+                .find(|ip| ip.is_ipv4() == ipv4),
             Endpoint::External(ip) => Some(ip),
         }
     }
@@ -193,7 +211,10 @@ impl<'c> Engine<'c> {
                 code: "WORKLOAD_REPLICAS",
                 message: "source and destination are the same workload template: judged as traffic between two of its replicas".into(),
             });
-        } else if self.options.self_traffic_allowed && flow.src == flow.dst && matches!(flow.src, Endpoint::Pod(_)) {
+        } else if self.options.self_traffic_allowed
+            && flow.src == flow.dst
+            && matches!(flow.src, Endpoint::Pod(_))
+        {
             notes.push(Note {
                 code: "SELF",
                 message: "a pod reaching itself by its own IP is always allowed (K8S-ISO-8); CNIs differ for hairpin traffic through a Service".into(),
@@ -212,8 +233,22 @@ impl<'c> Engine<'c> {
             };
         }
         let ipv4 = self.flow_is_ipv4(flow.src, flow.dst);
-        let egress = self.direction(Direction::Egress, flow.src, flow.dst, ipv4, flow, &mut notes);
-        let ingress = self.direction(Direction::Ingress, flow.dst, flow.src, ipv4, flow, &mut notes);
+        let egress = self.direction(
+            Direction::Egress,
+            flow.src,
+            flow.dst,
+            ipv4,
+            flow,
+            &mut notes,
+        );
+        let ingress = self.direction(
+            Direction::Ingress,
+            flow.dst,
+            flow.src,
+            ipv4,
+            flow,
+            &mut notes,
+        );
         notes.sort();
         notes.dedup();
         Verdict {
@@ -242,7 +277,8 @@ impl<'c> Engine<'c> {
         let Endpoint::Pod(subject_index) = subject else {
             return verdict(true, Reason::NotApplicable, Vec::new());
         };
-        let policies: Vec<&NetworkPolicy> = self.selecting_policies(subject_index, direction).collect();
+        let policies: Vec<&NetworkPolicy> =
+            self.selecting_policies(subject_index, direction).collect();
         if policies.is_empty() {
             return verdict(true, Reason::NotIsolated, Vec::new());
         }
@@ -261,18 +297,26 @@ impl<'c> Engine<'c> {
                     None => Some(None),
                     Some(entries) => entries
                         .iter()
-                        .position(|e| matching::peer_matches(self.cluster, &policy.namespace, e, peer, notes))
+                        .position(|e| {
+                            matching::peer_matches(self.cluster, &policy.namespace, e, peer, notes)
+                        })
                         .map(Some),
                 };
-                let Some(peer_index) = peer_index else { continue };
+                let Some(peer_index) = peer_index else {
+                    continue;
+                };
                 let port_index = match &rule.ports {
                     None => Some(None),
                     Some(entries) => entries
                         .iter()
-                        .position(|e| matching::port_matches(e, destination, flow.protocol, flow.port))
+                        .position(|e| {
+                            matching::port_matches(e, destination, flow.protocol, flow.port)
+                        })
                         .map(Some),
                 };
-                let Some(port_index) = port_index else { continue };
+                let Some(port_index) = port_index else {
+                    continue;
+                };
                 matched.push(self.rule_ref(policy, direction, i, peer_index, port_index));
             }
         }
@@ -370,7 +414,13 @@ impl<'c> Engine<'c> {
             for rule in policy.rules(direction) {
                 let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
                     entries.iter().any(|e| {
-                        matching::peer_matches(self.cluster, &policy.namespace, e, peer, &mut scratch)
+                        matching::peer_matches(
+                            self.cluster,
+                            &policy.namespace,
+                            e,
+                            peer,
+                            &mut scratch,
+                        )
                     })
                 });
                 if peer_ok {
@@ -400,21 +450,28 @@ impl Engine<'_> {
         let mut out = Vec::new();
         for policy in &self.cluster.network_policies {
             for direction in [Direction::Ingress, Direction::Egress] {
-                let field = if direction == Direction::Ingress { "from" } else { "to" };
+                let field = if direction == Direction::Ingress {
+                    "from"
+                } else {
+                    "to"
+                };
                 for (i, rule) in policy.rules(direction).iter().enumerate() {
                     for (j, peer) in rule.peers.iter().flatten().enumerate() {
                         if let bulkhead_model::NetworkPolicyPeer::Pods {
                             namespace_selector: Some(selector),
                             ..
                         } = peer
+                            && !self
+                                .cluster
+                                .namespaces
+                                .iter()
+                                .any(|ns| selector.matches(&ns.labels))
                         {
-                            if !self.cluster.namespaces.iter().any(|ns| selector.matches(&ns.labels)) {
-                                out.push(UnmatchedNamespaceSelector {
-                                    policy: policy.key(),
-                                    rule: format!("{direction}[{i}].{field}[{j}]"),
-                                    selector: selector.to_string(),
-                                });
-                            }
+                            out.push(UnmatchedNamespaceSelector {
+                                policy: policy.key(),
+                                rule: format!("{direction}[{i}].{field}[{j}]"),
+                                selector: selector.to_string(),
+                            });
                         }
                     }
                 }

@@ -85,7 +85,11 @@ pub fn port_matches(
 }
 
 /// The ports of `protocol` that one rule's `ports` allow towards `destination`.
-pub fn rule_ports(rule: &NetworkPolicyRule, destination: Option<&Pod>, protocol: Protocol) -> PortSet {
+pub fn rule_ports(
+    rule: &NetworkPolicyRule,
+    destination: Option<&Pod>,
+    protocol: Protocol,
+) -> PortSet {
     let Some(entries) = &rule.ports else {
         return PortSet::all();
     };

@@ -76,7 +76,11 @@ impl Engine<'_> {
                 }
                 Endpoint::External(_) => format!("ip:{ip}"),
             };
-            return Ok(Resolved { endpoint, display, notes });
+            return Ok(Resolved {
+                endpoint,
+                display,
+                notes,
+            });
         }
         let parts: Vec<&str> = reference.split('/').collect();
         let candidates: Vec<usize> = match parts.as_slice() {
@@ -93,7 +97,9 @@ impl Engine<'_> {
                     .pods
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| p.namespace == *ns && p.workload.kind == kind && p.workload.name == *name)
+                    .filter(|(_, p)| {
+                        p.namespace == *ns && p.workload.kind == kind && p.workload.name == *name
+                    })
                     .map(|(i, _)| i)
                     .collect()
             }
@@ -108,9 +114,10 @@ impl Engine<'_> {
             .find(|&&i| cluster.pods[i].is_endpoint())
             .or(candidates.first())
         else {
-            let all = cluster.pods.iter().flat_map(|p| {
-                [p.key(), format!("{}/{}", p.namespace, p.workload)]
-            });
+            let all = cluster
+                .pods
+                .iter()
+                .flat_map(|p| [p.key(), format!("{}/{}", p.namespace, p.workload)]);
             return Err(ReferenceError::NotFound {
                 reference: reference.to_string(),
                 suggestions: close_matches(reference, all),
@@ -121,11 +128,18 @@ impl Engine<'_> {
         if candidates.len() > 1 {
             notes.push(Note {
                 code: "WORKLOAD_POD",
-                message: format!("{reference} has {} pods; the verdict is for {}", candidates.len(), pod.key()),
+                message: format!(
+                    "{reference} has {} pods; the verdict is for {}",
+                    candidates.len(),
+                    pod.key()
+                ),
             });
         }
         if pod.host_network {
-            let node = pod.node.as_deref().and_then(|n| cluster.nodes.iter().position(|x| x.name == n));
+            let node = pod
+                .node
+                .as_deref()
+                .and_then(|n| cluster.nodes.iter().position(|x| x.name == n));
             notes.push(Note {
                 code: "HOSTNETWORK_UNDEFINED",
                 message: format!(
@@ -144,7 +158,11 @@ impl Engine<'_> {
                     });
                 }
             };
-            return Ok(Resolved { endpoint, display: pod.key(), notes });
+            return Ok(Resolved {
+                endpoint,
+                display: pod.key(),
+                notes,
+            });
         }
         if !pod.is_endpoint() {
             return Err(ReferenceError::NotAnEndpoint {
@@ -176,7 +194,11 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut current = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            current.push((previous[j] + usize::from(ca != *cb)).min(previous[j + 1] + 1).min(current[j] + 1));
+            current.push(
+                (previous[j] + usize::from(ca != *cb))
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
         }
         previous = current;
     }

@@ -74,7 +74,9 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
     let cluster_file = if spec.cluster == "inline" {
         dir.join("cluster.yaml")
     } else {
-        root().join("clusters").join(format!("{}.yaml", spec.cluster))
+        root()
+            .join("clusters")
+            .join(format!("{}.yaml", spec.cluster))
     };
     let snapshot = load(
         &[read(&cluster_file), read(&dir.join("policies.yaml"))],
@@ -100,7 +102,10 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
     for e in &spec.expectations {
         let src = engine.resolve(&e.from).map_err(|err| err.to_string())?;
         let dst = engine.resolve(&e.to).map_err(|err| err.to_string())?;
-        let protocol: Protocol = e.protocol.parse().map_err(|err: bulkhead_model::ports::UnknownProtocol| err.to_string())?;
+        let protocol: Protocol = e
+            .protocol
+            .parse()
+            .map_err(|err: bulkhead_model::ports::UnknownProtocol| err.to_string())?;
         let flow = Flow {
             src: src.endpoint,
             dst: dst.endpoint,
@@ -113,21 +118,26 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
         if got != e.expect {
             failures.push(format!(
                 "{} -> {} {}/{:?}: expected {}, got {got} (egress {:?}, ingress {:?})",
-                e.from, e.to, e.protocol, e.port, e.expect, verdict.egress.reason, verdict.ingress.reason
+                e.from,
+                e.to,
+                e.protocol,
+                e.port,
+                e.expect,
+                verdict.egress.reason,
+                verdict.ingress.reason
             ));
         }
         // The whole-cluster path must agree with the per-flow path on every pod pair probe.
         if let (bulkhead_engine::Endpoint::Pod(s), bulkhead_engine::Endpoint::Pod(d), Some(port)) =
             (src.endpoint, dst.endpoint, e.port)
+            && Protocol::L4.contains(&protocol)
         {
-            if Protocol::L4.contains(&protocol) {
-                let by_map = engine.allowed_ports(s, d, protocol).contains(port);
-                if by_map != verdict.allowed {
-                    failures.push(format!(
-                        "{} -> {} {}/{port}: connectivity says {by_map}, evaluate says {}",
-                        e.from, e.to, e.protocol, verdict.allowed
-                    ));
-                }
+            let by_map = engine.allowed_ports(s, d, protocol).contains(port);
+            if by_map != verdict.allowed {
+                failures.push(format!(
+                    "{} -> {} {}/{port}: connectivity says {by_map}, evaluate says {}",
+                    e.from, e.to, e.protocol, verdict.allowed
+                ));
             }
         }
     }
@@ -147,7 +157,9 @@ fn run_validation_case(dir: &Path, case: &Case) -> Result<(), Failed> {
         .map(|d| format!("{} {}", d.code, d.message))
         .collect();
     match (case.expect_valid, errors.is_empty()) {
-        (true, false) => Err(format!("{}: expected valid, got {errors:?}", case.description).into()),
+        (true, false) => {
+            Err(format!("{}: expected valid, got {errors:?}", case.description).into())
+        }
         (false, true) => Err(format!("{}: expected an error, got none", case.description).into()),
         _ => Ok(()),
     }
@@ -164,17 +176,30 @@ fn main() {
         .collect();
     topics.sort();
     for topic in topics {
-        let topic_name = topic.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&topic).expect("topic dir").flatten().map(|e| e.path()).collect();
+        let topic_name = topic
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&topic)
+            .expect("topic dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         scenarios.sort();
         for dir in scenarios {
-            let id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if dir.join("cases.yaml").exists() {
                 let cases: Cases = yaml(&dir.join("cases.yaml"));
                 assert_eq!(cases.id, id);
                 for case in cases.cases {
                     let dir = dir.clone();
-                    let name = format!("{topic_name}::{id}::{}", case.file.trim_end_matches(".yaml"));
+                    let name = format!(
+                        "{topic_name}::{id}::{}",
+                        case.file.trim_end_matches(".yaml")
+                    );
                     trials.push(Trial::test(name, move || run_validation_case(&dir, &case)));
                 }
                 continue;
@@ -191,9 +216,10 @@ fn main() {
                     Semantics::Kubernetes => "kubernetes",
                     Semantics::Calico => "calico",
                 };
-                trials.push(Trial::test(format!("{topic_name}::{id}::{mode}"), move || {
-                    run_flow_scenario(&dir, semantics)
-                }));
+                trials.push(Trial::test(
+                    format!("{topic_name}::{id}::{mode}"),
+                    move || run_flow_scenario(&dir, semantics),
+                ));
             }
         }
     }

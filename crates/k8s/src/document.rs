@@ -92,7 +92,10 @@ pub fn at_span(
         column: span.column.max(1),
     });
     if let Some(line) = input.line(span.line) {
-        let rest = line.chars().count().saturating_sub(span.column.saturating_sub(1));
+        let rest = line
+            .chars()
+            .count()
+            .saturating_sub(span.column.saturating_sub(1));
         let width = if span.end > span.start {
             input
                 .text

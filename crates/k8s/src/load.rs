@@ -9,8 +9,12 @@ use crate::typed;
 use crate::workload::WorkloadIndex;
 use crate::yaml_tree::{self, Node, SurpriseKind, Value};
 use bulkhead_model::cluster::METADATA_NAME_LABEL;
-use bulkhead_model::{Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, ServiceAccount, SourceLocation};
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as networking};
+use bulkhead_model::{
+    Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, ServiceAccount, SourceLocation,
+};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as networking,
+};
 use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
@@ -104,24 +108,42 @@ impl Loader<'_> {
             let Some(root) = &document.root else { continue };
             let analysed_lines = self.load_object(input, root);
             for surprise in &document.surprises {
-                if !analysed_lines.iter().any(|(a, b)| (*a..=*b).contains(&surprise.span.line)) {
+                if !analysed_lines
+                    .iter()
+                    .any(|(a, b)| (*a..=*b).contains(&surprise.span.line))
+                {
                     continue;
                 }
                 let (code, message, help) = match surprise.kind {
                     SurpriseKind::Boolean if surprise.text.len() == 1 => (
                         codes::YAML11_BOOLEAN,
-                        format!("{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string", surprise.text),
-                        format!("quote it (\"{}\") so every tool reads the same", surprise.text),
+                        format!(
+                            "{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string",
+                            surprise.text
+                        ),
+                        format!(
+                            "quote it (\"{}\") so every tool reads the same",
+                            surprise.text
+                        ),
                     ),
                     SurpriseKind::Boolean => (
                         codes::YAML11_BOOLEAN,
-                        format!("{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools", surprise.text),
+                        format!(
+                            "{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools",
+                            surprise.text
+                        ),
                         format!("quote it (\"{}\") if you mean the string", surprise.text),
                     ),
                     SurpriseKind::Octal => (
                         codes::YAML11_OCTAL,
-                        format!("{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools", surprise.text),
-                        format!("write it without the leading zero ({})", surprise.text.trim_start_matches('0')),
+                        format!(
+                            "{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools",
+                            surprise.text
+                        ),
+                        format!(
+                            "write it without the leading zero ({})",
+                            surprise.text.trim_start_matches('0')
+                        ),
                     ),
                 };
                 self.snapshot
@@ -150,7 +172,11 @@ impl Loader<'_> {
         let api_version = node.get("apiVersion").and_then(Node::as_str);
         let kind = node.get("kind").and_then(Node::as_str);
         let (Some(api_version), Some(kind)) = (api_version, kind) else {
-            let missing = if api_version.is_none() { "apiVersion" } else { "kind" };
+            let missing = if api_version.is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
             self.push(ctx.diagnostic_at(
                 codes::NOT_AN_OBJECT,
                 node.span,
@@ -158,8 +184,15 @@ impl Loader<'_> {
             ));
             return Vec::new();
         };
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_string();
-        *self.snapshot.object_counts.entry(kind.to_string()).or_default() += 1;
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string();
+        *self
+            .snapshot
+            .object_counts
+            .entry(kind.to_string())
+            .or_default() += 1;
 
         if kind == "List" || (kind.ends_with("List") && node.get("items").is_some()) {
             return self.load_list(input, node);
@@ -220,19 +253,39 @@ impl Loader<'_> {
             node,
             resource: Some(resource.clone()),
         };
-        let key = (group.clone(), kind.to_string(), namespace.clone(), name.clone());
+        let key = (
+            group.clone(),
+            kind.to_string(),
+            namespace.clone(),
+            name.clone(),
+        );
         if let Some(first) = self.seen.get(&key) {
             // In one file a second definition is a mistake. Across files it is how alternatives
             // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
             let (code, message) = if first.file == input.name {
-                (codes::DUPLICATE_OBJECT, format!("{resource} is defined twice in this file (first at {first}); this definition is ignored"))
+                (
+                    codes::DUPLICATE_OBJECT,
+                    format!(
+                        "{resource} is defined twice in this file (first at {first}); this definition is ignored"
+                    ),
+                )
             } else {
                 (
-                    Code { severity: bulkhead_model::Severity::Warning, ..codes::DUPLICATE_OBJECT },
-                    format!("{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"),
+                    Code {
+                        severity: bulkhead_model::Severity::Warning,
+                        ..codes::DUPLICATE_OBJECT
+                    },
+                    format!(
+                        "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
+                    ),
                 )
             };
-            let d = ctx.diagnostic(code, &FieldPath::root().key("metadata").key("name"), false, message);
+            let d = ctx.diagnostic(
+                code,
+                &FieldPath::root().key("metadata").key("name"),
+                false,
+                message,
+            );
             self.push(d);
             return Vec::new();
         }
@@ -251,7 +304,11 @@ impl Loader<'_> {
             }
             Some(Value::Null) | None => {}
             Some(_) => {
-                let ctx = ObjectContext { input, node, resource: None };
+                let ctx = ObjectContext {
+                    input,
+                    node,
+                    resource: None,
+                };
                 self.push(ctx.diagnostic(
                     codes::WRONG_TYPE,
                     &FieldPath::root().key("items"),
@@ -270,11 +327,19 @@ impl Loader<'_> {
         );
         let (code, message) = if policy_like {
             (
-                Code { severity: bulkhead_model::Severity::Warning, ..codes::SKIPPED_KIND },
-                format!("{api_version} {kind} is not evaluated by this version of Bulkhead; verdicts ignore it"),
+                Code {
+                    severity: bulkhead_model::Severity::Warning,
+                    ..codes::SKIPPED_KIND
+                },
+                format!(
+                    "{api_version} {kind} is not evaluated by this version of Bulkhead; verdicts ignore it"
+                ),
             )
         } else {
-            (codes::SKIPPED_KIND, format!("{api_version} {kind} skipped: it does not affect network policy"))
+            (
+                codes::SKIPPED_KIND,
+                format!("{api_version} {kind} skipped: it does not affect network policy"),
+            )
         };
         self.push(ctx.diagnostic_at(code, ctx.node.span, message));
     }
@@ -311,7 +376,8 @@ impl Loader<'_> {
                 }
             }
             "ServiceAccount" => {
-                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics) {
+                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics)
+                {
                     self.snapshot.cluster.service_accounts.push(ServiceAccount {
                         namespace: namespace.to_string(),
                         name: name.to_string(),
@@ -328,9 +394,30 @@ impl Loader<'_> {
                     self.workloads.add_live_pod(ctx, namespace, name, &pod);
                 }
             }
-            "Deployment" => self.template::<apps::Deployment>(ctx, namespace, name, "deployment", &mut diagnostics, |d| Some(&d.spec.template)),
-            "StatefulSet" => self.template::<apps::StatefulSet>(ctx, namespace, name, "statefulset", &mut diagnostics, |d| Some(&d.spec.template)),
-            "DaemonSet" => self.template::<apps::DaemonSet>(ctx, namespace, name, "daemonset", &mut diagnostics, |d| Some(&d.spec.template)),
+            "Deployment" => self.template::<apps::Deployment>(
+                ctx,
+                namespace,
+                name,
+                "deployment",
+                &mut diagnostics,
+                |d| Some(&d.spec.template),
+            ),
+            "StatefulSet" => self.template::<apps::StatefulSet>(
+                ctx,
+                namespace,
+                name,
+                "statefulset",
+                &mut diagnostics,
+                |d| Some(&d.spec.template),
+            ),
+            "DaemonSet" => self.template::<apps::DaemonSet>(
+                ctx,
+                namespace,
+                name,
+                "daemonset",
+                &mut diagnostics,
+                |d| Some(&d.spec.template),
+            ),
             "ReplicaSet" => {
                 if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
                     self.workloads.add_replica_set(ctx, namespace, name, &rs);
@@ -341,11 +428,18 @@ impl Loader<'_> {
                     self.workloads.add_job(ctx, namespace, name, &job);
                 }
             }
-            "CronJob" => self.template::<batch::CronJob>(ctx, namespace, name, "cronjob", &mut diagnostics, |c| {
-                c.spec.job_template.spec.as_ref().map(|j| &j.template)
-            }),
+            "CronJob" => self.template::<batch::CronJob>(
+                ctx,
+                namespace,
+                name,
+                "cronjob",
+                &mut diagnostics,
+                |c| c.spec.job_template.spec.as_ref().map(|j| &j.template),
+            ),
             "NetworkPolicy" => {
-                if let Some(policy) = typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics) {
+                if let Some(policy) =
+                    typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics)
+                {
                     if !crate::names::is_dns1123_label(namespace) {
                         diagnostics.push(ctx.diagnostic(
                             codes::INVALID_NAME,
@@ -376,11 +470,11 @@ impl Loader<'_> {
     ) where
         T: serde::de::DeserializeOwned + serde::Serialize,
     {
-        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics) {
-            if let Some(t) = template(&object) {
-                self.workloads
-                    .add_template(ctx, namespace, name, workload_kind, t);
-            }
+        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics)
+            && let Some(t) = template(&object)
+        {
+            self.workloads
+                .add_template(ctx, namespace, name, workload_kind, t);
         }
     }
 

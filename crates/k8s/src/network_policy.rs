@@ -99,7 +99,11 @@ impl Validator<'_, '_> {
 
     /// K8S-PT-*: explicit types are authoritative; omitted types default to Ingress plus Egress
     /// when there is at least one egress rule.
-    fn policy_types(&mut self, spec: &wire::NetworkPolicySpec, spec_path: &FieldPath) -> Option<PolicyTypes> {
+    fn policy_types(
+        &mut self,
+        spec: &wire::NetworkPolicySpec,
+        spec_path: &FieldPath,
+    ) -> Option<PolicyTypes> {
         let path = spec_path.key("policyTypes");
         match spec.policy_types.as_deref() {
             Some(types) if !types.is_empty() => {
@@ -113,7 +117,10 @@ impl Validator<'_, '_> {
                     self.error(
                         codes::INVALID_POLICY_TYPES,
                         &path,
-                        format!("policyTypes may list at most 2 entries, found {}", types.len()),
+                        format!(
+                            "policyTypes may list at most 2 entries, found {}",
+                            types.len()
+                        ),
                     );
                     ok = false;
                 }
@@ -122,7 +129,9 @@ impl Validator<'_, '_> {
                         "Ingress" => result.ingress = true,
                         "Egress" => result.egress = true,
                         other => {
-                            let hint = if other.eq_ignore_ascii_case("ingress") || other.eq_ignore_ascii_case("egress") {
+                            let hint = if other.eq_ignore_ascii_case("ingress")
+                                || other.eq_ignore_ascii_case("egress")
+                            {
                                 " (values are case-sensitive: Ingress, Egress)"
                             } else {
                                 ""
@@ -130,7 +139,9 @@ impl Validator<'_, '_> {
                             self.error(
                                 codes::INVALID_POLICY_TYPES,
                                 &path.index(i),
-                                format!("policyTypes[{i}] {other:?} is not Ingress or Egress{hint}"),
+                                format!(
+                                    "policyTypes[{i}] {other:?} is not Ingress or Egress{hint}"
+                                ),
                             );
                             ok = false;
                         }
@@ -153,18 +164,16 @@ impl Validator<'_, '_> {
         path: &FieldPath,
         peers_field: &str,
     ) -> Option<NetworkPolicyRule> {
-        let lowered_peers: Option<Vec<Option<NetworkPolicyPeer>>> = peers
-            .filter(|p| !p.is_empty())
-            .map(|peers| {
+        let lowered_peers: Option<Vec<Option<NetworkPolicyPeer>>> =
+            peers.filter(|p| !p.is_empty()).map(|peers| {
                 peers
                     .iter()
                     .enumerate()
                     .map(|(i, p)| self.peer(p, &path.key(peers_field).index(i)))
                     .collect()
             });
-        let lowered_ports: Option<Vec<Option<NetworkPolicyPort>>> = ports
-            .filter(|p| !p.is_empty())
-            .map(|ports| {
+        let lowered_ports: Option<Vec<Option<NetworkPolicyPort>>> =
+            ports.filter(|p| !p.is_empty()).map(|ports| {
                 ports
                     .iter()
                     .enumerate()
@@ -184,7 +193,11 @@ impl Validator<'_, '_> {
     }
 
     /// K8S-VAL-5/6/7.
-    fn peer(&mut self, peer: &wire::NetworkPolicyPeer, path: &FieldPath) -> Option<NetworkPolicyPeer> {
+    fn peer(
+        &mut self,
+        peer: &wire::NetworkPolicyPeer,
+        path: &FieldPath,
+    ) -> Option<NetworkPolicyPeer> {
         let has_selector = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
         match (&peer.ip_block, has_selector) {
             (None, false) => {
@@ -235,7 +248,9 @@ impl Validator<'_, '_> {
             return None;
         }
         for (i, e) in &excepts {
-            if let Err(IpBlockError::ExceptOutsideCidr { cidr, except }) = IpBlock::new(cidr, vec![*e]) {
+            if let Err(IpBlockError::ExceptOutsideCidr { cidr, except }) =
+                IpBlock::new(cidr, vec![*e])
+            {
                 self.error(
                     codes::EXCEPT_OUTSIDE_CIDR,
                     &path.key("except").index(*i),
@@ -262,15 +277,18 @@ impl Validator<'_, '_> {
                         format!("{text} has host bits set; it is read as {}", net.trunc()),
                     );
                 }
-                if let IpNet::V6(v6) = net {
-                    if v6.addr().to_ipv4_mapped().is_some() {
-                        self.warn(
-                            codes::CIDR_HOST_BITS,
-                            path,
-                            format!("{text} is an IPv4-mapped IPv6 CIDR; it never matches IPv4 traffic"),
-                        );
-                    }
+                if let IpNet::V6(v6) = net
+                    && v6.addr().to_ipv4_mapped().is_some()
+                {
+                    self.warn(
+                        codes::CIDR_HOST_BITS,
+                        path,
+                        format!(
+                            "{text} is an IPv4-mapped IPv6 CIDR; it never matches IPv4 traffic"
+                        ),
+                    );
                 }
+
                 Some(net)
             }
             Err(_) => {
@@ -290,13 +308,18 @@ impl Validator<'_, '_> {
     }
 
     /// K8S-VAL-1..4.
-    fn port(&mut self, port: &wire::NetworkPolicyPort, path: &FieldPath) -> Option<NetworkPolicyPort> {
+    fn port(
+        &mut self,
+        port: &wire::NetworkPolicyPort,
+        path: &FieldPath,
+    ) -> Option<NetworkPolicyPort> {
         let protocol = match port.protocol.as_deref() {
             None | Some("TCP") => Some(Protocol::Tcp),
             Some("UDP") => Some(Protocol::Udp),
             Some("SCTP") => Some(Protocol::Sctp),
             Some(other) => {
-                let hint = if ["tcp", "udp", "sctp"].contains(&other.to_ascii_lowercase().as_str()) {
+                let hint = if ["tcp", "udp", "sctp"].contains(&other.to_ascii_lowercase().as_str())
+                {
                     " (values are case-sensitive)"
                 } else {
                     ""
@@ -372,7 +395,11 @@ impl Validator<'_, '_> {
                         end_ok = false;
                     }
                 }
-                match (start_ok && end_ok, u16::try_from(*start), u16::try_from(end_value)) {
+                match (
+                    start_ok && end_ok,
+                    u16::try_from(*start),
+                    u16::try_from(end_value),
+                ) {
                     (true, Ok(s), Ok(e)) => PortRange::new(s, e).map(PortSpec::Range),
                     _ => None,
                 }

@@ -25,7 +25,9 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
                     .iter()
                     .filter_map(|s| match s {
                         serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+                        serde_path_to_error::Segment::Map { key } => {
+                            Some(Segment::Key(key.clone()))
+                        }
                         _ => None,
                     })
                     .collect(),
@@ -100,13 +102,51 @@ fn find_unknown(
 
 /// Field names people mistype most, for the "did you mean" hint.
 const KNOWN_FIELDS: &[&str] = &[
-    "apiVersion", "kind", "metadata", "spec", "status", "name", "namespace", "labels",
-    "annotations", "podSelector", "namespaceSelector", "policyTypes", "ingress", "egress",
-    "from", "to", "ports", "port", "endPort", "protocol", "ipBlock", "cidr", "except",
-    "matchLabels", "matchExpressions", "key", "operator", "values", "containers",
-    "initContainers", "containerPort", "hostNetwork", "nodeName", "serviceAccountName",
-    "template", "selector", "replicas", "jobTemplate", "image", "items", "addresses",
-    "podIP", "podIPs", "ownerReferences", "targetPort",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "spec",
+    "status",
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "podSelector",
+    "namespaceSelector",
+    "policyTypes",
+    "ingress",
+    "egress",
+    "from",
+    "to",
+    "ports",
+    "port",
+    "endPort",
+    "protocol",
+    "ipBlock",
+    "cidr",
+    "except",
+    "matchLabels",
+    "matchExpressions",
+    "key",
+    "operator",
+    "values",
+    "containers",
+    "initContainers",
+    "containerPort",
+    "hostNetwork",
+    "nodeName",
+    "serviceAccountName",
+    "template",
+    "selector",
+    "replicas",
+    "jobTemplate",
+    "image",
+    "items",
+    "addresses",
+    "podIP",
+    "podIPs",
+    "ownerReferences",
+    "targetPort",
 ];
 
 fn suggestion(key: &str) -> Option<&'static str> {

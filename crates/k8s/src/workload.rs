@@ -18,7 +18,13 @@ pub struct WorkloadIndex {
 }
 
 impl WorkloadIndex {
-    pub fn add_live_pod(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, pod: &core::Pod) {
+    pub fn add_live_pod(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        name: &str,
+        pod: &core::Pod,
+    ) {
         let spec = pod.spec.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
         let mut ips: Vec<std::net::IpAddr> = status
@@ -28,7 +34,12 @@ impl WorkloadIndex {
             .filter_map(|p| p.ip.parse().ok())
             .collect();
         if ips.is_empty() {
-            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()));
+            ips.extend(
+                status
+                    .pod_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+            );
         }
         let controller = pod
             .metadata
@@ -57,11 +68,23 @@ impl WorkloadIndex {
         self.live.push((model, controller));
     }
 
-    pub fn add_replica_set(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, rs: &apps::ReplicaSet) {
+    pub fn add_replica_set(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        name: &str,
+        rs: &apps::ReplicaSet,
+    ) {
         let owner = controller_of(&rs.metadata.owner_references);
         let workload = match owner {
-            Some(o) if o.kind == "Deployment" => WorkloadRef { kind: "deployment".into(), name: o.name.clone() },
-            _ => WorkloadRef { kind: "replicaset".into(), name: name.to_string() },
+            Some(o) if o.kind == "Deployment" => WorkloadRef {
+                kind: "deployment".into(),
+                name: o.name.clone(),
+            },
+            _ => WorkloadRef {
+                kind: "replicaset".into(),
+                name: name.to_string(),
+            },
         };
         self.owners
             .insert((namespace.to_string(), name.to_string()), workload.clone());
@@ -70,10 +93,22 @@ impl WorkloadIndex {
         }
     }
 
-    pub fn add_job(&mut self, ctx: &ObjectContext<'_>, namespace: &str, name: &str, job: &batch::Job) {
+    pub fn add_job(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        name: &str,
+        job: &batch::Job,
+    ) {
         let workload = match controller_of(&job.metadata.owner_references) {
-            Some(o) if o.kind == "CronJob" => WorkloadRef { kind: "cronjob".into(), name: o.name.clone() },
-            _ => WorkloadRef { kind: "job".into(), name: name.to_string() },
+            Some(o) if o.kind == "CronJob" => WorkloadRef {
+                kind: "cronjob".into(),
+                name: o.name.clone(),
+            },
+            _ => WorkloadRef {
+                kind: "job".into(),
+                name: name.to_string(),
+            },
         };
         self.owners
             .insert((namespace.to_string(), name.to_string()), workload.clone());
@@ -90,11 +125,20 @@ impl WorkloadIndex {
         kind: &str,
         template: &core::PodTemplateSpec,
     ) {
-        let workload = WorkloadRef { kind: kind.to_string(), name: name.to_string() };
+        let workload = WorkloadRef {
+            kind: kind.to_string(),
+            name: name.to_string(),
+        };
         self.push_template(ctx, namespace, workload, template);
     }
 
-    fn push_template(&mut self, ctx: &ObjectContext<'_>, namespace: &str, workload: WorkloadRef, template: &core::PodTemplateSpec) {
+    fn push_template(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        namespace: &str,
+        workload: WorkloadRef,
+        template: &core::PodTemplateSpec,
+    ) {
         let spec = template.spec.clone().unwrap_or_default();
         self.templates.push(Pod {
             namespace: namespace.to_string(),
@@ -146,7 +190,10 @@ impl WorkloadIndex {
     }
 
     fn owner_workload(&self, pod: &Pod, owner: &OwnerReference) -> WorkloadRef {
-        if let Some(known) = self.owners.get(&(pod.namespace.clone(), owner.name.clone())) {
+        if let Some(known) = self
+            .owners
+            .get(&(pod.namespace.clone(), owner.name.clone()))
+        {
             return known.clone();
         }
         match owner.kind.as_str() {
@@ -156,9 +203,15 @@ impl WorkloadIndex {
                     kind: "deployment".into(),
                     name: owner.name[..owner.name.len() - hash.len() - 1].to_string(),
                 },
-                _ => WorkloadRef { kind: "replicaset".into(), name: owner.name.clone() },
+                _ => WorkloadRef {
+                    kind: "replicaset".into(),
+                    name: owner.name.clone(),
+                },
             },
-            kind => WorkloadRef { kind: kind.to_ascii_lowercase(), name: owner.name.clone() },
+            kind => WorkloadRef {
+                kind: kind.to_ascii_lowercase(),
+                name: owner.name.clone(),
+            },
         }
     }
 }
@@ -168,7 +221,10 @@ fn controller_of(owners: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference
 }
 
 fn service_account(spec: &core::PodSpec) -> String {
-    #[allow(deprecated, reason = "serviceAccount is the deprecated alias still found in manifests")]
+    #[allow(
+        deprecated,
+        reason = "serviceAccount is the deprecated alias still found in manifests"
+    )]
     let legacy = spec.service_account.clone();
     spec.service_account_name
         .clone()

@@ -112,9 +112,8 @@ fn split_documents(text: &str) -> Vec<Piece> {
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let content = line.trim_end_matches(['\n', '\r']);
-        let is_marker = content == "---"
-            || content.starts_with("--- ")
-            || content.starts_with("---\t");
+        let is_marker =
+            content == "---" || content.starts_with("--- ") || content.starts_with("---\t");
         if is_marker && offset > start {
             pieces.push(Piece {
                 start,
@@ -242,7 +241,10 @@ fn parse_one(
                 )),
                 _ => None,
             },
-            #[allow(unreachable_patterns, reason = "granit may grow presentation-only events")]
+            #[allow(
+                unreachable_patterns,
+                reason = "granit may grow presentation-only events"
+            )]
             _ => None,
         };
         if let Some((node, anchor)) = completed {
@@ -256,13 +258,7 @@ fn parse_one(
 }
 
 impl Builder<'_> {
-    fn span_of(
-        &self,
-        line: usize,
-        col: usize,
-        start: Option<usize>,
-        end: Option<usize>,
-    ) -> Span {
+    fn span_of(&self, line: usize, col: usize, start: Option<usize>, end: Option<usize>) -> Span {
         let start = start.unwrap_or(0).min(self.chunk.len());
         let end = end.unwrap_or(start).clamp(start, self.chunk.len());
         Span {
@@ -304,7 +300,13 @@ impl Builder<'_> {
     }
 
     /// Resolves a scalar as go-yaml v2 (kubectl) does; quoted and tagged scalars stay strings.
-    fn resolve_scalar(&mut self, text: &str, style: ScalarStyle, tagged: bool, span: Span) -> Value {
+    fn resolve_scalar(
+        &mut self,
+        text: &str,
+        style: ScalarStyle,
+        tagged: bool,
+        span: Span,
+    ) -> Value {
         if style != ScalarStyle::Plain || tagged {
             return Value::String(text.to_string());
         }
@@ -337,10 +339,10 @@ impl Builder<'_> {
         if let Some(i) = self.resolve_int(text, span) {
             return Value::Int(i);
         }
-        if is_float(text) {
-            if let Ok(f) = text.replace('_', "").parse::<f64>() {
-                return Value::Float(f);
-            }
+        if is_float(text)
+            && let Ok(f) = text.replace('_', "").parse::<f64>()
+        {
+            return Value::Float(f);
         }
         Value::String(text.to_string())
     }
@@ -484,7 +486,12 @@ mod tests {
     fn spans_are_one_based_and_survive_document_splitting() {
         let docs = parse_documents("a: 1\n---\nkind: Pod\nspec:\n  port: 80\n");
         assert_eq!(docs.len(), 2);
-        let root = docs[1].as_ref().expect("second parses").root.clone().expect("root");
+        let root = docs[1]
+            .as_ref()
+            .expect("second parses")
+            .root
+            .clone()
+            .expect("root");
         let span = root.span_at(
             &[Segment::Key("spec".into()), Segment::Key("port".into())],
             false,
@@ -512,7 +519,11 @@ mod tests {
             serde_json::json!({"a": true, "b": "80", "c": 493, "d": 80, "e": 1.5, "f": null,
                                "g": "hello", "h": 12, "i": "y"})
         );
-        let kinds: Vec<_> = doc.surprises.iter().map(|s| (s.text.as_str(), s.kind)).collect();
+        let kinds: Vec<_> = doc
+            .surprises
+            .iter()
+            .map(|s| (s.text.as_str(), s.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![

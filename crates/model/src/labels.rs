@@ -101,11 +101,17 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn req(key: &str, operator: Operator) -> Requirement {
-        Requirement { key: key.into(), operator }
+        Requirement {
+            key: key.into(),
+            operator,
+        }
     }
 
     fn set(values: &[&str]) -> BTreeSet<String> {

@@ -224,9 +224,11 @@ impl PortSet {
                 out.push((start, end));
             }
         }
-        PortSet::from_ranges(out.into_iter().filter_map(|(s, e)| {
-            PortRange::new(u16::try_from(s).ok()?, u16::try_from(e).ok()?)
-        }))
+        PortSet::from_ranges(
+            out.into_iter().filter_map(|(s, e)| {
+                PortRange::new(u16::try_from(s).ok()?, u16::try_from(e).ok()?)
+            }),
+        )
     }
 }
 

@@ -26,7 +26,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 pub fn list_codes() -> String {
     let mut out = String::new();
     for c in bulkhead_k8s::codes::ALL {
-        out.push_str(&format!("{}  {:<26} {:<8} {}\n", c.code, c.name, c.severity, c.summary));
+        out.push_str(&format!(
+            "{}  {:<26} {:<8} {}\n",
+            c.code, c.name, c.severity, c.summary
+        ));
     }
     out
 }

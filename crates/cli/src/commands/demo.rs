@@ -19,11 +19,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         super::print(&format!("wrote {}\n", path.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let snapshot = bulkhead_k8s::load(&[Input::new(EXAMPLE_NAME, EXAMPLE)], &LoadOptions::default());
+    let snapshot = bulkhead_k8s::load(
+        &[Input::new(EXAMPLE_NAME, EXAMPLE)],
+        &LoadOptions::default(),
+    );
     let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
     let mut out = String::new();
-    out.push_str("Bulkhead demo: a three-tier app in namespace `development`, rolled out the playbook way\n");
-    out.push_str("(default-deny-all, DNS egress, frontend -> backend :8080, backend -> database :5432,\n");
+    out.push_str(
+        "Bulkhead demo: a three-tier app in namespace `development`, rolled out the playbook way\n",
+    );
+    out.push_str(
+        "(default-deny-all, DNS egress, frontend -> backend :8080, backend -> database :5432,\n",
+    );
     out.push_str("api-client egress to 0.0.0.0/0 except the metadata service on :443).\n");
     out.push_str("Write the manifests out with `bulkhead demo --write-to DIR` to try the other commands.\n\n");
 
@@ -31,21 +38,60 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&diagnostics::human(&snapshot.diagnostics));
 
     out.push_str("\n== 2. bulkhead map --by workload: who can talk to whom ==\n");
-    out.push_str(&super::map::render(&engine, MapBy::Workload, MapFormat::Table));
+    out.push_str(&super::map::render(
+        &engine,
+        MapBy::Workload,
+        MapFormat::Table,
+    ));
 
     let flows = [
-        ("an allowed flow", "development/deployment/frontend", "development/deployment/backend", Protocol::Tcp, 8080),
-        ("a denied flow: frontend may not skip a tier", "development/deployment/frontend", "development/statefulset/database", Protocol::Tcp, 5432),
-        ("DNS: the playbook's selector matches no namespace", "development/deployment/frontend", "kube-system/deployment/coredns", Protocol::Udp, 53),
-        ("the metadata service stays out of reach", "development/deployment/api-client", "169.254.169.254", Protocol::Tcp, 443),
+        (
+            "an allowed flow",
+            "development/deployment/frontend",
+            "development/deployment/backend",
+            Protocol::Tcp,
+            8080,
+        ),
+        (
+            "a denied flow: frontend may not skip a tier",
+            "development/deployment/frontend",
+            "development/statefulset/database",
+            Protocol::Tcp,
+            5432,
+        ),
+        (
+            "DNS: the playbook's selector matches no namespace",
+            "development/deployment/frontend",
+            "kube-system/deployment/coredns",
+            Protocol::Udp,
+            53,
+        ),
+        (
+            "the metadata service stays out of reach",
+            "development/deployment/api-client",
+            "169.254.169.254",
+            Protocol::Tcp,
+            443,
+        ),
     ];
     for (n, (title, from, to, protocol, port)) in flows.iter().enumerate() {
         let from = engine.resolve(from)?;
         let to = engine.resolve(to)?;
-        let flow = Flow { src: from.endpoint, dst: to.endpoint, protocol: *protocol, port: Some(*port), icmp: None };
+        let flow = Flow {
+            src: from.endpoint,
+            dst: to.endpoint,
+            protocol: *protocol,
+            port: Some(*port),
+            icmp: None,
+        };
         let verdict = engine.evaluate(&flow);
         out.push_str(&format!("\n== {}. bulkhead explain: {title} ==\n", n + 3));
-        out.push_str(&explain::human(&explain::Explained { from: &from, to: &to, flow: &flow, verdict: &verdict }));
+        out.push_str(&explain::human(&explain::Explained {
+            from: &from,
+            to: &to,
+            flow: &flow,
+            verdict: &verdict,
+        }));
     }
 
     let unmatched = engine.unmatched_namespace_selectors();

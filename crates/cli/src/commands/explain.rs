@@ -25,7 +25,11 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         src: from.endpoint,
         dst: to.endpoint,
         protocol,
-        port: if protocol.has_ports() { args.port } else { None },
+        port: if protocol.has_ports() {
+            args.port
+        } else {
+            None
+        },
         icmp: args.icmp_type.map(|t| (t, args.icmp_code)),
     };
     let verdict = engine.evaluate(&flow);

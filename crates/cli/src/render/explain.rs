@@ -88,12 +88,26 @@ pub fn human(e: &Explained<'_>) -> String {
                 Some(ns) => format!("{ns}/{}", r.name),
                 None => r.name.clone(),
             };
-            let rule = r.rule.as_deref().map(|x| format!(" rule {x}")).unwrap_or_default();
-            let at = r.source.as_ref().map(|s| format!("  ({s})")).unwrap_or_default();
+            let rule = r
+                .rule
+                .as_deref()
+                .map(|x| format!(" rule {x}"))
+                .unwrap_or_default();
+            let at = r
+                .source
+                .as_ref()
+                .map(|s| format!("  ({s})"))
+                .unwrap_or_default();
             let _ = writeln!(out, "      {} {name}{rule}: {}{at}", r.kind, r.detail);
         }
     }
-    for n in e.from.notes.iter().chain(&e.to.notes).chain(&e.verdict.notes) {
+    for n in e
+        .from
+        .notes
+        .iter()
+        .chain(&e.to.notes)
+        .chain(&e.verdict.notes)
+    {
         let _ = writeln!(out, "  note [{}]: {}", n.code, n.message);
     }
     out

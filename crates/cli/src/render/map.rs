@@ -6,7 +6,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 fn scope(c: &Connection) -> &'static str {
-    if c.ports_all_pairs == c.ports { "all" } else { "some" }
+    if c.ports_all_pairs == c.ports {
+        "all"
+    } else {
+        "some"
+    }
 }
 
 pub fn json(connections: &[Connection], grouped: bool) -> serde_json::Value {
@@ -35,27 +39,49 @@ pub fn table(connections: &[Connection], grouped: bool) -> String {
         "TO".into(),
         "PROTOCOL".into(),
         "PORTS".into(),
-        if grouped { "PAIRS".into() } else { String::new() },
+        if grouped {
+            "PAIRS".into()
+        } else {
+            String::new()
+        },
     ]];
     for c in connections {
         let pairs = if grouped {
             if scope(c) == "all" {
                 format!("all {}/{}", c.pairs_allowed, c.pairs_total)
             } else {
-                format!("some {}/{} (all pairs: {})", c.pairs_allowed, c.pairs_total, c.ports_all_pairs)
+                format!(
+                    "some {}/{} (all pairs: {})",
+                    c.pairs_allowed, c.pairs_total, c.ports_all_pairs
+                )
             }
         } else {
             String::new()
         };
-        rows.push([c.from.clone(), c.to.clone(), c.protocol.to_string(), c.ports.to_string(), pairs]);
+        rows.push([
+            c.from.clone(),
+            c.to.clone(),
+            c.protocol.to_string(),
+            c.ports.to_string(),
+            pairs,
+        ]);
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in &rows {
         let line = format!(
             "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            r[0], r[1], r[2], r[3], r[4],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
@@ -66,7 +92,8 @@ pub fn table(connections: &[Connection], grouped: bool) -> String {
 }
 
 pub fn csv(connections: &[Connection]) -> String {
-    let mut out = String::from("from,to,protocol,ports,ports_all_pairs,pairs_allowed,pairs_total\n");
+    let mut out =
+        String::from("from,to,protocol,ports,ports_all_pairs,pairs_allowed,pairs_total\n");
     for c in connections {
         let _ = writeln!(
             out,
@@ -84,7 +111,7 @@ fn edges(connections: &[Connection]) -> Vec<(String, String, String)> {
         let label = format!("{}:{}", c.protocol, c.ports);
         match out.last_mut() {
             Some((f, t, l)) if *f == c.from && *t == c.to => {
-                l.push_str(" ");
+                l.push(' ');
                 l.push_str(&label);
             }
             _ => out.push((c.from.clone(), c.to.clone(), label)),
@@ -95,7 +122,10 @@ fn edges(connections: &[Connection]) -> Vec<(String, String, String)> {
 
 pub fn dot(connections: &[Connection]) -> String {
     let mut out = String::from("digraph bulkhead {\n  rankdir=LR;\n  node [shape=box];\n");
-    let nodes: BTreeSet<&str> = connections.iter().flat_map(|c| [c.from.as_str(), c.to.as_str()]).collect();
+    let nodes: BTreeSet<&str> = connections
+        .iter()
+        .flat_map(|c| [c.from.as_str(), c.to.as_str()])
+        .collect();
     for n in nodes {
         let _ = writeln!(out, "  \"{n}\";");
     }
@@ -107,15 +137,26 @@ pub fn dot(connections: &[Connection]) -> String {
 }
 
 pub fn mermaid(connections: &[Connection]) -> String {
-    let nodes: BTreeSet<&str> = connections.iter().flat_map(|c| [c.from.as_str(), c.to.as_str()]).collect();
-    let ids: std::collections::BTreeMap<&str, String> =
-        nodes.iter().enumerate().map(|(i, n)| (*n, format!("n{i}"))).collect();
+    let nodes: BTreeSet<&str> = connections
+        .iter()
+        .flat_map(|c| [c.from.as_str(), c.to.as_str()])
+        .collect();
+    let ids: std::collections::BTreeMap<&str, String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, format!("n{i}")))
+        .collect();
     let mut out = String::from("flowchart LR\n");
     for (n, id) in &ids {
         let _ = writeln!(out, "  {id}[\"{n}\"]");
     }
     for (from, to, label) in edges(connections) {
-        let _ = writeln!(out, "  {} -->|\"{label}\"| {}", ids[from.as_str()], ids[to.as_str()]);
+        let _ = writeln!(
+            out,
+            "  {} -->|\"{label}\"| {}",
+            ids[from.as_str()],
+            ids[to.as_str()]
+        );
     }
     out
 }
