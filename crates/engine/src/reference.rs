@@ -4,6 +4,7 @@
 use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
 use crate::verdict::Note;
+use bulkhead_model::edit_distance::edit_distance;
 use std::net::IpAddr;
 
 /// A resolved reference and what the user should know about how it was read.
@@ -180,27 +181,10 @@ impl Engine<'_> {
 
 fn close_matches(wanted: &str, candidates: impl Iterator<Item = String>) -> Vec<String> {
     let mut scored: Vec<(usize, String)> = candidates
-        .map(|c| (distance(wanted, &c), c))
+        .map(|c| (edit_distance(wanted, &c), c))
         .filter(|(d, c)| *d <= 3.max(c.len() / 3))
         .collect();
     scored.sort();
     scored.dedup();
     scored.into_iter().take(3).map(|(_, c)| c).collect()
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            current.push(
-                (previous[j] + usize::from(ca != *cb))
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }

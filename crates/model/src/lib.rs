@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod diagnostic;
+pub mod edit_distance;
 pub mod ip_block;
 pub mod labels;
 pub mod network_policy;
