@@ -1,9 +1,12 @@
 //! One flow, both directions, with the explanation (semantics.md §1.10, §3.4, §4).
 
 use crate::endpoint::{Endpoint, Flow};
+use crate::labelling::Labelling;
 use crate::matching::{self, Peer};
-use crate::verdict::{DirectionVerdict, Note, Reason, RuleRef, Verdict};
-use bulkhead_model::{Cluster, Direction, NetworkPolicy, Pod, PortSet, Protocol};
+use crate::pipeline::{Pipeline, PolicySource, RuleOracle, Segment, Walk};
+use crate::tiered_matching::RuleContext;
+use crate::verdict::{DirectionVerdict, Note, Reason, Verdict};
+use bulkhead_model::{Cluster, Direction, Pod, PortSet, Protocol, RuleMatcher};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -38,49 +41,21 @@ impl Default for EngineOptions {
 pub struct Engine<'c> {
     cluster: &'c Cluster,
     options: EngineOptions,
-    /// Per pod, the policies of its namespace that select it, per direction (K8S-ISO-1).
-    ingress_policies: Vec<Vec<usize>>,
-    egress_policies: Vec<Vec<usize>>,
+    labelling: Labelling,
+    pipeline: Pipeline<'c>,
+    /// The same pipeline with staged policies applied, when there are any (CAL-STG-1).
+    staged: Option<Pipeline<'c>>,
     ip_owners: HashMap<IpAddr, Endpoint>,
 }
 
 impl<'c> Engine<'c> {
     pub fn new(cluster: &'c Cluster, options: EngineOptions) -> Self {
-        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, p) in cluster.network_policies.iter().enumerate() {
-            by_namespace
-                .entry(p.namespace.as_str())
-                .or_default()
-                .push(i);
-        }
-        let mut ingress_policies = Vec::with_capacity(cluster.pods.len());
-        let mut egress_policies = Vec::with_capacity(cluster.pods.len());
-        for pod in &cluster.pods {
-            let selecting: Vec<usize> = if pod.host_network || !pod.is_endpoint() {
-                Vec::new()
-            } else {
-                by_namespace
-                    .get(pod.namespace.as_str())
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .filter(|&i| {
-                        cluster.network_policies[i]
-                            .pod_selector
-                            .matches(&pod.labels)
-                    })
-                    .collect()
-            };
-            let of_type = |d: Direction| -> Vec<usize> {
-                selecting
-                    .iter()
-                    .copied()
-                    .filter(|&i| cluster.network_policies[i].policy_types.contains(d))
-                    .collect()
-            };
-            ingress_policies.push(of_type(Direction::Ingress));
-            egress_policies.push(of_type(Direction::Egress));
-        }
+        let labelling = Labelling::new(cluster);
+        let calico = options.semantics == Semantics::Calico;
+        let pipeline = Pipeline::build(cluster, &labelling, calico, false);
+        let has_staged = !cluster.staged_network_policies.is_empty()
+            || cluster.tiered_policies.iter().any(|p| p.staged.is_some() && (calico || !p.kind.is_calico()));
+        let staged = has_staged.then(|| Pipeline::build(cluster, &labelling, calico, true));
         let mut ip_owners = HashMap::new();
         for (i, node) in cluster.nodes.iter().enumerate() {
             for ip in &node.ips {
@@ -97,10 +72,20 @@ impl<'c> Engine<'c> {
         Self {
             cluster,
             options,
-            ingress_policies,
-            egress_policies,
+            labelling,
+            pipeline,
+            staged,
             ip_owners,
         }
+    }
+
+    /// The semantics `auto` resolves to: Calico when the snapshot holds any Calico object.
+    pub fn auto_semantics(cluster: &Cluster) -> Semantics {
+        let calico = !cluster.tiers.is_empty()
+            || !cluster.network_sets.is_empty()
+            || !cluster.staged_network_policies.is_empty()
+            || cluster.tiered_policies.iter().any(|p| p.kind.is_calico());
+        if calico { Semantics::Calico } else { Semantics::Kubernetes }
     }
 
     pub fn cluster(&self) -> &'c Cluster {
@@ -111,25 +96,13 @@ impl<'c> Engine<'c> {
         self.options
     }
 
-    /// The endpoint that owns an address: a pod, a node, or nothing (external).
-    pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
-        self.ip_owners
-            .get(&ip)
-            .copied()
-            .unwrap_or(Endpoint::External(ip))
+    pub(crate) fn labelling(&self) -> &Labelling {
+        &self.labelling
     }
 
-    /// The policies selecting pod `index` for `direction`.
-    pub fn selecting_policies(
-        &self,
-        index: usize,
-        direction: Direction,
-    ) -> impl Iterator<Item = &'c NetworkPolicy> + '_ {
-        let list = match direction {
-            Direction::Ingress => &self.ingress_policies[index],
-            Direction::Egress => &self.egress_policies[index],
-        };
-        list.iter().map(|&i| &self.cluster.network_policies[i])
+    /// The endpoint that owns an address: a pod, a node, or nothing (external).
+    pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
+        self.ip_owners.get(&ip).copied().unwrap_or(Endpoint::External(ip))
     }
 
     /// The address family of a flow: an explicit address decides, otherwise IPv4 when both
@@ -157,11 +130,7 @@ impl<'c> Engine<'c> {
     pub fn ip_of(&self, endpoint: Endpoint, ipv4: bool) -> Option<IpAddr> {
         match endpoint {
             Endpoint::Pod(i) => self.cluster.pods[i].ip_for_family(ipv4),
-            Endpoint::Node(i) => self.cluster.nodes[i]
-                .ips
-                .iter()
-                .copied()
-                .find(|ip| ip.is_ipv4() == ipv4),
+            Endpoint::Node(i) => self.cluster.nodes[i].ips.iter().copied().find(|ip| ip.is_ipv4() == ipv4),
             Endpoint::External(ip) => Some(ip),
         }
     }
@@ -194,8 +163,17 @@ impl<'c> Engine<'c> {
         }
     }
 
-    /// The verdict of one flow with both halves explained.
+    /// The verdict of one flow with both halves explained, and the staged verdict if any
+    /// staged policy exists.
     pub fn evaluate(&self, flow: &Flow) -> Verdict {
+        let mut verdict = self.evaluate_with(&self.pipeline, flow);
+        if let Some(staged) = &self.staged {
+            verdict.staged = Some(Box::new(self.evaluate_with(staged, flow)));
+        }
+        verdict
+    }
+
+    fn evaluate_with(&self, pipeline: &Pipeline<'c>, flow: &Flow) -> Verdict {
         let mut notes = Vec::new();
         if !flow.protocol.has_ports() {
             notes.push(Note {
@@ -211,10 +189,7 @@ impl<'c> Engine<'c> {
                 code: "WORKLOAD_REPLICAS",
                 message: "source and destination are the same workload template: judged as traffic between two of its replicas".into(),
             });
-        } else if self.options.self_traffic_allowed
-            && flow.src == flow.dst
-            && matches!(flow.src, Endpoint::Pod(_))
-        {
+        } else if self.options.self_traffic_allowed && flow.src == flow.dst && matches!(flow.src, Endpoint::Pod(_)) {
             notes.push(Note {
                 code: "SELF",
                 message: "a pod reaching itself by its own IP is always allowed (K8S-ISO-8); CNIs differ for hairpin traffic through a Service".into(),
@@ -230,25 +205,12 @@ impl<'c> Engine<'c> {
                 egress: half(Direction::Egress),
                 ingress: half(Direction::Ingress),
                 notes,
+                staged: None,
             };
         }
         let ipv4 = self.flow_is_ipv4(flow.src, flow.dst);
-        let egress = self.direction(
-            Direction::Egress,
-            flow.src,
-            flow.dst,
-            ipv4,
-            flow,
-            &mut notes,
-        );
-        let ingress = self.direction(
-            Direction::Ingress,
-            flow.dst,
-            flow.src,
-            ipv4,
-            flow,
-            &mut notes,
-        );
+        let egress = self.direction(pipeline, Direction::Egress, flow.src, flow.dst, ipv4, flow, &mut notes);
+        let ingress = self.direction(pipeline, Direction::Ingress, flow.dst, flow.src, ipv4, flow, &mut notes);
         notes.sort();
         notes.dedup();
         Verdict {
@@ -256,11 +218,14 @@ impl<'c> Engine<'c> {
             egress,
             ingress,
             notes,
+            staged: None,
         }
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one direction of one flow: all of it is needed")]
     fn direction(
         &self,
+        pipeline: &Pipeline<'c>,
         direction: Direction,
         subject: Endpoint,
         remote: Endpoint,
@@ -268,170 +233,94 @@ impl<'c> Engine<'c> {
         flow: &Flow,
         notes: &mut Vec<Note>,
     ) -> DirectionVerdict {
-        let verdict = |allowed, reason, decided_by| DirectionVerdict {
-            direction,
-            allowed,
-            reason: self.in_semantics(reason),
-            decided_by,
-        };
         let Endpoint::Pod(subject_index) = subject else {
-            return verdict(true, Reason::NotApplicable, Vec::new());
+            return DirectionVerdict { direction, allowed: true, reason: Reason::NotApplicable, decided_by: Vec::new() };
         };
-        let policies: Vec<&NetworkPolicy> =
-            self.selecting_policies(subject_index, direction).collect();
-        if policies.is_empty() {
-            return verdict(true, Reason::NotIsolated, Vec::new());
+        // K8S-ISO-6: the pod's own node may always reach it, before any layer (§3.4).
+        if direction == Direction::Ingress && self.is_own_node(subject_index, remote) {
+            return DirectionVerdict { direction, allowed: true, reason: Reason::NodeLocal, decided_by: Vec::new() };
         }
-        if self.is_own_node(subject_index, remote) {
-            return verdict(true, Reason::NodeLocal, Vec::new());
-        }
-        let peer = self.peer(remote, ipv4);
-        let destination = match direction {
-            Direction::Ingress => self.pod_of(subject),
-            Direction::Egress => self.pod_of(remote),
-        };
-        let mut matched = Vec::new();
-        for policy in &policies {
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
-                let peer_index = match &rule.peers {
-                    None => Some(None),
-                    Some(entries) => entries
-                        .iter()
-                        .position(|e| {
-                            matching::peer_matches(self.cluster, &policy.namespace, e, peer, notes)
-                        })
-                        .map(Some),
-                };
-                let Some(peer_index) = peer_index else {
-                    continue;
-                };
-                let port_index = match &rule.ports {
-                    None => Some(None),
-                    Some(entries) => entries
-                        .iter()
-                        .position(|e| {
-                            matching::port_matches(e, destination, flow.protocol, flow.port)
-                        })
-                        .map(Some),
-                };
-                let Some(port_index) = port_index else {
-                    continue;
-                };
-                matched.push(self.rule_ref(policy, direction, i, peer_index, port_index));
-            }
-        }
-        if matched.is_empty() {
-            let isolating = policies
-                .iter()
-                .map(|p| RuleRef {
-                    kind: "NetworkPolicy",
-                    namespace: Some(p.namespace.clone()),
-                    name: p.name.clone(),
-                    tier: "default",
-                    rule: None,
-                    action: "Deny",
-                    detail: format!("isolates the pod for {direction} (policyTypes {}); none of its {direction} rules matched", p.policy_types),
-                    source: p.source.clone(),
-                })
-                .collect();
-            verdict(false, Reason::NpDenyIsolated, isolating)
-        } else {
-            verdict(true, Reason::NpAllow, matched)
+        let segments = self.segments(pipeline, direction, subject_index, remote, ipv4, flow.protocol, flow.icmp, notes);
+        let port = if flow.protocol.has_ports() { flow.port.unwrap_or(0) } else { 1 };
+        match segments.into_iter().find(|s| s.ports.contains(port)) {
+            Some(s) => DirectionVerdict { direction, allowed: s.allowed, reason: s.reason, decided_by: s.trail },
+            // Port 0 is outside every set; treat it like any port no rule names.
+            None => DirectionVerdict { direction, allowed: false, reason: Reason::NpDenyIsolated, decided_by: Vec::new() },
         }
     }
 
-    fn rule_ref(
+    #[expect(clippy::too_many_arguments, reason = "one direction of one flow: all of it is needed")]
+    fn segments(
         &self,
-        policy: &NetworkPolicy,
+        pipeline: &Pipeline<'c>,
         direction: Direction,
-        rule_index: usize,
-        peer_index: Option<usize>,
-        port_index: Option<usize>,
-    ) -> RuleRef {
-        let rule = &policy.rules(direction)[rule_index];
-        let peers_field = match direction {
-            Direction::Ingress => "from",
-            Direction::Egress => "to",
-        };
-        let peer_text = match (peer_index, &rule.peers) {
-            (Some(i), Some(entries)) => format!("{peers_field}[{i}] {}", entries[i]),
-            _ => format!("any {peers_field}"),
-        };
-        let port_text = match (port_index, &rule.ports) {
-            (Some(i), Some(entries)) => format!("port {}", entries[i]),
-            _ => "any port".to_string(),
-        };
-        RuleRef {
-            kind: "NetworkPolicy",
-            namespace: Some(policy.namespace.clone()),
-            name: policy.name.clone(),
-            tier: "default",
-            rule: Some(format!("{direction}[{rule_index}]")),
-            action: "Allow",
-            detail: format!("{peer_text}, {port_text}"),
-            source: policy.source.clone(),
-        }
-    }
-
-    /// Names the same decision the way the chosen semantics does (§4: both modes agree on
-    /// verdicts for Kubernetes-only input; Calico names them as tiers and profiles).
-    fn in_semantics(&self, reason: Reason) -> Reason {
-        match (self.options.semantics, reason) {
-            (Semantics::Calico, Reason::NotIsolated) => Reason::ProfileAllow,
-            (Semantics::Calico, Reason::NpAllow) => Reason::CalicoAllow,
-            (Semantics::Calico, Reason::NpDenyIsolated) => Reason::TierEndDeny,
-            (_, r) => r,
-        }
-    }
-
-    /// The ports of `protocol` that one direction allows between two pod endpoints; the
-    /// whole-cluster path. Mirrors [`Engine::evaluate`] rule for rule.
-    pub fn direction_ports(
-        &self,
-        direction: Direction,
-        subject_index: usize,
+        subject: usize,
         remote: Endpoint,
         ipv4: bool,
         protocol: Protocol,
-    ) -> PortSet {
-        let policies = match direction {
-            Direction::Ingress => &self.ingress_policies[subject_index],
-            Direction::Egress => &self.egress_policies[subject_index],
+        icmp: Option<(u8, Option<u8>)>,
+        notes: &mut Vec<Note>,
+    ) -> Vec<Segment> {
+        let mut oracle = Oracle {
+            context: RuleContext { engine: self, direction, subject, remote, ipv4, protocol, icmp },
+            notes: Vec::new(),
         };
-        if policies.is_empty() || self.is_own_node(subject_index, remote) {
+        let walk = Walk { calico: self.options.semantics == Semantics::Calico, direction, notes };
+        let segments = pipeline.run(subject, walk, &mut oracle);
+        notes.extend(oracle.notes);
+        segments
+    }
+
+    /// The ports of `protocol` that one direction allows between a pod and a remote endpoint;
+    /// the whole-cluster path, through the same pipeline as [`Engine::evaluate`].
+    pub fn direction_ports(&self, direction: Direction, subject_index: usize, remote: Endpoint, ipv4: bool, protocol: Protocol) -> PortSet {
+        if direction == Direction::Ingress && self.is_own_node(subject_index, remote) {
             return PortSet::all();
         }
-        let peer = self.peer(remote, ipv4);
-        let subject = Endpoint::Pod(subject_index);
-        let destination = match direction {
-            Direction::Ingress => self.pod_of(subject),
-            Direction::Egress => self.pod_of(remote),
-        };
+        let mut notes = Vec::new();
         let mut allowed = PortSet::empty();
-        let mut scratch = Vec::new();
-        for &i in policies {
-            let policy = &self.cluster.network_policies[i];
-            for rule in policy.rules(direction) {
-                let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
-                    entries.iter().any(|e| {
-                        matching::peer_matches(
-                            self.cluster,
-                            &policy.namespace,
-                            e,
-                            peer,
-                            &mut scratch,
-                        )
-                    })
-                });
-                if peer_ok {
-                    allowed = allowed.union(&matching::rule_ports(rule, destination, protocol));
-                    if allowed.is_all() {
-                        return allowed;
-                    }
-                }
+        for s in self.segments(&self.pipeline, direction, subject_index, remote, ipv4, protocol, None, &mut notes) {
+            if s.allowed {
+                allowed = allowed.union(&s.ports);
             }
         }
         allowed
+    }
+}
+
+struct Oracle<'e, 'c> {
+    context: RuleContext<'e, 'c>,
+    notes: Vec<Note>,
+}
+
+impl RuleOracle for Oracle<'_, '_> {
+    fn rule_ports(&mut self, policy: PolicySource<'_>, direction: Direction, rule_index: usize) -> PortSet {
+        let c = &self.context;
+        match policy {
+            PolicySource::Kubernetes(p) => {
+                let rule = &p.rules(direction)[rule_index];
+                let peer = c.engine.peer(c.remote, c.ipv4);
+                let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
+                    entries.iter().any(|e| matching::peer_matches(c.engine.cluster(), &p.namespace, e, peer, &mut self.notes))
+                });
+                if !peer_ok {
+                    return PortSet::empty();
+                }
+                let destination = match direction {
+                    Direction::Ingress => Some(&c.engine.cluster().pods[c.subject]),
+                    Direction::Egress => c.engine.pod_of(c.remote),
+                };
+                matching::rule_ports(rule, destination, c.protocol.canonical())
+            }
+            PolicySource::Tiered(p) => match &p.rules(direction)[rule_index].matcher {
+                RuleMatcher::Cluster(r) => c.cluster_rule_ports(r, &mut self.notes),
+                RuleMatcher::Calico(r) => c.calico_rule_ports(r, p.namespace.as_deref(), &mut self.notes),
+            },
+        }
+    }
+
+    fn egress_to_own_node(&self) -> bool {
+        self.context.engine.is_own_node(self.context.subject, self.context.remote)
     }
 }
 

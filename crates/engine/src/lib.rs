@@ -6,10 +6,14 @@
 //! cannot disagree about what a rule matches. The engine never reads files or the clock.
 
 pub mod connectivity;
+mod describe;
 pub mod endpoint;
 pub mod evaluate;
+mod labelling;
 pub mod matching;
+mod pipeline;
 pub mod reference;
+mod tiered_matching;
 pub mod verdict;
 
 pub use connectivity::{Aggregation, Connection, ConnectivityOptions};

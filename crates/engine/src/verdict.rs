@@ -21,8 +21,16 @@ pub enum Reason {
     ProfileAllow,
     /// Calico view of `NpAllow` (a Kubernetes policy in tier `default`).
     CalicoAllow,
-    /// Calico view of `NpDenyIsolated`: the end-of-tier deny of tier `default`.
+    /// Calico view of `NpDenyIsolated`: the end-of-tier deny of a tier that applies.
     TierEndDeny,
+    /// A Calico rule with action Deny.
+    CalicoDeny,
+    AnpAllow,
+    AnpDeny,
+    BanpAllow,
+    BanpDeny,
+    /// Some layer applied but none decided: Kubernetes' final default.
+    DefaultAllow,
 }
 
 impl Reason {
@@ -38,6 +46,12 @@ impl Reason {
             Reason::ProfileAllow => "PROFILE_ALLOW",
             Reason::CalicoAllow => "CAL_ALLOW",
             Reason::TierEndDeny => "TIER_END_DENY",
+            Reason::CalicoDeny => "CAL_DENY",
+            Reason::AnpAllow => "ANP_ALLOW",
+            Reason::AnpDeny => "ANP_DENY",
+            Reason::BanpAllow => "BANP_ALLOW",
+            Reason::BanpDeny => "BANP_DENY",
+            Reason::DefaultAllow => "DEFAULT_ALLOW",
         }
     }
 
@@ -50,9 +64,15 @@ impl Reason {
             Reason::NotIsolated => "not isolated",
             Reason::NpAllow => "allowed by rule",
             Reason::NpDenyIsolated => "isolated, no rule matched",
-            Reason::ProfileAllow => "no tier applies; profile allows",
+            Reason::ProfileAllow => "no tier decided; profile kns allows",
             Reason::CalicoAllow => "allowed by rule",
-            Reason::TierEndDeny => "end of tier default: deny",
+            Reason::TierEndDeny => "end of tier: deny (a policy of the tier selects the pod, no rule matched)",
+            Reason::CalicoDeny => "denied by rule",
+            Reason::AnpAllow => "allowed by admin policy rule",
+            Reason::AnpDeny => "denied by admin policy rule",
+            Reason::BanpAllow => "allowed by baseline policy rule",
+            Reason::BanpDeny => "denied by baseline policy rule",
+            Reason::DefaultAllow => "no layer decided: allow",
         }
     }
 }
@@ -63,7 +83,7 @@ pub struct RuleRef {
     pub kind: &'static str,
     pub namespace: Option<String>,
     pub name: String,
-    pub tier: &'static str,
+    pub tier: String,
     /// `ingress[0]`; `None` when the policy decided by isolating without a matching rule.
     pub rule: Option<String>,
     pub action: &'static str,
@@ -94,4 +114,6 @@ pub struct Verdict {
     pub egress: DirectionVerdict,
     pub ingress: DirectionVerdict,
     pub notes: Vec<Note>,
+    /// The verdict if the staged policies were enforced (CAL-STG-1); `None` without any.
+    pub staged: Option<Box<Verdict>>,
 }

@@ -57,4 +57,12 @@ codes! {
         "a label selector has a bad key, value, operator or values list";
     INVALID_POLICY_TYPES = "BH029", "invalid-policy-types", Error,
         "policyTypes has more than two entries or a value other than Ingress/Egress";
+    INVALID_CALICO_SELECTOR = "BH040", "invalid-calico-selector", Error,
+        "a Calico selector expression does not parse, or uses global() where it is not allowed";
+    INVALID_CALICO_RULE = "BH041", "invalid-calico-rule", Error,
+        "a Calico policy, rule or tier breaks Calico's validation (action, ICMP, nets, types, tiers)";
+    UNSUPPORTED_FIELD = "BH042", "unsupported-field", Warning,
+        "a field Bulkhead cannot evaluate (L7 HTTP, Service matches, domain names); how it is treated is stated";
+    INVALID_CLUSTER_POLICY = "BH050", "invalid-admin-network-policy", Error,
+        "an AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy breaks its CRD schema";
 }

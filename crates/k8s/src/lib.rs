@@ -5,6 +5,8 @@
 //! Start at [`load`]. Broken input is normal here: loading always returns a [`Snapshot`] with
 //! whatever was valid plus a diagnostic for every problem; it never fails and never panics.
 
+pub mod calico;
+pub mod cluster_network_policy;
 pub mod codes;
 pub mod document;
 pub mod input;

@@ -79,6 +79,21 @@ pub fn lower(
     })
 }
 
+/// Validates and lowers a `metav1.LabelSelector` (K8S-VAL-8); problems go to `diagnostics`.
+pub fn lower_selector(
+    ctx: &ObjectContext<'_>,
+    selector: &WireSelector,
+    path: &FieldPath,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<LabelSelector> {
+    let mut v = Validator {
+        ctx,
+        diagnostics,
+        errors: 0,
+    };
+    v.selector(selector, path)
+}
+
 struct Validator<'a, 'b> {
     ctx: &'a ObjectContext<'b>,
     diagnostics: &'a mut Vec<Diagnostic>,

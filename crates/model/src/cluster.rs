@@ -109,13 +109,19 @@ pub struct ServiceAccount {
 }
 
 /// Everything the engine needs to decide flows, in a deterministic order (sorted by key).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cluster {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub nodes: Vec<Node>,
     pub service_accounts: Vec<ServiceAccount>,
     pub network_policies: Vec<NetworkPolicy>,
+    /// StagedKubernetesNetworkPolicy objects: previews that never change the enforced verdict.
+    pub staged_network_policies: Vec<(NetworkPolicy, crate::tiered::StagedAction)>,
+    /// Tier objects of the input; the built-in tiers are added by the engine.
+    pub tiers: Vec<crate::tiered::Tier>,
+    pub tiered_policies: Vec<crate::tiered::TieredPolicy>,
+    pub network_sets: Vec<crate::tiered::NetworkSet>,
 }
 
 impl Cluster {
@@ -136,6 +142,7 @@ impl Cluster {
             .map(|p| p.namespace.clone())
             .chain(self.network_policies.iter().map(|p| p.namespace.clone()))
             .chain(self.service_accounts.iter().map(|s| s.namespace.clone()))
+            .chain(self.tiered_policies.iter().filter_map(|p| p.namespace.clone()))
             .collect();
         referenced.sort();
         referenced.dedup();
@@ -156,6 +163,9 @@ impl Cluster {
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.network_policies
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.tiered_policies
+            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        self.tiers.sort_by(|a, b| a.name.cmp(&b.name));
     }
 }
 

@@ -5,6 +5,7 @@
 //! only holds well-formed requirements, an [`IpBlock`] only holds excepts inside its CIDR, a
 //! [`PortSet`] only holds ordered, disjoint ranges. Downstream crates never re-check.
 
+pub mod calico_selector;
 pub mod cluster;
 pub mod diagnostic;
 pub mod edit_distance;
@@ -13,7 +14,9 @@ pub mod labels;
 pub mod network_policy;
 pub mod ports;
 pub mod source;
+pub mod tiered;
 
+pub use calico_selector::CalicoSelector;
 pub use cluster::{Cluster, Namespace, Node, Pod, PodOrigin, ServiceAccount, WorkloadRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use ip_block::IpBlock;
@@ -24,3 +27,8 @@ pub use network_policy::{
 };
 pub use ports::{PortRange, PortSet, Protocol};
 pub use source::SourceLocation;
+pub use tiered::{
+    Action, CalicoPort, CalicoRule, ClusterPeer, ClusterPort, ClusterRule, EntityRule, IcmpMatch,
+    NetworkSet, RuleMatcher, ServiceAccountMatch, StagedAction, Subject, Tier, TierDefault, TieredKind,
+    TieredPolicy, TieredRule,
+};
