@@ -36,7 +36,7 @@ python3 tools/contract_check.py target/debug/bulkhead tests/conformance
 log "fuzz target builds"
 if cargo +nightly --version >/dev/null 2>&1; then
   command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-  (cd fuzz && cargo +nightly fuzz build --dev load_manifests)
+  (cd fuzz && cargo +nightly fuzz build --dev)
 else
   echo "no nightly toolchain: the fuzz target needs it (cargo +nightly fuzz build)" >&2
   exit 1

@@ -1,7 +1,7 @@
 //! Loading input for a command and building the engine the flags ask for.
 
 use crate::cli::{InputArgs, SemanticsArgs, SemanticsChoice};
-use bulkhead_engine::{EngineOptions, Semantics};
+use bulkhead_engine::{Engine, EngineOptions, Semantics};
 use bulkhead_k8s::{LoadOptions, Snapshot};
 
 pub fn load(input: &InputArgs) -> Snapshot {
@@ -17,14 +17,22 @@ pub fn load(input: &InputArgs) -> Snapshot {
     snapshot
 }
 
-pub fn engine_options(args: &SemanticsArgs) -> EngineOptions {
+pub fn engine_options(args: &SemanticsArgs, snapshot: &Snapshot) -> EngineOptions {
+    let detected = Engine::auto_semantics(&snapshot.cluster);
+    let semantics = match args.semantics {
+        SemanticsChoice::Calico => Semantics::Calico,
+        SemanticsChoice::Kubernetes => {
+            if detected == Semantics::Calico {
+                eprintln!(
+                    "warning: --semantics kubernetes ignores the Calico policies, tiers and network sets in the input"
+                );
+            }
+            Semantics::Kubernetes
+        }
+        SemanticsChoice::Auto => detected,
+    };
     EngineOptions {
-        // No Calico resource is evaluated yet, so auto means kubernetes; both give identical
-        // verdicts on Kubernetes-only input (semantics.md §4).
-        semantics: match args.semantics {
-            SemanticsChoice::Calico => Semantics::Calico,
-            SemanticsChoice::Auto | SemanticsChoice::Kubernetes => Semantics::Kubernetes,
-        },
+        semantics,
         self_traffic_allowed: !args.no_self_traffic,
     }
 }

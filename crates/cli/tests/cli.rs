@@ -355,3 +355,91 @@ fn demo_runs_and_shows_the_dns_mistake() {
             .contains("namespaceSelector name=kube-system matches no namespace")
     );
 }
+
+fn explain_json(dir: &str, from: &str, to: &str, port: &str) -> Value {
+    let r = run(&[
+        "explain", dir, "--from", from, "--to", to, "--port", port, "-o", "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    serde_json::from_str(&r.stdout).expect("json")
+}
+
+#[test]
+fn security_tier_example_denies_the_metadata_service_and_says_where() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/security-tier");
+    let dir = dir.to_str().expect("utf-8");
+    let v = explain_json(dir, "prod/api-0", "169.254.169.254", "80");
+    assert_eq!(v["verdict"], "deny");
+    let d = &v["egress"]["decided_by"][0];
+    assert_eq!(
+        (
+            d["tier"].as_str(),
+            d["name"].as_str(),
+            d["rule"].as_str(),
+            d["action"].as_str()
+        ),
+        (
+            Some("security"),
+            Some("deny-cloud-metadata"),
+            Some("egress[0]"),
+            Some("Deny")
+        )
+    );
+    assert_eq!(v["egress"]["reason_code"], "CAL_DENY");
+    let v = explain_json(dir, "prod/api-0", "93.184.216.34", "443");
+    assert_eq!(v["verdict"], "allow");
+    let path = v["egress"]["decided_by"].as_array().expect("path");
+    assert_eq!(path[0]["action"], "Pass");
+    assert_eq!(path[1]["name"], "api-egress-anywhere");
+    assert_eq!(path[1]["tier"], "default");
+    assert!(
+        v.get("staged").is_none(),
+        "no staged policies, no staged object"
+    );
+}
+
+#[test]
+fn staged_policies_never_change_the_enforced_verdict_but_are_reported() {
+    let dir = fixture("staged");
+    let v = explain_json(
+        dir.to_str().expect("utf-8"),
+        "prod/api-0",
+        "prod/web-0",
+        "8080",
+    );
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["staged"]["verdict"], "deny");
+    let d = &v["staged"]["ingress"]["decided_by"][0];
+    assert_eq!(
+        (d["name"].as_str(), d["rule"].as_str(), d["action"].as_str()),
+        (Some("lockdown-web"), Some("ingress[0]"), Some("Deny"))
+    );
+}
+
+#[test]
+fn auto_semantics_switches_to_calico_when_calico_objects_exist() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/security-tier");
+    let output = bulkhead()
+        .args([
+            "explain",
+            dir.to_str().expect("utf-8"),
+            "--from",
+            "prod/api-0",
+            "--to",
+            "169.254.169.254",
+            "--port",
+            "80",
+            "-o",
+            "json",
+            "--semantics",
+            "kubernetes",
+        ])
+        .output()
+        .expect("runs");
+    let v: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        v["verdict"], "allow",
+        "kubernetes semantics ignore Calico policies"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ignores the Calico policies"));
+}

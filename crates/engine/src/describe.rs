@@ -7,24 +7,55 @@ pub(crate) fn rule(source: PolicySource<'_>, direction: Direction, index: usize)
     match source {
         PolicySource::Kubernetes(p) => {
             let rule = &p.rules(direction)[index];
-            let field = if direction == Direction::Ingress { "from" } else { "to" };
+            let field = if direction == Direction::Ingress {
+                "from"
+            } else {
+                "to"
+            };
             let peers = match &rule.peers {
                 None => format!("any {field}"),
-                Some(list) => format!("{field} [{}]", list.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                Some(list) => format!(
+                    "{field} [{}]",
+                    list.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
             };
             let ports = match &rule.ports {
                 None => "any port".to_string(),
-                Some(list) => format!("ports [{}]", list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+                Some(list) => format!(
+                    "ports [{}]",
+                    list.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             format!("{peers}, {ports}")
         }
         PolicySource::Tiered(p) => match &p.rules(direction)[index].matcher {
             RuleMatcher::Cluster(r) => {
-                let field = if direction == Direction::Ingress { "from" } else { "to" };
-                let peers = r.peers.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                let field = if direction == Direction::Ingress {
+                    "from"
+                } else {
+                    "to"
+                };
+                let peers = r
+                    .peers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 let ports = match &r.ports {
                     None => "any port".to_string(),
-                    Some(list) => format!("ports [{}]", list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+                    Some(list) => format!(
+                        "ports [{}]",
+                        list.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 };
                 format!("{field} [{peers}], {ports}")
             }
@@ -45,7 +76,11 @@ fn calico(r: &CalicoRule) -> String {
         parts.push(format!("ipVersion {v}"));
     }
     if let Some(i) = r.icmp {
-        parts.push(format!("icmp type {}{}", i.icmp_type, i.code.map(|c| format!(" code {c}")).unwrap_or_default()));
+        parts.push(format!(
+            "icmp type {}{}",
+            i.icmp_type,
+            i.code.map(|c| format!(" code {c}")).unwrap_or_default()
+        ));
     }
     for (name, e) in [("source", &r.source), ("destination", &r.destination)] {
         let text = entity(e);
@@ -53,12 +88,21 @@ fn calico(r: &CalicoRule) -> String {
             parts.push(format!("{name} {{{text}}}"));
         }
     }
-    if parts.is_empty() { "matches everything".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "matches everything".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn entity(e: &EntityRule) -> String {
     let mut parts = Vec::new();
-    let nets = |n: &[ipnet::IpNet]| n.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let nets = |n: &[ipnet::IpNet]| {
+        n.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if !e.nets.is_empty() {
         parts.push(format!("nets {}", nets(&e.nets)));
     }
@@ -78,10 +122,24 @@ fn entity(e: &EntityRule) -> String {
         parts.push(format!("serviceAccounts {}", sa.names.join(",")));
     }
     if !e.ports.is_empty() {
-        parts.push(format!("ports {}", e.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+        parts.push(format!(
+            "ports {}",
+            e.ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
     }
     if !e.not_ports.is_empty() {
-        parts.push(format!("notPorts {}", e.not_ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+        parts.push(format!(
+            "notPorts {}",
+            e.not_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
     }
     parts.join(", ")
 }

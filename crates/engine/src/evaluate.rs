@@ -54,7 +54,10 @@ impl<'c> Engine<'c> {
         let calico = options.semantics == Semantics::Calico;
         let pipeline = Pipeline::build(cluster, &labelling, calico, false);
         let has_staged = !cluster.staged_network_policies.is_empty()
-            || cluster.tiered_policies.iter().any(|p| p.staged.is_some() && (calico || !p.kind.is_calico()));
+            || cluster
+                .tiered_policies
+                .iter()
+                .any(|p| p.staged.is_some() && (calico || !p.kind.is_calico()));
         let staged = has_staged.then(|| Pipeline::build(cluster, &labelling, calico, true));
         let mut ip_owners = HashMap::new();
         for (i, node) in cluster.nodes.iter().enumerate() {
@@ -85,7 +88,11 @@ impl<'c> Engine<'c> {
             || !cluster.network_sets.is_empty()
             || !cluster.staged_network_policies.is_empty()
             || cluster.tiered_policies.iter().any(|p| p.kind.is_calico());
-        if calico { Semantics::Calico } else { Semantics::Kubernetes }
+        if calico {
+            Semantics::Calico
+        } else {
+            Semantics::Kubernetes
+        }
     }
 
     pub fn cluster(&self) -> &'c Cluster {
@@ -102,7 +109,10 @@ impl<'c> Engine<'c> {
 
     /// The endpoint that owns an address: a pod, a node, or nothing (external).
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
-        self.ip_owners.get(&ip).copied().unwrap_or(Endpoint::External(ip))
+        self.ip_owners
+            .get(&ip)
+            .copied()
+            .unwrap_or(Endpoint::External(ip))
     }
 
     /// The address family of a flow: an explicit address decides, otherwise IPv4 when both
@@ -130,7 +140,11 @@ impl<'c> Engine<'c> {
     pub fn ip_of(&self, endpoint: Endpoint, ipv4: bool) -> Option<IpAddr> {
         match endpoint {
             Endpoint::Pod(i) => self.cluster.pods[i].ip_for_family(ipv4),
-            Endpoint::Node(i) => self.cluster.nodes[i].ips.iter().copied().find(|ip| ip.is_ipv4() == ipv4),
+            Endpoint::Node(i) => self.cluster.nodes[i]
+                .ips
+                .iter()
+                .copied()
+                .find(|ip| ip.is_ipv4() == ipv4),
             Endpoint::External(ip) => Some(ip),
         }
     }
@@ -189,7 +203,10 @@ impl<'c> Engine<'c> {
                 code: "WORKLOAD_REPLICAS",
                 message: "source and destination are the same workload template: judged as traffic between two of its replicas".into(),
             });
-        } else if self.options.self_traffic_allowed && flow.src == flow.dst && matches!(flow.src, Endpoint::Pod(_)) {
+        } else if self.options.self_traffic_allowed
+            && flow.src == flow.dst
+            && matches!(flow.src, Endpoint::Pod(_))
+        {
             notes.push(Note {
                 code: "SELF",
                 message: "a pod reaching itself by its own IP is always allowed (K8S-ISO-8); CNIs differ for hairpin traffic through a Service".into(),
@@ -209,8 +226,24 @@ impl<'c> Engine<'c> {
             };
         }
         let ipv4 = self.flow_is_ipv4(flow.src, flow.dst);
-        let egress = self.direction(pipeline, Direction::Egress, flow.src, flow.dst, ipv4, flow, &mut notes);
-        let ingress = self.direction(pipeline, Direction::Ingress, flow.dst, flow.src, ipv4, flow, &mut notes);
+        let egress = self.direction(
+            pipeline,
+            Direction::Egress,
+            flow.src,
+            flow.dst,
+            ipv4,
+            flow,
+            &mut notes,
+        );
+        let ingress = self.direction(
+            pipeline,
+            Direction::Ingress,
+            flow.dst,
+            flow.src,
+            ipv4,
+            flow,
+            &mut notes,
+        );
         notes.sort();
         notes.dedup();
         Verdict {
@@ -222,7 +255,10 @@ impl<'c> Engine<'c> {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one direction of one flow: all of it is needed")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one direction of one flow: all of it is needed"
+    )]
     fn direction(
         &self,
         pipeline: &Pipeline<'c>,
@@ -234,22 +270,58 @@ impl<'c> Engine<'c> {
         notes: &mut Vec<Note>,
     ) -> DirectionVerdict {
         let Endpoint::Pod(subject_index) = subject else {
-            return DirectionVerdict { direction, allowed: true, reason: Reason::NotApplicable, decided_by: Vec::new() };
+            return DirectionVerdict {
+                direction,
+                allowed: true,
+                reason: Reason::NotApplicable,
+                decided_by: Vec::new(),
+            };
         };
         // K8S-ISO-6: the pod's own node may always reach it, before any layer (§3.4).
         if direction == Direction::Ingress && self.is_own_node(subject_index, remote) {
-            return DirectionVerdict { direction, allowed: true, reason: Reason::NodeLocal, decided_by: Vec::new() };
+            return DirectionVerdict {
+                direction,
+                allowed: true,
+                reason: Reason::NodeLocal,
+                decided_by: Vec::new(),
+            };
         }
-        let segments = self.segments(pipeline, direction, subject_index, remote, ipv4, flow.protocol, flow.icmp, notes);
-        let port = if flow.protocol.has_ports() { flow.port.unwrap_or(0) } else { 1 };
+        let segments = self.segments(
+            pipeline,
+            direction,
+            subject_index,
+            remote,
+            ipv4,
+            flow.protocol,
+            flow.icmp,
+            notes,
+        );
+        let port = if flow.protocol.has_ports() {
+            flow.port.unwrap_or(0)
+        } else {
+            1
+        };
         match segments.into_iter().find(|s| s.ports.contains(port)) {
-            Some(s) => DirectionVerdict { direction, allowed: s.allowed, reason: s.reason, decided_by: s.trail },
+            Some(s) => DirectionVerdict {
+                direction,
+                allowed: s.allowed,
+                reason: s.reason,
+                decided_by: s.trail,
+            },
             // Port 0 is outside every set; treat it like any port no rule names.
-            None => DirectionVerdict { direction, allowed: false, reason: Reason::NpDenyIsolated, decided_by: Vec::new() },
+            None => DirectionVerdict {
+                direction,
+                allowed: false,
+                reason: Reason::NpDenyIsolated,
+                decided_by: Vec::new(),
+            },
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one direction of one flow: all of it is needed")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one direction of one flow: all of it is needed"
+    )]
     fn segments(
         &self,
         pipeline: &Pipeline<'c>,
@@ -262,10 +334,22 @@ impl<'c> Engine<'c> {
         notes: &mut Vec<Note>,
     ) -> Vec<Segment> {
         let mut oracle = Oracle {
-            context: RuleContext { engine: self, direction, subject, remote, ipv4, protocol, icmp },
+            context: RuleContext {
+                engine: self,
+                direction,
+                subject,
+                remote,
+                ipv4,
+                protocol,
+                icmp,
+            },
             notes: Vec::new(),
         };
-        let walk = Walk { calico: self.options.semantics == Semantics::Calico, direction, notes };
+        let walk = Walk {
+            calico: self.options.semantics == Semantics::Calico,
+            direction,
+            notes,
+        };
         let segments = pipeline.run(subject, walk, &mut oracle);
         notes.extend(oracle.notes);
         segments
@@ -273,13 +357,29 @@ impl<'c> Engine<'c> {
 
     /// The ports of `protocol` that one direction allows between a pod and a remote endpoint;
     /// the whole-cluster path, through the same pipeline as [`Engine::evaluate`].
-    pub fn direction_ports(&self, direction: Direction, subject_index: usize, remote: Endpoint, ipv4: bool, protocol: Protocol) -> PortSet {
+    pub fn direction_ports(
+        &self,
+        direction: Direction,
+        subject_index: usize,
+        remote: Endpoint,
+        ipv4: bool,
+        protocol: Protocol,
+    ) -> PortSet {
         if direction == Direction::Ingress && self.is_own_node(subject_index, remote) {
             return PortSet::all();
         }
         let mut notes = Vec::new();
         let mut allowed = PortSet::empty();
-        for s in self.segments(&self.pipeline, direction, subject_index, remote, ipv4, protocol, None, &mut notes) {
+        for s in self.segments(
+            &self.pipeline,
+            direction,
+            subject_index,
+            remote,
+            ipv4,
+            protocol,
+            None,
+            &mut notes,
+        ) {
             if s.allowed {
                 allowed = allowed.union(&s.ports);
             }
@@ -294,14 +394,27 @@ struct Oracle<'e, 'c> {
 }
 
 impl RuleOracle for Oracle<'_, '_> {
-    fn rule_ports(&mut self, policy: PolicySource<'_>, direction: Direction, rule_index: usize) -> PortSet {
+    fn rule_ports(
+        &mut self,
+        policy: PolicySource<'_>,
+        direction: Direction,
+        rule_index: usize,
+    ) -> PortSet {
         let c = &self.context;
         match policy {
             PolicySource::Kubernetes(p) => {
                 let rule = &p.rules(direction)[rule_index];
                 let peer = c.engine.peer(c.remote, c.ipv4);
                 let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
-                    entries.iter().any(|e| matching::peer_matches(c.engine.cluster(), &p.namespace, e, peer, &mut self.notes))
+                    entries.iter().any(|e| {
+                        matching::peer_matches(
+                            c.engine.cluster(),
+                            &p.namespace,
+                            e,
+                            peer,
+                            &mut self.notes,
+                        )
+                    })
                 });
                 if !peer_ok {
                     return PortSet::empty();
@@ -314,13 +427,17 @@ impl RuleOracle for Oracle<'_, '_> {
             }
             PolicySource::Tiered(p) => match &p.rules(direction)[rule_index].matcher {
                 RuleMatcher::Cluster(r) => c.cluster_rule_ports(r, &mut self.notes),
-                RuleMatcher::Calico(r) => c.calico_rule_ports(r, p.namespace.as_deref(), &mut self.notes),
+                RuleMatcher::Calico(r) => {
+                    c.calico_rule_ports(r, p.namespace.as_deref(), &mut self.notes)
+                }
             },
         }
     }
 
     fn egress_to_own_node(&self) -> bool {
-        self.context.engine.is_own_node(self.context.subject, self.context.remote)
+        self.context
+            .engine
+            .is_own_node(self.context.subject, self.context.remote)
     }
 }
 

@@ -40,7 +40,12 @@ impl Labelling {
         for pod in &cluster.pods {
             service_account
                 .entry((pod.namespace.clone(), pod.service_account.clone()))
-                .or_insert_with(|| Labels::from([("projectcalico.org/name".to_string(), pod.service_account.clone())]));
+                .or_insert_with(|| {
+                    Labels::from([(
+                        "projectcalico.org/name".to_string(),
+                        pod.service_account.clone(),
+                    )])
+                });
         }
         let network_set = cluster
             .network_sets
@@ -76,7 +81,10 @@ fn calico_pod_labels(pod: &Pod) -> Labels {
     l.insert("projectcalico.org/namespace".into(), pod.namespace.clone());
     l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
     if pod.service_account.len() < 63 {
-        l.insert("projectcalico.org/serviceaccount".into(), pod.service_account.clone());
+        l.insert(
+            "projectcalico.org/serviceaccount".into(),
+            pod.service_account.clone(),
+        );
     }
     l
 }

@@ -78,14 +78,21 @@ impl PolicySource<'_> {
 
     /// Felix's tie-break string (CAL-ORD-3): name, namespace, kind.
     fn sort_key(self) -> String {
-        format!("{}/{}/{}", self.name(), self.namespace().unwrap_or_default(), self.kind_name())
+        format!(
+            "{}/{}/{}",
+            self.name(),
+            self.namespace().unwrap_or_default(),
+            self.kind_name()
+        )
     }
 
     fn is_cluster_kind(self) -> bool {
         matches!(
             self,
             PolicySource::Tiered(TieredPolicy {
-                kind: TieredKind::AdminNetworkPolicy | TieredKind::BaselineAdminNetworkPolicy | TieredKind::ClusterNetworkPolicy,
+                kind: TieredKind::AdminNetworkPolicy
+                    | TieredKind::BaselineAdminNetworkPolicy
+                    | TieredKind::ClusterNetworkPolicy,
                 ..
             })
         )
@@ -115,7 +122,9 @@ impl<'c> Pipeline<'c> {
         let mut tiered: Vec<&'c TieredPolicy> = cluster
             .tiered_policies
             .iter()
-            .filter(|p| p.staged.is_none() && !p.host_endpoints_only && (calico || !p.kind.is_calico()))
+            .filter(|p| {
+                p.staged.is_none() && !p.host_endpoints_only && (calico || !p.kind.is_calico())
+            })
             .collect();
         if staged {
             for (policy, action) in &cluster.staged_network_policies {
@@ -124,8 +133,16 @@ impl<'c> Pipeline<'c> {
                     kubernetes.push(policy);
                 }
             }
-            for policy in cluster.tiered_policies.iter().filter(|p| p.staged.is_some()) {
-                tiered.retain(|p| !(p.kind == policy.kind && p.namespace == policy.namespace && p.name == policy.name));
+            for policy in cluster
+                .tiered_policies
+                .iter()
+                .filter(|p| p.staged.is_some())
+            {
+                tiered.retain(|p| {
+                    !(p.kind == policy.kind
+                        && p.namespace == policy.namespace
+                        && p.name == policy.name)
+                });
                 if policy.staged == Some(StagedAction::Set) && !policy.host_endpoints_only {
                     tiered.push(policy);
                 }
@@ -143,7 +160,12 @@ impl<'c> Pipeline<'c> {
                 if !tiers.iter().any(|t| t.name == p.tier) {
                     // Calico refuses policies in a missing tier; the loader could not check
                     // across files, so the tier is taken to exist with Calico's defaults.
-                    tiers.push(Tier { name: p.tier.clone(), order: None, default_action: TierDefault::Deny, source: None });
+                    tiers.push(Tier {
+                        name: p.tier.clone(),
+                        order: None,
+                        default_action: TierDefault::Deny,
+                        source: None,
+                    });
                 }
             }
         }
@@ -155,14 +177,23 @@ impl<'c> Pipeline<'c> {
         let tier_of = |name: &str| tiers.iter().position(|t| t.name == name).unwrap_or(0);
         let mut policies: Vec<PolicyEntry<'c>> = kubernetes
             .into_iter()
-            .map(|p| PolicyEntry { source: PolicySource::Kubernetes(p), tier: tier_of(Tier::DEFAULT) })
-            .chain(tiered.into_iter().map(|p| PolicyEntry { source: PolicySource::Tiered(p), tier: tier_of(&p.tier) }))
+            .map(|p| PolicyEntry {
+                source: PolicySource::Kubernetes(p),
+                tier: tier_of(Tier::DEFAULT),
+            })
+            .chain(tiered.into_iter().map(|p| PolicyEntry {
+                source: PolicySource::Tiered(p),
+                tier: tier_of(&p.tier),
+            }))
             .collect();
         policies.sort_by(|a, b| {
             a.tier
                 .cmp(&b.tier)
                 .then_with(|| {
-                    a.source.order().unwrap_or(f64::INFINITY).total_cmp(&b.source.order().unwrap_or(f64::INFINITY))
+                    a.source
+                        .order()
+                        .unwrap_or(f64::INFINITY)
+                        .total_cmp(&b.source.order().unwrap_or(f64::INFINITY))
                 })
                 .then_with(|| a.source.sort_key().cmp(&b.source.sort_key()))
         });
@@ -180,38 +211,67 @@ impl<'c> Pipeline<'c> {
                     .filter(|(_, e)| selects(cluster, labelling, e.source, i))
                     .map(|(j, _)| j)
                     .collect();
-                let of = |d| selecting.iter().copied().filter(|&j| policies[j].source.applies_to(d)).collect();
+                let of = |d| {
+                    selecting
+                        .iter()
+                        .copied()
+                        .filter(|&j| policies[j].source.applies_to(d))
+                        .collect()
+                };
                 [of(Direction::Ingress), of(Direction::Egress)]
             })
             .collect();
-        Self { tiers, policies, applying }
+        Self {
+            tiers,
+            policies,
+            applying,
+        }
     }
 }
 
 /// Whether a policy selects pod `index` (K8S-ISO-1, CAL-SEL-*, ANP-SUBJ-1).
-fn selects(cluster: &Cluster, labelling: &Labelling, source: PolicySource<'_>, index: usize) -> bool {
+fn selects(
+    cluster: &Cluster,
+    labelling: &Labelling,
+    source: PolicySource<'_>,
+    index: usize,
+) -> bool {
     let pod = &cluster.pods[index];
     match source {
-        PolicySource::Kubernetes(p) => p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels),
+        PolicySource::Kubernetes(p) => {
+            p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels)
+        }
         PolicySource::Tiered(p) => {
             let namespace_labels = cluster.namespace(&pod.namespace).map(|n| &n.labels);
             match &p.subject {
-                Subject::Calico { selector, namespace_selector, service_account_selector } => {
+                Subject::Calico {
+                    selector,
+                    namespace_selector,
+                    service_account_selector,
+                } => {
                     let scope_ok = match &p.namespace {
                         Some(ns) => *ns == pod.namespace,
                         None => namespace_selector.as_ref().is_none_or(|s| {
-                            labelling.namespace(&pod.namespace).is_some_and(|l| s.matches(l))
+                            labelling
+                                .namespace(&pod.namespace)
+                                .is_some_and(|l| s.matches(l))
                         }),
                     };
                     scope_ok
                         && selector.matches(&labelling.calico_pod[index])
-                        && service_account_selector
-                            .as_ref()
-                            .is_none_or(|s| labelling.service_account_of(pod).is_some_and(|l| s.matches(l)))
+                        && service_account_selector.as_ref().is_none_or(|s| {
+                            labelling
+                                .service_account_of(pod)
+                                .is_some_and(|l| s.matches(l))
+                        })
                 }
                 Subject::Namespaces(s) => namespace_labels.is_some_and(|l| s.matches(l)),
-                Subject::Pods { namespace_selector, pod_selector } => {
-                    namespace_labels.is_some_and(|l| namespace_selector.matches(l)) && pod_selector.matches(&pod.labels)
+                Subject::Pods {
+                    namespace_selector,
+                    pod_selector,
+                } => {
+                    namespace_labels.is_some_and(|l| namespace_selector.matches(l))
+                        && pod_selector.matches(&pod.labels)
                 }
             }
         }
@@ -229,7 +289,12 @@ pub(crate) struct Segment {
 
 /// What a rule allows, in ports of the flow's protocol, for the remote side in question.
 pub(crate) trait RuleOracle {
-    fn rule_ports(&mut self, policy: PolicySource<'_>, direction: Direction, rule_index: usize) -> PortSet;
+    fn rule_ports(
+        &mut self,
+        policy: PolicySource<'_>,
+        direction: Direction,
+        rule_index: usize,
+    ) -> PortSet;
     /// Called when the walk would deny egress at the end of tier `default`: true when the
     /// remote is the subject's own node (K8S-ISO-6 engine choice).
     fn egress_to_own_node(&self) -> bool;
@@ -288,7 +353,15 @@ impl Pipeline<'_> {
                         let step = rule_ref(source, &tier.name, direction, i, action);
                         match action {
                             Action::Log => {
-                                walk.notes.push(Note { code: "CAL_LOG", message: format!("logged by {} {} rule {}", step.kind, step_name(&step), step.rule.clone().unwrap_or_default()) });
+                                walk.notes.push(Note {
+                                    code: "CAL_LOG",
+                                    message: format!(
+                                        "logged by {} {} rule {}",
+                                        step.kind,
+                                        step_name(&step),
+                                        step.rule.clone().unwrap_or_default()
+                                    ),
+                                });
                                 continue;
                             }
                             Action::Allow | Action::Deny => {
@@ -317,12 +390,23 @@ impl Pipeline<'_> {
                 }
                 match tier.default_action {
                     TierDefault::Pass => passed.push((ports, trail)),
-                    TierDefault::Deny if direction == Direction::Egress && tier.name == Tier::DEFAULT && oracle.egress_to_own_node() => {
-                        outcomes.push(Segment { ports, allowed: true, reason: Reason::NodeLocal, trail });
+                    TierDefault::Deny
+                        if direction == Direction::Egress
+                            && tier.name == Tier::DEFAULT
+                            && oracle.egress_to_own_node() =>
+                    {
+                        outcomes.push(Segment {
+                            ports,
+                            allowed: true,
+                            reason: Reason::NodeLocal,
+                            trail,
+                        });
                     }
                     TierDefault::Deny => {
                         let mut t = trail;
-                        let only_kubernetes = in_tier.iter().all(|&j| matches!(self.policies[j].source, PolicySource::Kubernetes(_)));
+                        let only_kubernetes = in_tier.iter().all(|&j| {
+                            matches!(self.policies[j].source, PolicySource::Kubernetes(_))
+                        });
                         for &j in in_tier {
                             let source = self.policies[j].source;
                             t.push(RuleRef {
@@ -336,8 +420,17 @@ impl Pipeline<'_> {
                                 source: source.source(),
                             });
                         }
-                        let reason = if only_kubernetes && !walk.calico { Reason::NpDenyIsolated } else { Reason::TierEndDeny };
-                        outcomes.push(Segment { ports, allowed: false, reason, trail: t });
+                        let reason = if only_kubernetes && !walk.calico {
+                            Reason::NpDenyIsolated
+                        } else {
+                            Reason::TierEndDeny
+                        };
+                        outcomes.push(Segment {
+                            ports,
+                            allowed: false,
+                            reason,
+                            trail: t,
+                        });
                     }
                 }
             }
@@ -352,7 +445,12 @@ impl Pipeline<'_> {
                 (false, false) => Reason::NotIsolated,
                 (false, true) => Reason::DefaultAllow,
             };
-            outcomes.push(Segment { ports, allowed: true, reason, trail });
+            outcomes.push(Segment {
+                ports,
+                allowed: true,
+                reason,
+                trail,
+            });
         }
         outcomes
     }
@@ -388,27 +486,52 @@ fn decided_reason(source: PolicySource<'_>, action: Action, calico: bool) -> Rea
         PolicySource::Kubernetes(_) if calico => Reason::CalicoAllow,
         PolicySource::Kubernetes(_) => Reason::NpAllow,
         PolicySource::Tiered(p) => match (p.kind, p.tier.as_str()) {
-            (TieredKind::AdminNetworkPolicy, _) | (TieredKind::ClusterNetworkPolicy, Tier::KUBE_ADMIN) => {
-                if allow { Reason::AnpAllow } else { Reason::AnpDeny }
+            (TieredKind::AdminNetworkPolicy, _)
+            | (TieredKind::ClusterNetworkPolicy, Tier::KUBE_ADMIN) => {
+                if allow {
+                    Reason::AnpAllow
+                } else {
+                    Reason::AnpDeny
+                }
             }
             (TieredKind::BaselineAdminNetworkPolicy | TieredKind::ClusterNetworkPolicy, _) => {
-                if allow { Reason::BanpAllow } else { Reason::BanpDeny }
+                if allow {
+                    Reason::BanpAllow
+                } else {
+                    Reason::BanpDeny
+                }
             }
             _ => {
-                if allow { Reason::CalicoAllow } else { Reason::CalicoDeny }
+                if allow {
+                    Reason::CalicoAllow
+                } else {
+                    Reason::CalicoDeny
+                }
             }
         },
     }
 }
 
-fn rule_ref(source: PolicySource<'_>, tier: &str, direction: Direction, index: usize, action: Action) -> RuleRef {
+fn rule_ref(
+    source: PolicySource<'_>,
+    tier: &str,
+    direction: Direction,
+    index: usize,
+    action: Action,
+) -> RuleRef {
     let detail = crate::describe::rule(source, direction, index);
     let rule_name = match source {
         PolicySource::Kubernetes(_) => None,
         PolicySource::Tiered(p) => p.rules(direction)[index].name.clone(),
     };
     let action = match (source, action) {
-        (PolicySource::Tiered(TieredPolicy { kind: TieredKind::ClusterNetworkPolicy, .. }), Action::Allow) => "Accept",
+        (
+            PolicySource::Tiered(TieredPolicy {
+                kind: TieredKind::ClusterNetworkPolicy,
+                ..
+            }),
+            Action::Allow,
+        ) => "Accept",
         (_, a) => a.as_str(),
     };
     RuleRef {

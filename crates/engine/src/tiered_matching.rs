@@ -5,8 +5,8 @@ use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
 use crate::verdict::Note;
 use bulkhead_model::{
-    CalicoPort, CalicoRule, CalicoSelector, ClusterPeer, ClusterPort, ClusterRule, Direction, EntityRule, NetworkSet, Pod,
-    PortRange, PortSet, Protocol,
+    CalicoPort, CalicoRule, CalicoSelector, ClusterPeer, ClusterPort, ClusterRule, Direction,
+    EntityRule, NetworkSet, Pod, PortRange, PortSet, Protocol,
 };
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -29,7 +29,9 @@ fn net_contains(nets: &[IpNet], ip: Option<IpAddr>, who: &str, notes: &mut Vec<N
             let certain = nets.iter().any(|n| n.prefix_len() == 0);
             notes.push(Note {
                 code: "POD_IP_UNKNOWN",
-                message: format!("{who} has no IP in the snapshot; a CIDR match is only certain for a /0"),
+                message: format!(
+                    "{who} has no IP in the snapshot; a CIDR match is only certain for a /0"
+                ),
             });
             certain
         }
@@ -60,17 +62,32 @@ impl RuleContext<'_, '_> {
     pub fn cluster_rule_ports(&self, rule: &ClusterRule, notes: &mut Vec<Note>) -> PortSet {
         let cluster = self.engine.cluster();
         let peer_matches = rule.peers.iter().any(|peer| match (peer, self.remote) {
-            (ClusterPeer::Namespaces(s), Endpoint::Pod(i)) => {
-                cluster.namespace(&cluster.pods[i].namespace).is_some_and(|n| s.matches(&n.labels))
-            }
-            (ClusterPeer::Pods { namespace_selector, pod_selector }, Endpoint::Pod(i)) => {
+            (ClusterPeer::Namespaces(s), Endpoint::Pod(i)) => cluster
+                .namespace(&cluster.pods[i].namespace)
+                .is_some_and(|n| s.matches(&n.labels)),
+            (
+                ClusterPeer::Pods {
+                    namespace_selector,
+                    pod_selector,
+                },
+                Endpoint::Pod(i),
+            ) => {
                 let pod = &cluster.pods[i];
-                cluster.namespace(&pod.namespace).is_some_and(|n| namespace_selector.matches(&n.labels)) && pod_selector.matches(&pod.labels)
+                cluster
+                    .namespace(&pod.namespace)
+                    .is_some_and(|n| namespace_selector.matches(&n.labels))
+                    && pod_selector.matches(&pod.labels)
             }
             (ClusterPeer::Nodes(s), Endpoint::Node(n)) => s.matches(&cluster.nodes[n].labels),
-            (ClusterPeer::Networks(nets), _) => net_contains(nets, self.remote_ip(), &self.remote_name(), notes),
+            (ClusterPeer::Networks(nets), _) => {
+                net_contains(nets, self.remote_ip(), &self.remote_name(), notes)
+            }
             (ClusterPeer::DomainNames(_), _) => {
-                notes.push(Note { code: "UNSUPPORTED_FIELD", message: "a domainNames peer never matches in a static analysis (ANP-PEER-4)".into() });
+                notes.push(Note {
+                    code: "UNSUPPORTED_FIELD",
+                    message: "a domainNames peer never matches in a static analysis (ANP-PEER-4)"
+                        .into(),
+                });
                 false
             }
             _ => false,
@@ -78,7 +95,9 @@ impl RuleContext<'_, '_> {
         if !peer_matches {
             return PortSet::empty();
         }
-        let Some(ports) = &rule.ports else { return PortSet::all() };
+        let Some(ports) = &rule.ports else {
+            return PortSet::all();
+        };
         if !self.protocol.has_ports() {
             return PortSet::empty();
         }
@@ -90,7 +109,10 @@ impl RuleContext<'_, '_> {
                 ClusterPort::AllOf(p) if *p == protocol => return PortSet::all(),
                 ClusterPort::Named(name) => {
                     // The container port's own protocol is the protocol (ANP-PORT-1).
-                    if let Some(port) = self.destination_pod().and_then(|d| d.named_port(name, protocol)) {
+                    if let Some(port) = self
+                        .destination_pod()
+                        .and_then(|d| d.named_port(name, protocol))
+                    {
                         set.insert(PortRange::single(port));
                     }
                 }
@@ -101,9 +123,16 @@ impl RuleContext<'_, '_> {
     }
 
     /// Calico rule of a policy in `policy_namespace` (`None` for a GlobalNetworkPolicy).
-    pub fn calico_rule_ports(&self, rule: &CalicoRule, policy_namespace: Option<&str>, notes: &mut Vec<Note>) -> PortSet {
+    pub fn calico_rule_ports(
+        &self,
+        rule: &CalicoRule,
+        policy_namespace: Option<&str>,
+        notes: &mut Vec<Note>,
+    ) -> PortSet {
         let protocol = self.protocol.canonical();
-        if rule.protocol.is_some_and(|p| p.canonical() != protocol) || rule.not_protocol.is_some_and(|p| p.canonical() == protocol) {
+        if rule.protocol.is_some_and(|p| p.canonical() != protocol)
+            || rule.not_protocol.is_some_and(|p| p.canonical() == protocol)
+        {
             return PortSet::empty();
         }
         if rule.ip_version.is_some_and(|v| (v == 4) != self.ipv4) {
@@ -111,9 +140,13 @@ impl RuleContext<'_, '_> {
         }
         let icmp_hit = |m: &bulkhead_model::IcmpMatch| {
             matches!(protocol, Protocol::Icmp | Protocol::Icmpv6)
-                && self.icmp.is_some_and(|(t, c)| t == m.icmp_type && m.code.is_none_or(|mc| c == Some(mc)))
+                && self
+                    .icmp
+                    .is_some_and(|(t, c)| t == m.icmp_type && m.code.is_none_or(|mc| c == Some(mc)))
         };
-        if rule.icmp.as_ref().is_some_and(|m| !icmp_hit(m)) || rule.not_icmp.as_ref().is_some_and(icmp_hit) {
+        if rule.icmp.as_ref().is_some_and(|m| !icmp_hit(m))
+            || rule.not_icmp.as_ref().is_some_and(icmp_hit)
+        {
             return PortSet::empty();
         }
         let local = Endpoint::Pod(self.subject);
@@ -127,14 +160,25 @@ impl RuleContext<'_, '_> {
             return PortSet::empty();
         }
         if !rule.source.ports.is_empty() {
-            notes.push(Note { code: "SOURCE_PORT_UNKNOWN", message: "a rule on source ports never matches: a flow's source port is not known".into() });
+            notes.push(Note {
+                code: "SOURCE_PORT_UNKNOWN",
+                message: "a rule on source ports never matches: a flow's source port is not known"
+                    .into(),
+            });
             return PortSet::empty();
         }
         if rule.has_http_match {
-            notes.push(Note { code: "UNSUPPORTED_FIELD", message: "an HTTP (L7) match was judged on its L3/L4 criteria only".into() });
+            notes.push(Note {
+                code: "UNSUPPORTED_FIELD",
+                message: "an HTTP (L7) match was judged on its L3/L4 criteria only".into(),
+            });
         }
         if !self.protocol.has_ports() {
-            return if rule.destination.ports.is_empty() { PortSet::all() } else { PortSet::empty() };
+            return if rule.destination.ports.is_empty() {
+                PortSet::all()
+            } else {
+                PortSet::empty()
+            };
         }
         let ports = |list: &[CalicoPort]| -> PortSet {
             let mut set = PortSet::empty();
@@ -147,22 +191,36 @@ impl RuleContext<'_, '_> {
                     }
                     CalicoPort::Named(name) => {
                         // Felix resolves a named port without a rule protocol as TCP (CAL-ENT-6).
-                        let named_protocol = rule.protocol.map_or(Protocol::Tcp, Protocol::canonical);
-                        if named_protocol == protocol {
-                            if let Some(port) = self.engine.pod_of(destination_side).and_then(|d| d.named_port(name, protocol)) {
-                                set.insert(PortRange::single(port));
-                            }
+                        let named_protocol =
+                            rule.protocol.map_or(Protocol::Tcp, Protocol::canonical);
+                        if named_protocol == protocol
+                            && let Some(port) = self
+                                .engine
+                                .pod_of(destination_side)
+                                .and_then(|d| d.named_port(name, protocol))
+                        {
+                            set.insert(PortRange::single(port));
                         }
                     }
                 }
             }
             set
         };
-        let allowed = if rule.destination.ports.is_empty() { PortSet::all() } else { ports(&rule.destination.ports) };
+        let allowed = if rule.destination.ports.is_empty() {
+            PortSet::all()
+        } else {
+            ports(&rule.destination.ports)
+        };
         allowed.difference(&ports(&rule.destination.not_ports))
     }
 
-    fn entity_matches(&self, entity: &EntityRule, side: Endpoint, policy_namespace: Option<&str>, notes: &mut Vec<Note>) -> bool {
+    fn entity_matches(
+        &self,
+        entity: &EntityRule,
+        side: Endpoint,
+        policy_namespace: Option<&str>,
+        notes: &mut Vec<Note>,
+    ) -> bool {
         if entity.services {
             return false;
         }
@@ -177,7 +235,9 @@ impl RuleContext<'_, '_> {
         if !entity.nets.is_empty() && !net_contains(&entity.nets, ip, &who, notes) {
             return false;
         }
-        if !entity.not_nets.is_empty() && ip.is_some_and(|ip| entity.not_nets.iter().any(|n| n.contains(&ip))) {
+        if !entity.not_nets.is_empty()
+            && ip.is_some_and(|ip| entity.not_nets.iter().any(|n| n.contains(&ip)))
+        {
             return false;
         }
         if !entity.has_identity_match() && entity.not_selector.is_none() {
@@ -187,12 +247,17 @@ impl RuleContext<'_, '_> {
         let ns_selector = entity.namespace_selector.as_ref();
         let pod_in_scope = |pod: &Pod| match ns_selector {
             Some(CalicoSelector::Global) => false,
-            Some(s) => labelling.namespace(&pod.namespace).is_some_and(|l| s.matches(l)),
+            Some(s) => labelling
+                .namespace(&pod.namespace)
+                .is_some_and(|l| s.matches(l)),
             None => policy_namespace.is_none_or(|ns| ns == pod.namespace),
         };
         let set_in_scope = |set: &NetworkSet| match ns_selector {
             Some(CalicoSelector::Global) => set.namespace.is_none(),
-            Some(s) => set.namespace.as_ref().is_some_and(|n| labelling.namespace(n).is_some_and(|l| s.matches(l))),
+            Some(s) => set
+                .namespace
+                .as_ref()
+                .is_some_and(|n| labelling.namespace(n).is_some_and(|l| s.matches(l))),
             None => match policy_namespace {
                 Some(ns) => set.namespace.as_deref() == Some(ns),
                 None => true,
@@ -213,7 +278,8 @@ impl RuleContext<'_, '_> {
             None => Vec::new(),
         };
         let owner_matches = |s: &CalicoSelector| {
-            pod.is_some_and(|i| s.matches(&labelling.calico_pod[i])) || sets.iter().any(|&i| s.matches(&labelling.network_set[i]))
+            pod.is_some_and(|i| s.matches(&labelling.calico_pod[i]))
+                || sets.iter().any(|&i| s.matches(&labelling.network_set[i]))
         };
         if let Some(s) = &entity.selector {
             if !owner_matches(s) {
@@ -222,16 +288,18 @@ impl RuleContext<'_, '_> {
         } else if ns_selector.is_some() && pod.is_none() && sets.is_empty() {
             return false;
         }
-        if let Some(s) = &entity.not_selector {
-            if owner_matches(s) {
-                return false;
-            }
+        if entity.not_selector.as_ref().is_some_and(owner_matches) {
+            return false;
         }
         if let Some(sa) = &entity.service_accounts {
             let Some(i) = pod else { return false };
             let p = &cluster.pods[i];
             let name_ok = sa.names.is_empty() || sa.names.contains(&p.service_account);
-            let selector_ok = sa.selector.as_ref().is_none_or(|s| labelling.service_account_of(p).is_some_and(|l| s.matches(l)));
+            let selector_ok = sa.selector.as_ref().is_none_or(|s| {
+                labelling
+                    .service_account_of(p)
+                    .is_some_and(|l| s.matches(l))
+            });
             if !(name_ok && selector_ok) {
                 return false;
             }

@@ -66,7 +66,9 @@ impl Reason {
             Reason::NpDenyIsolated => "isolated, no rule matched",
             Reason::ProfileAllow => "no tier decided; profile kns allows",
             Reason::CalicoAllow => "allowed by rule",
-            Reason::TierEndDeny => "end of tier: deny (a policy of the tier selects the pod, no rule matched)",
+            Reason::TierEndDeny => {
+                "end of tier: deny (a policy of the tier selects the pod, no rule matched)"
+            }
             Reason::CalicoDeny => "denied by rule",
             Reason::AnpAllow => "allowed by admin policy rule",
             Reason::AnpDeny => "denied by admin policy rule",

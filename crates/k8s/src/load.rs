@@ -5,10 +5,10 @@ use crate::codes::{self, Code};
 use crate::document::{FieldPath, ObjectContext, at_span};
 use crate::input::Input;
 use crate::network_policy;
-use crate::{calico, cluster_network_policy};
 use crate::typed;
 use crate::workload::WorkloadIndex;
 use crate::yaml_tree::{self, Node, SurpriseKind, Value};
+use crate::{calico, cluster_network_policy};
 use bulkhead_model::cluster::METADATA_NAME_LABEL;
 use bulkhead_model::{
     Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, ServiceAccount, SourceLocation,
@@ -334,9 +334,23 @@ impl Loader<'_> {
         kind: &str,
         cluster_scoped: bool,
     ) -> Option<(ObjectContext<'i>, String, String)> {
-        let ctx = ObjectContext { input, node, resource: None };
-        let Some(name) = node.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str).map(str::to_string) else {
-            self.push(ctx.diagnostic(codes::MISSING_NAME, &FieldPath::root().key("metadata"), true, format!("{kind} has no metadata.name")));
+        let ctx = ObjectContext {
+            input,
+            node,
+            resource: None,
+        };
+        let Some(name) = node
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .map(str::to_string)
+        else {
+            self.push(ctx.diagnostic(
+                codes::MISSING_NAME,
+                &FieldPath::root().key("metadata"),
+                true,
+                format!("{kind} has no metadata.name"),
+            ));
             return None;
         };
         let namespace = if cluster_scoped {
@@ -348,19 +362,47 @@ impl Loader<'_> {
                 .filter(|n| !n.is_empty())
                 .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
         };
-        let resource = if cluster_scoped { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") };
-        let ctx = ObjectContext { input, node, resource: Some(resource.clone()) };
-        let key = (group.to_string(), kind.to_string(), namespace.clone(), name.clone());
+        let resource = if cluster_scoped {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        };
+        let ctx = ObjectContext {
+            input,
+            node,
+            resource: Some(resource.clone()),
+        };
+        let key = (
+            group.to_string(),
+            kind.to_string(),
+            namespace.clone(),
+            name.clone(),
+        );
         if let Some(first) = self.seen.get(&key) {
             let (code, message) = if first.file == input.name {
-                (codes::DUPLICATE_OBJECT, format!("{resource} is defined twice in this file (first at {first}); this definition is ignored"))
+                (
+                    codes::DUPLICATE_OBJECT,
+                    format!(
+                        "{resource} is defined twice in this file (first at {first}); this definition is ignored"
+                    ),
+                )
             } else {
                 (
-                    Code { severity: bulkhead_model::Severity::Warning, ..codes::DUPLICATE_OBJECT },
-                    format!("{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"),
+                    Code {
+                        severity: bulkhead_model::Severity::Warning,
+                        ..codes::DUPLICATE_OBJECT
+                    },
+                    format!(
+                        "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
+                    ),
                 )
             };
-            let d = ctx.diagnostic(code, &FieldPath::root().key("metadata").key("name"), false, message);
+            let d = ctx.diagnostic(
+                code,
+                &FieldPath::root().key("metadata").key("name"),
+                false,
+                message,
+            );
             self.push(d);
             return None;
         }
@@ -368,20 +410,46 @@ impl Loader<'_> {
         Some((ctx, namespace, name))
     }
 
-    fn load_tiered(&mut self, input: &Input, node: &Node, api_version: &str, kind: &str, group: &str, family: TieredFamily) -> Vec<(usize, usize)> {
+    fn load_tiered(
+        &mut self,
+        input: &Input,
+        node: &Node,
+        api_version: &str,
+        kind: &str,
+        group: &str,
+        family: TieredFamily,
+    ) -> Vec<(usize, usize)> {
         let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
         let supported = match family {
-            TieredFamily::Calico => version == "v3" || (group == "crd.projectcalico.org" && version == "v1"),
+            TieredFamily::Calico => {
+                version == "v3" || (group == "crd.projectcalico.org" && version == "v1")
+            }
             TieredFamily::Admin => version == "v1alpha1",
             TieredFamily::Cluster => version == "v1alpha2" || version == "v1beta1",
         };
         if !supported {
-            let ctx = ObjectContext { input, node, resource: None };
-            self.push(ctx.diagnostic(codes::UNSUPPORTED_API_VERSION, &FieldPath::root().key("apiVersion"), false, format!("{api_version} {kind} is not a version Bulkhead reads")));
+            let ctx = ObjectContext {
+                input,
+                node,
+                resource: None,
+            };
+            self.push(ctx.diagnostic(
+                codes::UNSUPPORTED_API_VERSION,
+                &FieldPath::root().key("apiVersion"),
+                false,
+                format!("{api_version} {kind} is not a version Bulkhead reads"),
+            ));
             return Vec::new();
         }
-        let cluster_scoped = !matches!(kind, "NetworkPolicy" | "StagedNetworkPolicy" | "StagedKubernetesNetworkPolicy" | "NetworkSet");
-        let Some((ctx, namespace, name)) = self.identify(input, node, group, kind, cluster_scoped) else {
+        let cluster_scoped = !matches!(
+            kind,
+            "NetworkPolicy"
+                | "StagedNetworkPolicy"
+                | "StagedKubernetesNetworkPolicy"
+                | "NetworkSet"
+        );
+        let Some((ctx, namespace, name)) = self.identify(input, node, group, kind, cluster_scoped)
+        else {
             return Vec::new();
         };
         let ns = (!cluster_scoped).then_some(namespace.as_str());
@@ -390,16 +458,28 @@ impl Loader<'_> {
         match (family, kind) {
             (TieredFamily::Calico, "Tier") => {
                 if let Some(wire) = typed::deserialize::<calico::TierWire>(&ctx, &mut diagnostics) {
-                    cluster.tiers.extend(calico::lower_tier(&ctx, &wire, &name, &mut diagnostics));
+                    cluster
+                        .tiers
+                        .extend(calico::lower_tier(&ctx, &wire, &name, &mut diagnostics));
                 }
             }
             (TieredFamily::Calico, "NetworkSet" | "GlobalNetworkSet") => {
-                if let Some(wire) = typed::deserialize::<calico::NetworkSetWire>(&ctx, &mut diagnostics) {
-                    cluster.network_sets.extend(calico::lower_network_set(&ctx, &wire, ns, &name, &mut diagnostics));
+                if let Some(wire) =
+                    typed::deserialize::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
+                {
+                    cluster.network_sets.extend(calico::lower_network_set(
+                        &ctx,
+                        &wire,
+                        ns,
+                        &name,
+                        &mut diagnostics,
+                    ));
                 }
             }
             (TieredFamily::Calico, "StagedKubernetesNetworkPolicy") => {
-                if let Some(wire) = typed::deserialize::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics) {
+                if let Some(wire) =
+                    typed::deserialize::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
+                {
                     let action = match wire.spec.as_ref().and_then(|s| s.staged_action.as_deref()) {
                         Some("Delete") => bulkhead_model::StagedAction::Delete,
                         _ => bulkhead_model::StagedAction::Set,
@@ -408,19 +488,40 @@ impl Loader<'_> {
                         metadata: wire.metadata.clone(),
                         spec: wire.spec.as_ref().map(|s| s.spec.clone()),
                     };
-                    if let Some(lowered) = network_policy::lower(&ctx, &policy, &namespace, &name, &mut diagnostics) {
+                    if let Some(lowered) =
+                        network_policy::lower(&ctx, &policy, &namespace, &name, &mut diagnostics)
+                    {
                         cluster.staged_network_policies.push((lowered, action));
                     }
                 }
             }
             (TieredFamily::Calico, _) => {
-                if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics) {
-                    cluster.tiered_policies.extend(calico::lower_policy(&ctx, &wire, kind, ns, &name, &mut diagnostics));
+                if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics)
+                {
+                    cluster.tiered_policies.extend(calico::lower_policy(
+                        &ctx,
+                        &wire,
+                        kind,
+                        ns,
+                        &name,
+                        &mut diagnostics,
+                    ));
                 }
             }
             (TieredFamily::Admin | TieredFamily::Cluster, _) => {
-                if let Some(wire) = typed::deserialize::<cluster_network_policy::ClusterPolicyWire>(&ctx, &mut diagnostics) {
-                    cluster.tiered_policies.extend(cluster_network_policy::lower(&ctx, &wire, kind, &name, &mut diagnostics));
+                if let Some(wire) = typed::deserialize::<cluster_network_policy::ClusterPolicyWire>(
+                    &ctx,
+                    &mut diagnostics,
+                ) {
+                    cluster
+                        .tiered_policies
+                        .extend(cluster_network_policy::lower(
+                            &ctx,
+                            &wire,
+                            kind,
+                            &name,
+                            &mut diagnostics,
+                        ));
                 }
             }
         }
@@ -615,10 +716,18 @@ fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
     match (group, kind) {
         (
             "projectcalico.org" | "crd.projectcalico.org",
-            "NetworkPolicy" | "GlobalNetworkPolicy" | "StagedNetworkPolicy" | "StagedGlobalNetworkPolicy"
-            | "StagedKubernetesNetworkPolicy" | "NetworkSet" | "GlobalNetworkSet" | "Tier",
+            "NetworkPolicy"
+            | "GlobalNetworkPolicy"
+            | "StagedNetworkPolicy"
+            | "StagedGlobalNetworkPolicy"
+            | "StagedKubernetesNetworkPolicy"
+            | "NetworkSet"
+            | "GlobalNetworkSet"
+            | "Tier",
         ) => Some(TieredFamily::Calico),
-        ("policy.networking.k8s.io", "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy") => Some(TieredFamily::Admin),
+        ("policy.networking.k8s.io", "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy") => {
+            Some(TieredFamily::Admin)
+        }
         ("policy.networking.k8s.io", "ClusterNetworkPolicy") => Some(TieredFamily::Cluster),
         _ => None,
     }

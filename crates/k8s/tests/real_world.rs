@@ -27,13 +27,21 @@ fn yaml_files(dir: &Path, include_negative: bool, out: &mut Vec<PathBuf>) {
 /// Errors in the "valid" sets that are real: the corpus README checked structure only, and
 /// Calico's own validator rejects these documentation examples too.
 const TRUE_ERRORS_IN_VALID_SETS: &[(&str, &str, &str)] = &[
-    ("calico-docs/examples/calico-labels-1.yaml", "BH021", "numeric port without protocol (CAL-VAL-2)"),
+    (
+        "calico-docs/examples/calico-labels-1.yaml",
+        "BH021",
+        "numeric port without protocol (CAL-VAL-2)",
+    ),
     (
         "calico-docs/examples/services-cluster-ips-1.yaml",
         "BH025",
         "`10.20.30.40/32  Cluster IP A`: the comment marker is missing upstream",
     ),
-    ("calico-docs/examples/services-cluster-ips-2.yaml", "BH025", "same missing comment marker"),
+    (
+        "calico-docs/examples/services-cluster-ips-2.yaml",
+        "BH025",
+        "same missing comment marker",
+    ),
 ];
 
 #[test]
@@ -58,9 +66,11 @@ fn every_valid_set_loads_without_errors() {
             .diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error)
-            .filter(|d| !TRUE_ERRORS_IN_VALID_SETS.iter().any(|(file, code, _)| {
-                d.code == *code && d.location.as_ref().is_some_and(|l| l.file.ends_with(file))
-            }))
+            .filter(|d| {
+                !TRUE_ERRORS_IN_VALID_SETS.iter().any(|(file, code, _)| {
+                    d.code == *code && d.location.as_ref().is_some_and(|l| l.file.ends_with(file))
+                })
+            })
             .map(|d| format!("{:?}: {} {}", d.location, d.code, d.message))
             .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", set.display());
@@ -78,7 +88,11 @@ fn error_count(file: &Path) -> usize {
 #[test]
 fn every_known_invalid_file_is_reported() {
     let mut files = Vec::new();
-    yaml_files(&corpus().join("calico-docs/known-invalid"), true, &mut files);
+    yaml_files(
+        &corpus().join("calico-docs/known-invalid"),
+        true,
+        &mut files,
+    );
     assert_eq!(files.len(), 3);
     for file in files {
         assert!(error_count(&file) > 0, "{} loaded silently", file.display());
@@ -90,10 +104,18 @@ fn legacy_v1alpha1_shapes_are_reported_and_valid_neighbours_are_not() {
     let root = corpus().join("network-policy-api/legacy-v1alpha1-shape");
     let mut files = Vec::new();
     yaml_files(&root, true, &mut files);
-    let valid = ["user-story-3.yaml", "npv1.yaml", "demo-deployment-a.yaml", "demo-pod-b.yaml"];
+    let valid = [
+        "user-story-3.yaml",
+        "npv1.yaml",
+        "demo-deployment-a.yaml",
+        "demo-pod-b.yaml",
+    ];
     let mut invalid = 0;
     for file in &files {
-        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let errors = error_count(file);
         if valid.contains(&name.as_str()) {
             assert_eq!(errors, 0, "{} is valid", file.display());
@@ -102,7 +124,10 @@ fn legacy_v1alpha1_shapes_are_reported_and_valid_neighbours_are_not() {
             invalid += 1;
         }
     }
-    assert_eq!(invalid, 10, "seven demo policies and user stories 1, 2 and 5");
+    assert_eq!(
+        invalid, 10,
+        "seven demo policies and user stories 1, 2 and 5"
+    );
 }
 
 #[test]

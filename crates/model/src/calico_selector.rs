@@ -68,8 +68,12 @@ impl CalicoSelector {
             CalicoSelector::In(k, set) => labels.get(k).is_some_and(|v| set.contains(v)),
             CalicoSelector::NotIn(k, set) => labels.get(k).is_none_or(|v| !set.contains(v)),
             CalicoSelector::Contains(k, s) => labels.get(k).is_some_and(|v| v.contains(s.as_str())),
-            CalicoSelector::StartsWith(k, s) => labels.get(k).is_some_and(|v| v.starts_with(s.as_str())),
-            CalicoSelector::EndsWith(k, s) => labels.get(k).is_some_and(|v| v.ends_with(s.as_str())),
+            CalicoSelector::StartsWith(k, s) => {
+                labels.get(k).is_some_and(|v| v.starts_with(s.as_str()))
+            }
+            CalicoSelector::EndsWith(k, s) => {
+                labels.get(k).is_some_and(|v| v.ends_with(s.as_str()))
+            }
             CalicoSelector::Not(e) => !e.matches(labels),
             CalicoSelector::And(a, b) => a.matches(labels) && b.matches(labels),
             CalicoSelector::Or(a, b) => a.matches(labels) || b.matches(labels),
@@ -81,14 +85,20 @@ impl CalicoSelector {
         match self {
             CalicoSelector::Global => true,
             CalicoSelector::Not(e) => e.mentions_global(),
-            CalicoSelector::And(a, b) | CalicoSelector::Or(a, b) => a.mentions_global() || b.mentions_global(),
+            CalicoSelector::And(a, b) | CalicoSelector::Or(a, b) => {
+                a.mentions_global() || b.mentions_global()
+            }
             _ => false,
         }
     }
 }
 
 fn quote(s: &str) -> String {
-    if s.contains('\'') { format!("\"{s}\"") } else { format!("'{s}'") }
+    if s.contains('\'') {
+        format!("\"{s}\"")
+    } else {
+        format!("'{s}'")
+    }
 }
 
 fn set_text(set: &BTreeSet<String>) -> String {
@@ -327,7 +337,9 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<String, SelectorError> {
         match self.next() {
-            Some(Token { kind: Kind::Str(s), .. }) => Ok(s),
+            Some(Token {
+                kind: Kind::Str(s), ..
+            }) => Ok(s),
             _ => {
                 self.position -= 1;
                 self.error("expected a quoted string")
@@ -355,12 +367,19 @@ impl Parser<'_> {
                 {
                     function(self)?;
                     self.expect(Kind::RParen)?;
-                    return Ok(if label == "all" { CalicoSelector::All } else { CalicoSelector::Global });
+                    return Ok(if label == "all" {
+                        CalicoSelector::All
+                    } else {
+                        CalicoSelector::Global
+                    });
                 }
                 if label == "has" && self.peek().is_some_and(|t| t.kind == Kind::LParen) {
                     function(self)?;
                     let key = match self.next() {
-                        Some(Token { kind: Kind::Label(k), .. }) => k,
+                        Some(Token {
+                            kind: Kind::Label(k),
+                            ..
+                        }) => k,
                         _ => {
                             self.position -= 1;
                             return self.error("expected a label name inside has()");
@@ -373,16 +392,24 @@ impl Parser<'_> {
             }
             other => Err(SelectorError {
                 offset: token.offset,
-                message: format!("expected a label, '(', '!', all(), has() or global(), found {other}"),
+                message: format!(
+                    "expected a label, '(', '!', all(), has() or global(), found {other}"
+                ),
             }),
         }
     }
 
-    fn comparison(&mut self, key: String, key_offset: usize) -> Result<CalicoSelector, SelectorError> {
+    fn comparison(
+        &mut self,
+        key: String,
+        key_offset: usize,
+    ) -> Result<CalicoSelector, SelectorError> {
         let Some(op) = self.next() else {
             return Err(SelectorError {
                 offset: key_offset,
-                message: format!("label '{key}' needs an operator (==, !=, in, not in, contains, starts with, ends with)"),
+                message: format!(
+                    "label '{key}' needs an operator (==, !=, in, not in, contains, starts with, ends with)"
+                ),
             });
         };
         match op.kind {
@@ -391,7 +418,10 @@ impl Parser<'_> {
             Kind::Label(word) => match word.as_str() {
                 "in" => Ok(CalicoSelector::In(key, self.set()?)),
                 "not" => match self.next() {
-                    Some(Token { kind: Kind::Label(w), .. }) if w == "in" => Ok(CalicoSelector::NotIn(key, self.set()?)),
+                    Some(Token {
+                        kind: Kind::Label(w),
+                        ..
+                    }) if w == "in" => Ok(CalicoSelector::NotIn(key, self.set()?)),
                     _ => {
                         self.position -= 1;
                         self.error("expected 'in' after 'not'")
@@ -400,7 +430,10 @@ impl Parser<'_> {
                 "contains" => Ok(CalicoSelector::Contains(key, self.string()?)),
                 "starts" | "ends" => {
                     match self.next() {
-                        Some(Token { kind: Kind::Label(w), .. }) if w == "with" => {}
+                        Some(Token {
+                            kind: Kind::Label(w),
+                            ..
+                        }) if w == "with" => {}
                         _ => {
                             self.position -= 1;
                             return self.error(format!("expected 'with' after '{word}'"));
@@ -435,8 +468,12 @@ impl Parser<'_> {
         loop {
             set.insert(self.string()?);
             match self.next() {
-                Some(Token { kind: Kind::Comma, .. }) => {}
-                Some(Token { kind: Kind::RBrace, .. }) => return Ok(set),
+                Some(Token {
+                    kind: Kind::Comma, ..
+                }) => {}
+                Some(Token {
+                    kind: Kind::RBrace, ..
+                }) => return Ok(set),
                 _ => {
                     self.position -= 1;
                     return self.error("expected ',' or '}' in a set");
@@ -456,7 +493,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -465,7 +505,10 @@ mod tests {
             parse("!has(a) || b == 'x' && c in {'1','2'}").to_string(),
             "(!(has(a)) || (b == 'x' && c in {'1', '2'}))"
         );
-        assert_eq!(parse("a == 'x' && (b == 'y' || c == 'z')").to_string(), "(a == 'x' && (b == 'y' || c == 'z'))");
+        assert_eq!(
+            parse("a == 'x' && (b == 'y' || c == 'z')").to_string(),
+            "(a == 'x' && (b == 'y' || c == 'z'))"
+        );
         assert_eq!(parse("").to_string(), "all()");
     }
 
@@ -512,7 +555,10 @@ mod tests {
 
     fn arb_label() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9./_-]{0,6}".prop_filter("keywords", |s| {
-            !["in", "not", "has", "all", "global", "contains", "starts", "ends", "with"].contains(&s.as_str())
+            ![
+                "in", "not", "has", "all", "global", "contains", "starts", "ends", "with",
+            ]
+            .contains(&s.as_str())
         })
     }
 
@@ -526,8 +572,16 @@ mod tests {
             arb_label().prop_map(CalicoSelector::Has),
             (arb_label(), arb_value()).prop_map(|(k, v)| CalicoSelector::Equal(k, v)),
             (arb_label(), arb_value()).prop_map(|(k, v)| CalicoSelector::NotEqual(k, v)),
-            (arb_label(), proptest::collection::btree_set(arb_value(), 0..3)).prop_map(|(k, s)| CalicoSelector::In(k, s)),
-            (arb_label(), proptest::collection::btree_set(arb_value(), 0..3)).prop_map(|(k, s)| CalicoSelector::NotIn(k, s)),
+            (
+                arb_label(),
+                proptest::collection::btree_set(arb_value(), 0..3)
+            )
+                .prop_map(|(k, s)| CalicoSelector::In(k, s)),
+            (
+                arb_label(),
+                proptest::collection::btree_set(arb_value(), 0..3)
+            )
+                .prop_map(|(k, s)| CalicoSelector::NotIn(k, s)),
             (arb_label(), arb_value()).prop_map(|(k, v)| CalicoSelector::Contains(k, v)),
             (arb_label(), arb_value()).prop_map(|(k, v)| CalicoSelector::StartsWith(k, v)),
             (arb_label(), arb_value()).prop_map(|(k, v)| CalicoSelector::EndsWith(k, v)),
@@ -535,8 +589,10 @@ mod tests {
         leaf.prop_recursive(4, 24, 2, |inner| {
             prop_oneof![
                 inner.clone().prop_map(|e| CalicoSelector::Not(Box::new(e))),
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| CalicoSelector::And(Box::new(a), Box::new(b))),
-                (inner.clone(), inner).prop_map(|(a, b)| CalicoSelector::Or(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| CalicoSelector::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner)
+                    .prop_map(|(a, b)| CalicoSelector::Or(Box::new(a), Box::new(b))),
             ]
         })
     }

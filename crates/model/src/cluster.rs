@@ -142,7 +142,11 @@ impl Cluster {
             .map(|p| p.namespace.clone())
             .chain(self.network_policies.iter().map(|p| p.namespace.clone()))
             .chain(self.service_accounts.iter().map(|s| s.namespace.clone()))
-            .chain(self.tiered_policies.iter().filter_map(|p| p.namespace.clone()))
+            .chain(
+                self.tiered_policies
+                    .iter()
+                    .filter_map(|p| p.namespace.clone()),
+            )
             .collect();
         referenced.sort();
         referenced.dedup();

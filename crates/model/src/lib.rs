@@ -29,6 +29,6 @@ pub use ports::{PortRange, PortSet, Protocol};
 pub use source::SourceLocation;
 pub use tiered::{
     Action, CalicoPort, CalicoRule, ClusterPeer, ClusterPort, ClusterRule, EntityRule, IcmpMatch,
-    NetworkSet, RuleMatcher, ServiceAccountMatch, StagedAction, Subject, Tier, TierDefault, TieredKind,
-    TieredPolicy, TieredRule,
+    NetworkSet, RuleMatcher, ServiceAccountMatch, StagedAction, Subject, Tier, TierDefault,
+    TieredKind, TieredPolicy, TieredRule,
 };

@@ -56,9 +56,24 @@ impl Tier {
     /// The three tiers every cluster has (CAL-ORD-1).
     pub fn built_in() -> Vec<Tier> {
         vec![
-            Tier { name: Self::KUBE_ADMIN.into(), order: Some(1_000.0), default_action: TierDefault::Pass, source: None },
-            Tier { name: Self::DEFAULT.into(), order: Some(1_000_000.0), default_action: TierDefault::Deny, source: None },
-            Tier { name: Self::KUBE_BASELINE.into(), order: Some(10_000_000.0), default_action: TierDefault::Pass, source: None },
+            Tier {
+                name: Self::KUBE_ADMIN.into(),
+                order: Some(1_000.0),
+                default_action: TierDefault::Pass,
+                source: None,
+            },
+            Tier {
+                name: Self::DEFAULT.into(),
+                order: Some(1_000_000.0),
+                default_action: TierDefault::Deny,
+                source: None,
+            },
+            Tier {
+                name: Self::KUBE_BASELINE.into(),
+                order: Some(10_000_000.0),
+                default_action: TierDefault::Pass,
+                source: None,
+            },
         ]
     }
 }
@@ -85,7 +100,10 @@ impl TieredKind {
 
     /// Calico kinds are only evaluated with Calico semantics.
     pub fn is_calico(self) -> bool {
-        matches!(self, TieredKind::CalicoNetworkPolicy | TieredKind::GlobalNetworkPolicy)
+        matches!(
+            self,
+            TieredKind::CalicoNetworkPolicy | TieredKind::GlobalNetworkPolicy
+        )
     }
 }
 
@@ -163,7 +181,7 @@ pub struct TieredRule {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuleMatcher {
-    Calico(CalicoRule),
+    Calico(Box<CalicoRule>),
     Cluster(ClusterRule),
 }
 
@@ -204,7 +222,9 @@ impl EntityRule {
     /// True when the rule names the peer's identity (pods, network sets, service accounts),
     /// which only known endpoints can satisfy.
     pub fn has_identity_match(&self) -> bool {
-        self.selector.is_some() || self.namespace_selector.is_some() || self.service_accounts.is_some()
+        self.selector.is_some()
+            || self.namespace_selector.is_some()
+            || self.service_accounts.is_some()
     }
 }
 
@@ -254,7 +274,10 @@ impl fmt::Display for ClusterPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClusterPeer::Namespaces(s) => write!(f, "namespaces {s}"),
-            ClusterPeer::Pods { namespace_selector, pod_selector } => {
+            ClusterPeer::Pods {
+                namespace_selector,
+                pod_selector,
+            } => {
                 write!(f, "namespaces {namespace_selector} & pods {pod_selector}")
             }
             ClusterPeer::Nodes(s) => write!(f, "nodes {s}"),
@@ -269,7 +292,10 @@ impl fmt::Display for ClusterPeer {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClusterPort {
-    Range { protocol: Protocol, range: PortRange },
+    Range {
+        protocol: Protocol,
+        range: PortRange,
+    },
     /// Every port of a protocol (`tcp: {}` in v1alpha2, accepted with a warning).
     AllOf(Protocol),
     Named(String),

@@ -11,7 +11,10 @@ use std::process::ExitCode;
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let snapshot = snapshot::load(&args.input);
     snapshot::warn_about_errors(&snapshot);
-    let engine = Engine::new(&snapshot.cluster, snapshot::engine_options(&args.semantics));
+    let engine = Engine::new(
+        &snapshot.cluster,
+        snapshot::engine_options(&args.semantics, &snapshot),
+    );
     let protocol: Protocol = args.protocol.parse().context("--protocol")?;
     if protocol.has_ports() && args.port.is_none() {
         bail!("--port is required for {protocol}");

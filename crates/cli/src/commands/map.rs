@@ -9,7 +9,10 @@ use std::process::ExitCode;
 pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
     let snapshot = snapshot::load(&args.input);
     snapshot::warn_about_errors(&snapshot);
-    let engine = Engine::new(&snapshot.cluster, snapshot::engine_options(&args.semantics));
+    let engine = Engine::new(
+        &snapshot.cluster,
+        snapshot::engine_options(&args.semantics, &snapshot),
+    );
     super::print(&render(&engine, args.by, args.output))?;
     Ok(ExitCode::SUCCESS)
 }

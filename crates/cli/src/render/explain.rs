@@ -38,6 +38,14 @@ fn direction_json(d: &DirectionVerdict, endpoint: &Resolved) -> serde_json::Valu
     })
 }
 
+fn verdict_json(v: &Verdict, from: &Resolved, to: &Resolved) -> serde_json::Value {
+    json!({
+        "verdict": word(v.allowed),
+        "egress": direction_json(&v.egress, from),
+        "ingress": direction_json(&v.ingress, to),
+    })
+}
+
 pub fn json(e: &Explained<'_>) -> serde_json::Value {
     let notes: Vec<_> = e
         .from
@@ -47,7 +55,7 @@ pub fn json(e: &Explained<'_>) -> serde_json::Value {
         .chain(&e.verdict.notes)
         .map(|n| json!({"code": n.code, "message": n.message}))
         .collect();
-    json!({
+    let mut out = json!({
         "verdict": word(e.verdict.allowed),
         "from": e.from.display,
         "to": e.to.display,
@@ -57,7 +65,50 @@ pub fn json(e: &Explained<'_>) -> serde_json::Value {
         "egress": direction_json(&e.verdict.egress, e.from),
         "ingress": direction_json(&e.verdict.ingress, e.to),
         "notes": notes,
-    })
+    });
+    if let Some(staged) = &e.verdict.staged {
+        // What the verdict would be if the staged policies were enforced (CAL-STG-1).
+        out["staged"] = verdict_json(staged, e.from, e.to);
+    }
+    out
+}
+
+fn halves(out: &mut String, verdict: &Verdict, from: &Resolved, to: &Resolved) {
+    for (d, endpoint) in [(&verdict.egress, from), (&verdict.ingress, to)] {
+        let _ = writeln!(
+            out,
+            "  {:<7} ({}): {:<5} {} [{}]",
+            d.direction.as_str(),
+            endpoint.display,
+            word(d.allowed).to_uppercase(),
+            d.reason.describe(),
+            d.reason.code()
+        );
+        for (i, r) in d.decided_by.iter().enumerate() {
+            let name = match &r.namespace {
+                Some(ns) => format!("{ns}/{}", r.name),
+                None => r.name.clone(),
+            };
+            let rule = r
+                .rule
+                .as_deref()
+                .map(|x| format!(" rule {x}"))
+                .unwrap_or_default();
+            let at = r
+                .source
+                .as_ref()
+                .map(|s| format!("  ({s})"))
+                .unwrap_or_default();
+            // Pass hands the flow to the next tier: that is a path; other entries are a set.
+            let after_pass = i > 0 && d.decided_by[i - 1].action == "Pass";
+            let arrow = if after_pass { "->" } else { "  " };
+            let _ = writeln!(
+                out,
+                "    {arrow} tier {}: {} {name}{rule} {}: {}{at}",
+                r.tier, r.kind, r.action, r.detail
+            );
+        }
+    }
 }
 
 pub fn human(e: &Explained<'_>) -> String {
@@ -73,33 +124,14 @@ pub fn human(e: &Explained<'_>) -> String {
         e.to.display,
         word(e.verdict.allowed).to_uppercase()
     );
-    for (d, endpoint) in [(&e.verdict.egress, e.from), (&e.verdict.ingress, e.to)] {
+    halves(&mut out, e.verdict, e.from, e.to);
+    if let Some(staged) = &e.verdict.staged {
         let _ = writeln!(
             out,
-            "  {:<7} ({}): {:<5} {} [{}]",
-            d.direction.as_str(),
-            endpoint.display,
-            word(d.allowed).to_uppercase(),
-            d.reason.describe(),
-            d.reason.code()
+            "  if the staged policies were enforced: {}",
+            word(staged.allowed).to_uppercase()
         );
-        for r in &d.decided_by {
-            let name = match &r.namespace {
-                Some(ns) => format!("{ns}/{}", r.name),
-                None => r.name.clone(),
-            };
-            let rule = r
-                .rule
-                .as_deref()
-                .map(|x| format!(" rule {x}"))
-                .unwrap_or_default();
-            let at = r
-                .source
-                .as_ref()
-                .map(|s| format!("  ({s})"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "      {} {name}{rule}: {}{at}", r.kind, r.detail);
-        }
+        halves(&mut out, staged, e.from, e.to);
     }
     for n in e
         .from
