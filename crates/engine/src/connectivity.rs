@@ -5,10 +5,14 @@
 //! ports *every* member pair can use, so "all pods of A reach all pods of B" is never claimed
 //! when only some do.
 
+use crate::compiled::CompiledConnectivity;
 use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
 use bulkhead_model::{Direction, PortSet, Protocol};
 use std::collections::BTreeMap;
+
+/// Identity -> (member count, members whose traffic to themselves is SELF).
+type GroupMembers = BTreeMap<usize, (usize, usize)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Aggregation {
@@ -67,51 +71,141 @@ impl Engine<'_> {
         egress.intersection(&self.direction_ports(Direction::Ingress, dst, s, ipv4, protocol))
     }
 
+    /// Every allowed (source, destination, protocol) at the requested level, computed on
+    /// identities (see [`crate::compiled`]).
     pub fn connectivity(&self, options: &ConnectivityOptions) -> Vec<Connection> {
-        let pods = self.pod_endpoints();
+        let compiled = self.compile();
+        self.connectivity_from(&compiled, options)
+    }
+
+    pub fn connectivity_from(
+        &self,
+        compiled: &CompiledConnectivity,
+        options: &ConnectivityOptions,
+    ) -> Vec<Connection> {
+        let cluster = self.cluster();
         let group_of = |i: usize| -> String {
-            let p = &self.cluster().pods[i];
+            let p = &cluster.pods[i];
             match options.aggregation {
                 Aggregation::Pod => p.key(),
                 Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
                 Aggregation::Namespace => p.namespace.clone(),
             }
         };
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for &i in &pods {
-            groups.entry(group_of(i)).or_default().push(i);
+        if options.aggregation == Aggregation::Pod {
+            return self.pod_connectivity(compiled);
         }
+        // Group -> identity -> (member count, members whose self-traffic is SELF).
+        let mut groups: BTreeMap<String, GroupMembers> = BTreeMap::new();
+        for i in self.pod_endpoints() {
+            if let Some(id) = compiled.identity_of[i] {
+                let entry = groups
+                    .entry(group_of(i))
+                    .or_default()
+                    .entry(id)
+                    .or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(self.is_self_eligible(i));
+            }
+        }
+        let group_list: Vec<(&String, &GroupMembers)> = groups.iter().collect();
         let mut out = Vec::new();
-        for (from, sources) in &groups {
-            for (to, destinations) in &groups {
-                for protocol in Protocol::L4 {
+        for (from, sources) in &group_list {
+            for (to, destinations) in &group_list {
+                let same_group = from == to;
+                for (k, protocol) in Protocol::L4.iter().enumerate() {
                     let mut union = PortSet::empty();
                     let mut common: Option<PortSet> = None;
                     let mut allowed_pairs = 0;
-                    for &s in sources {
-                        for &d in destinations {
-                            let ports = self.allowed_ports(s, d, protocol);
-                            if !ports.is_empty() {
-                                allowed_pairs += 1;
+                    let mut total_pairs = 0;
+                    let mut add = |ports: &PortSet, pairs: usize| {
+                        if pairs == 0 {
+                            return;
+                        }
+                        total_pairs += pairs;
+                        if !ports.is_empty() {
+                            allowed_pairs += pairs;
+                        }
+                        union = union.union(ports);
+                        common = Some(match common.take() {
+                            None => ports.clone(),
+                            Some(c) => c.intersection(ports),
+                        });
+                    };
+                    for (&a, &(ca, selfish)) in sources.iter() {
+                        for (&b, &(cb, _)) in destinations.iter() {
+                            let ports = compiled
+                                .identity_ports(a, b)
+                                .map(|p| p[k].clone())
+                                .unwrap_or_default();
+                            let mut pairs = ca * cb;
+                            if same_group && a == b {
+                                // A pod reaching itself: SELF, unless it is a workload template.
+                                pairs -= selfish;
+                                add(&PortSet::all(), selfish);
                             }
-                            common = Some(match common {
-                                None => ports.clone(),
-                                Some(c) => c.intersection(&ports),
-                            });
-                            union = union.union(&ports);
+                            add(&ports, pairs);
                         }
                     }
                     if union.is_empty() {
                         continue;
                     }
                     out.push(Connection {
-                        from: from.clone(),
-                        to: to.clone(),
-                        protocol,
+                        from: (*from).clone(),
+                        to: (*to).clone(),
+                        protocol: *protocol,
                         ports: union,
                         ports_all_pairs: common.unwrap_or_default(),
                         pairs_allowed: allowed_pairs,
-                        pairs_total: sources.len() * destinations.len(),
+                        pairs_total: total_pairs,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn is_self_eligible(&self, pod: usize) -> bool {
+        self.options().self_traffic_allowed && !self.is_template_pod(Endpoint::Pod(pod))
+    }
+
+    /// Pod-level rows straight from the identity rows: work in proportion to allowed pairs.
+    fn pod_connectivity(&self, compiled: &CompiledConnectivity) -> Vec<Connection> {
+        let cluster = self.cluster();
+        let mut pods = self.pod_endpoints();
+        pods.sort_by_key(|&i| cluster.pods[i].key());
+        let rank: std::collections::HashMap<usize, usize> =
+            pods.iter().enumerate().map(|(r, &p)| (p, r)).collect();
+        let mut out = Vec::new();
+        for &src in &pods {
+            let Some(a) = compiled.identity_of[src] else {
+                continue;
+            };
+            let mut targets: Vec<(usize, [PortSet; 3])> = Vec::new();
+            for (b, ports) in compiled.row(a) {
+                for &dst in &compiled.identities[*b].members {
+                    if dst != src || !self.is_self_eligible(src) {
+                        targets.push((dst, ports.clone()));
+                    }
+                }
+            }
+            if self.is_self_eligible(src) {
+                targets.push((src, [PortSet::all(), PortSet::all(), PortSet::all()]));
+            }
+            targets.sort_by_key(|(dst, _)| rank[dst]);
+            for (dst, ports) in targets {
+                for (k, protocol) in Protocol::L4.iter().enumerate() {
+                    if ports[k].is_empty() {
+                        continue;
+                    }
+                    out.push(Connection {
+                        from: cluster.pods[src].key(),
+                        to: cluster.pods[dst].key(),
+                        protocol: *protocol,
+                        ports: ports[k].clone(),
+                        ports_all_pairs: ports[k].clone(),
+                        pairs_allowed: 1,
+                        pairs_total: 1,
                     });
                 }
             }

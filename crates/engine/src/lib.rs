@@ -5,6 +5,7 @@
 //! (every pod pair). Both are built on the same matching functions in [`matching`], so they
 //! cannot disagree about what a rule matches. The engine never reads files or the clock.
 
+pub mod compiled;
 pub mod connectivity;
 mod describe;
 pub mod endpoint;
@@ -16,6 +17,7 @@ pub mod reference;
 mod tiered_matching;
 pub mod verdict;
 
+pub use compiled::{CompiledConnectivity, Identity};
 pub use connectivity::{Aggregation, Connection, ConnectivityOptions};
 pub use endpoint::{Endpoint, Flow};
 pub use evaluate::{Engine, EngineOptions, Semantics, UnmatchedNamespaceSelector};

@@ -98,6 +98,7 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
             ..EngineOptions::default()
         },
     );
+    let compiled = engine.compile();
     let mut failures = Vec::new();
     for e in &spec.expectations {
         let src = engine.resolve(&e.from).map_err(|err| err.to_string())?;
@@ -133,9 +134,10 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
             && Protocol::L4.contains(&protocol)
         {
             let by_map = engine.allowed_ports(s, d, protocol).contains(port);
-            if by_map != verdict.allowed {
+            let by_identity = compiled.ports(s, d, protocol).contains(port);
+            if by_map != verdict.allowed || by_identity != verdict.allowed {
                 failures.push(format!(
-                    "{} -> {} {}/{port}: connectivity says {by_map}, evaluate says {}",
+                    "{} -> {} {}/{port}: connectivity says {by_map}, compiled says {by_identity}, evaluate says {}",
                     e.from, e.to, e.protocol, verdict.allowed
                 ));
             }
