@@ -8,9 +8,13 @@
 //! expanded to pods on demand.
 
 use crate::endpoint::Endpoint;
-use crate::evaluate::Engine;
+use crate::evaluate::{Engine, Oracle, Semantics};
+use crate::matching;
+use crate::pipeline::{PolicySource, RuleOracle, Walk, direction_index};
+use crate::tiered_matching::RuleContext;
 use bulkhead_model::{
-    CalicoRule, ClusterPeer, Direction, NetworkPolicyPeer, PortSet, Protocol, RuleMatcher,
+    CalicoRule, ClusterPeer, ClusterRule, Direction, NetworkPolicyPeer, PortSet, Protocol,
+    RuleMatcher,
 };
 use ipnet::IpNet;
 use rayon::prelude::*;
@@ -208,31 +212,81 @@ impl Engine<'_> {
     pub fn compile(&self) -> CompiledConnectivity {
         let (identities, identity_of) = self.identities();
         let reps: Vec<usize> = identities.iter().map(|i| i.representative).collect();
+        let reach = Reach::build(self, &reps);
+        let calico = self.options().semantics == Semantics::Calico;
+        // Per identity and direction: the union of what its applying rules can reach (None when
+        // a Calico rule needs the per-flow path), and the verdict when no rule matches at all.
+        let shortcuts: Vec<[Shortcut; 2]> = reps
+            .par_iter()
+            .map(|&rep| {
+                [Direction::Ingress, Direction::Egress]
+                    .map(|d| self.shortcut(&reach, calico, d, rep))
+            })
+            .collect();
+        let has_v4: Vec<bool> = reps
+            .iter()
+            .map(|&r| {
+                let ips = &self.cluster().pods[r].ips;
+                ips.is_empty() || ips.iter().any(std::net::IpAddr::is_ipv4)
+            })
+            .collect();
         let rows: Vec<Vec<(usize, [PortSet; 3])>> = reps
             .par_iter()
-            .map(|&src| {
+            .enumerate()
+            .map(|(a, &src)| {
                 let mut row = Vec::new();
+                let mut notes = Vec::new();
                 for (b, &dst) in reps.iter().enumerate() {
+                    let ipv4 = has_v4[a] && has_v4[b];
+                    let family = usize::from(!ipv4);
+                    let egress_default = shortcuts[a][1].unreached(family, b);
+                    if egress_default.is_some_and(|d| d.iter().all(PortSet::is_empty)) {
+                        continue;
+                    }
+                    let ingress_default = shortcuts[b][0].unreached(family, a);
+                    if ingress_default.is_some_and(|d| d.iter().all(PortSet::is_empty)) {
+                        continue;
+                    }
                     let (s, d) = (Endpoint::Pod(src), Endpoint::Pod(dst));
-                    let ipv4 = self.flow_is_ipv4(s, d);
                     let mut result: [PortSet; 3] = Default::default();
                     let mut any = false;
                     for (k, protocol) in Protocol::L4.iter().enumerate() {
-                        let egress =
-                            self.direction_ports(Direction::Egress, src, d, ipv4, *protocol);
+                        let egress = match egress_default {
+                            Some(default) => default[k].clone(),
+                            None => self.reach_ports(
+                                &reach,
+                                calico,
+                                Direction::Egress,
+                                src,
+                                d,
+                                b,
+                                ipv4,
+                                *protocol,
+                                &mut notes,
+                            ),
+                        };
                         if egress.is_empty() {
                             continue;
                         }
-                        let both = egress.intersection(&self.direction_ports(
-                            Direction::Ingress,
-                            dst,
-                            s,
-                            ipv4,
-                            *protocol,
-                        ));
+                        let ingress = match ingress_default {
+                            Some(default) => default[k].clone(),
+                            None => self.reach_ports(
+                                &reach,
+                                calico,
+                                Direction::Ingress,
+                                dst,
+                                s,
+                                a,
+                                ipv4,
+                                *protocol,
+                                &mut notes,
+                            ),
+                        };
+                        let both = egress.intersection(&ingress);
                         any |= !both.is_empty();
                         result[k] = both;
                     }
+                    notes.clear();
                     if any {
                         row.push((b, result));
                     }
@@ -252,6 +306,330 @@ impl Engine<'_> {
             rows,
             self_traffic_allowed: self.options().self_traffic_allowed,
             template,
+        }
+    }
+}
+
+/// Per pipeline policy, direction and rule: the remote identities its peers match, for IPv4
+/// and IPv6 flows. Kubernetes and ANP/CNP peers depend only on the remote side, so this turns
+/// the inner loop of `compile` into bit tests. Calico rules (which also look at the local side)
+/// keep the per-flow path.
+struct Reach {
+    /// reach[policy][direction][rule] = Some([v4 bits, v6 bits]) or None (use the slow path).
+    reach: Vec<[Vec<Option<FamilyBits>>; 2]>,
+}
+
+/// One bitset over identities per address family (IPv4, IPv6).
+type FamilyBits = [Vec<u64>; 2];
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+impl Reach {
+    fn build(engine: &Engine<'_>, reps: &[usize]) -> Self {
+        let cluster = engine.cluster();
+        let words = reps.len().div_ceil(64);
+        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (b, &rep) in reps.iter().enumerate() {
+            by_namespace
+                .entry(cluster.pods[rep].namespace.as_str())
+                .or_default()
+                .push(b);
+        }
+        let all: Vec<usize> = (0..reps.len()).collect();
+        // The identities a Kubernetes peer entry can possibly match: its own namespace for a
+        // bare podSelector, the matching namespaces for a namespaceSelector, all for ipBlock.
+        let candidates = |policy_namespace: &str, entry: &NetworkPolicyPeer| -> Vec<usize> {
+            match entry {
+                NetworkPolicyPeer::Pods {
+                    namespace_selector: None,
+                    ..
+                } => by_namespace
+                    .get(policy_namespace)
+                    .cloned()
+                    .unwrap_or_default(),
+                NetworkPolicyPeer::Pods {
+                    namespace_selector: Some(s),
+                    ..
+                } => cluster
+                    .namespaces
+                    .iter()
+                    .filter(|n| s.matches(&n.labels))
+                    .flat_map(|n| {
+                        by_namespace
+                            .get(n.name.as_str())
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+                NetworkPolicyPeer::IpBlock(_) => all.clone(),
+            }
+        };
+        let reach = engine
+            .pipeline()
+            .policies
+            .par_iter()
+            .map(|entry| {
+                let per_direction = |direction: Direction| -> Vec<Option<[Vec<u64>; 2]>> {
+                    let count = match entry.source {
+                        PolicySource::Kubernetes(p) => p.rules(direction).len(),
+                        PolicySource::Tiered(p) => p.rules(direction).len(),
+                    };
+                    (0..count)
+                        .map(|i| {
+                            let mut out = [vec![0u64; words], vec![0u64; words]];
+                            let mut scratch = Vec::new();
+                            if let PolicySource::Kubernetes(p) = entry.source {
+                                for (family, ipv4) in [(0, true), (1, false)] {
+                                    match &p.rules(direction)[i].peers {
+                                        None => out[family].iter_mut().for_each(|w| *w = u64::MAX),
+                                        Some(entries) => {
+                                            for e in entries {
+                                                for b in candidates(&p.namespace, e) {
+                                                    let peer =
+                                                        engine.peer(Endpoint::Pod(reps[b]), ipv4);
+                                                    if matching::peer_matches(
+                                                        cluster,
+                                                        &p.namespace,
+                                                        e,
+                                                        peer,
+                                                        &mut scratch,
+                                                    ) {
+                                                        out[family][b / 64] |= 1 << (b % 64);
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                return Some(out);
+                            }
+                            for (family, ipv4) in [(0, true), (1, false)] {
+                                for (b, &rep) in reps.iter().enumerate() {
+                                    let remote = Endpoint::Pod(rep);
+                                    let hit = match entry.source {
+                                        // Kubernetes rules returned above.
+                                        PolicySource::Kubernetes(_) => false,
+                                        PolicySource::Tiered(p) => match &p.rules(direction)[i]
+                                            .matcher
+                                        {
+                                            RuleMatcher::Cluster(r) => {
+                                                let context = RuleContext {
+                                                    engine,
+                                                    direction,
+                                                    subject: rep,
+                                                    remote,
+                                                    ipv4,
+                                                    protocol: Protocol::Tcp,
+                                                    icmp: None,
+                                                };
+                                                let everything = ClusterRule {
+                                                    peers: r.peers.clone(),
+                                                    ports: None,
+                                                };
+                                                !context
+                                                    .cluster_rule_ports(&everything, &mut scratch)
+                                                    .is_empty()
+                                            }
+                                            RuleMatcher::Calico(_) => return None,
+                                        },
+                                    };
+                                    if hit {
+                                        out[family][b / 64] |= 1 << (b % 64);
+                                    }
+                                }
+                            }
+                            Some(out)
+                        })
+                        .collect()
+                };
+                [
+                    per_direction(Direction::Ingress),
+                    per_direction(Direction::Egress),
+                ]
+            })
+            .collect();
+        Self { reach }
+    }
+}
+
+/// The oracle of the compiled path: bit tests for reach, the per-flow code for ports.
+struct ReachOracle<'r, 'e, 'c> {
+    inner: Oracle<'e, 'c>,
+    reach: &'r Reach,
+    remote_identity: usize,
+}
+
+impl RuleOracle for ReachOracle<'_, '_, '_> {
+    fn rule_ports(
+        &mut self,
+        index: usize,
+        policy: PolicySource<'_>,
+        direction: Direction,
+        rule_index: usize,
+    ) -> PortSet {
+        let family = usize::from(!self.inner.context.ipv4);
+        match &self.reach.reach[index][direction_index(direction)][rule_index] {
+            Some(bits) if !bit(&bits[family], self.remote_identity) => PortSet::empty(),
+            Some(_) => {
+                let c = &self.inner.context;
+                match policy {
+                    PolicySource::Kubernetes(p) => {
+                        let destination = match direction {
+                            Direction::Ingress => Some(&c.engine.cluster().pods[c.subject]),
+                            Direction::Egress => c.engine.pod_of(c.remote),
+                        };
+                        matching::rule_ports(
+                            &p.rules(direction)[rule_index],
+                            destination,
+                            c.protocol.canonical(),
+                        )
+                    }
+                    PolicySource::Tiered(_) => {
+                        self.inner.rule_ports(index, policy, direction, rule_index)
+                    }
+                }
+            }
+            None => self.inner.rule_ports(index, policy, direction, rule_index),
+        }
+    }
+
+    fn egress_to_own_node(&self) -> bool {
+        self.inner.egress_to_own_node()
+    }
+}
+
+impl Engine<'_> {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one direction of one identity pair"
+    )]
+    fn reach_ports(
+        &self,
+        reach: &Reach,
+        calico: bool,
+        direction: Direction,
+        subject: usize,
+        remote: Endpoint,
+        remote_identity: usize,
+        ipv4: bool,
+        protocol: Protocol,
+        notes: &mut Vec<crate::verdict::Note>,
+    ) -> PortSet {
+        let pipeline = self.pipeline();
+        if pipeline.applying[subject][direction_index(direction)].is_empty() {
+            return PortSet::all();
+        }
+        let mut oracle = ReachOracle {
+            inner: Oracle {
+                context: RuleContext {
+                    engine: self,
+                    direction,
+                    subject,
+                    remote,
+                    ipv4,
+                    protocol,
+                    icmp: None,
+                },
+                notes: Vec::new(),
+            },
+            reach,
+            remote_identity,
+        };
+        let walk = Walk {
+            calico,
+            explain: false,
+            direction,
+            notes,
+        };
+        let mut allowed = PortSet::empty();
+        for s in pipeline.run(subject, walk, &mut oracle) {
+            if s.allowed {
+                allowed = allowed.union(&s.ports);
+            }
+        }
+        allowed
+    }
+}
+
+/// What one identity's rules can reach in one direction, and its verdict when none match.
+struct Shortcut {
+    /// Union of the reach bits of every applying rule, per family; `None` disables the shortcut.
+    reach: Option<[Vec<u64>; 2]>,
+    /// Allowed ports per L4 protocol when no rule matches the remote side.
+    unmatched: [PortSet; 3],
+}
+
+impl Shortcut {
+    /// The verdict for remote identity `b` if no applying rule can reach it.
+    fn unreached(&self, family: usize, b: usize) -> Option<&[PortSet; 3]> {
+        match &self.reach {
+            Some(bits) if !bit(&bits[family], b) => Some(&self.unmatched),
+            _ => None,
+        }
+    }
+}
+
+/// An oracle for which no rule matches: the walk then yields the default of every layer.
+struct NothingMatches;
+
+impl RuleOracle for NothingMatches {
+    fn rule_ports(&mut self, _: usize, _: PolicySource<'_>, _: Direction, _: usize) -> PortSet {
+        PortSet::empty()
+    }
+
+    fn egress_to_own_node(&self) -> bool {
+        false
+    }
+}
+
+impl Engine<'_> {
+    fn shortcut(&self, reach: &Reach, calico: bool, direction: Direction, rep: usize) -> Shortcut {
+        let pipeline = self.pipeline();
+        let applying = &pipeline.applying[rep][direction_index(direction)];
+        // With every rule empty the walk is the same for each protocol: run it once.
+        let unmatched_one = if applying.is_empty() {
+            PortSet::all()
+        } else {
+            let mut notes = Vec::new();
+            let walk = Walk {
+                calico,
+                explain: false,
+                direction,
+                notes: &mut notes,
+            };
+            let mut allowed = PortSet::empty();
+            for s in pipeline.run(rep, walk, &mut NothingMatches) {
+                if s.allowed {
+                    allowed = allowed.union(&s.ports);
+                }
+            }
+            allowed
+        };
+        let unmatched = [unmatched_one.clone(), unmatched_one.clone(), unmatched_one];
+        let mut union: Option<[Vec<u64>; 2]> = Some([Vec::new(), Vec::new()]);
+        for &j in applying {
+            for rule in &reach.reach[j][direction_index(direction)] {
+                match (rule, union.as_mut()) {
+                    (Some(bits), Some(u)) => {
+                        for family in 0..2 {
+                            if u[family].len() < bits[family].len() {
+                                u[family].resize(bits[family].len(), 0);
+                            }
+                            for (w, x) in u[family].iter_mut().zip(&bits[family]) {
+                                *w |= x;
+                            }
+                        }
+                    }
+                    (None, _) => union = None,
+                    _ => {}
+                }
+            }
+        }
+        Shortcut {
+            reach: union,
+            unmatched,
         }
     }
 }

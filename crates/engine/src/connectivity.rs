@@ -14,6 +14,28 @@ use std::collections::BTreeMap;
 /// Identity -> (member count, members whose traffic to themselves is SELF).
 type GroupMembers = BTreeMap<usize, (usize, usize)>;
 
+/// Ports seen over the member pairs of two groups, for one protocol.
+#[derive(Debug, Default)]
+struct Accumulated {
+    union: PortSet,
+    common: Option<PortSet>,
+    allowed_pairs: usize,
+}
+
+impl Accumulated {
+    fn add(&mut self, ports: &PortSet, pairs: usize) {
+        if pairs == 0 || ports.is_empty() {
+            return;
+        }
+        self.allowed_pairs += pairs;
+        self.union = self.union.union(ports);
+        self.common = Some(match self.common.take() {
+            None => ports.clone(),
+            Some(c) => c.intersection(ports),
+        });
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Aggregation {
     #[default]
@@ -95,7 +117,8 @@ impl Engine<'_> {
         if options.aggregation == Aggregation::Pod {
             return self.pod_connectivity(compiled);
         }
-        // Group -> identity -> (member count, members whose self-traffic is SELF).
+        // Group -> identity -> (member count, members whose self-traffic is SELF), and the
+        // reverse: identity -> groups holding it.
         let mut groups: BTreeMap<String, GroupMembers> = BTreeMap::new();
         for i in self.pod_endpoints() {
             if let Some(id) = compiled.identity_of[i] {
@@ -108,56 +131,59 @@ impl Engine<'_> {
                 entry.1 += usize::from(self.is_self_eligible(i));
             }
         }
-        let group_list: Vec<(&String, &GroupMembers)> = groups.iter().collect();
+        let names: Vec<&String> = groups.keys().collect();
+        let mut holders: Vec<Vec<(usize, usize)>> = vec![Vec::new(); compiled.identities.len()];
+        for (g, members) in groups.values().enumerate() {
+            for (&id, &(count, _)) in members {
+                holders[id].push((g, count));
+            }
+        }
         let mut out = Vec::new();
-        for (from, sources) in &group_list {
-            for (to, destinations) in &group_list {
-                let same_group = from == to;
-                for (k, protocol) in Protocol::L4.iter().enumerate() {
-                    let mut union = PortSet::empty();
-                    let mut common: Option<PortSet> = None;
-                    let mut allowed_pairs = 0;
-                    let mut total_pairs = 0;
-                    let mut add = |ports: &PortSet, pairs: usize| {
-                        if pairs == 0 {
-                            return;
+        for (g, members) in groups.values().enumerate() {
+            // Destination group -> per protocol (union, intersection of present pairs, pairs
+            // present with a non-empty set); pairs absent from the rows allow nothing.
+            let mut acc: BTreeMap<usize, [Accumulated; 3]> = BTreeMap::new();
+            for (&a, &(ca, selfish)) in members {
+                for (b, ports) in compiled.row(a) {
+                    for &(h, cb) in &holders[*b] {
+                        let mut pairs = ca * cb;
+                        if h == g && a == *b {
+                            pairs -= selfish;
                         }
-                        total_pairs += pairs;
-                        if !ports.is_empty() {
-                            allowed_pairs += pairs;
-                        }
-                        union = union.union(ports);
-                        common = Some(match common.take() {
-                            None => ports.clone(),
-                            Some(c) => c.intersection(ports),
-                        });
-                    };
-                    for (&a, &(ca, selfish)) in sources.iter() {
-                        for (&b, &(cb, _)) in destinations.iter() {
-                            let ports = compiled
-                                .identity_ports(a, b)
-                                .map(|p| p[k].clone())
-                                .unwrap_or_default();
-                            let mut pairs = ca * cb;
-                            if same_group && a == b {
-                                // A pod reaching itself: SELF, unless it is a workload template.
-                                pairs -= selfish;
-                                add(&PortSet::all(), selfish);
-                            }
-                            add(&ports, pairs);
+                        let slot = acc.entry(h).or_default();
+                        for k in 0..Protocol::L4.len() {
+                            slot[k].add(&ports[k], pairs);
                         }
                     }
-                    if union.is_empty() {
+                }
+                if selfish > 0 {
+                    let slot = acc.entry(g).or_default();
+                    for entry in slot.iter_mut() {
+                        entry.add(&PortSet::all(), selfish);
+                    }
+                }
+            }
+            let size_g: usize = members.values().map(|(c, _)| c).sum();
+            for (h, slots) in acc {
+                let size_h: usize = groups[names[h]].values().map(|(c, _)| c).sum();
+                let total = size_g * size_h;
+                for (k, protocol) in Protocol::L4.iter().enumerate() {
+                    let s = &slots[k];
+                    if s.union.is_empty() {
                         continue;
                     }
                     out.push(Connection {
-                        from: (*from).clone(),
-                        to: (*to).clone(),
+                        from: names[g].clone(),
+                        to: names[h].clone(),
                         protocol: *protocol,
-                        ports: union,
-                        ports_all_pairs: common.unwrap_or_default(),
-                        pairs_allowed: allowed_pairs,
-                        pairs_total: total_pairs,
+                        ports: s.union.clone(),
+                        ports_all_pairs: if s.allowed_pairs == total {
+                            s.common.clone().unwrap_or_default()
+                        } else {
+                            PortSet::empty()
+                        },
+                        pairs_allowed: s.allowed_pairs,
+                        pairs_total: total,
                     });
                 }
             }

@@ -103,6 +103,10 @@ impl<'c> Engine<'c> {
         self.options
     }
 
+    pub(crate) fn pipeline(&self) -> &Pipeline<'c> {
+        &self.pipeline
+    }
+
     pub(crate) fn labelling(&self) -> &Labelling {
         &self.labelling
     }
@@ -294,6 +298,7 @@ impl<'c> Engine<'c> {
             ipv4,
             flow.protocol,
             flow.icmp,
+            true,
             notes,
         );
         let port = if flow.protocol.has_ports() {
@@ -331,6 +336,7 @@ impl<'c> Engine<'c> {
         ipv4: bool,
         protocol: Protocol,
         icmp: Option<(u8, Option<u8>)>,
+        explain: bool,
         notes: &mut Vec<Note>,
     ) -> Vec<Segment> {
         let mut oracle = Oracle {
@@ -347,6 +353,7 @@ impl<'c> Engine<'c> {
         };
         let walk = Walk {
             calico: self.options.semantics == Semantics::Calico,
+            explain,
             direction,
             notes,
         };
@@ -370,6 +377,11 @@ impl<'c> Engine<'c> {
         }
         let mut notes = Vec::new();
         let mut allowed = PortSet::empty();
+        if self.pipeline.applying[subject_index][crate::pipeline::direction_index(direction)]
+            .is_empty()
+        {
+            return PortSet::all();
+        }
         for s in self.segments(
             &self.pipeline,
             direction,
@@ -378,6 +390,7 @@ impl<'c> Engine<'c> {
             ipv4,
             protocol,
             None,
+            false,
             &mut notes,
         ) {
             if s.allowed {
@@ -388,14 +401,15 @@ impl<'c> Engine<'c> {
     }
 }
 
-struct Oracle<'e, 'c> {
-    context: RuleContext<'e, 'c>,
-    notes: Vec<Note>,
+pub(crate) struct Oracle<'e, 'c> {
+    pub context: RuleContext<'e, 'c>,
+    pub notes: Vec<Note>,
 }
 
 impl RuleOracle for Oracle<'_, '_> {
     fn rule_ports(
         &mut self,
+        _index: usize,
         policy: PolicySource<'_>,
         direction: Direction,
         rule_index: usize,

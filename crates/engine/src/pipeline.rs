@@ -17,6 +17,7 @@ use bulkhead_model::{
     Action, Cluster, Direction, NetworkPolicy, PortSet, StagedAction, Subject, Tier, TierDefault,
     TieredKind, TieredPolicy,
 };
+use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum PolicySource<'c> {
@@ -197,20 +198,34 @@ impl<'c> Pipeline<'c> {
                 })
                 .then_with(|| a.source.sort_key().cmp(&b.source.sort_key()))
         });
+        // Namespaced policies only ever select pods of their namespace: index them so selection
+        // costs (policies of the namespace + cluster-scoped policies) per pod, not all policies.
+        let mut by_namespace: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut cluster_scoped = Vec::new();
+        for (j, e) in policies.iter().enumerate() {
+            match e.source.namespace() {
+                Some(ns) => by_namespace.entry(ns).or_default().push(j),
+                None => cluster_scoped.push(j),
+            }
+        }
         let applying = cluster
             .pods
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(i, pod)| {
                 if pod.host_network || !pod.is_endpoint() {
                     return [Vec::new(), Vec::new()];
                 }
-                let selecting: Vec<usize> = policies
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| selects(cluster, labelling, e.source, i))
-                    .map(|(j, _)| j)
+                let mut selecting: Vec<usize> = by_namespace
+                    .get(&pod.namespace)
+                    .into_iter()
+                    .flatten()
+                    .chain(&cluster_scoped)
+                    .copied()
+                    .filter(|&j| selects(cluster, labelling, policies[j].source, i))
                     .collect();
+                selecting.sort_unstable();
                 let of = |d| {
                     selecting
                         .iter()
@@ -289,8 +304,10 @@ pub(crate) struct Segment {
 
 /// What a rule allows, in ports of the flow's protocol, for the remote side in question.
 pub(crate) trait RuleOracle {
+    /// `index` is the position of the policy in [`Pipeline::policies`].
     fn rule_ports(
         &mut self,
+        index: usize,
         policy: PolicySource<'_>,
         direction: Direction,
         rule_index: usize,
@@ -302,6 +319,8 @@ pub(crate) trait RuleOracle {
 
 pub(crate) struct Walk<'a> {
     pub calico: bool,
+    /// Build the trail of deciding rules; the whole-cluster path only needs the port sets.
+    pub explain: bool,
     pub direction: Direction,
     pub notes: &'a mut Vec<Note>,
 }
@@ -325,7 +344,9 @@ impl Pipeline<'_> {
             start = end;
             let tier = &self.tiers[tier_index];
             any_tier_applied = true;
-            self.note_priority_ties(in_tier, walk.notes);
+            if walk.explain {
+                self.note_priority_ties(in_tier, walk.notes);
+            }
             let mut passed: Vec<(PortSet, Vec<RuleRef>)> = Vec::new();
             for &j in in_tier {
                 let source = self.policies[j].source;
@@ -337,7 +358,7 @@ impl Pipeline<'_> {
                     if active.iter().all(|(p, _)| p.is_empty()) {
                         break;
                     }
-                    let matched = oracle.rule_ports(source, direction, i);
+                    let matched = oracle.rule_ports(j, source, direction, i);
                     if matched.is_empty() {
                         continue;
                     }
@@ -350,23 +371,28 @@ impl Pipeline<'_> {
                         if hit.is_empty() {
                             continue;
                         }
-                        let step = rule_ref(source, &tier.name, direction, i, action);
+                        let step = || rule_ref(source, &tier.name, direction, i, action);
                         match action {
                             Action::Log => {
-                                walk.notes.push(Note {
-                                    code: "CAL_LOG",
-                                    message: format!(
-                                        "logged by {} {} rule {}",
-                                        step.kind,
-                                        step_name(&step),
-                                        step.rule.clone().unwrap_or_default()
-                                    ),
-                                });
+                                if walk.explain {
+                                    let step = step();
+                                    walk.notes.push(Note {
+                                        code: "CAL_LOG",
+                                        message: format!(
+                                            "logged by {} {} rule {}",
+                                            step.kind,
+                                            step_name(&step),
+                                            step.rule.clone().unwrap_or_default()
+                                        ),
+                                    });
+                                }
                                 continue;
                             }
                             Action::Allow | Action::Deny => {
                                 let mut t = trail.clone();
-                                t.push(step);
+                                if walk.explain {
+                                    t.push(step());
+                                }
                                 outcomes.push(Segment {
                                     ports: hit,
                                     allowed: action == Action::Allow,
@@ -376,7 +402,9 @@ impl Pipeline<'_> {
                             }
                             Action::Pass => {
                                 let mut t = trail.clone();
-                                t.push(step);
+                                if walk.explain {
+                                    t.push(step());
+                                }
                                 passed.push((hit, t));
                             }
                         }
@@ -407,7 +435,7 @@ impl Pipeline<'_> {
                         let only_kubernetes = in_tier.iter().all(|&j| {
                             matches!(self.policies[j].source, PolicySource::Kubernetes(_))
                         });
-                        for &j in in_tier {
+                        for &j in in_tier.iter().filter(|_| walk.explain) {
                             let source = self.policies[j].source;
                             t.push(RuleRef {
                                 kind: source.kind_name(),

@@ -125,8 +125,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Binary search: [`Cluster::finish`] sorts namespaces by name. A cluster assembled by hand
+    /// without `finish` still works, through the linear fallback.
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
-        self.namespaces.iter().find(|n| n.name == name)
+        match self
+            .namespaces
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+        {
+            Ok(i) => Some(&self.namespaces[i]),
+            Err(_) => self.namespaces.iter().find(|n| n.name == name),
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

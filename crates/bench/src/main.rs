@@ -1,0 +1,194 @@
+//! `bulkhead-bench`: generate synthetic clusters, and measure load, compile, map and explain.
+//!
+//! Benchmarks, not tests: this program prints figures; nothing asserts on time.
+
+use anyhow::{Context as _, bail};
+use bulkhead_bench::{SIZES, Size, generate, size};
+use bulkhead_engine::{Aggregation, ConnectivityOptions, Endpoint, Engine, EngineOptions, Flow};
+use bulkhead_k8s::{Input, LoadOptions};
+use bulkhead_model::Protocol;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulkhead-bench",
+    about = "Synthetic clusters and Bulkhead's benchmark program"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a synthetic cluster (namespaces.yaml, pods.yaml, policies/policies.yaml) to DIR.
+    Generate {
+        /// S (100 pods), M (1k pods, 500 policies), L (10k/2k) or XL (100k/10k, 5k namespaces).
+        #[arg(long)]
+        size: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure every stage on the given sizes and print one block of figures per size.
+    Run {
+        /// Comma-separated sizes.
+        #[arg(long, default_value = "S,M,L")]
+        sizes: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Random single-flow explain queries per size.
+        #[arg(long, default_value_t = 10_000)]
+        queries: usize,
+        /// Level of the full map: pod for S-L; XL is measured at workload level.
+        #[arg(long)]
+        map_by: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate {
+            size: name,
+            seed,
+            out,
+        } => {
+            let s =
+                size(&name).with_context(|| format!("unknown size {name}: use S, M, L or XL"))?;
+            let g = generate(s, seed);
+            std::fs::create_dir_all(out.join("policies"))?;
+            std::fs::write(out.join("namespaces.yaml"), &g.namespaces)?;
+            std::fs::write(out.join("pods.yaml"), &g.pods)?;
+            std::fs::write(out.join("policies/policies.yaml"), &g.policies)?;
+            println!(
+                "{}: {} pods, {} policies written to {}",
+                s.name,
+                g.pod_count,
+                g.policy_count,
+                out.display()
+            );
+        }
+        Command::Run {
+            sizes,
+            seed,
+            queries,
+            map_by,
+        } => {
+            for name in sizes.split(',') {
+                let s = size(name.trim()).with_context(|| format!("unknown size {name}"))?;
+                run(s, seed, queries, map_by.as_deref())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Result<()> {
+    let g = generate(s, seed);
+    let bytes = g.namespaces.len() + g.pods.len() + g.policies.len();
+    let inputs = [
+        Input::new("namespaces.yaml", g.namespaces),
+        Input::new("pods.yaml", g.pods),
+        Input::new("policies.yaml", g.policies),
+    ];
+    let t = Instant::now();
+    let snapshot = bulkhead_k8s::load(&inputs, &LoadOptions::default());
+    let load = t.elapsed();
+    if snapshot.error_count() > 0 {
+        bail!("generated input has {} errors", snapshot.error_count());
+    }
+    let t = Instant::now();
+    let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let compiled = engine.compile();
+    let compile = t.elapsed();
+    let aggregation = match map_by.unwrap_or(if s.name == "XL" { "workload" } else { "pod" }) {
+        "workload" => Aggregation::Workload,
+        "namespace" => Aggregation::Namespace,
+        _ => Aggregation::Pod,
+    };
+    let t = Instant::now();
+    let rows = engine.connectivity_from(&compiled, &ConnectivityOptions { aggregation });
+    let map = t.elapsed();
+    let pairs = compiled.allowed_pod_pairs();
+    // Single-flow explain latency on random pod pairs and ports.
+    let pods = engine.pod_endpoints();
+    let mut rng = bulkhead_bench::Rng::new(seed ^ 0xE5);
+    let ports = [53u16, 80, 443, 5432, 6379, 8080, 9090, 9100];
+    let mut latencies = Vec::with_capacity(queries);
+    let mut allowed = 0usize;
+    for _ in 0..queries {
+        let flow = Flow {
+            src: Endpoint::Pod(pods[rng.below(pods.len())]),
+            dst: Endpoint::Pod(pods[rng.below(pods.len())]),
+            protocol: Protocol::Tcp,
+            port: Some(ports[rng.below(ports.len())]),
+            icmp: None,
+        };
+        let t = Instant::now();
+        let v = engine.evaluate(&flow);
+        latencies.push(t.elapsed());
+        allowed += usize::from(v.allowed);
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!("== size {} (seed {seed}) ==", s.name);
+    println!(
+        "pods {}, policies {}, identities {}, YAML {:.1} MB",
+        snapshot.cluster.pods.len(),
+        snapshot.cluster.network_policies.len(),
+        compiled.identities.len(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "load            {}  ({:.1} MB/s)",
+        secs(load),
+        bytes as f64 / 1e6 / load.as_secs_f64()
+    );
+    println!(
+        "compile         {}  (engine indexes + identity-pair verdicts)",
+        secs(compile)
+    );
+    println!(
+        "map ({:?})     {}  ({} rows; {} allowed pod pairs)",
+        aggregation,
+        secs(map),
+        rows.len(),
+        pairs
+    );
+    println!("compile + map   {}", secs(compile + map));
+    println!(
+        "explain         p50 {:.1} us, p99 {:.1} us over {queries} queries ({allowed} allowed)",
+        pct(0.5).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6
+    );
+    println!("peak RSS        {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
