@@ -75,7 +75,10 @@ pub fn size(name: &str) -> Option<Size> {
         .find(|s| s.name.eq_ignore_ascii_case(name))
 }
 
-const ROLES: [(&str, &[(&str, u16, &str)]); 5] = [
+/// A container port: name, number, protocol.
+type PortDef = (&'static str, u16, &'static str);
+
+const ROLES: [(&str, &[PortDef]); 5] = [
     ("web", &[("http", 8080, "TCP")]),
     ("api", &[("http", 8080, "TCP"), ("grpc", 9090, "TCP")]),
     ("db", &[("pg", 5432, "TCP")]),

@@ -3,7 +3,7 @@
 //! Benchmarks, not tests: this program prints figures; nothing asserts on time.
 
 use anyhow::{Context as _, bail};
-use bulkhead_bench::{SIZES, Size, generate, size};
+use bulkhead_bench::{Size, generate, size};
 use bulkhead_engine::{Aggregation, ConnectivityOptions, Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_k8s::{Input, LoadOptions};
 use bulkhead_model::Protocol;
