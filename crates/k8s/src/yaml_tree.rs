@@ -8,6 +8,7 @@
 //! [`Yaml11Surprise`] so the user learns about it.
 
 use granit_parser::{Event, Parser, ScalarStyle};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// 1-based line and column plus byte offsets into the file's text.
@@ -78,18 +79,109 @@ pub struct Document {
 /// stop the documents after it: the text is cut at `---` lines first, which YAML forbids inside
 /// any node, so each piece parses on its own.
 pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
+    let pieces: Vec<Piece> = split_documents(text)
+        .into_iter()
+        .filter(|p| {
+            let chunk = &text[p.start..p.end];
+            !(chunk.trim().is_empty() || is_only_comments(chunk))
+        })
+        .collect();
+    let parsed: Vec<Result<Vec<Document>, SyntaxError>> = pieces
+        .par_iter()
+        .map(|piece| {
+            let chunk = &text[piece.start..piece.end];
+            parse_list_in_parallel(chunk, piece.first_line - 1, piece.start)
+                .unwrap_or_else(|| parse_one(chunk, piece.first_line - 1, piece.start))
+        })
+        .collect();
     let mut out = Vec::new();
-    for piece in split_documents(text) {
-        let chunk = &text[piece.start..piece.end];
-        if chunk.trim().is_empty() || is_only_comments(chunk) {
-            continue;
-        }
-        match parse_one(chunk, piece.first_line - 1, piece.start) {
+    for result in parsed {
+        match result {
             Ok(docs) => out.extend(docs.into_iter().map(Ok)),
             Err(e) => out.push(Err(e)),
         }
     }
     out
+}
+
+/// `kubectl get -o yaml` prints one document with thousands of `items:` at column 0. Each item
+/// (`- ` at column 0 up to the next) is valid YAML on its own, so the items are parsed in
+/// parallel and put back into the skeleton of the document, parsed with the items blanked out
+/// (same length, so every line and byte offset stays true). Any surprise (anchors, a syntax
+/// error, another shape) returns `None` and the caller parses the document as a whole.
+fn parse_list_in_parallel(chunk: &str, line_offset: usize, byte_offset: usize) -> Option<Result<Vec<Document>, SyntaxError>> {
+    const MIN_ITEMS_BYTES: usize = 256 * 1024;
+    if chunk.len() < MIN_ITEMS_BYTES || chunk.contains('&') && chunk.contains('*') {
+        return None;
+    }
+    // Find the `items:` line at column 0 and the column-0 `- ` lines that follow it.
+    let mut offset = 0;
+    let mut line_no = 0;
+    let mut items_start = None;
+    let mut starts: Vec<(usize, usize)> = Vec::new();
+    let mut end = chunk.len();
+    for line in chunk.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if items_start.is_none() {
+            if content == "items:" {
+                items_start = Some(offset + line.len());
+            }
+        } else if content.starts_with("- ") || content == "-" {
+            starts.push((offset, line_no));
+        } else if !content.is_empty() && !content.starts_with(' ') && !content.starts_with('#') {
+            end = offset;
+            break;
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    let first = items_start?;
+    if starts.len() < 2 || starts[0].0 != first {
+        return None;
+    }
+    let items: Vec<Result<Vec<Document>, SyntaxError>> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(k, &(start, line))| {
+            let stop = starts.get(k + 1).map_or(end, |s| s.0);
+            parse_one(&chunk[start..stop], line_offset + line, byte_offset + start)
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(items.len());
+    let mut surprises = Vec::new();
+    let mut duplicate_keys = Vec::new();
+    for item in items {
+        let mut docs = item.ok()?;
+        if docs.len() != 1 {
+            return None;
+        }
+        let doc = docs.pop()?;
+        match doc.root {
+            Some(Node { value: Value::Sequence(mut seq), .. }) if seq.len() == 1 => nodes.push(seq.pop()?),
+            _ => return None,
+        }
+        surprises.extend(doc.surprises);
+        duplicate_keys.extend(doc.duplicate_keys);
+    }
+    let mut skeleton = String::with_capacity(chunk.len());
+    skeleton.push_str(&chunk[..first]);
+    skeleton.extend(chunk[first..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+    skeleton.push_str(&chunk[end..]);
+    let mut docs = match parse_one(&skeleton, line_offset, byte_offset) {
+        Ok(d) if d.len() == 1 => d,
+        _ => return None,
+    };
+    let doc = docs.first_mut()?;
+    let Some(Node { value: Value::Mapping(entries), .. }) = doc.root.as_mut() else { return None };
+    let entry = entries.iter_mut().find(|e| e.key == "items")?;
+    if entry.value.value != Value::Null {
+        return None;
+    }
+    let span = nodes.first().map_or(entry.value.span, |n| n.span);
+    entry.value = Node { value: Value::Sequence(nodes), span };
+    doc.surprises.extend(surprises);
+    doc.duplicate_keys.extend(duplicate_keys);
+    Some(Ok(docs))
 }
 
 fn is_only_comments(chunk: &str) -> bool {
@@ -532,6 +624,19 @@ mod tests {
                 ("y", SurpriseKind::Boolean)
             ]
         );
+    }
+
+    #[test]
+    fn a_large_list_parses_the_same_in_parallel() {
+        let mut text = String::from("apiVersion: v1\nitems:\n");
+        for i in 0..4000 {
+            text.push_str(&format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p{i}\n    labels: {{app: on}}\n"));
+        }
+        text.push_str("kind: List\nmetadata:\n  resourceVersion: \"\"\n");
+        assert!(text.len() > 256 * 1024);
+        let fast = parse_list_in_parallel(&text, 0, 0).expect("takes the parallel path").expect("parses");
+        let slow = parse_one(&text, 0, 0).expect("parses");
+        assert_eq!(fast, slow);
     }
 
     #[test]
