@@ -130,7 +130,13 @@ fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Resu
         _ => Aggregation::Pod,
     };
     let t = Instant::now();
-    let rows = engine.connectivity_from(&compiled, &ConnectivityOptions { aggregation });
+    let rows = engine.connectivity_from(
+        &compiled,
+        &ConnectivityOptions {
+            aggregation,
+            ..ConnectivityOptions::default()
+        },
+    );
     let map = t.elapsed();
     let pairs = compiled.allowed_pod_pairs();
     // Single-flow explain latency on random pod pairs and ports.

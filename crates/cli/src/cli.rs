@@ -137,8 +137,21 @@ pub struct MapArgs {
     #[command(flatten)]
     pub semantics: SemanticsArgs,
     /// Level of the rows: pods, workloads (Deployment, StatefulSet, ...) or namespaces.
+    /// Grouped rows stay exact: `scope` says whether every member pair has the ports.
     #[arg(long, value_enum, default_value_t = MapBy::Pod)]
     pub by: MapBy,
+    /// Only connections from these pods: NS, NS/POD or NS/KIND/NAME ("what can X reach?").
+    #[arg(long, value_name = "REF")]
+    pub from: Option<String>,
+    /// Only connections to these pods: NS, NS/POD or NS/KIND/NAME ("who can reach X?").
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// Only this destination port (rows are narrowed to it).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only this protocol: TCP, UDP or SCTP.
+    #[arg(long)]
+    pub protocol: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = MapFormat::Table)]
     pub output: MapFormat,

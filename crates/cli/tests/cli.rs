@@ -443,3 +443,66 @@ fn auto_semantics_switches_to_calico_when_calico_objects_exist() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("ignores the Calico policies"));
 }
+
+#[test]
+fn map_filters_answer_who_can_reach_x_and_what_x_can_reach() {
+    let path = fixture("deployments");
+    let p = path.to_str().expect("utf-8");
+    let rows = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["map", p, "-o", "json"];
+        all.extend_from_slice(args);
+        let r = run(&all);
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        let v: Value = serde_json::from_str(&r.stdout).expect("json");
+        v["connections"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}>{} {}/{}",
+                    c["from"].as_str().unwrap_or(""),
+                    c["to"].as_str().unwrap_or(""),
+                    c["protocol"].as_str().unwrap_or(""),
+                    c["ports"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        rows(&["--by", "workload", "--to", "shop/deployment/api"]),
+        vec!["shop/deployment/web>shop/deployment/api TCP/9090"]
+    );
+    assert_eq!(
+        rows(&["--by", "workload", "--from", "shop/deployment/api"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rows(&[
+            "--by",
+            "workload",
+            "--to",
+            "shop/deployment/api",
+            "--port",
+            "80"
+        ]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rows(&[
+            "--by",
+            "workload",
+            "--to",
+            "shop/deployment/api",
+            "--protocol",
+            "UDP"
+        ]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rows(&["--by", "namespace", "--from", "shop"]),
+        vec!["shop>shop TCP/9090"]
+    );
+    let unknown = run(&["map", p, "--to", "shop/deployment/apii"]);
+    assert_eq!(unknown.code, 2);
+}

@@ -47,6 +47,13 @@ pub enum Aggregation {
 #[derive(Clone, Debug, Default)]
 pub struct ConnectivityOptions {
     pub aggregation: Aggregation,
+    /// Only these source pods (indices into `Cluster::pods`); `None` = every pod.
+    pub from: Option<Vec<usize>>,
+    /// Only these destination pods.
+    pub to: Option<Vec<usize>>,
+    pub protocol: Option<Protocol>,
+    /// Only rows that allow this port, narrowed to it.
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,32 +121,72 @@ impl Engine<'_> {
                 Aggregation::Namespace => p.namespace.clone(),
             }
         };
-        if options.aggregation == Aggregation::Pod {
-            return self.pod_connectivity(compiled);
-        }
-        // Group -> identity -> (member count, members whose self-traffic is SELF), and the
-        // reverse: identity -> groups holding it.
-        let mut groups: BTreeMap<String, GroupMembers> = BTreeMap::new();
-        for i in self.pod_endpoints() {
-            if let Some(id) = compiled.identity_of[i] {
-                let entry = groups
-                    .entry(group_of(i))
-                    .or_default()
-                    .entry(id)
-                    .or_default();
-                entry.0 += 1;
-                entry.1 += usize::from(self.is_self_eligible(i));
+        let in_set = |set: &Option<Vec<usize>>| -> Vec<bool> {
+            let mut mask = vec![set.is_none(); cluster.pods.len()];
+            for &i in set.iter().flatten() {
+                mask[i] = true;
             }
-        }
-        let names: Vec<&String> = groups.keys().collect();
+            mask
+        };
+        let (is_source, is_destination) = (in_set(&options.from), in_set(&options.to));
+        let rows = if options.aggregation == Aggregation::Pod {
+            self.pod_connectivity(compiled, &is_source, &is_destination)
+        } else {
+            self.grouped_connectivity(compiled, &group_of, &is_source, &is_destination)
+        };
+        rows.into_iter()
+            .filter(|c| options.protocol.is_none_or(|p| p.canonical() == c.protocol))
+            .filter_map(|mut c| {
+                if let Some(port) = options.port {
+                    let only = PortSet::from_ranges([bulkhead_model::PortRange::single(port)]);
+                    c.ports = c.ports.intersection(&only);
+                    c.ports_all_pairs = c.ports_all_pairs.intersection(&only);
+                }
+                (!c.ports.is_empty()).then_some(c)
+            })
+            .collect()
+    }
+
+    fn grouped_connectivity(
+        &self,
+        compiled: &CompiledConnectivity,
+        group_of: &dyn Fn(usize) -> String,
+        is_source: &[bool],
+        is_destination: &[bool],
+    ) -> Vec<Connection> {
+        // Group -> identity -> (member count, members whose traffic to themselves is SELF and
+        // counted on both sides), and the reverse for destinations: identity -> groups.
+        let collect = |wanted: &[bool]| -> BTreeMap<String, GroupMembers> {
+            let mut groups: BTreeMap<String, GroupMembers> = BTreeMap::new();
+            for i in self.pod_endpoints() {
+                if !wanted[i] {
+                    continue;
+                }
+                if let Some(id) = compiled.identity_of[i] {
+                    let entry = groups
+                        .entry(group_of(i))
+                        .or_default()
+                        .entry(id)
+                        .or_default();
+                    entry.0 += 1;
+                    entry.1 +=
+                        usize::from(self.is_self_eligible(i) && is_source[i] && is_destination[i]);
+                }
+            }
+            groups
+        };
+        let groups = collect(is_source);
+        let destinations = collect(is_destination);
+        let names: Vec<&String> = destinations.keys().collect();
         let mut holders: Vec<Vec<(usize, usize)>> = vec![Vec::new(); compiled.identities.len()];
-        for (g, members) in groups.values().enumerate() {
+        for (h, members) in destinations.values().enumerate() {
             for (&id, &(count, _)) in members {
-                holders[id].push((g, count));
+                holders[id].push((h, count));
             }
         }
         let mut out = Vec::new();
-        for (g, members) in groups.values().enumerate() {
+        for (name_g, members) in &groups {
+            let g_as_destination = names.iter().position(|n| *n == name_g);
             // Destination group -> per protocol (union, intersection of present pairs, pairs
             // present with a non-empty set); pairs absent from the rows allow nothing.
             let mut acc: BTreeMap<usize, [Accumulated; 3]> = BTreeMap::new();
@@ -147,7 +194,7 @@ impl Engine<'_> {
                 for (b, ports) in compiled.row(a) {
                     for &(h, cb) in &holders[*b] {
                         let mut pairs = ca * cb;
-                        if h == g && a == *b {
+                        if Some(h) == g_as_destination && a == *b {
                             pairs -= selfish;
                         }
                         let slot = acc.entry(h).or_default();
@@ -156,24 +203,24 @@ impl Engine<'_> {
                         }
                     }
                 }
-                if selfish > 0 {
-                    let slot = acc.entry(g).or_default();
-                    for entry in slot.iter_mut() {
-                        entry.add(&PortSet::all(), selfish);
-                    }
-                }
             }
             let size_g: usize = members.values().map(|(c, _)| c).sum();
+            // A pod reaching itself (SELF) is not a connection between members; it is left out
+            // of grouped rows (pod-level rows show it).
+            let self_pairs: usize = members.values().map(|(_, s)| s).sum();
             for (h, slots) in acc {
-                let size_h: usize = groups[names[h]].values().map(|(c, _)| c).sum();
-                let total = size_g * size_h;
+                let size_h: usize = destinations[names[h]].values().map(|(c, _)| c).sum();
+                let mut total = size_g * size_h;
+                if Some(h) == g_as_destination {
+                    total -= self_pairs;
+                }
                 for (k, protocol) in Protocol::L4.iter().enumerate() {
                     let s = &slots[k];
                     if s.union.is_empty() {
                         continue;
                     }
                     out.push(Connection {
-                        from: names[g].clone(),
+                        from: name_g.clone(),
                         to: names[h].clone(),
                         protocol: *protocol,
                         ports: s.union.clone(),
@@ -196,26 +243,35 @@ impl Engine<'_> {
     }
 
     /// Pod-level rows straight from the identity rows: work in proportion to allowed pairs.
-    fn pod_connectivity(&self, compiled: &CompiledConnectivity) -> Vec<Connection> {
+    fn pod_connectivity(
+        &self,
+        compiled: &CompiledConnectivity,
+        is_source: &[bool],
+        is_destination: &[bool],
+    ) -> Vec<Connection> {
         let cluster = self.cluster();
         let mut pods = self.pod_endpoints();
         pods.sort_by_key(|&i| cluster.pods[i].key());
         let rank: std::collections::HashMap<usize, usize> =
             pods.iter().enumerate().map(|(r, &p)| (p, r)).collect();
         let mut out = Vec::new();
-        for &src in &pods {
+        for &src in pods.iter().filter(|&&p| is_source[p]) {
             let Some(a) = compiled.identity_of[src] else {
                 continue;
             };
             let mut targets: Vec<(usize, [PortSet; 3])> = Vec::new();
             for (b, ports) in compiled.row(a) {
-                for &dst in &compiled.identities[*b].members {
+                for &dst in compiled.identities[*b]
+                    .members
+                    .iter()
+                    .filter(|&&d| is_destination[d])
+                {
                     if dst != src || !self.is_self_eligible(src) {
                         targets.push((dst, ports.clone()));
                     }
                 }
             }
-            if self.is_self_eligible(src) {
+            if self.is_self_eligible(src) && is_destination[src] {
                 targets.push((src, [PortSet::all(), PortSet::all(), PortSet::all()]));
             }
             targets.sort_by_key(|(dst, _)| rank[dst]);

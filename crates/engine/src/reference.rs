@@ -179,6 +179,55 @@ impl Engine<'_> {
     }
 }
 
+impl Engine<'_> {
+    /// The pod endpoints a reference names, for whole-cluster queries: `NS` (a namespace),
+    /// `NS/POD`, or `NS/KIND/NAME` (every pod of the workload).
+    pub fn pods_for(&self, reference: &str) -> Result<Vec<usize>, ReferenceError> {
+        let cluster = self.cluster();
+        let endpoints = self.pod_endpoints();
+        let parts: Vec<&str> = reference.split('/').collect();
+        let found: Vec<usize> = match parts.as_slice() {
+            [ns] if !ns.is_empty() => endpoints
+                .into_iter()
+                .filter(|&i| cluster.pods[i].namespace == *ns)
+                .collect(),
+            [ns, name] => endpoints
+                .into_iter()
+                .filter(|&i| cluster.pods[i].namespace == *ns && cluster.pods[i].name == *name)
+                .collect(),
+            [ns, kind, name] => {
+                let kind = kind.to_ascii_lowercase();
+                endpoints
+                    .into_iter()
+                    .filter(|&i| {
+                        let p = &cluster.pods[i];
+                        p.namespace == *ns && p.workload.kind == kind && p.workload.name == *name
+                    })
+                    .collect()
+            }
+            _ => {
+                return Err(ReferenceError::Malformed {
+                    reference: reference.to_string(),
+                });
+            }
+        };
+        if found.is_empty() {
+            let all = cluster.pods.iter().flat_map(|p| {
+                [
+                    p.namespace.clone(),
+                    p.key(),
+                    format!("{}/{}", p.namespace, p.workload),
+                ]
+            });
+            return Err(ReferenceError::NotFound {
+                reference: reference.to_string(),
+                suggestions: close_matches(reference, all),
+            });
+        }
+        Ok(found)
+    }
+}
+
 fn close_matches(wanted: &str, candidates: impl Iterator<Item = String>) -> Vec<String> {
     let mut scored: Vec<(usize, String)> = candidates
         .map(|c| (edit_distance(wanted, &c), c))

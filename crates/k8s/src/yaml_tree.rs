@@ -109,7 +109,11 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
 /// parallel and put back into the skeleton of the document, parsed with the items blanked out
 /// (same length, so every line and byte offset stays true). Any surprise (anchors, a syntax
 /// error, another shape) returns `None` and the caller parses the document as a whole.
-fn parse_list_in_parallel(chunk: &str, line_offset: usize, byte_offset: usize) -> Option<Result<Vec<Document>, SyntaxError>> {
+fn parse_list_in_parallel(
+    chunk: &str,
+    line_offset: usize,
+    byte_offset: usize,
+) -> Option<Result<Vec<Document>, SyntaxError>> {
     const MIN_ITEMS_BYTES: usize = 256 * 1024;
     if chunk.len() < MIN_ITEMS_BYTES || chunk.contains('&') && chunk.contains('*') {
         return None;
@@ -157,7 +161,10 @@ fn parse_list_in_parallel(chunk: &str, line_offset: usize, byte_offset: usize) -
         }
         let doc = docs.pop()?;
         match doc.root {
-            Some(Node { value: Value::Sequence(mut seq), .. }) if seq.len() == 1 => nodes.push(seq.pop()?),
+            Some(Node {
+                value: Value::Sequence(mut seq),
+                ..
+            }) if seq.len() == 1 => nodes.push(seq.pop()?),
             _ => return None,
         }
         surprises.extend(doc.surprises);
@@ -165,20 +172,33 @@ fn parse_list_in_parallel(chunk: &str, line_offset: usize, byte_offset: usize) -
     }
     let mut skeleton = String::with_capacity(chunk.len());
     skeleton.push_str(&chunk[..first]);
-    skeleton.extend(chunk[first..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+    skeleton.extend(
+        chunk[first..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' }),
+    );
     skeleton.push_str(&chunk[end..]);
     let mut docs = match parse_one(&skeleton, line_offset, byte_offset) {
         Ok(d) if d.len() == 1 => d,
         _ => return None,
     };
     let doc = docs.first_mut()?;
-    let Some(Node { value: Value::Mapping(entries), .. }) = doc.root.as_mut() else { return None };
+    let Some(Node {
+        value: Value::Mapping(entries),
+        ..
+    }) = doc.root.as_mut()
+    else {
+        return None;
+    };
     let entry = entries.iter_mut().find(|e| e.key == "items")?;
     if entry.value.value != Value::Null {
         return None;
     }
     let span = nodes.first().map_or(entry.value.span, |n| n.span);
-    entry.value = Node { value: Value::Sequence(nodes), span };
+    entry.value = Node {
+        value: Value::Sequence(nodes),
+        span,
+    };
     doc.surprises.extend(surprises);
     doc.duplicate_keys.extend(duplicate_keys);
     Some(Ok(docs))
@@ -634,7 +654,9 @@ mod tests {
         }
         text.push_str("kind: List\nmetadata:\n  resourceVersion: \"\"\n");
         assert!(text.len() > 256 * 1024);
-        let fast = parse_list_in_parallel(&text, 0, 0).expect("takes the parallel path").expect("parses");
+        let fast = parse_list_in_parallel(&text, 0, 0)
+            .expect("takes the parallel path")
+            .expect("parses");
         let slow = parse_one(&text, 0, 0).expect("parses");
         assert_eq!(fast, slow);
     }

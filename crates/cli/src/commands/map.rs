@@ -3,7 +3,9 @@
 use crate::cli::{MapArgs, MapBy, MapFormat};
 use crate::render::map;
 use crate::snapshot;
+use anyhow::Context as _;
 use bulkhead_engine::{Aggregation, ConnectivityOptions, Engine};
+use bulkhead_model::Protocol;
 use std::process::ExitCode;
 
 pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
@@ -13,17 +15,62 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
         &snapshot.cluster,
         snapshot::engine_options(&args.semantics, &snapshot),
     );
-    super::print(&render(&engine, args.by, args.output))?;
+    let filter = Filter {
+        from: args
+            .from
+            .as_deref()
+            .map(|r| engine.pods_for(r))
+            .transpose()
+            .context("--from")?,
+        to: args
+            .to
+            .as_deref()
+            .map(|r| engine.pods_for(r))
+            .transpose()
+            .context("--to")?,
+        protocol: args
+            .protocol
+            .as_deref()
+            .map(str::parse::<Protocol>)
+            .transpose()
+            .context("--protocol")?,
+        port: args.port,
+    };
+    super::print(&render_filtered(&engine, args.by, args.output, filter))?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The row filters of `map` (`--from`, `--to`, `--protocol`, `--port`).
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub from: Option<Vec<usize>>,
+    pub to: Option<Vec<usize>>,
+    pub protocol: Option<Protocol>,
+    pub port: Option<u16>,
+}
+
 pub fn render(engine: &Engine<'_>, by: MapBy, format: MapFormat) -> String {
+    render_filtered(engine, by, format, Filter::default())
+}
+
+pub fn render_filtered(
+    engine: &Engine<'_>,
+    by: MapBy,
+    format: MapFormat,
+    filter: Filter,
+) -> String {
     let aggregation = match by {
         MapBy::Pod => Aggregation::Pod,
         MapBy::Workload => Aggregation::Workload,
         MapBy::Namespace => Aggregation::Namespace,
     };
-    let connections = engine.connectivity(&ConnectivityOptions { aggregation });
+    let connections = engine.connectivity(&ConnectivityOptions {
+        aggregation,
+        from: filter.from,
+        to: filter.to,
+        protocol: filter.protocol,
+        port: filter.port,
+    });
     let grouped = aggregation != Aggregation::Pod;
     match format {
         MapFormat::Table => map::table(&connections, grouped),
