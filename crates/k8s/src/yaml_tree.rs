@@ -120,11 +120,10 @@ fn parse_list_in_parallel(
     }
     // Find the `items:` line at column 0 and the column-0 `- ` lines that follow it.
     let mut offset = 0;
-    let mut line_no = 0;
     let mut items_start = None;
     let mut starts: Vec<(usize, usize)> = Vec::new();
     let mut end = chunk.len();
-    for line in chunk.split_inclusive('\n') {
+    for (line_no, line) in chunk.split_inclusive('\n').enumerate() {
         let content = line.trim_end_matches(['\n', '\r']);
         if items_start.is_none() {
             if content == "items:" {
@@ -137,7 +136,6 @@ fn parse_list_in_parallel(
             break;
         }
         offset += line.len();
-        line_no += 1;
     }
     let first = items_start?;
     if starts.len() < 2 || starts[0].0 != first {
