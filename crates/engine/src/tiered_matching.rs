@@ -214,7 +214,7 @@ impl RuleContext<'_, '_> {
         allowed.difference(&ports(&rule.destination.not_ports))
     }
 
-    fn entity_matches(
+    pub(crate) fn entity_matches(
         &self,
         entity: &EntityRule,
         side: Endpoint,

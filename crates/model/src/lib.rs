@@ -5,6 +5,7 @@
 //! only holds well-formed requirements, an [`IpBlock`] only holds excepts inside its CIDR, a
 //! [`PortSet`] only holds ordered, disjoint ranges. Downstream crates never re-check.
 
+pub mod addr_ranges;
 pub mod calico_selector;
 pub mod cluster;
 pub mod diagnostic;
@@ -16,6 +17,7 @@ pub mod ports;
 pub mod source;
 pub mod tiered;
 
+pub use addr_ranges::AddrRanges;
 pub use calico_selector::CalicoSelector;
 pub use cluster::{Cluster, Namespace, Node, Pod, PodOrigin, ServiceAccount, WorkloadRef};
 pub use diagnostic::{Diagnostic, Severity};

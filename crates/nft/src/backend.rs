@@ -1,0 +1,118 @@
+//! The one door to the kernel (house rule 7): every change is one atomic `nft -f` transaction
+//! on Bulkhead's own table. A fake backend records scripts for tests without root.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("running {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+pub trait Backend {
+    /// Applies a whole script as one transaction.
+    fn apply(&mut self, script: &str) -> Result<(), BackendError>;
+    /// Whether Bulkhead's table exists (adopted at start-up, never flushed first).
+    fn table_exists(&mut self) -> Result<bool, BackendError>;
+}
+
+/// The real kernel through the `nft` command (nftables >= 1.0).
+#[derive(Debug, Clone)]
+pub struct NftCli {
+    pub binary: PathBuf,
+}
+
+impl Default for NftCli {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("nft"),
+        }
+    }
+}
+
+impl NftCli {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, BackendError> {
+        let command = format!("{} {}", self.binary.display(), args.join(" "));
+        let mut child = Command::new(&self.binary)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| BackendError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes())
+                .map_err(|source| BackendError::Spawn {
+                    command: command.clone(),
+                    source,
+                })?;
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|source| BackendError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(BackendError::Failed {
+                command,
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+impl Backend for NftCli {
+    fn apply(&mut self, script: &str) -> Result<(), BackendError> {
+        self.run(&["-f", "-"], Some(script)).map(|_| ())
+    }
+
+    fn table_exists(&mut self) -> Result<bool, BackendError> {
+        // `-t` (terse) keeps set elements out: listing stays fast however big the sets grow.
+        let tables = self.run(&["-t", "list", "tables"], None)?;
+        Ok(tables
+            .lines()
+            .any(|l| l.trim() == format!("table inet {}", crate::ruleset::TABLE)))
+    }
+}
+
+/// Records what would be applied.
+#[derive(Debug, Default, Clone)]
+pub struct FakeBackend {
+    pub applied: Vec<String>,
+    pub present: bool,
+}
+
+impl Backend for FakeBackend {
+    fn apply(&mut self, script: &str) -> Result<(), BackendError> {
+        self.present = !script
+            .trim_end()
+            .ends_with(&format!("delete table inet {}", crate::ruleset::TABLE));
+        self.applied.push(script.to_string());
+        Ok(())
+    }
+
+    fn table_exists(&mut self) -> Result<bool, BackendError> {
+        Ok(self.present)
+    }
+}

@@ -1,0 +1,313 @@
+//! Builds the ruleset of one node: per local pod an egress and an ingress chain dispatched by
+//! the pod's host-side interface, per applying tier a chain linked with `goto`, every peer and
+//! port list a shared set (dataplane.md §5.1).
+
+use crate::ruleset::{Chain, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict};
+use bulkhead_engine::{DirectionProgram, Engine, PortMatch, ProgramRule};
+use bulkhead_model::{Action, AddrRanges, Direction, Protocol, TierDefault};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    pub node: String,
+    /// Pod key (`ns/name`) -> host-side interface of the pod on this node. Local pods without
+    /// an entry cannot be dispatched and are reported by [`compile`].
+    pub interfaces: BTreeMap<String, String>,
+}
+
+/// What compiling left out, so the agent can say it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompileReport {
+    pub pods: usize,
+    pub pods_without_interface: Vec<String>,
+}
+
+struct Builder {
+    sets: Vec<NamedSet>,
+    index: HashMap<String, usize>,
+    chains: Vec<Chain>,
+}
+
+impl Builder {
+    fn set(&mut self, data: SetData) -> usize {
+        let key = format!("{data:?}");
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.sets.len();
+        self.sets.push(NamedSet {
+            name: format!("s{i}"),
+            data,
+        });
+        self.index.insert(key, i);
+        i
+    }
+}
+
+/// Compiles the ruleset for the pods of `options.node`.
+pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, CompileReport) {
+    let cluster = engine.cluster();
+    let mut b = Builder {
+        sets: Vec::new(),
+        index: HashMap::new(),
+        chains: Vec::new(),
+    };
+    let mut egress_dispatch = BTreeMap::new();
+    let mut ingress_dispatch = BTreeMap::new();
+    let mut report = CompileReport::default();
+    let mut n = 0;
+    for (i, pod) in cluster.pods.iter().enumerate() {
+        if pod.node.as_deref() != Some(options.node.as_str())
+            || !pod.is_endpoint()
+            || pod.host_network
+            || pod.ips.is_empty()
+        {
+            continue;
+        }
+        let Some(interface) = options.interfaces.get(&pod.key()) else {
+            report.pods_without_interface.push(pod.key());
+            continue;
+        };
+        report.pods += 1;
+        for direction in [Direction::Egress, Direction::Ingress] {
+            let program = engine.program(i, direction);
+            let prefix = format!(
+                "{}_{n}",
+                if direction == Direction::Egress {
+                    "eg"
+                } else {
+                    "in"
+                }
+            );
+            let mut entry = Chain {
+                name: prefix.clone(),
+                comment: format!("{direction} of {}", pod.key()),
+                rules: Vec::new(),
+            };
+            if direction == Direction::Egress {
+                // A pod may only send from its own addresses.
+                for ip in &pod.ips {
+                    entry.rules.push(Rule {
+                        matches: vec![
+                            Match::Family { ipv4: ip.is_ipv4() },
+                            Match::AddrNot {
+                                side: Side::Source,
+                                addr: *ip,
+                            },
+                        ],
+                        verdict: Verdict::Drop,
+                        comment: format!("anti-spoofing {}", pod.key()),
+                    });
+                }
+            }
+            if program.tiers.is_empty() {
+                if direction == Direction::Ingress {
+                    continue;
+                }
+                entry.rules.push(Rule {
+                    matches: vec![],
+                    verdict: Verdict::Return,
+                    comment: "no policy applies: allow".into(),
+                });
+            } else {
+                entry.rules.push(Rule {
+                    matches: vec![],
+                    verdict: Verdict::Goto(format!("{prefix}_t0")),
+                    comment: String::new(),
+                });
+            }
+            b.chains.push(entry);
+            tier_chains(&mut b, &prefix, direction, &program);
+            let dispatch = if direction == Direction::Egress {
+                &mut egress_dispatch
+            } else {
+                &mut ingress_dispatch
+            };
+            dispatch.insert(interface.clone(), prefix);
+        }
+        n += 1;
+    }
+    (
+        Ruleset {
+            sets: b.sets,
+            chains: b.chains,
+            egress_dispatch,
+            ingress_dispatch,
+        },
+        report,
+    )
+}
+
+fn tier_chains(b: &mut Builder, prefix: &str, direction: Direction, program: &DirectionProgram) {
+    for (k, tier) in program.tiers.iter().enumerate() {
+        let next = if k + 1 < program.tiers.len() {
+            Verdict::Goto(format!("{prefix}_t{}", k + 1))
+        } else {
+            Verdict::Return
+        };
+        let mut chain = Chain {
+            name: format!("{prefix}_t{k}"),
+            comment: format!("tier {}", tier.name),
+            rules: Vec::new(),
+        };
+        for rule in &tier.rules {
+            let verdict = match rule.action {
+                Action::Allow => Verdict::Return,
+                Action::Deny => Verdict::Drop,
+                Action::Pass => next.clone(),
+                Action::Log => Verdict::Log(rule.id.clone()),
+            };
+            chain.rules.extend(translate(b, direction, rule, &verdict));
+        }
+        chain.rules.push(Rule {
+            matches: vec![],
+            verdict: match tier.end {
+                TierDefault::Deny => Verdict::Drop,
+                TierDefault::Pass => next.clone(),
+            },
+            comment: format!("end of tier {}", tier.name),
+        });
+        b.chains.push(chain);
+    }
+}
+
+/// One program rule as nft rules: per address family where the remote set needs it, and one
+/// rule per port alternative (numeric ranges, destination named ports).
+fn translate(
+    b: &mut Builder,
+    direction: Direction,
+    rule: &ProgramRule,
+    verdict: &Verdict,
+) -> Vec<Rule> {
+    let side = if direction == Direction::Egress {
+        Side::Destination
+    } else {
+        Side::Source
+    };
+    let mut families: Vec<Option<bool>> = Vec::new();
+    let split = rule.remote.is_some()
+        || rule.remote_not.is_some()
+        || matches!(&rule.ports, PortMatch::Some { named, .. } if !named.is_empty());
+    if split {
+        families.extend([Some(true), Some(false)]);
+    } else {
+        families.push(None);
+    }
+    let mut out = Vec::new();
+    for family in families {
+        let mut base = Vec::new();
+        if let Some(ipv4) = family {
+            base.push(Match::Family { ipv4 });
+            if let Some(remote) = &rule.remote {
+                let part = remote.family(ipv4);
+                if part.is_empty() {
+                    continue;
+                }
+                if part != AddrRanges::everything().family(ipv4) {
+                    let set = b.set(if ipv4 {
+                        SetData::Addr4(part)
+                    } else {
+                        SetData::Addr6(part)
+                    });
+                    base.push(Match::Addr {
+                        side,
+                        set,
+                        negate: false,
+                    });
+                }
+            }
+            if let Some(not) = &rule.remote_not {
+                let part = not.family(ipv4);
+                if !part.is_empty() {
+                    let set = b.set(if ipv4 {
+                        SetData::Addr4(part)
+                    } else {
+                        SetData::Addr6(part)
+                    });
+                    base.push(Match::Addr {
+                        side,
+                        set,
+                        negate: true,
+                    });
+                }
+            }
+        }
+        if let Some(p) = rule.protocol {
+            base.push(Match::L4Proto {
+                protocol: p.canonical(),
+                negate: false,
+            });
+        }
+        if let Some(p) = rule.not_protocol {
+            base.push(Match::L4Proto {
+                protocol: p.canonical(),
+                negate: true,
+            });
+        }
+        for (icmp, negate) in [(rule.icmp, false), (rule.not_icmp, true)] {
+            if let Some(m) = icmp {
+                let v6 = rule
+                    .protocol
+                    .is_some_and(|p| p.canonical() == Protocol::Icmpv6);
+                base.push(Match::Icmp {
+                    v6,
+                    icmp_type: m.icmp_type,
+                    code: m.code,
+                    negate,
+                });
+            }
+        }
+        match &rule.ports {
+            PortMatch::Any => out.push(Rule {
+                matches: base,
+                verdict: verdict.clone(),
+                comment: rule.id.clone(),
+            }),
+            PortMatch::Some {
+                ranges,
+                named,
+                not_ranges,
+            } => {
+                let mut tail = Vec::new();
+                if !not_ranges.is_empty() {
+                    let set = b.set(SetData::ProtoPort(not_ranges.clone()));
+                    tail.push(Match::ProtoPort { set, negate: true });
+                }
+                if !ranges.is_empty() {
+                    let set = b.set(SetData::ProtoPort(ranges.clone()));
+                    let mut m = base.clone();
+                    m.push(Match::ProtoPort { set, negate: false });
+                    m.extend(tail.clone());
+                    out.push(Rule {
+                        matches: m,
+                        verdict: verdict.clone(),
+                        comment: rule.id.clone(),
+                    });
+                }
+                if let Some(ipv4) = family {
+                    let mine: Vec<_> = named
+                        .iter()
+                        .filter(|(ip, _, _)| ip.is_ipv4() == ipv4)
+                        .copied()
+                        .collect();
+                    if !mine.is_empty() {
+                        let set = b.set(if ipv4 {
+                            SetData::AddrProtoPort4(mine)
+                        } else {
+                            SetData::AddrProtoPort6(mine)
+                        });
+                        let mut m = base.clone();
+                        m.push(Match::AddrProtoPort { set });
+                        m.extend(tail);
+                        out.push(Rule {
+                            matches: m,
+                            verdict: verdict.clone(),
+                            comment: format!("{} (named port)", rule.id),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,108 @@
+//! The typed ruleset: everything the kernel holds for Bulkhead, in one `inet` table.
+
+use bulkhead_model::{AddrRanges, PortRange, Protocol};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+pub const TABLE: &str = "bulkhead";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ruleset {
+    pub sets: Vec<NamedSet>,
+    /// Per-endpoint and per-tier chains (the base `forward` chain is fixed, see `render`).
+    pub chains: Vec<Chain>,
+    /// Host-side interface of a local pod -> its egress chain (traffic *from* the pod).
+    pub egress_dispatch: BTreeMap<String, String>,
+    /// Host-side interface of a local pod -> its ingress chain (traffic *to* the pod).
+    pub ingress_dispatch: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedSet {
+    pub name: String,
+    pub data: SetData,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetData {
+    /// Addresses of one family as intervals.
+    Addr4(AddrRanges),
+    Addr6(AddrRanges),
+    /// `inet_proto . inet_service` intervals.
+    ProtoPort(Vec<(Protocol, PortRange)>),
+    /// `ipv4_addr . inet_proto . inet_service` (named ports of destination pods).
+    AddrProtoPort4(Vec<(IpAddr, Protocol, u16)>),
+    AddrProtoPort6(Vec<(IpAddr, Protocol, u16)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    pub name: String,
+    /// Why the chain exists: the pod and direction, or the tier.
+    pub comment: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Match {
+    /// `meta nfproto ipv4|ipv6`.
+    Family {
+        ipv4: bool,
+    },
+    /// `ip saddr @set` / `ip6 daddr != @set`, by set index.
+    Addr {
+        side: Side,
+        set: usize,
+        negate: bool,
+    },
+    /// `ip saddr != 10.0.0.1` (anti-spoofing).
+    AddrNot {
+        side: Side,
+        addr: IpAddr,
+    },
+    L4Proto {
+        protocol: Protocol,
+        negate: bool,
+    },
+    /// `meta l4proto . th dport @set`.
+    ProtoPort {
+        set: usize,
+        negate: bool,
+    },
+    /// `ip daddr . meta l4proto . th dport @set`.
+    AddrProtoPort {
+        set: usize,
+    },
+    /// `icmp type 8 icmp code 0` (or icmpv6).
+    Icmp {
+        v6: bool,
+        icmp_type: u8,
+        code: Option<u8>,
+        negate: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// This direction allows: back to the base chain.
+    Return,
+    Drop,
+    /// Pass / next tier.
+    Goto(String),
+    /// Calico `Log`: record and continue.
+    Log(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub verdict: Verdict,
+    /// The policy rule this implements (`NetworkPolicy x/allow-dns egress[0]`).
+    pub comment: String,
+}

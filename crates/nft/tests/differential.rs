@@ -1,0 +1,284 @@
+//! Compiler == engine without root: the ruleset the compiler builds, run through the reference
+//! interpreter, must give the engine's verdict for every pod pair and port sampled, on every
+//! conformance scenario and on random clusters.
+
+#[path = "../../engine/tests/support/random_cluster.rs"]
+mod random_cluster;
+
+use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow, Semantics};
+use bulkhead_k8s::{Input, LoadOptions, load};
+use bulkhead_model::{Cluster, Protocol};
+use bulkhead_nft::interpret::Packet;
+use bulkhead_nft::{CompileOptions, Ruleset, compile};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// One ruleset per node, each pod on a synthetic interface.
+struct Dataplane {
+    rulesets: BTreeMap<String, Ruleset>,
+    interface: BTreeMap<usize, String>,
+}
+
+fn build(engine: &Engine<'_>) -> Dataplane {
+    let cluster = engine.cluster();
+    let mut interface = BTreeMap::new();
+    let mut per_node: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (i, pod) in cluster.pods.iter().enumerate() {
+        if let Some(node) = &pod.node {
+            let name = format!("veth{i}");
+            interface.insert(i, name.clone());
+            per_node
+                .entry(node.clone())
+                .or_default()
+                .insert(pod.key(), name);
+        }
+    }
+    let rulesets = per_node
+        .into_iter()
+        .map(|(node, interfaces)| {
+            let (ruleset, _) = compile(
+                engine,
+                &CompileOptions {
+                    node: node.clone(),
+                    interfaces,
+                },
+            );
+            // Rendering must not fail on anything the compiler builds.
+            assert!(bulkhead_nft::render::render(&ruleset).contains("chain forward"));
+            (node, ruleset)
+        })
+        .collect();
+    Dataplane {
+        rulesets,
+        interface,
+    }
+}
+
+impl Dataplane {
+    /// Egress on the source's node, then ingress on the destination's node.
+    #[expect(clippy::too_many_arguments, reason = "a packet and where it travels")]
+    fn allows(
+        &self,
+        cluster: &Cluster,
+        src: Endpoint,
+        dst: Endpoint,
+        src_ip: IpAddr,
+        dst_ip: IpAddr,
+        protocol: Protocol,
+        port: Option<u16>,
+        icmp: Option<(u8, Option<u8>)>,
+    ) -> bool {
+        let side = |e: Endpoint| match e {
+            Endpoint::Pod(i) => cluster.pods[i]
+                .node
+                .clone()
+                .map(|n| (n, self.interface.get(&i).cloned())),
+            _ => None,
+        };
+        let mut packet = Packet {
+            iif: None,
+            oif: None,
+            src: src_ip,
+            dst: dst_ip,
+            protocol,
+            dport: port,
+            icmp,
+        };
+        if let Some((node, iif)) = side(src) {
+            packet.iif = iif;
+            if !self.rulesets.get(&node).is_none_or(|r| r.allows(&packet)) {
+                return false;
+            }
+        }
+        if let Some((node, oif)) = side(dst) {
+            packet.iif = None;
+            packet.oif = oif;
+            if !self.rulesets.get(&node).is_none_or(|r| r.allows(&packet)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn pod_ip(cluster: &Cluster, e: Endpoint) -> Option<IpAddr> {
+    match e {
+        Endpoint::Pod(i) => cluster.pods[i].ips.first().copied(),
+        Endpoint::External(ip) => Some(ip),
+        Endpoint::Node(_) => None,
+    }
+}
+
+fn compare(
+    engine: &Engine<'_>,
+    plane: &Dataplane,
+    src: Endpoint,
+    dst: Endpoint,
+    protocol: Protocol,
+    port: Option<u16>,
+    icmp: Option<(u8, Option<u8>)>,
+) -> Result<(), String> {
+    let cluster = engine.cluster();
+    let (Some(src_ip), Some(dst_ip)) = (pod_ip(cluster, src), pod_ip(cluster, dst)) else {
+        return Ok(());
+    };
+    if src_ip.is_ipv4() != dst_ip.is_ipv4() {
+        return Ok(());
+    }
+    let expected = engine
+        .evaluate(&Flow {
+            src,
+            dst,
+            protocol,
+            port,
+            icmp,
+        })
+        .allowed;
+    let got = plane.allows(cluster, src, dst, src_ip, dst_ip, protocol, port, icmp);
+    if expected == got {
+        Ok(())
+    } else {
+        Err(format!(
+            "{src:?} ({src_ip}) -> {dst:?} ({dst_ip}) {protocol}/{port:?}: engine {expected}, nftables {got}"
+        ))
+    }
+}
+
+/// All pod pairs (pod endpoints with an IP, not hostNetwork, not to itself) over sample ports.
+fn sweep(
+    engine: &Engine<'_>,
+    plane: &Dataplane,
+    ports: &[u16],
+    externals: &[IpAddr],
+) -> Vec<String> {
+    let cluster = engine.cluster();
+    let pods: Vec<usize> = engine
+        .pod_endpoints()
+        .into_iter()
+        .filter(|&i| !cluster.pods[i].ips.is_empty())
+        .collect();
+    let mut failures = Vec::new();
+    let mut endpoints: Vec<Endpoint> = pods.iter().map(|&i| Endpoint::Pod(i)).collect();
+    endpoints.extend(externals.iter().map(|ip| Endpoint::External(*ip)));
+    for &s in &endpoints {
+        for &d in &endpoints {
+            if s == d || matches!((s, d), (Endpoint::External(_), Endpoint::External(_))) {
+                continue;
+            }
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                for &port in ports {
+                    failures.extend(compare(engine, plane, s, d, protocol, Some(port), None).err());
+                }
+            }
+            for icmp in [(8, Some(0)), (0, Some(0))] {
+                failures
+                    .extend(compare(engine, plane, s, d, Protocol::Icmp, None, Some(icmp)).err());
+            }
+        }
+    }
+    failures
+}
+
+fn conformance_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    let mut dirs = Vec::new();
+    for topic in std::fs::read_dir(&root).expect("conformance").flatten() {
+        for scenario in std::fs::read_dir(topic.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if scenario.path().join("expect.yaml").exists() {
+                dirs.push(scenario.path());
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn compiled_rulesets_agree_with_the_engine_on_every_conformance_scenario() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    let mut failures = Vec::new();
+    let mut scenarios = 0;
+    for dir in conformance_dirs() {
+        let expect = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
+        let cluster_name = expect
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster: "))
+            .expect("cluster line")
+            .trim()
+            .to_string();
+        let mode = expect
+            .lines()
+            .find_map(|l| l.strip_prefix("mode: "))
+            .expect("mode line")
+            .trim()
+            .to_string();
+        let cluster_file = if cluster_name == "inline" {
+            dir.join("cluster.yaml")
+        } else {
+            root.join("clusters").join(format!("{cluster_name}.yaml"))
+        };
+        let read = |p: &Path| {
+            Input::new(
+                p.display().to_string(),
+                std::fs::read_to_string(p).expect("readable"),
+            )
+        };
+        let snapshot = load(
+            &[read(&cluster_file), read(&dir.join("policies.yaml"))],
+            &LoadOptions::default(),
+        );
+        let semantics = if mode == "calico" {
+            Semantics::Calico
+        } else {
+            Semantics::Kubernetes
+        };
+        let engine = Engine::new(
+            &snapshot.cluster,
+            EngineOptions {
+                semantics,
+                self_traffic_allowed: true,
+            },
+        );
+        let plane = build(&engine);
+        let externals: Vec<IpAddr> = ["203.0.113.7", "8.8.8.8", "169.254.169.254"]
+            .iter()
+            .map(|s| s.parse().expect("ip"))
+            .collect();
+        for f in sweep(
+            &engine,
+            &plane,
+            &[53, 80, 81, 443, 5432, 8080, 9090, 5353],
+            &externals,
+        ) {
+            failures.push(format!("{}: {f}", dir.display()));
+        }
+        scenarios += 1;
+    }
+    assert!(scenarios > 80, "{scenarios} scenarios");
+    assert!(
+        failures.is_empty(),
+        "{} disagreements, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compiled_rulesets_agree_with_the_engine_on_random_clusters(cluster in random_cluster::cluster_strategy(true, true), calico in proptest::bool::ANY) {
+        let semantics = if calico { Semantics::Calico } else { Semantics::Kubernetes };
+        let engine = Engine::new(&cluster, EngineOptions { semantics, self_traffic_allowed: true });
+        let plane = build(&engine);
+        let externals: Vec<IpAddr> = ["203.0.113.7", "203.0.113.200"].iter().map(|s| s.parse().expect("ip")).collect();
+        let failures = sweep(&engine, &plane, &random_cluster::PORTS, &externals);
+        prop_assert!(failures.is_empty(), "{:#?}", &failures[..failures.len().min(5)]);
+    }
+}
