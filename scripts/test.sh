@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s ==\n' "$*"; }
 
-# Debian packages the suites use. The dataplane suite (nftables, iproute2, CNI plugins) joins this
-# list when it lands; today only python3-yaml is needed, for the external contract check.
-packages=(python3-yaml)
+# Debian packages the suites use: the privileged dataplane suite needs nftables, iproute2, the
+# CNI plugins, conntrack and ping; the external contract check needs python3-yaml.
+packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,8 +26,13 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "cargo test"
-cargo test --workspace
+log "cargo test (all crates but the CLI)"
+cargo test --workspace --exclude bulkhead-cli
+
+# The CLI crate holds the privileged dataplane suite: real pods (netns + CNI), the real agent,
+# the real kernel. CI runs as root, so it must run for real: a missing privilege is a failure.
+log "cargo test -p bulkhead-cli (CLI contract and privileged dataplane suite)"
+BULKHEAD_REQUIRE_PRIVILEGED=1 cargo test -p bulkhead-cli -- --nocapture --test-threads 1
 
 log "CLI contract check on the project's conformance scenarios"
 cargo build -p bulkhead-cli

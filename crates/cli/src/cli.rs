@@ -39,6 +39,16 @@ pub enum Command {
     Demo(DemoArgs),
     /// List every diagnostic code `check` can report, with its name and default severity.
     Codes,
+    /// Print the nftables ruleset the agent would apply on one node (deterministic text).
+    Compile(CompileArgs),
+    /// Run the node agent: enforce the manifests' policies on this node's pods with nftables.
+    ///
+    /// Reads the manifests, finds each local pod's host interface by the route to its IP (any
+    /// CNI that routes a veth per pod; use --interface for others), applies the ruleset as one
+    /// transaction, then reconciles within a second of every change to the directory. Invalid
+    /// input keeps the last good ruleset. Stopping the agent leaves the rules in force;
+    /// `bulkhead agent uninstall` removes them.
+    Agent(AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -178,4 +188,51 @@ pub struct DemoArgs {
     /// Write the bundled example manifests to this directory instead of running the demo.
     #[arg(long, value_name = "DIR")]
     pub write_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The node whose pods the ruleset protects.
+    #[arg(long)]
+    pub node: String,
+    /// Host interface of a pod, as NS/POD=IFACE (repeatable); without one, the route to the
+    /// pod's IP is used.
+    #[arg(long = "interface", value_name = "NS/POD=IFACE")]
+    pub interfaces: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentAction>,
+    /// The node this agent runs on (pods with spec.nodeName equal to it are enforced).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Directory of manifests (as `check` reads them), watched for changes.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<std::path::PathBuf>,
+    /// Apply once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Host interface of a pod, as NS/POD=IFACE (repeatable).
+    #[arg(long = "interface", value_name = "NS/POD=IFACE")]
+    pub interfaces: Vec<String>,
+    /// Namespace for objects without one.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// How often to look for changes, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub poll_ms: u64,
+    /// Keep connections a new ruleset no longer allows (default: cut them via conntrack).
+    #[arg(long)]
+    pub no_tighten: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Remove Bulkhead's nftables table from this node.
+    Uninstall,
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod agent;
 mod check;
 mod demo;
 mod explain;
@@ -14,6 +15,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Map(args) => map::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Compile(args) => agent::compile(&args),
+        Command::Agent(args) => agent::run(&args),
         Command::Codes => {
             print(&check::list_codes())?;
             Ok(ExitCode::SUCCESS)

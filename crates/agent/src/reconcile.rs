@@ -1,0 +1,294 @@
+//! One reconcile: manifests -> snapshot -> engine -> ruleset -> one transaction. And the loop
+//! that runs it whenever the manifest directory changes.
+
+use crate::{conntrack, interfaces};
+use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
+use bulkhead_k8s::{LoadOptions, Snapshot};
+use bulkhead_model::Protocol;
+use bulkhead_nft::{Backend, BackendError, CompileOptions};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node: String,
+    pub manifests: PathBuf,
+    /// `ns/pod` -> interface, overriding the route lookup.
+    pub interfaces: BTreeMap<String, String>,
+    pub default_namespace: String,
+    /// Cut existing connections a new ruleset no longer allows.
+    pub tighten: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "the manifests have {errors} error(s); keeping the last good ruleset in force (first: {first})"
+    )]
+    InvalidInput { errors: usize, first: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What a reconcile did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconciled {
+    pub applied: bool,
+    pub pods: usize,
+    pub pods_without_interface: Vec<String>,
+    pub connections_cut: usize,
+    pub took: Duration,
+}
+
+#[derive(Debug)]
+pub struct Agent<B: Backend> {
+    pub config: AgentConfig,
+    pub backend: B,
+    last_script: Option<String>,
+}
+
+impl<B: Backend> Agent<B> {
+    pub fn new(config: AgentConfig, backend: B) -> Self {
+        Self {
+            config,
+            backend,
+            last_script: None,
+        }
+    }
+
+    fn load(&self) -> Snapshot {
+        let (inputs, io) = bulkhead_k8s::read_paths(std::slice::from_ref(&self.config.manifests));
+        let mut snapshot = bulkhead_k8s::load(
+            &inputs,
+            &LoadOptions {
+                default_namespace: self.config.default_namespace.clone(),
+            },
+        );
+        snapshot.diagnostics.extend(io);
+        snapshot
+    }
+
+    /// Reads, compiles and (if anything changed) applies. Invalid input changes nothing.
+    pub fn reconcile(&mut self) -> Result<Reconciled, AgentError> {
+        let start = Instant::now();
+        let snapshot = self.load();
+        if let Some(first) = snapshot
+            .diagnostics
+            .iter()
+            .find(|d| d.severity == bulkhead_model::Severity::Error)
+        {
+            return Err(AgentError::InvalidInput {
+                errors: snapshot.error_count(),
+                first: format!(
+                    "{} {}",
+                    first
+                        .location
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    first.message
+                ),
+            });
+        }
+        let semantics = Engine::auto_semantics(&snapshot.cluster);
+        let engine = Engine::new(
+            &snapshot.cluster,
+            EngineOptions {
+                semantics,
+                self_traffic_allowed: true,
+            },
+        );
+        let mut interfaces = self.config.interfaces.clone();
+        for pod in &snapshot.cluster.pods {
+            if pod.node.as_deref() == Some(self.config.node.as_str())
+                && !pod.host_network
+                && !interfaces.contains_key(&pod.key())
+                && let Some(device) = pod.ips.first().and_then(|ip| interfaces::route_device(*ip))
+            {
+                interfaces.insert(pod.key(), device);
+            }
+        }
+        let (ruleset, report) = bulkhead_nft::compile(
+            &engine,
+            &CompileOptions {
+                node: self.config.node.clone(),
+                interfaces,
+            },
+        );
+        let script = bulkhead_nft::render::render(&ruleset);
+        let changed = self.last_script.as_deref() != Some(script.as_str());
+        let mut cut = 0;
+        if changed {
+            self.backend.apply(&script)?;
+            let had_previous = self.last_script.is_some();
+            self.last_script = Some(script);
+            if self.config.tighten && had_previous {
+                cut = tighten(&engine);
+            }
+        }
+        Ok(Reconciled {
+            applied: changed,
+            pods: report.pods,
+            pods_without_interface: report.pods_without_interface,
+            connections_cut: cut,
+            took: start.elapsed(),
+        })
+    }
+
+    /// Removes Bulkhead's table if present.
+    pub fn uninstall(&mut self) -> Result<bool, AgentError> {
+        if !self.backend.table_exists()? {
+            return Ok(false);
+        }
+        self.backend
+            .apply(&bulkhead_nft::render::render_removal())?;
+        self.last_script = None;
+        Ok(true)
+    }
+
+    /// Reconciles now, then whenever the manifest directory changes (polled every `poll`,
+    /// applied once it has been quiet for one more poll), until `keep_running` says stop.
+    pub fn run(
+        &mut self,
+        poll: Duration,
+        mut report: impl FnMut(Result<Reconciled, AgentError>),
+        keep_running: impl Fn() -> bool,
+    ) {
+        report(self.reconcile());
+        let mut seen = fingerprint(&self.config.manifests);
+        while keep_running() {
+            std::thread::sleep(poll);
+            let now = fingerprint(&self.config.manifests);
+            if now == seen {
+                continue;
+            }
+            // Debounce: wait until a poll sees no further change (editors write in steps).
+            let mut current = now;
+            loop {
+                std::thread::sleep(poll);
+                let again = fingerprint(&self.config.manifests);
+                if again == current {
+                    break;
+                }
+                current = again;
+            }
+            seen = current;
+            report(self.reconcile());
+        }
+    }
+}
+
+/// Cuts tracked flows the engine now denies (see [`crate::conntrack`]).
+fn tighten(engine: &Engine<'_>) -> usize {
+    let mut cut = 0;
+    for flow in conntrack::list() {
+        let (src, dst) = (
+            engine.endpoint_for_ip(flow.src),
+            engine.endpoint_for_ip(flow.dst),
+        );
+        if !matches!(src, Endpoint::Pod(_)) && !matches!(dst, Endpoint::Pod(_)) {
+            continue;
+        }
+        let Ok(protocol) = flow.protocol.parse::<Protocol>() else {
+            continue;
+        };
+        let verdict = engine.evaluate(&Flow {
+            src,
+            dst,
+            protocol,
+            port: Some(flow.dport),
+            icmp: None,
+        });
+        if !verdict.allowed && conntrack::delete(&flow) {
+            cut += 1;
+        }
+    }
+    cut
+}
+
+/// Names, sizes and modification times of every file under `dir`: cheap change detection that
+/// also sees ConfigMap-style symlink swaps.
+fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => out.push((path, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_nft::FakeBackend;
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {nodeName: n1, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.9.0.1, podIPs: [{ip: 10.9.0.1}]}\n";
+    const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n";
+
+    fn agent(dir: &std::path::Path) -> Agent<FakeBackend> {
+        Agent::new(
+            AgentConfig {
+                node: "n1".into(),
+                manifests: dir.to_path_buf(),
+                interfaces: BTreeMap::from([("x/a".to_string(), "veth-a".to_string())]),
+                default_namespace: "default".into(),
+                tighten: false,
+            },
+            FakeBackend::default(),
+        )
+    }
+
+    #[test]
+    fn applies_once_per_change_and_keeps_the_last_good_ruleset_on_bad_input() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-agent-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        let mut a = agent(&dir);
+        let first = a.reconcile().expect("valid");
+        assert!(first.applied);
+        assert_eq!(first.pods, 1);
+        assert!(
+            !a.reconcile().expect("valid").applied,
+            "nothing changed, nothing applied"
+        );
+        write(&dir, "policy.yaml", DENY);
+        assert!(a.reconcile().expect("valid").applied);
+        assert!(a.backend.applied[1].contains("drop comment \"end of tier default\""));
+        write(
+            &dir,
+            "broken.yaml",
+            "kind: NetworkPolicy\napiVersion: networking.k8s.io/v1\nmetadata: {name: b, namespace: x}\nspec: {policyTypes: [Sideways]}\n",
+        );
+        let err = a.reconcile().expect_err("invalid input is refused");
+        assert!(
+            err.to_string().contains("keeping the last good ruleset"),
+            "{err}"
+        );
+        assert_eq!(a.backend.applied.len(), 2, "the last good ruleset stays");
+        assert!(a.uninstall().expect("fake"));
+        assert!(
+            a.backend
+                .applied
+                .last()
+                .is_some_and(|s| s.ends_with("delete table inet bulkhead\n"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

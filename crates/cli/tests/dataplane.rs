@@ -1,0 +1,421 @@
+//! The privileged suite: real pods (network namespaces wired by the real CNI plugins), the real
+//! agent, the real kernel. Every conformance probe the kernel can express is sent as a real
+//! packet and the kernel's outcome must equal the engine's verdict.
+//!
+//! Runs as root (CI does); without root it prints SKIPPED, and with
+//! BULKHEAD_REQUIRE_PRIVILEGED=1 (set by scripts/test.sh) it fails instead.
+
+#[path = "dataplane/lab.rs"]
+mod lab;
+
+use bulkhead_engine::{Engine, EngineOptions, Flow, Semantics};
+use bulkhead_k8s::{Input, LoadOptions, load};
+use bulkhead_model::Protocol;
+use lab::{Lab, NODE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The suite changes host state (one nft table, ip_forward): its tests run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn conformance_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance")
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Expectations {
+    cluster: String,
+    mode: String,
+    expectations: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Probe {
+    from: String,
+    to: String,
+    protocol: String,
+    port: Option<u16>,
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    let text = std::fs::read_to_string(path).expect("readable");
+    let docs = bulkhead_k8s::yaml_tree::parse_documents(&text);
+    let root = docs
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|d| d.root)
+        .expect("a document");
+    serde_json::from_value(root.to_json()).expect("shape")
+}
+
+/// The cluster manifests with every pod on the lab's single node: pod-to-pod verdicts never
+/// depend on the node, and all lab namespaces live on this host.
+fn on_one_node(cluster_yaml: &str) -> String {
+    cluster_yaml
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("nodeName:") {
+                format!("{}nodeName: {NODE}", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn write_manifests(dir: &Path, cluster: &str, policies: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(dir.join("cluster.yaml"), cluster).expect("write");
+    std::fs::write(dir.join("policies.yaml"), policies).expect("write");
+}
+
+fn agent_once(dir: &Path) -> Result<(), String> {
+    let out = Command::new(lab::bulkhead())
+        .args(["agent", "--once", "--node", NODE, "--manifests"])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && !stderr.contains("no host interface") {
+        Ok(())
+    } else {
+        Err(format!("agent --once: {stderr}"))
+    }
+}
+
+fn wait(mut child: Child) -> bool {
+    child.wait().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn real_packets_agree_with_the_engine_on_every_kubernetes_scenario() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("dataplane conformance") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let root = conformance_root();
+    // Scenarios per cluster, and the ports each cluster's pods must serve.
+    let mut by_cluster: BTreeMap<String, Vec<(PathBuf, Expectations)>> = BTreeMap::new();
+    for topic in std::fs::read_dir(&root).expect("conformance").flatten() {
+        let name = topic.file_name().to_string_lossy().to_string();
+        if !name.starts_with("k8s-") || name == "k8s-validation" {
+            continue;
+        }
+        for scenario in std::fs::read_dir(topic.path()).expect("topic").flatten() {
+            let spec: Expectations = yaml(&scenario.path().join("expect.yaml"));
+            if spec.mode == "kubernetes" && spec.cluster != "inline" {
+                by_cluster
+                    .entry(spec.cluster.clone())
+                    .or_default()
+                    .push((scenario.path(), spec));
+            }
+        }
+    }
+    let has_ping = Command::new("which")
+        .arg("ping")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (mut total, mut agree) = (0usize, 0usize);
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (cluster_name, mut scenarios) in by_cluster {
+        scenarios.sort_by(|a, b| a.0.cmp(&b.0));
+        let cluster_text = on_one_node(
+            &std::fs::read_to_string(root.join("clusters").join(format!("{cluster_name}.yaml")))
+                .expect("cluster"),
+        );
+        let snapshot = load(
+            &[Input::new("cluster.yaml", cluster_text.clone())],
+            &LoadOptions::default(),
+        );
+        let mut lab = Lab::new(&cluster_name[..cluster_name.len().min(6)]);
+        let mut ports: BTreeMap<String, (BTreeSet<u16>, BTreeSet<u16>)> = BTreeMap::new();
+        for (_, spec) in &scenarios {
+            for p in &spec.expectations {
+                let entry = ports.entry(p.to.clone()).or_default();
+                match (p.protocol.as_str(), p.port) {
+                    ("TCP", Some(port)) => {
+                        entry.0.insert(port);
+                    }
+                    ("UDP", Some(port)) => {
+                        entry.1.insert(port);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for pod in snapshot
+            .cluster
+            .pods
+            .iter()
+            .filter(|p| !p.host_network && !p.ips.is_empty())
+        {
+            lab.pod(&pod.key(), pod.ips[0])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (tcp, udp) = ports.get(&pod.key()).cloned().unwrap_or_default();
+            let tcp: Vec<u16> = tcp.into_iter().collect();
+            let udp: Vec<u16> = udp.into_iter().collect();
+            lab.serve(&pod.key(), &tcp, &udp)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for (dir, spec) in &scenarios {
+            let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+            let policies = std::fs::read_to_string(dir.join("policies.yaml")).expect("policies");
+            write_manifests(&manifests, &cluster_text, &policies);
+            if let Err(e) = agent_once(&manifests) {
+                failures.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+            let snapshot = load(
+                &[
+                    Input::new("cluster.yaml", cluster_text.clone()),
+                    Input::new("policies.yaml", policies),
+                ],
+                &LoadOptions::default(),
+            );
+            let engine = Engine::new(
+                &snapshot.cluster,
+                EngineOptions {
+                    semantics: Semantics::Kubernetes,
+                    self_traffic_allowed: true,
+                },
+            );
+            let mut running = Vec::new();
+            for p in &spec.expectations {
+                let reason = match () {
+                    _ if !lab.pods.contains_key(&p.from) || !lab.pods.contains_key(&p.to) => Some(
+                        "node, external or hostNetwork endpoint (needs the host side, not a pod namespace)",
+                    ),
+                    _ if p.protocol == "SCTP" => Some("SCTP: this kernel has no SCTP support"),
+                    _ if p.protocol == "ICMP" && !has_ping => Some("ICMP: no ping on this machine"),
+                    _ if p.from == p.to => Some("a pod to itself never leaves its namespace"),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    *skipped.entry(reason).or_default() += 1;
+                    continue;
+                }
+                let (src, dst) = (
+                    engine.resolve(&p.from).expect("pod"),
+                    engine.resolve(&p.to).expect("pod"),
+                );
+                let protocol: Protocol = p.protocol.parse().expect("protocol");
+                let icmp = (protocol == Protocol::Icmp).then_some((8u8, Some(0u8)));
+                let expected = engine
+                    .evaluate(&Flow {
+                        src: src.endpoint,
+                        dst: dst.endpoint,
+                        protocol,
+                        port: p.port,
+                        icmp,
+                    })
+                    .allowed;
+                let to_ip: IpAddr = lab.pods[&p.to].ip;
+                let child = if protocol == Protocol::Icmp {
+                    lab.exec(&p.from, &["ping", "-c", "1", "-W", "1", &to_ip.to_string()])
+                } else {
+                    lab.probe(
+                        &p.from,
+                        &p.protocol.to_lowercase(),
+                        to_ip,
+                        p.port.unwrap_or(0),
+                        400,
+                    )
+                };
+                running.push((p.clone(), expected, child.expect("spawn probe")));
+            }
+            for (p, expected, child) in running {
+                total += 1;
+                let got = wait(child);
+                if got == expected {
+                    agree += 1;
+                } else {
+                    failures.push(format!(
+                        "{}: {} -> {} {}/{:?}: engine {}, kernel {}",
+                        dir.display(),
+                        p.from,
+                        p.to,
+                        p.protocol,
+                        p.port,
+                        expected,
+                        got
+                    ));
+                }
+            }
+        }
+        drop(lab);
+    }
+    let skipped_text: Vec<String> = skipped
+        .iter()
+        .map(|(why, n)| format!("{n} skipped: {why}"))
+        .collect();
+    println!("dataplane conformance: {total} probes, {agree} agree");
+    eprintln!(
+        "dataplane conformance: {total} probes, {agree} agree ({})",
+        skipped_text.join("; ")
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        total > 100 && total == agree,
+        "{total} probes, {agree} agree"
+    );
+}
+
+const TWO_PODS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: x, labels: {app: client}}\nspec: {nodeName: test-node, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.77.0.1, podIPs: [{ip: 10.77.0.1}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: server, namespace: x, labels: {app: server}}\nspec: {nodeName: test-node, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.77.0.2, podIPs: [{ip: 10.77.0.2}]}\n";
+const ONLY_81: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-81, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - ports: [{port: 81}]\n";
+const ONLY_80: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-81, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - ports: [{port: 80}]\n";
+
+fn two_pod_lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag);
+    lab.pod("x/client", "10.77.0.1".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.pod("x/server", "10.77.0.2".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.serve("x/server", &[80, 81], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab
+}
+
+/// A running agent, killed when the test ends (also when it fails).
+struct AgentProcess(Child);
+
+impl AgentProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the long-running agent and waits for its first apply.
+fn start_agent(dir: &Path) -> AgentProcess {
+    let mut child = Command::new(lab::bulkhead())
+        .args(["agent", "--node", NODE, "--poll-ms", "100", "--manifests"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line.contains("applied ruleset") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        line.contains("applied ruleset"),
+        "agent did not apply: {line}"
+    );
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    AgentProcess(child)
+}
+
+#[test]
+fn killing_and_restarting_the_agent_never_opens_a_window() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("agent restart") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("restart");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let mut agent = start_agent(&dir);
+    assert!(
+        wait(
+            lab.probe("x/client", "tcp", server, 81, 1000)
+                .expect("probe")
+        ),
+        "the allowed port works"
+    );
+    let deadline = Instant::now() + Duration::from_millis(3000);
+    let mut attempts = 0;
+    let mut leaked = 0;
+    let mut restarted = None;
+    while Instant::now() < deadline {
+        if attempts == 5 {
+            // Kill -9 mid-run: no handler runs, the table must stay in force.
+            agent.kill();
+            restarted = Some(start_agent(&dir));
+        }
+        if wait(
+            lab.probe("x/client", "tcp", server, 80, 150)
+                .expect("probe"),
+        ) {
+            leaked += 1;
+        }
+        attempts += 1;
+    }
+    let mut agent = restarted.expect("restarted during the loop");
+    assert!(
+        wait(
+            lab.probe("x/client", "tcp", server, 81, 1000)
+                .expect("probe")
+        ),
+        "the allowed port still works after the restart"
+    );
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(attempts > 10, "{attempts} probe attempts");
+    assert_eq!(
+        leaked, 0,
+        "a denied flow got through in {leaked} of {attempts} attempts"
+    );
+}
+
+#[test]
+fn tightening_a_policy_cuts_existing_connections() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("policy tightening") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("tighten");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_80);
+    let mut agent = start_agent(&dir);
+    let mut hold = lab
+        .exec("x/client", &[lab::netprobe(), "hold", "10.77.0.2", "80"])
+        .expect("hold");
+    let mut lines = BufReader::new(hold.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("up"),
+        "the long-lived connection is established"
+    );
+    let changed = Instant::now();
+    std::fs::write(dir.join("policies.yaml"), ONLY_81).expect("tighten");
+    let down = lines.next().and_then(Result::ok);
+    let took = changed.elapsed();
+    let _ = hold.kill();
+    let _ = hold.wait();
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        down.as_deref(),
+        Some("down"),
+        "the connection no longer allowed was cut"
+    );
+    assert!(took < Duration::from_secs(5), "cut after {took:?}");
+}

@@ -1,0 +1,29 @@
+//! Prints the ruleset of node-1 for a manifest directory, every pod on an interface `vethN`.
+fn main() {
+    let paths: Vec<std::path::PathBuf> = std::env::args().skip(1).map(Into::into).collect();
+    let (inputs, _) = bulkhead_k8s::read_paths(&paths);
+    let snapshot = bulkhead_k8s::load(&inputs, &bulkhead_k8s::LoadOptions::default());
+    let semantics = bulkhead_engine::Engine::auto_semantics(&snapshot.cluster);
+    let engine = bulkhead_engine::Engine::new(
+        &snapshot.cluster,
+        bulkhead_engine::EngineOptions {
+            semantics,
+            self_traffic_allowed: true,
+        },
+    );
+    let interfaces = snapshot
+        .cluster
+        .pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.key(), format!("veth{i}")))
+        .collect();
+    let (ruleset, _) = bulkhead_nft::compile(
+        &engine,
+        &bulkhead_nft::CompileOptions {
+            node: "node-1".into(),
+            interfaces,
+        },
+    );
+    print!("{}", bulkhead_nft::render::render(&ruleset));
+}
