@@ -8,7 +8,7 @@
 #[path = "dataplane/lab.rs"]
 mod lab;
 
-use bulkhead_engine::{Engine, EngineOptions, Flow, Semantics};
+use bulkhead_engine::{Engine, EngineOptions, Flow};
 use bulkhead_k8s::{Input, LoadOptions, load};
 use bulkhead_model::Protocol;
 use lab::{Lab, NODE};
@@ -97,7 +97,7 @@ fn wait(mut child: Child) -> bool {
 }
 
 #[test]
-fn real_packets_agree_with_the_engine_on_every_kubernetes_scenario() {
+fn real_packets_agree_with_the_engine_on_every_scenario() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !lab::privileged_or_skip("dataplane conformance") {
         return;
@@ -108,12 +108,14 @@ fn real_packets_agree_with_the_engine_on_every_kubernetes_scenario() {
     let mut by_cluster: BTreeMap<String, Vec<(PathBuf, Expectations)>> = BTreeMap::new();
     for topic in std::fs::read_dir(&root).expect("conformance").flatten() {
         let name = topic.file_name().to_string_lossy().to_string();
-        if !name.starts_with("k8s-") || name == "k8s-validation" {
+        if name == "clusters" || name.ends_with("-validation") {
             continue;
         }
         for scenario in std::fs::read_dir(topic.path()).expect("topic").flatten() {
             let spec: Expectations = yaml(&scenario.path().join("expect.yaml"));
-            if spec.mode == "kubernetes" && spec.cluster != "inline" {
+            // Every flow scenario: Kubernetes NetworkPolicy, AdminNetworkPolicy/ClusterNetworkPolicy
+            // and Calico tiers all go through the same compiler.
+            if spec.cluster != "inline" {
                 by_cluster
                     .entry(spec.cluster.clone())
                     .or_default()
@@ -183,10 +185,11 @@ fn real_packets_agree_with_the_engine_on_every_kubernetes_scenario() {
                 ],
                 &LoadOptions::default(),
             );
+            // The agent picks its semantics itself (auto); the engine follows the same rule.
             let engine = Engine::new(
                 &snapshot.cluster,
                 EngineOptions {
-                    semantics: Semantics::Kubernetes,
+                    semantics: Engine::auto_semantics(&snapshot.cluster),
                     self_traffic_allowed: true,
                 },
             );
