@@ -30,7 +30,6 @@ fn conformance_root() -> PathBuf {
 #[derive(Debug, serde::Deserialize)]
 struct Expectations {
     cluster: String,
-    mode: String,
     expectations: Vec<Probe>,
 }
 
