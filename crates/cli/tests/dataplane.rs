@@ -421,3 +421,53 @@ fn tightening_a_policy_cuts_existing_connections() {
     );
     assert!(took < Duration::from_secs(5), "cut after {took:?}");
 }
+
+#[test]
+fn pods_behind_a_bridge_are_enforced_by_address() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("bridge + br_netfilter") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let mut lab = Lab::bridged("bridge");
+    lab.pod("x/client", "10.77.0.1".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.pod("x/server", "10.77.0.2".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.serve("x/server", &[80, 81], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    assert!(
+        wait(
+            lab.probe("x/client", "tcp", server, 80, 1000)
+                .expect("probe")
+        ),
+        "before enforcement the bridge carries traffic"
+    );
+    agent_once(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let rules = Command::new("nft")
+        .args(["list", "map", "inet", "bulkhead", "ingress_address4"])
+        .output()
+        .expect("nft");
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("10.77.0.2"),
+        "dispatched by address behind the bridge"
+    );
+    assert!(
+        wait(
+            lab.probe("x/client", "tcp", server, 81, 1000)
+                .expect("probe")
+        ),
+        "allowed port"
+    );
+    assert!(
+        !wait(
+            lab.probe("x/client", "tcp", server, 80, 400)
+                .expect("probe")
+        ),
+        "denied port"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

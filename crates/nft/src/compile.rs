@@ -54,6 +54,20 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
     };
     let mut egress_dispatch = BTreeMap::new();
     let mut ingress_dispatch = BTreeMap::new();
+    let mut egress_by_address = BTreeMap::new();
+    let mut ingress_by_address = BTreeMap::new();
+    // An interface several local pods share (a bridge) cannot tell them apart.
+    let mut users: HashMap<&str, usize> = HashMap::new();
+    for pod in &cluster.pods {
+        if pod.node.as_deref() == Some(options.node.as_str())
+            && pod.is_endpoint()
+            && !pod.host_network
+            && !pod.ips.is_empty()
+            && let Some(interface) = options.interfaces.get(&pod.key())
+        {
+            *users.entry(interface.as_str()).or_default() += 1;
+        }
+    }
     let mut report = CompileReport::default();
     let mut n = 0;
     for (i, pod) in cluster.pods.iter().enumerate() {
@@ -118,12 +132,23 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             }
             b.chains.push(entry);
             tier_chains(&mut b, &prefix, direction, &program);
-            let dispatch = if direction == Direction::Egress {
-                &mut egress_dispatch
+            if users.get(interface.as_str()).copied().unwrap_or(0) > 1 {
+                let by_address = if direction == Direction::Egress {
+                    &mut egress_by_address
+                } else {
+                    &mut ingress_by_address
+                };
+                for ip in &pod.ips {
+                    by_address.insert(*ip, prefix.clone());
+                }
             } else {
-                &mut ingress_dispatch
-            };
-            dispatch.insert(interface.clone(), prefix);
+                let dispatch = if direction == Direction::Egress {
+                    &mut egress_dispatch
+                } else {
+                    &mut ingress_dispatch
+                };
+                dispatch.insert(interface.clone(), prefix);
+            }
         }
         n += 1;
     }
@@ -133,6 +158,8 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             chains: b.chains,
             egress_dispatch,
             ingress_dispatch,
+            egress_by_address,
+            ingress_by_address,
         },
         report,
     )

@@ -27,13 +27,22 @@ enum Outcome {
 impl Ruleset {
     /// Whether the forward hook lets the first packet of this connection through.
     pub fn allows(&self, packet: &Packet) -> bool {
-        for (interface, dispatch) in [
-            (&packet.iif, &self.egress_dispatch),
-            (&packet.oif, &self.ingress_dispatch),
-        ] {
-            if let Some(chain) = interface.as_ref().and_then(|i| dispatch.get(i))
-                && let Outcome::Drop = self.run(chain, packet, 0)
-            {
+        // The base chain's order: egress by interface, egress by address (pods behind a shared
+        // bridge interface), then ingress the same two ways.
+        let stages = [
+            packet
+                .iif
+                .as_ref()
+                .and_then(|i| self.egress_dispatch.get(i)),
+            self.egress_by_address.get(&packet.src),
+            packet
+                .oif
+                .as_ref()
+                .and_then(|o| self.ingress_dispatch.get(o)),
+            self.ingress_by_address.get(&packet.dst),
+        ];
+        for chain in stages.into_iter().flatten() {
+            if let Outcome::Drop = self.run(chain, packet, 0) {
                 return false;
             }
         }

@@ -115,6 +115,24 @@ pub fn render(ruleset: &Ruleset) -> String {
             elements(&items)
         );
     }
+    for (name, map, v4) in [
+        ("egress_address4", &ruleset.egress_by_address, true),
+        ("egress_address6", &ruleset.egress_by_address, false),
+        ("ingress_address4", &ruleset.ingress_by_address, true),
+        ("ingress_address6", &ruleset.ingress_by_address, false),
+    ] {
+        let items: Vec<String> = map
+            .iter()
+            .filter(|(ip, _)| ip.is_ipv4() == v4)
+            .map(|(ip, c)| format!("{ip} : jump {c}"))
+            .collect();
+        let kind = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        let _ = writeln!(
+            out,
+            "  map {name} {{ type {kind} : verdict;{} }}",
+            elements(&items)
+        );
+    }
     let _ = writeln!(out, "  chain forward {{");
     let _ = writeln!(
         out,
@@ -124,8 +142,14 @@ pub fn render(ruleset: &Ruleset) -> String {
         out,
         "    ct state vmap {{ established : accept, related : accept, invalid : drop }}"
     );
+    // Egress of the sending pod first (by interface, or by address behind a bridge), then
+    // ingress of the receiving pod.
     let _ = writeln!(out, "    iifname vmap @egress_dispatch");
+    let _ = writeln!(out, "    ip saddr vmap @egress_address4");
+    let _ = writeln!(out, "    ip6 saddr vmap @egress_address6");
     let _ = writeln!(out, "    oifname vmap @ingress_dispatch");
+    let _ = writeln!(out, "    ip daddr vmap @ingress_address4");
+    let _ = writeln!(out, "    ip6 daddr vmap @ingress_address6");
     let _ = writeln!(out, "  }}");
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);

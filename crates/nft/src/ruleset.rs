@@ -15,6 +15,10 @@ pub struct Ruleset {
     pub egress_dispatch: BTreeMap<String, String>,
     /// Host-side interface of a local pod -> its ingress chain (traffic *to* the pod).
     pub ingress_dispatch: BTreeMap<String, String>,
+    /// Pods that share their host interface (bridged CNIs, where the bridge is the interface)
+    /// are dispatched by address instead: pod address -> chain.
+    pub egress_by_address: BTreeMap<IpAddr, String>,
+    pub ingress_by_address: BTreeMap<IpAddr, String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -21,13 +21,18 @@ struct Dataplane {
     interface: BTreeMap<usize, String>,
 }
 
-fn build(engine: &Engine<'_>) -> Dataplane {
+fn build(engine: &Engine<'_>, bridged: bool) -> Dataplane {
     let cluster = engine.cluster();
     let mut interface = BTreeMap::new();
     let mut per_node: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (i, pod) in cluster.pods.iter().enumerate() {
         if let Some(node) = &pod.node {
-            let name = format!("veth{i}");
+            // A bridged CNI gives every pod the same host interface: the bridge.
+            let name = if bridged {
+                "br0".to_string()
+            } else {
+                format!("veth{i}")
+            };
             interface.insert(i, name.clone());
             per_node
                 .entry(node.clone())
@@ -245,7 +250,7 @@ fn compiled_rulesets_agree_with_the_engine_on_every_conformance_scenario() {
                 self_traffic_allowed: true,
             },
         );
-        let plane = build(&engine);
+        let plane = build(&engine, false);
         let externals: Vec<IpAddr> = ["203.0.113.7", "8.8.8.8", "169.254.169.254"]
             .iter()
             .map(|s| s.parse().expect("ip"))
@@ -273,10 +278,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn compiled_rulesets_agree_with_the_engine_on_random_clusters(cluster in random_cluster::cluster_strategy(true, true), calico in proptest::bool::ANY) {
+    fn compiled_rulesets_agree_with_the_engine_on_random_clusters(cluster in random_cluster::cluster_strategy(true, true), calico in proptest::bool::ANY, bridged in proptest::bool::ANY) {
         let semantics = if calico { Semantics::Calico } else { Semantics::Kubernetes };
         let engine = Engine::new(&cluster, EngineOptions { semantics, self_traffic_allowed: true });
-        let plane = build(&engine);
+        let plane = build(&engine, bridged);
         let externals: Vec<IpAddr> = ["203.0.113.7", "203.0.113.200"].iter().map(|s| s.parse().expect("ip")).collect();
         let failures = sweep(&engine, &plane, &random_cluster::PORTS, &externals);
         prop_assert!(failures.is_empty(), "{:#?}", &failures[..failures.len().min(5)]);

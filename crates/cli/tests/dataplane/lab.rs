@@ -69,6 +69,18 @@ pub fn sweep_leftovers() {
             }
         }
     }
+    if let Ok(o) = run(Command::new("ip").args(["-o", "link", "show", "type", "bridge"])) {
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            if let Some(name) = line
+                .split(':')
+                .nth(1)
+                .map(str::trim)
+                .filter(|n| n.starts_with("bhbr"))
+            {
+                sh(&["ip", "link", "del", name]);
+            }
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(PREFIX) {
@@ -85,6 +97,15 @@ pub struct Pod {
     pub host_interface: String,
 }
 
+/// Which CNI plugin wires the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    /// `ptp`: one routed veth per pod (the host interface tells pods apart).
+    PointToPoint,
+    /// `bridge` with br_netfilter: every pod behind one bridge (the agent dispatches by address).
+    Bridge,
+}
+
 #[derive(Debug)]
 pub struct Lab {
     pub id: String,
@@ -92,6 +113,7 @@ pub struct Lab {
     servers: Vec<Child>,
     state: PathBuf,
     serial: usize,
+    wiring: Wiring,
 }
 
 impl Lab {
@@ -107,22 +129,45 @@ impl Lab {
             servers: Vec::new(),
             state,
             serial: 0,
+            wiring: Wiring::PointToPoint,
+        }
+    }
+
+    pub fn bridged(tag: &str) -> Self {
+        // Bridged IPv4 traffic must meet the inet forward hook.
+        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1");
+        let mut lab = Self::new(tag);
+        lab.wiring = Wiring::Bridge;
+        lab
+    }
+
+    fn bridge_name(&self) -> String {
+        format!("bhbr{}", std::process::id() % 100_000)
+    }
+
+    fn plugin(&self) -> &'static str {
+        match self.wiring {
+            Wiring::PointToPoint => "ptp",
+            Wiring::Bridge => "bridge",
         }
     }
 
     fn cni_config(&self) -> String {
-        serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "bulkhead-lab",
-            "type": "ptp",
-            "ipMasq": false,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": "10.0.0.0/8", "gateway": "10.255.255.254"}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": self.state.join("ipam").to_string_lossy(),
-            }
-        })
+        let ipam = serde_json::json!({
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.0.0.0/8", "gateway": "10.255.255.254"}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": self.state.join("ipam").to_string_lossy(),
+        });
+        match self.wiring {
+            Wiring::PointToPoint => serde_json::json!({
+                "cniVersion": "1.0.0", "name": "bulkhead-lab", "type": "ptp", "ipMasq": false, "ipam": ipam,
+            }),
+            Wiring::Bridge => serde_json::json!({
+                "cniVersion": "1.0.0", "name": "bulkhead-lab-bridge", "type": "bridge",
+                "bridge": self.bridge_name(), "isGateway": true, "ipMasq": false, "ipam": ipam,
+            }),
+        }
         .to_string()
     }
 
@@ -132,7 +177,7 @@ impl Lab {
         netns: &str,
         ip: Option<IpAddr>,
     ) -> std::io::Result<std::process::Output> {
-        let mut child = Command::new(Path::new(CNI_PATH).join("ptp"))
+        let mut child = Command::new(Path::new(CNI_PATH).join(self.plugin()))
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", netns)
             .env("CNI_NETNS", format!("/var/run/netns/{netns}"))
@@ -140,7 +185,8 @@ impl Lab {
             .env("CNI_PATH", CNI_PATH)
             .env(
                 "CNI_ARGS",
-                ip.map(|ip| format!("IP={ip}")).unwrap_or_default(),
+                ip.map(|ip| format!("IgnoreUnknown=1;IP={ip}"))
+                    .unwrap_or_default(),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -177,7 +223,14 @@ impl Lab {
             serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
         let host_interface = result["interfaces"]
             .as_array()
-            .and_then(|list| list.iter().find(|i| i.get("sandbox").is_none()))
+            // The host side of the pod's veth (ptp), or the bridge the pod hangs on (bridge).
+            .and_then(|list| {
+                let bridge = self.bridge_name();
+                list.iter().find(|i| match self.wiring {
+                    Wiring::PointToPoint => i.get("sandbox").is_none(),
+                    Wiring::Bridge => i["name"].as_str() == Some(bridge.as_str()),
+                })
+            })
             .and_then(|i| i["name"].as_str())
             .ok_or("CNI result has no host interface")?
             .to_string();
@@ -280,6 +333,9 @@ impl Drop for Lab {
         for pod in self.pods.values() {
             let _ = self.cni("DEL", &pod.netns, None);
             sh(&["ip", "netns", "del", &pod.netns]);
+        }
+        if self.wiring == Wiring::Bridge {
+            sh(&["ip", "link", "del", &self.bridge_name()]);
         }
         let _ = std::fs::remove_dir_all(&self.state);
         // The lab's ruleset goes with it.
