@@ -127,6 +127,43 @@ fn hold(args: &[String]) -> i32 {
     }
 }
 
+/// `connect-bench ADDRESS PORT COUNT`: COUNT sequential TCP connects; prints p50 and p99 in
+/// microseconds (connection setup is what policy costs: established packets skip it).
+fn connect_bench(args: &[String]) -> i32 {
+    let (Some(addr), Some(port), Some(count)) = (
+        args.first()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
+        args.get(1).and_then(|p| p.parse::<u16>().ok()),
+        args.get(2).and_then(|c| c.parse::<usize>().ok()),
+    ) else {
+        return 2;
+    };
+    let target = SocketAddr::new(addr, port);
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = std::time::Instant::now();
+        match TcpStream::connect_timeout(&target, Duration::from_millis(1000)) {
+            Ok(s) => drop(s),
+            Err(e) => {
+                eprintln!(
+                    "connect {target} failed after {} connects: {e}",
+                    times.len()
+                );
+                return 1;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "p50 {:.1} us, p99 {:.1} us over {count} connects",
+        pct(0.5),
+        pct(0.99)
+    );
+    0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
@@ -136,6 +173,7 @@ fn main() {
         }
         Some("probe") => probe(&args[1..]),
         Some("hold") => hold(&args[1..]),
+        Some("connect-bench") => connect_bench(&args[1..]),
         _ => {
             eprintln!("usage: bulkhead-netprobe serve|probe|hold ...");
             2
