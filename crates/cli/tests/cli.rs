@@ -506,3 +506,44 @@ fn map_filters_answer_who_can_reach_x_and_what_x_can_reach() {
     let unknown = run(&["map", p, "--to", "shop/deployment/apii"]);
     assert_eq!(unknown.code, 2);
 }
+
+/// `bulkhead compile` prints the same bytes for the same input (snapshot:
+/// tests/fixtures/compile/node-1.nft; regenerate with BULKHEAD_BLESS=1 after reviewing the diff).
+#[test]
+fn compile_output_is_deterministic_and_matches_its_snapshot() {
+    let dir = fixture("compile");
+    let p = dir.to_str().expect("utf-8");
+    let mut args = vec!["compile", p, "--node", "node-1"];
+    let interfaces = [
+        "x/a=veth-xa",
+        "x/c=veth-xc",
+        "y/a=veth-ya",
+        "y/c=veth-yc",
+        "z/a=veth-za",
+        "z/c=veth-zc",
+    ];
+    for i in &interfaces {
+        args.extend(["--interface", i]);
+    }
+    let first = run(&args);
+    assert_eq!(first.code, 0);
+    assert_eq!(run(&args).stdout, first.stdout, "two runs, same bytes");
+    let snapshot = dir.join("node-1.nft");
+    if std::env::var_os("BULKHEAD_BLESS").is_some() {
+        std::fs::write(&snapshot, &first.stdout).expect("write snapshot");
+    }
+    let expected = std::fs::read_to_string(&snapshot).expect("snapshot");
+    assert_eq!(
+        first.stdout, expected,
+        "compile output changed; review and re-bless"
+    );
+    for needle in [
+        "ct state vmap { established : accept, related : accept, invalid : drop }",
+        "\"veth-xa\" : jump eg_0",
+        "goto in_0_t1 comment \"AdminNetworkPolicy block-z ingress[1]\"",
+        "ip daddr . meta l4proto . th dport @",
+        "169.254.169.253",
+    ] {
+        assert!(first.stdout.contains(needle), "missing {needle:?}");
+    }
+}
