@@ -39,6 +39,21 @@ pub enum Command {
     Demo(DemoArgs),
     /// List every diagnostic code `check` can report, with its name and default severity.
     Codes,
+    /// List the lint rules.
+    Rules,
+    /// Print the documentation of one lint rule (by code or name).
+    Rule {
+        /// `BH101` or `missing-dns-egress`.
+        code: String,
+    },
+    /// Check expected allow/deny flows (a YAML file with `expectations:`); exit 1 on a failure.
+    Test(TestArgs),
+    /// Show the connectivity a change adds and removes, at workload level.
+    Diff(DiffArgs),
+    /// Per namespace: default-deny, isolated pods, policies, workloads exposed to outside.
+    Coverage(CoverageArgs),
+    /// Print the standard default-deny + DNS policies for a namespace, ready to commit.
+    Scaffold(ScaffoldArgs),
     /// Print the nftables ruleset the agent would apply on one node (deterministic text).
     Compile(CompileArgs),
     /// Run the node agent: enforce the manifests' policies on this node's pods with nftables.
@@ -94,12 +109,25 @@ pub struct CheckArgs {
     /// Also exit 1 when there are warnings.
     #[arg(long, value_name = "warnings", value_parser = ["warnings"])]
     pub deny: Option<String>,
+    /// Lint configuration (rules to disable, severities, thresholds, path ignores); default:
+    /// ./bulkhead.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Validate only; do not run the lint rules.
+    #[arg(long)]
+    pub no_lint: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
     Human,
     Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+    /// JUnit XML, for CI test reports.
+    Junit,
+    /// GitHub Actions workflow annotations.
+    Github,
 }
 
 #[derive(Debug, Args)]
@@ -235,4 +263,77 @@ pub struct AgentArgs {
 pub enum AgentAction {
     /// Remove Bulkhead's nftables table from this node.
     Uninstall,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// YAML with a top-level `expectations:` list of {name?, from, to, port?, protocol?
+    /// (default TCP), expect: allow|deny}; endpoints in every reference form of `explain`.
+    #[arg(long, value_name = "FILE")]
+    pub expect: std::path::PathBuf,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = TestFormat::Human)]
+    pub output: TestFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Human,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The snapshot before the change (files or directories).
+    #[arg(long, num_args = 1.., value_name = "PATH", required_unless_present = "git")]
+    pub base: Vec<std::path::PathBuf>,
+    /// The snapshot after the change.
+    #[arg(long, num_args = 1.., value_name = "PATH", required_unless_present = "git")]
+    pub head: Vec<std::path::PathBuf>,
+    /// Compare two git revisions of a directory instead: `--git REV1..REV2 DIR`.
+    #[arg(long, num_args = 2, value_names = ["REV1..REV2", "DIR"], conflicts_with_all = ["base", "head"])]
+    pub git: Vec<String>,
+    /// Namespace for objects without one.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffFormat::Markdown)]
+    pub output: DiffFormat,
+    /// Exit 1 when the change adds access.
+    #[arg(long)]
+    pub fail_on_new_access: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CoverageFormat::Table)]
+    pub output: CoverageFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CoverageFormat {
+    Table,
+    Json,
+    /// Prometheus text exposition (for node_exporter's textfile collector).
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaffoldArgs {
+    /// The namespace to protect.
+    pub namespace: String,
+    /// Where the cluster DNS pods (k8s-app=kube-dns) run.
+    #[arg(long, default_value = "kube-system")]
+    pub dns_namespace: String,
 }

@@ -500,3 +500,34 @@ impl Engine<'_> {
         out
     }
 }
+
+/// A policy that applies to a pod in one direction, in evaluation order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedPolicy {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub tier: String,
+    pub source: Option<bulkhead_model::SourceLocation>,
+}
+
+impl Engine<'_> {
+    /// The enforced policies that select pod `pod` for `direction` (empty: not isolated and no
+    /// tier applies).
+    pub fn applying_policies(&self, pod: usize, direction: Direction) -> Vec<AppliedPolicy> {
+        let pipeline = &self.pipeline;
+        pipeline.applying[pod][crate::pipeline::direction_index(direction)]
+            .iter()
+            .map(|&j| {
+                let entry = &pipeline.policies[j];
+                AppliedPolicy {
+                    kind: entry.source.kind_name(),
+                    namespace: entry.source.namespace(),
+                    name: entry.source.name(),
+                    tier: pipeline.tiers[entry.tier].name.clone(),
+                    source: entry.source.source(),
+                }
+            })
+            .collect()
+    }
+}

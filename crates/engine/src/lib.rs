@@ -21,7 +21,7 @@ pub mod verdict;
 pub use compiled::{CompiledConnectivity, Identity};
 pub use connectivity::{Aggregation, Connection, ConnectivityOptions};
 pub use endpoint::{Endpoint, Flow};
-pub use evaluate::{Engine, EngineOptions, Semantics, UnmatchedNamespaceSelector};
+pub use evaluate::{AppliedPolicy, Engine, EngineOptions, Semantics, UnmatchedNamespaceSelector};
 pub use program::{DirectionProgram, PortMatch, ProgramRule, TierProgram};
 pub use reference::{ReferenceError, Resolved};
 pub use verdict::{DirectionVerdict, Note, Reason, RuleRef, Verdict};

@@ -252,6 +252,7 @@ impl Loader<'_> {
         } else {
             format!("{kind} {namespace}/{name}")
         };
+        record_suppressions(&mut self.snapshot.cluster, node, &resource);
         let ctx = ObjectContext {
             input,
             node,
@@ -367,6 +368,7 @@ impl Loader<'_> {
         } else {
             format!("{kind} {namespace}/{name}")
         };
+        record_suppressions(&mut self.snapshot.cluster, node, &resource);
         let ctx = ObjectContext {
             input,
             node,
@@ -730,5 +732,26 @@ fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
         }
         ("policy.networking.k8s.io", "ClusterNetworkPolicy") => Some(TieredFamily::Cluster),
         _ => None,
+    }
+}
+
+/// The annotation that suppresses lint findings on one resource: `bulkhead.io/ignore: "BH101,BH104"`
+/// (or `all`).
+pub const IGNORE_ANNOTATION: &str = "bulkhead.io/ignore";
+
+fn record_suppressions(cluster: &mut bulkhead_model::Cluster, node: &Node, resource: &str) {
+    let codes = node
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(IGNORE_ANNOTATION))
+        .and_then(Node::as_str);
+    if let Some(codes) = codes {
+        let list: Vec<String> = codes
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect();
+        cluster.suppressions.insert(resource.to_string(), list);
     }
 }

@@ -122,6 +122,9 @@ pub struct Cluster {
     pub tiers: Vec<crate::tiered::Tier>,
     pub tiered_policies: Vec<crate::tiered::TieredPolicy>,
     pub network_sets: Vec<crate::tiered::NetworkSet>,
+    /// Lint codes suppressed per resource (`NetworkPolicy x/web` -> [`BH101`]), from the
+    /// `bulkhead.io/ignore` annotation.
+    pub suppressions: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Cluster {

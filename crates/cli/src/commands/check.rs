@@ -1,17 +1,45 @@
-//! `bulkhead check`: validation diagnostics.
+//! `bulkhead check`: validation diagnostics and lint findings, in five formats.
 
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::render::diagnostics;
 use crate::snapshot;
+use anyhow::Context as _;
+use bulkhead_analysis::Config;
 use bulkhead_model::Severity;
 use std::process::ExitCode;
 
+/// `bulkhead.toml` from `--config`, or the working directory when present.
+pub fn config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let default = std::path::Path::new("bulkhead.toml");
+    let path = match path {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok(Config::default()),
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid Bulkhead configuration", path.display()))
+}
+
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let config = config(args.config.as_deref())?;
+    let (mut snapshot, inputs) = snapshot::load_with_inputs(&args.input);
+    if !args.no_lint {
+        let mut findings = bulkhead_analysis::lint(&snapshot.cluster, &config);
+        snapshot::fill_source_lines(&mut findings, &inputs);
+        snapshot.diagnostics.extend(findings);
+        snapshot
+            .diagnostics
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
     let found = &snapshot.diagnostics;
     match args.output {
         CheckFormat::Human => super::print(&diagnostics::human(found))?,
         CheckFormat::Json => super::print(&format!("{:#}\n", diagnostics::json(found)))?,
+        CheckFormat::Sarif => super::print(&format!("{:#}\n", diagnostics::sarif(found)))?,
+        CheckFormat::Junit => super::print(&diagnostics::junit(found)?)?,
+        CheckFormat::Github => super::print(&diagnostics::github(found))?,
     }
     let failing = |d: &&bulkhead_model::Diagnostic| {
         d.severity == Severity::Error || (args.deny.is_some() && d.severity == Severity::Warning)
@@ -32,4 +60,41 @@ pub fn list_codes() -> String {
         ));
     }
     out
+}
+
+pub fn list_rules() -> String {
+    let mut out = String::new();
+    for r in bulkhead_analysis::rules::ALL {
+        out.push_str(&format!(
+            "{}  {:<34} {:<8} {}\n",
+            r.info.code, r.info.name, r.info.severity, r.info.summary
+        ));
+    }
+    out.push_str("\n`bulkhead rule CODE` prints a rule's documentation; `bulkhead codes` lists validation codes.\n");
+    out
+}
+
+/// A rule's documentation: the `//!` comment of its file.
+pub fn rule_doc(key: &str) -> Option<String> {
+    let rule = bulkhead_analysis::rules::ALL
+        .iter()
+        .find(|r| r.info.code.eq_ignore_ascii_case(key) || r.info.name == key)?;
+    let body: Vec<&str> = rule
+        .info
+        .doc
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| {
+            l.trim_start_matches("//!")
+                .strip_prefix(' ')
+                .unwrap_or(l.trim_start_matches("//!"))
+        })
+        .collect();
+    Some(format!(
+        "{} {} ({})\n\n{}\n",
+        rule.info.code,
+        rule.info.name,
+        rule.info.severity,
+        body.join("\n")
+    ))
 }

@@ -34,8 +34,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     out.push_str("api-client egress to 0.0.0.0/0 except the metadata service on :443).\n");
     out.push_str("Write the manifests out with `bulkhead demo --write-to DIR` to try the other commands.\n\n");
 
-    out.push_str("== 1. bulkhead check: validation ==\n");
-    out.push_str(&diagnostics::human(&snapshot.diagnostics));
+    out.push_str("== 1. bulkhead check: validation and lint ==\n");
+    let mut found = snapshot.diagnostics.clone();
+    let inputs = [Input::new(EXAMPLE_NAME, EXAMPLE)];
+    let mut findings =
+        bulkhead_analysis::lint(&snapshot.cluster, &bulkhead_analysis::Config::default());
+    crate::snapshot::fill_source_lines(&mut findings, &inputs);
+    found.extend(findings);
+    out.push_str(&diagnostics::human(&found));
 
     out.push_str("\n== 2. bulkhead map --by workload: who can talk to whom ==\n");
     out.push_str(&super::map::render(

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod agent;
+mod analysis;
 mod check;
 mod demo;
 mod explain;
@@ -17,6 +18,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args),
         Command::Compile(args) => agent::compile(&args),
         Command::Agent(args) => agent::run(&args),
+        Command::Rules => {
+            print(&check::list_rules())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rule { code } => match check::rule_doc(&code) {
+            Some(doc) => {
+                print(&doc)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => anyhow::bail!("no rule {code:?}; `bulkhead rules` lists them"),
+        },
+        Command::Test(args) => analysis::test(&args),
+        Command::Diff(args) => analysis::diff(&args),
+        Command::Coverage(args) => analysis::coverage(&args),
+        Command::Scaffold(args) => analysis::scaffold(&args),
         Command::Codes => {
             print(&check::list_codes())?;
             Ok(ExitCode::SUCCESS)

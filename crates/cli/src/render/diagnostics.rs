@@ -59,3 +59,140 @@ pub fn json(diagnostics: &[Diagnostic]) -> serde_json::Value {
         })).collect::<Vec<_>>()
     })
 }
+
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "note",
+    }
+}
+
+/// SARIF 2.1.0: one run, every validation code and lint rule in the driver, one result per
+/// diagnostic.
+pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
+    let mut rules: Vec<serde_json::Value> = bulkhead_k8s::codes::ALL
+        .iter()
+        .map(|c| json!({"id": c.code, "name": c.name, "shortDescription": {"text": c.summary}, "defaultConfiguration": {"level": sarif_level(c.severity)}}))
+        .collect();
+    rules.extend(bulkhead_analysis::rules::ALL.iter().map(|r| {
+        json!({"id": r.info.code, "name": r.info.name, "shortDescription": {"text": r.info.summary},
+               "help": {"text": format!("bulkhead rule {}", r.info.code)},
+               "defaultConfiguration": {"level": sarif_level(r.info.severity)}})
+    }));
+    let results: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let mut result = json!({
+                "ruleId": d.code,
+                "level": sarif_level(d.severity),
+                "message": {"text": match &d.help { Some(h) => format!("{} (help: {h})", d.message), None => d.message.clone() }},
+            });
+            if let Some(l) = &d.location {
+                result["locations"] = json!([{"physicalLocation": {
+                    "artifactLocation": {"uri": l.file},
+                    "region": {"startLine": l.line, "startColumn": l.column},
+                }}]);
+            }
+            result
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "bulkhead", "version": env!("CARGO_PKG_VERSION"), "informationUri": "https://example.invalid/bulkhead", "rules": rules}},
+            "results": results,
+        }],
+    })
+}
+
+/// JUnit XML: one test case per diagnostic (failed for errors and warnings), or one passing
+/// case when the input is clean.
+pub fn junit(diagnostics: &[Diagnostic]) -> anyhow::Result<String> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("bulkhead");
+    let mut suite = TestSuite::new("bulkhead check");
+    for d in diagnostics {
+        let place = d
+            .location
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "input".into());
+        let status = match d.severity {
+            Severity::Info => TestCaseStatus::success(),
+            _ => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(d.message.clone());
+                s.set_type(d.severity.as_str());
+                s.set_description(format!(
+                    "{} {}: {}{}",
+                    d.code,
+                    d.name,
+                    d.message,
+                    d.help
+                        .as_ref()
+                        .map(|h| format!("\nhelp: {h}"))
+                        .unwrap_or_default()
+                ));
+                s
+            }
+        };
+        let mut case = TestCase::new(format!("{} {} at {place}", d.code, d.name), status);
+        case.set_classname(d.resource.clone().unwrap_or_else(|| place.clone()));
+        suite.add_test_case(case);
+    }
+    if diagnostics.is_empty() {
+        suite.add_test_case(TestCase::new("no findings", TestCaseStatus::success()));
+    }
+    report.add_test_suite(suite);
+    Ok(report.to_string()?)
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// GitHub Actions workflow commands, one annotation per diagnostic.
+pub fn github(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        let level = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "notice",
+        };
+        let mut props = vec![format!(
+            "title={}",
+            escape_property(&format!("{} {}", d.code, d.name))
+        )];
+        if let Some(l) = &d.location {
+            props.insert(
+                0,
+                format!(
+                    "file={},line={},col={}",
+                    escape_property(&l.file),
+                    l.line,
+                    l.column
+                ),
+            );
+        }
+        let message = match &d.help {
+            Some(h) => format!("{} (help: {h})", d.message),
+            None => d.message.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "::{level} {}::{}",
+            props.join(","),
+            escape_data(&message)
+        );
+    }
+    out
+}

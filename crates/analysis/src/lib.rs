@@ -1,0 +1,14 @@
+//! Analyses for policy-as-code in CI, all decided with the engine (not by pattern matching on
+//! YAML): lint rules (`rules/`, one file per rule, permanent codes), coverage, the connectivity
+//! diff of two snapshots, expectation tests, and the scaffold of a namespace's standard policies.
+//!
+//! Invariant: pure; no files, no clock, no kernel. Callers load snapshots and render results.
+
+pub mod coverage;
+pub mod diff;
+pub mod expectations;
+pub mod lint;
+pub mod rules;
+pub mod scaffold;
+
+pub use lint::{Config, LintContext, RuleInfo, lint};

@@ -1,0 +1,217 @@
+//! The lint runner: rule metadata, configuration, suppression, and the context rules share.
+
+use bulkhead_engine::{Engine, EngineOptions};
+use bulkhead_model::{Cluster, Diagnostic, Severity, SourceLocation};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// What `bulkhead rules` prints and where the docs come from: one per rule, in its own file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// Permanent code (`BH101`); never reused.
+    pub code: &'static str,
+    /// The mistake, in kebab case (`missing-dns-egress`).
+    pub name: &'static str,
+    pub severity: Severity,
+    pub summary: &'static str,
+    /// Markdown with the sections What it flags / Why it matters / Example / Fix.
+    pub doc: &'static str,
+}
+
+/// `bulkhead.toml`: which rules run, at which severity, with which thresholds, where.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub rules: RulesConfig,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Findings in files under these paths are dropped (optionally only some codes).
+    #[serde(default)]
+    pub ignore: Vec<PathIgnore>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Codes or names of rules not to run.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Code or name -> `error`, `warning` or `info`.
+    #[serde(default)]
+    pub severity: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    #[serde(default = "default_per_namespace")]
+    pub policies_per_namespace: usize,
+    #[serde(default = "default_global")]
+    pub global_policies: usize,
+    /// The rule/policy-effect analysis recompiles the cluster once per rule; above this many
+    /// rules it is skipped (and says so).
+    #[serde(default = "default_effect_limit")]
+    pub effect_analysis_max_rules: usize,
+}
+
+fn default_per_namespace() -> usize {
+    10
+}
+fn default_global() -> usize {
+    20
+}
+fn default_effect_limit() -> usize {
+    400
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            policies_per_namespace: default_per_namespace(),
+            global_policies: default_global(),
+            effect_analysis_max_rules: default_effect_limit(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathIgnore {
+    /// A path prefix, as the files are named in diagnostics.
+    pub path: String,
+    /// Codes to drop there; all when empty.
+    #[serde(default)]
+    pub codes: Vec<String>,
+}
+
+/// Everything a rule looks at.
+#[derive(Debug)]
+pub struct LintContext<'c> {
+    pub cluster: &'c Cluster,
+    pub engine: Engine<'c>,
+    pub config: &'c Config,
+}
+
+impl<'c> LintContext<'c> {
+    pub fn new(cluster: &'c Cluster, config: &'c Config) -> Self {
+        let semantics = Engine::auto_semantics(cluster);
+        Self {
+            cluster,
+            engine: Engine::new(
+                cluster,
+                EngineOptions {
+                    semantics,
+                    self_traffic_allowed: true,
+                },
+            ),
+            config,
+        }
+    }
+
+    /// A finding of `rule` about `resource`, located at `source`.
+    pub fn finding(
+        &self,
+        rule: &RuleInfo,
+        resource: Option<String>,
+        source: Option<&SourceLocation>,
+        message: String,
+        help: &str,
+    ) -> Diagnostic {
+        let mut d = Diagnostic::new(rule.code, rule.name, rule.severity, message).with_help(help);
+        d.resource = resource;
+        d.location = source.cloned();
+        d
+    }
+
+    /// Whether the snapshot holds pods at all (a policies-only repository has none, and then
+    /// "selects nothing" says nothing).
+    pub fn has_pods(&self) -> bool {
+        self.cluster.pods.iter().any(|p| p.is_endpoint())
+    }
+
+    pub fn namespace_has_pods(&self, namespace: &str) -> bool {
+        self.cluster
+            .pods
+            .iter()
+            .any(|p| p.namespace == namespace && p.is_endpoint() && !p.host_network)
+    }
+}
+
+/// One rule: its metadata and its check.
+pub struct Rule {
+    pub info: RuleInfo,
+    pub check: fn(&LintContext<'_>) -> Vec<Diagnostic>,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.info.code)
+    }
+}
+
+fn matches_rule(key: &str, info: &RuleInfo) -> bool {
+    key.eq_ignore_ascii_case(info.code) || key == info.name
+}
+
+/// Runs every enabled rule, applies severities, suppressions (annotation `bulkhead.io/ignore`
+/// on the resource) and path ignores. Findings are sorted like all diagnostics.
+pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
+    let context = LintContext::new(cluster, config);
+    let mut out = Vec::new();
+    for rule in crate::rules::ALL {
+        if config
+            .rules
+            .disable
+            .iter()
+            .any(|k| matches_rule(k, &rule.info))
+        {
+            continue;
+        }
+        let severity = config
+            .rules
+            .severity
+            .iter()
+            .find(|(k, _)| matches_rule(k, &rule.info))
+            .and_then(|(_, v)| match v.as_str() {
+                "error" => Some(Severity::Error),
+                "warning" => Some(Severity::Warning),
+                "info" => Some(Severity::Info),
+                _ => None,
+            });
+        for mut d in (rule.check)(&context) {
+            if let Some(s) = severity {
+                d.severity = s;
+            }
+            let suppressed = d
+                .resource
+                .as_ref()
+                .and_then(|r| cluster.suppressions.get(r))
+                .is_some_and(|codes| {
+                    codes
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case("all") || matches_rule(c, &rule.info))
+                });
+            let ignored_path = d.location.as_ref().is_some_and(|l| {
+                config.ignore.iter().any(|i| {
+                    l.file.starts_with(&i.path)
+                        && (i.codes.is_empty()
+                            || i.codes.iter().any(|c| matches_rule(c, &rule.info)))
+                })
+            });
+            if !suppressed && !ignored_path {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    out
+}
+
+/// `Kind ns/name` (or `Kind name`), the resource naming shared with the loader.
+pub fn resource(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}

@@ -1,0 +1,59 @@
+//! BH110 ipblock-contains-pod-ips.
+//!
+//! ## What it flags
+//! An `ipBlock` whose range (minus its excepts) contains pod IPs of the snapshot.
+//!
+//! ## Why it matters
+//! The Kubernetes documentation recommends ipBlock for cluster-external addresses: pod IPs are
+//! ephemeral, and CNIs differ in whether traffic between pods is matched by ipBlock (SNAT,
+//! overlays). `0.0.0.0/0` meant as "the internet" also allows every pod.
+//!
+//! ## Example
+//! `to: [{ipBlock: {cidr: 10.0.0.0/8}}]` where pods live in 10.244.0.0/16.
+//!
+//! ## Fix
+//! Use pod and namespace selectors for pods; `except` the pod CIDR from broad blocks.
+
+use crate::lint::{LintContext, RuleInfo, resource};
+use bulkhead_model::{Diagnostic, Direction, NetworkPolicyPeer, Severity};
+
+pub const RULE: RuleInfo = RuleInfo {
+    code: "BH110",
+    name: "ipblock-contains-pod-ips",
+    severity: Severity::Warning,
+    summary: "an ipBlock range contains pod IPs",
+    doc: include_str!("ipblock_contains_pod_ips.rs"),
+};
+
+pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    let ips: Vec<std::net::IpAddr> = ctx
+        .cluster
+        .pods
+        .iter()
+        .filter(|p| p.is_endpoint() && !p.host_network)
+        .flat_map(|p| p.ips.iter().copied())
+        .collect();
+    let mut out = Vec::new();
+    for policy in &ctx.cluster.network_policies {
+        let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let field = if direction == Direction::Ingress {
+                "from"
+            } else {
+                "to"
+            };
+            for (i, rule) in policy.rules(direction).iter().enumerate() {
+                for (j, peer) in rule.peers.iter().flatten().enumerate() {
+                    let NetworkPolicyPeer::IpBlock(block) = peer else {
+                        continue;
+                    };
+                    let count = ips.iter().filter(|ip| block.contains(**ip)).count();
+                    if count > 0 {
+                        out.push(ctx.finding(&RULE, Some(res.clone()), policy.source.as_ref(), format!("{res} {direction}[{i}].{field}[{j}] ipBlock {block} contains {count} pod IP{}", if count == 1 { "" } else { "s" }), "match pods with selectors; except the pod CIDR from broad ipBlocks"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

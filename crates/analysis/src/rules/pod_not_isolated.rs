@@ -1,0 +1,66 @@
+//! BH106 pod-not-isolated.
+//!
+//! ## What it flags
+//! Workloads in namespaces that do use policies, whose pods no policy isolates in a direction
+//! (everything is allowed that way).
+//!
+//! ## Why it matters
+//! Coverage gaps: a namespace looks protected because it has policies, but these pods accept
+//! or send anything.
+//!
+//! ## Example
+//! Namespace `shop` isolates `app=web` for ingress; `app=cron` is selected by nothing.
+//!
+//! ## Fix
+//! Add a default-deny policy for the namespace, or a policy selecting these pods.
+
+use crate::lint::{LintContext, RuleInfo};
+use bulkhead_model::{Diagnostic, Direction, Severity};
+use std::collections::BTreeMap;
+
+pub const RULE: RuleInfo = RuleInfo {
+    code: "BH106",
+    name: "pod-not-isolated",
+    severity: Severity::Info,
+    summary: "pods in a namespace that uses policies are not isolated in a direction",
+    doc: include_str!("pod_not_isolated.rs"),
+};
+
+pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    let cluster = ctx.cluster;
+    let mut groups: BTreeMap<(String, &str), (usize, Option<&bulkhead_model::SourceLocation>)> =
+        BTreeMap::new();
+    for i in ctx.engine.pod_endpoints() {
+        let pod = &cluster.pods[i];
+        if !cluster
+            .network_policies
+            .iter()
+            .any(|p| p.namespace == pod.namespace)
+        {
+            continue;
+        }
+        for (direction, name) in [
+            (Direction::Ingress, "ingress"),
+            (Direction::Egress, "egress"),
+        ] {
+            if ctx.engine.applying_policies(i, direction).is_empty() {
+                let entry = groups
+                    .entry((format!("{}/{}", pod.namespace, pod.workload), name))
+                    .or_insert((0, pod.source.as_ref()));
+                entry.0 += 1;
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((workload, direction), (count, source))| {
+            ctx.finding(
+                &RULE,
+                Some(workload.clone()),
+                source,
+                format!("{workload} ({count} pod{}) is not isolated for {direction}: everything is allowed that way", if count == 1 { "" } else { "s" }),
+                "add a default-deny policy for the namespace or a policy selecting these pods",
+            )
+        })
+        .collect()
+}

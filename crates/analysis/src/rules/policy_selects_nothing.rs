@@ -1,0 +1,97 @@
+//! BH103 policy-selects-nothing.
+//!
+//! ## What it flags
+//! A policy whose `podSelector` (or Calico `selector`) selects no pod, in a namespace that
+//! has pods in the snapshot: an orphaned policy.
+//!
+//! ## Why it matters
+//! It protects nothing. Usually the workload was renamed or relabelled and the policy was left
+//! behind; the pods it was meant for now run unprotected.
+//!
+//! ## Example
+//! `podSelector: {matchLabels: {app: web-v1}}` after the Deployment became `app: web`.
+//!
+//! ## Fix
+//! Point the selector at the current labels, or delete the policy.
+
+use crate::lint::{LintContext, RuleInfo, resource};
+use bulkhead_model::{Diagnostic, Direction, Severity};
+
+pub const RULE: RuleInfo = RuleInfo {
+    code: "BH103",
+    name: "policy-selects-nothing",
+    severity: Severity::Warning,
+    summary: "a policy selects no pod (orphaned)",
+    doc: include_str!("policy_selects_nothing.rs"),
+};
+
+pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    let cluster = ctx.cluster;
+    let selected = |name: &str, ns: Option<&str>| {
+        ctx.engine.pod_endpoints().into_iter().any(|i| {
+            [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .any(|d| {
+                    ctx.engine
+                        .applying_policies(i, d)
+                        .iter()
+                        .any(|p| p.name == name && p.namespace.as_deref() == ns)
+                })
+        })
+    };
+    let mut out = Vec::new();
+    for policy in &cluster.network_policies {
+        if !ctx.namespace_has_pods(&policy.namespace) {
+            continue;
+        }
+        let matches_a_pod = cluster.pods.iter().any(|p| {
+            p.is_endpoint()
+                && !p.host_network
+                && p.namespace == policy.namespace
+                && policy.pod_selector.matches(&p.labels)
+        });
+        if !matches_a_pod {
+            let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
+            out.push(ctx.finding(
+                &RULE,
+                Some(res.clone()),
+                policy.source.as_ref(),
+                format!(
+                    "{res}: podSelector {} selects no pod in namespace {}",
+                    policy.pod_selector, policy.namespace
+                ),
+                "update the selector to the pods' current labels, or delete the policy",
+            ));
+        }
+    }
+    if ctx.has_pods() {
+        for policy in cluster
+            .tiered_policies
+            .iter()
+            .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
+        {
+            if policy
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| !ctx.namespace_has_pods(ns))
+            {
+                continue;
+            }
+            if !selected(&policy.name, policy.namespace.as_deref()) {
+                let res = resource(
+                    policy.kind.as_str(),
+                    policy.namespace.as_deref(),
+                    &policy.name,
+                );
+                out.push(ctx.finding(
+                    &RULE,
+                    Some(res.clone()),
+                    policy.source.as_ref(),
+                    format!("{res} selects no pod"),
+                    "update the selector or subject, or delete the policy",
+                ));
+            }
+        }
+    }
+    out
+}

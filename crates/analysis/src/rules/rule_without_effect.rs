@@ -1,0 +1,445 @@
+//! BH107 rule-without-effect and BH108 policy-without-effect.
+//!
+//! ## What it flags
+//! A rule (BH107) or a whole policy (BH108) whose removal changes no verdict in the snapshot:
+//! everything it allows is allowed by other rules anyway (redundant), or earlier rules of an
+//! ordered tier always decide first (shadowed). Decided by re-running the engine without it
+//! over the selected pods, every pod peer, sample external addresses and every port any policy
+//! mentions.
+//!
+//! ## Why it matters
+//! Dead rules mislead reviewers ("this is what allows X") and rot: when the other rule is
+//! changed, nobody remembers this one was meant to matter. Shadowed Calico/ANP rules usually
+//! mean the order is not what the author intended.
+//!
+//! ## Example
+//! `from: [{podSelector: {matchLabels: {app: web}}}]` next to an `ingress: [{}]` policy on
+//! the same pods.
+//!
+//! ## Fix
+//! Delete the rule or policy, or fix the order/selector that makes it dead.
+
+use crate::lint::{LintContext, RuleInfo, resource};
+use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
+use bulkhead_model::{
+    Cluster, ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, PortSpec, Protocol,
+    RuleMatcher, Severity,
+};
+use std::net::IpAddr;
+
+pub const RULE: RuleInfo = RuleInfo {
+    code: "BH107",
+    name: "rule-without-effect",
+    severity: Severity::Warning,
+    summary: "removing this rule changes no verdict (redundant or shadowed)",
+    doc: include_str!("rule_without_effect.rs"),
+};
+
+pub const POLICY_RULE: RuleInfo = RuleInfo {
+    code: "BH108",
+    name: "policy-without-effect",
+    severity: Severity::Warning,
+    summary: "removing this policy changes no verdict (redundant)",
+    doc: include_str!("rule_without_effect.rs"),
+};
+
+/// Which Kubernetes policy, and optionally which rule, to take out.
+#[derive(Clone, Copy)]
+enum Target {
+    Kubernetes(usize, Option<(Direction, usize)>),
+}
+
+fn without(cluster: &Cluster, target: Target) -> Cluster {
+    let mut c = cluster.clone();
+    match target {
+        Target::Kubernetes(p, None) => {
+            c.network_policies.remove(p);
+        }
+        Target::Kubernetes(p, Some((d, i))) => {
+            let policy = &mut c.network_policies[p];
+            if d == Direction::Ingress {
+                policy.ingress.remove(i)
+            } else {
+                policy.egress.remove(i)
+            };
+        }
+    }
+    c
+}
+
+/// Ports and addresses worth probing: every port policies or pods mention, the edges of every
+/// range, and addresses inside, at the edges of, and outside every CIDR.
+struct Samples {
+    ports: Vec<(Protocol, u16)>,
+    externals: Vec<IpAddr>,
+}
+
+fn samples(cluster: &Cluster) -> Samples {
+    let mut ports = vec![1u16, 65535];
+    let mut nets = Vec::new();
+    for p in &cluster.network_policies {
+        for d in [Direction::Ingress, Direction::Egress] {
+            for r in p.rules(d) {
+                for port in r.ports.iter().flatten() {
+                    if let PortSpec::Range(range) = &port.port {
+                        ports.extend([
+                            range.start(),
+                            range.end(),
+                            range.start().saturating_sub(1).max(1),
+                            range.end().saturating_add(1),
+                        ]);
+                    }
+                }
+                for peer in r.peers.iter().flatten() {
+                    if let NetworkPolicyPeer::IpBlock(b) = peer {
+                        nets.push(b.cidr());
+                        nets.extend(b.except().iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    for p in &cluster.tiered_policies {
+        for d in [Direction::Ingress, Direction::Egress] {
+            for r in p.rules(d) {
+                match &r.matcher {
+                    RuleMatcher::Cluster(c) => {
+                        for peer in &c.peers {
+                            if let ClusterPeer::Networks(n) = peer {
+                                nets.extend(n.iter().copied());
+                            }
+                        }
+                        for port in c.ports.iter().flatten() {
+                            if let bulkhead_model::ClusterPort::Range { range, .. } = port {
+                                ports.extend([range.start(), range.end()]);
+                            }
+                        }
+                    }
+                    RuleMatcher::Calico(c) => {
+                        for e in [&c.source, &c.destination] {
+                            nets.extend(e.nets.iter().chain(&e.not_nets).copied());
+                            for port in e.ports.iter().chain(&e.not_ports) {
+                                if let bulkhead_model::CalicoPort::Range(range) = port {
+                                    ports.extend([range.start().max(1), range.end()]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for pod in &cluster.pods {
+        ports.extend(pod.ports.iter().map(|p| p.port));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let mut externals: Vec<IpAddr> = vec![
+        "203.0.113.1".parse().ok(),
+        "169.254.169.254".parse().ok(),
+        "2001:db8::1".parse().ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for n in nets {
+        externals.push(n.network());
+        externals.push(n.broadcast());
+        externals.extend(n.hosts().nth(1));
+    }
+    externals.sort_unstable();
+    externals.dedup();
+    let mut protocols = vec![Protocol::Tcp, Protocol::Udp];
+    let sctp = cluster
+        .network_policies
+        .iter()
+        .flat_map(|p| p.ingress.iter().chain(&p.egress))
+        .flat_map(|r| r.ports.iter().flatten())
+        .any(|p| p.protocol == Protocol::Sctp)
+        || cluster
+            .tiered_policies
+            .iter()
+            .flat_map(|p| p.ingress.iter().chain(&p.egress))
+            .any(|r| match &r.matcher {
+                RuleMatcher::Cluster(c) => c.ports.iter().flatten().any(|p| {
+                    matches!(
+                        p,
+                        bulkhead_model::ClusterPort::Range {
+                            protocol: Protocol::Sctp,
+                            ..
+                        } | bulkhead_model::ClusterPort::AllOf(Protocol::Sctp)
+                    )
+                }),
+                RuleMatcher::Calico(c) => c.protocol == Some(Protocol::Sctp),
+            })
+        || cluster
+            .pods
+            .iter()
+            .any(|p| p.ports.iter().any(|x| x.protocol == Protocol::Sctp));
+    if sctp {
+        protocols.push(Protocol::Sctp);
+    }
+    Samples {
+        ports: protocols
+            .into_iter()
+            .flat_map(|p| ports.iter().map(move |&port| (p, port)))
+            .collect(),
+        externals,
+    }
+}
+
+/// True when no sampled flow of the policy's pods changes verdict between the two engines.
+fn remotes(engine: &Engine<'_>, samples: &Samples) -> Vec<Endpoint> {
+    engine
+        .pod_endpoints()
+        .into_iter()
+        .map(Endpoint::Pod)
+        .chain((0..engine.cluster().nodes.len()).map(Endpoint::Node))
+        .chain(samples.externals.iter().map(|ip| Endpoint::External(*ip)))
+        .collect()
+}
+
+fn same_verdicts(
+    before: &Engine<'_>,
+    after: &Engine<'_>,
+    subjects: &[usize],
+    samples: &Samples,
+) -> bool {
+    let remotes = remotes(before, samples);
+    for &s in subjects {
+        for &r in &remotes {
+            if r == Endpoint::Pod(s) {
+                continue;
+            }
+            for &(protocol, port) in &samples.ports {
+                // Judge the half the policy acts on: a rule is not redundant just because the
+                // other side blocks the flow today.
+                for (src, dst, egress) in
+                    [(Endpoint::Pod(s), r, true), (r, Endpoint::Pod(s), false)]
+                {
+                    let flow = Flow {
+                        src,
+                        dst,
+                        protocol,
+                        port: Some(port),
+                        icmp: None,
+                    };
+                    let (b, a) = (before.evaluate(&flow), after.evaluate(&flow));
+                    let changed = if egress {
+                        b.egress.allowed != a.egress.allowed
+                    } else {
+                        b.ingress.allowed != a.ingress.allowed
+                    };
+                    if changed {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+fn subjects_of(ctx: &LintContext<'_>, name: &str, namespace: Option<&str>) -> Vec<usize> {
+    ctx.engine
+        .pod_endpoints()
+        .into_iter()
+        .filter(|&i| {
+            [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .any(|d| {
+                    ctx.engine
+                        .applying_policies(i, d)
+                        .iter()
+                        .any(|p| p.name == name && p.namespace.as_deref() == namespace)
+                })
+        })
+        .collect()
+}
+
+fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
+    let cluster = ctx.cluster;
+    let rule_count: usize = cluster
+        .network_policies
+        .iter()
+        .map(|p| p.ingress.len() + p.egress.len())
+        .sum::<usize>()
+        + cluster
+            .tiered_policies
+            .iter()
+            .map(|p| p.ingress.len() + p.egress.len())
+            .sum::<usize>();
+    if rule_count > ctx.config.thresholds.effect_analysis_max_rules || !ctx.has_pods() {
+        return Vec::new();
+    }
+    let options = ctx.engine.options();
+    let samples = samples(cluster);
+    let mut out = Vec::new();
+    let mut check = |target: Target,
+                     res: String,
+                     place: String,
+                     source: Option<&bulkhead_model::SourceLocation>,
+                     subjects: &[usize]| {
+        if subjects.is_empty() {
+            return;
+        }
+        let reduced = without(cluster, target);
+        let after = Engine::new(&reduced, EngineOptions { ..options });
+        if same_verdicts(&ctx.engine, &after, subjects, &samples) {
+            let (info, what) = if whole_policies {
+                (&POLICY_RULE, res.clone())
+            } else {
+                (&RULE, format!("{res} {place}"))
+            };
+            out.push(ctx.finding(info, Some(res), source, format!("{what} has no effect: removing it changes no verdict (redundant with other rules, or shadowed by earlier ones)"), "delete it, or fix the selector or order that makes it dead"));
+        }
+    };
+    for (k, p) in cluster.network_policies.iter().enumerate() {
+        // A rule whose peers select no pod is dead for that reason (BH102 says so); calling it
+        // redundant would point the reader the wrong way. The same holds for its policy.
+        let dead: Vec<bool> = [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .flat_map(|d| p.rules(d).iter().map(move |r| (d, r)))
+            .map(|(_, r)| reaches_no_pod(cluster, &p.namespace, r))
+            .collect();
+        if dead.iter().any(|d| *d) && whole_policies {
+            continue;
+        }
+        let subjects = subjects_of(ctx, &p.name, Some(&p.namespace));
+        let res = resource("NetworkPolicy", Some(&p.namespace), &p.name);
+        if whole_policies {
+            check(
+                Target::Kubernetes(k, None),
+                res,
+                String::new(),
+                p.source.as_ref(),
+                &subjects,
+            );
+            continue;
+        }
+        for d in [Direction::Ingress, Direction::Egress] {
+            if !p.policy_types.contains(d) {
+                continue;
+            }
+            for i in 0..p.rules(d).len() {
+                if reaches_no_pod(cluster, &p.namespace, &p.rules(d)[i]) {
+                    continue;
+                }
+                check(
+                    Target::Kubernetes(k, Some((d, i))),
+                    res.clone(),
+                    format!("{d}[{i}]"),
+                    p.source.as_ref(),
+                    &subjects,
+                );
+            }
+        }
+    }
+    // Ordered policies: a rule matters when it decides (or passes) some flow. One that never
+    // appears in any explanation is shadowed by earlier rules, or matches nothing.
+    let remotes = remotes(&ctx.engine, &samples);
+    for p in cluster
+        .tiered_policies
+        .iter()
+        .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
+    {
+        let subjects = subjects_of(ctx, &p.name, p.namespace.as_deref());
+        if subjects.is_empty() {
+            continue;
+        }
+        let mut used: std::collections::BTreeSet<Option<String>> =
+            std::collections::BTreeSet::new();
+        for &s in &subjects {
+            for &r in &remotes {
+                if r == Endpoint::Pod(s) {
+                    continue;
+                }
+                for &(protocol, port) in &samples.ports {
+                    for (src, dst, direction) in [
+                        (Endpoint::Pod(s), r, Direction::Egress),
+                        (r, Endpoint::Pod(s), Direction::Ingress),
+                    ] {
+                        if !p.types.contains(direction) {
+                            continue;
+                        }
+                        let v = ctx.engine.evaluate(&Flow {
+                            src,
+                            dst,
+                            protocol,
+                            port: Some(port),
+                            icmp: None,
+                        });
+                        let half = if direction == Direction::Egress {
+                            &v.egress
+                        } else {
+                            &v.ingress
+                        };
+                        for step in &half.decided_by {
+                            if step.name == p.name && step.namespace == p.namespace {
+                                used.insert(step.rule.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let res = resource(p.kind.as_str(), p.namespace.as_deref(), &p.name);
+        if whole_policies {
+            if used.is_empty() {
+                out.push(ctx.finding(&POLICY_RULE, Some(res.clone()), p.source.as_ref(), format!("{res} never decides a flow of the pods it selects: earlier tiers or policies decide everything first"), "delete it, or move it earlier (tier or order)"));
+            }
+            continue;
+        }
+        for d in [Direction::Ingress, Direction::Egress] {
+            if !p.types.contains(d) {
+                continue;
+            }
+            for i in 0..p.rules(d).len() {
+                if p.rules(d)[i].action == bulkhead_model::Action::Log {
+                    continue;
+                }
+                let id = format!("{d}[{i}]");
+                if !used.contains(&Some(id.clone())) {
+                    out.push(ctx.finding(&RULE, Some(res.clone()), p.source.as_ref(), format!("{res} {id} never decides a flow: earlier rules always decide first (shadowed), or it matches nothing"), "delete it, or reorder so it runs before the rule that shadows it"));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    run(ctx, false)
+}
+
+pub fn check_policies(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    run(ctx, true)
+}
+
+/// Whether every peer of the rule is a pod/namespace selector that selects no pod endpoint.
+fn reaches_no_pod(
+    cluster: &Cluster,
+    policy_namespace: &str,
+    rule: &bulkhead_model::NetworkPolicyRule,
+) -> bool {
+    let Some(peers) = &rule.peers else {
+        return false;
+    };
+    peers.iter().all(|peer| match peer {
+        NetworkPolicyPeer::IpBlock(_) => false,
+        NetworkPolicyPeer::Pods {
+            namespace_selector,
+            pod_selector,
+        } => !cluster.pods.iter().any(|q| {
+            q.is_endpoint()
+                && !q.host_network
+                && match namespace_selector {
+                    None => q.namespace == policy_namespace,
+                    Some(s) => cluster
+                        .namespace(&q.namespace)
+                        .is_some_and(|n| s.matches(&n.labels)),
+                }
+                && pod_selector.as_ref().is_none_or(|s| s.matches(&q.labels))
+        }),
+    })
+}

@@ -1,0 +1,288 @@
+//! `bulkhead test`, `diff`, `coverage` and `scaffold`: the CI analyses.
+
+use crate::cli::{
+    CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, ScaffoldArgs, TestArgs, TestFormat,
+};
+use crate::snapshot;
+use anyhow::{Context as _, bail};
+use bulkhead_analysis::expectations::{self, ExpectationFile};
+use bulkhead_engine::{Engine, EngineOptions};
+use bulkhead_k8s::{Input, LoadOptions, Snapshot};
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = snapshot::load(&args.input);
+    snapshot::warn_about_errors(&snapshot);
+    let engine = Engine::new(
+        &snapshot.cluster,
+        snapshot::engine_options(&args.semantics, &snapshot),
+    );
+    let text = std::fs::read_to_string(&args.expect)
+        .with_context(|| format!("reading {}", args.expect.display()))?;
+    let docs = bulkhead_k8s::yaml_tree::parse_documents(&text);
+    let root = match docs.into_iter().next() {
+        Some(Ok(doc)) => doc.root.context("the expectations file is empty")?,
+        Some(Err(e)) => bail!(
+            "{}:{}:{}: {}",
+            args.expect.display(),
+            e.span.line,
+            e.span.column,
+            e.message
+        ),
+        None => bail!("the expectations file is empty"),
+    };
+    let file: ExpectationFile = serde_json::from_value(root.to_json()).with_context(|| {
+        format!(
+            "{}: expected `expectations:` with {{from, to, port?, protocol?, expect: allow|deny}}",
+            args.expect.display()
+        )
+    })?;
+    let outcomes = expectations::run(&engine, &file);
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    match args.output {
+        TestFormat::Human => {
+            let mut out = String::new();
+            for o in &outcomes {
+                let got = o
+                    .verdict
+                    .as_ref()
+                    .map_or("error", |v| if v.allowed { "allow" } else { "deny" });
+                let expected = match o.expectation.expect {
+                    expectations::Expect::Allow => "allow",
+                    expectations::Expect::Deny => "deny",
+                };
+                out.push_str(&format!(
+                    "{}  {:<60} expected {expected:<5} got {got}\n",
+                    if o.passed { "PASS" } else { "FAIL" },
+                    o.name
+                ));
+                if !o.passed {
+                    if let Some(e) = &o.error {
+                        out.push_str(&format!("      {e}\n"));
+                    }
+                    if let Some(v) = &o.verdict {
+                        for half in [&v.egress, &v.ingress] {
+                            out.push_str(&format!(
+                                "      {}: {} [{}]",
+                                half.direction,
+                                half.reason.describe(),
+                                half.reason.code()
+                            ));
+                            for r in &half.decided_by {
+                                out.push_str(&format!(
+                                    "; {} {}{} {}",
+                                    r.kind,
+                                    r.namespace
+                                        .as_ref()
+                                        .map(|n| format!("{n}/"))
+                                        .unwrap_or_default(),
+                                    r.name,
+                                    r.rule.clone().unwrap_or_default()
+                                ));
+                            }
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
+            out.push_str(&format!(
+                "{} passed, {failed} failed\n",
+                outcomes.len() - failed
+            ));
+            super::print(&out)?;
+        }
+        TestFormat::Json => {
+            let rows: Vec<_> = outcomes
+                .iter()
+                .map(|o| json!({"name": o.name, "passed": o.passed, "verdict": o.verdict.as_ref().map(|v| if v.allowed { "allow" } else { "deny" }), "error": o.error}))
+                .collect();
+            super::print(&format!(
+                "{:#}\n",
+                json!({"results": rows, "passed": outcomes.len() - failed, "failed": failed})
+            ))?;
+        }
+        TestFormat::Junit => {
+            use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+            let mut report = Report::new("bulkhead");
+            let mut suite = TestSuite::new("bulkhead test");
+            for o in &outcomes {
+                let status = if o.passed {
+                    TestCaseStatus::success()
+                } else {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(
+                        o.error
+                            .clone()
+                            .unwrap_or_else(|| "verdict differs from the expectation".into()),
+                    );
+                    s
+                };
+                suite.add_test_case(TestCase::new(o.name.clone(), status));
+            }
+            report.add_test_suite(suite);
+            super::print(&report.to_string()?)?;
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_paths(paths: &[std::path::PathBuf], namespace: &str) -> Snapshot {
+    let (inputs, io) = bulkhead_k8s::read_paths(paths);
+    let mut s = bulkhead_k8s::load(
+        &inputs,
+        &LoadOptions {
+            default_namespace: namespace.to_string(),
+        },
+    );
+    s.diagnostics.extend(io);
+    s
+}
+
+/// Every manifest file under `dir` at git revision `rev`, read with git itself.
+fn load_revision(dir: &str, rev: &str, namespace: &str) -> anyhow::Result<Snapshot> {
+    let listing = Command::new("git")
+        .args(["-C", dir, "ls-tree", "-r", "--name-only", rev, "--", "."])
+        .output()
+        .context("running git ls-tree")?;
+    if !listing.status.success() {
+        bail!(
+            "git ls-tree {rev}: {}",
+            String::from_utf8_lossy(&listing.stderr).trim()
+        );
+    }
+    let mut inputs = Vec::new();
+    for file in String::from_utf8_lossy(&listing.stdout).lines() {
+        if !(file.ends_with(".yaml") || file.ends_with(".yml") || file.ends_with(".json")) {
+            continue;
+        }
+        let show = Command::new("git")
+            .args(["-C", dir, "show", &format!("{rev}:./{file}")])
+            .output()
+            .context("running git show")?;
+        if show.status.success() {
+            inputs.push(Input::new(
+                format!("{rev}:{}", Path::new(dir).join(file).display()),
+                String::from_utf8_lossy(&show.stdout).into_owned(),
+            ));
+        }
+    }
+    Ok(bulkhead_k8s::load(
+        &inputs,
+        &LoadOptions {
+            default_namespace: namespace.to_string(),
+        },
+    ))
+}
+
+pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let (base, head) = if let [range, dir] = args.git.as_slice() {
+        let (a, b) = range.split_once("..").context("--git expects REV1..REV2")?;
+        (
+            load_revision(dir, a, &args.namespace)?,
+            load_revision(dir, b, &args.namespace)?,
+        )
+    } else {
+        (
+            load_paths(&args.base, &args.namespace),
+            load_paths(&args.head, &args.namespace),
+        )
+    };
+    for (label, s) in [("base", &base), ("head", &head)] {
+        if s.error_count() > 0 {
+            eprintln!(
+                "warning: the {label} snapshot has {} error(s); objects with errors are left out",
+                s.error_count()
+            );
+        }
+    }
+    let options = |s: &Snapshot| EngineOptions {
+        semantics: Engine::auto_semantics(&s.cluster),
+        self_traffic_allowed: true,
+    };
+    let (b, h) = (
+        Engine::new(&base.cluster, options(&base)),
+        Engine::new(&head.cluster, options(&head)),
+    );
+    let report = bulkhead_analysis::diff::diff(&b, &h);
+    match args.output {
+        DiffFormat::Markdown => super::print(&bulkhead_analysis::diff::markdown(&report))?,
+        DiffFormat::Json => {
+            let rows = |changes: &[bulkhead_analysis::diff::Change]| -> Vec<serde_json::Value> {
+                changes.iter().map(|c| json!({"from": c.from, "to": c.to, "protocol": c.protocol.to_string(), "ports": c.ports.to_string(), "policies": c.policies})).collect()
+            };
+            super::print(&format!(
+                "{:#}\n",
+                json!({"added": rows(&report.added), "removed": rows(&report.removed)})
+            ))?;
+        }
+    }
+    Ok(if args.fail_on_new_access && !report.added.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = snapshot::load(&args.input);
+    snapshot::warn_about_errors(&snapshot);
+    let engine = Engine::new(
+        &snapshot.cluster,
+        EngineOptions {
+            semantics: Engine::auto_semantics(&snapshot.cluster),
+            self_traffic_allowed: true,
+        },
+    );
+    let c = bulkhead_analysis::coverage::coverage(&engine);
+    match args.output {
+        CoverageFormat::Json => super::print(&format!("{:#}\n", serde_json::to_value(&c)?))?,
+        CoverageFormat::Prometheus => super::print(&bulkhead_analysis::coverage::prometheus(&c))?,
+        CoverageFormat::Table => {
+            let mut out = format!(
+                "{:<24} {:>5} {:>13} {:>12} {:>9} {:>9} {:>8}  EXPOSED\n",
+                "NAMESPACE", "PODS", "DENY IN/OUT", "POLICIES", "ISO IN %", "ISO OUT %", ""
+            );
+            for n in &c.namespaces {
+                let deny = format!(
+                    "{}/{}",
+                    if n.default_deny_ingress { "yes" } else { "no" },
+                    if n.default_deny_egress { "yes" } else { "no" }
+                );
+                out.push_str(&format!(
+                    "{:<24} {:>5} {:>13} {:>12} {:>8.0}% {:>8.0}% {:>8}  {}\n",
+                    n.namespace,
+                    n.pods,
+                    deny,
+                    n.policies,
+                    n.isolated_ingress_percent(),
+                    n.isolated_egress_percent(),
+                    "",
+                    n.ingress_exposed_workloads.join(", ")
+                ));
+            }
+            out.push_str(&format!(
+                "total: {} pods, {} isolated for ingress, {} for egress; {}/{} namespaces with default-deny ingress, {} with egress\n",
+                c.pods, c.isolated_ingress, c.isolated_egress, c.namespaces_with_default_deny_ingress, c.namespaces.len(), c.namespaces_with_default_deny_egress
+            ));
+            super::print(&out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn scaffold(args: &ScaffoldArgs) -> anyhow::Result<ExitCode> {
+    if !bulkhead_k8s::names::is_dns1123_label(&args.namespace) {
+        bail!("{:?} is not a valid namespace name", args.namespace);
+    }
+    super::print(&bulkhead_analysis::scaffold::scaffold(
+        &args.namespace,
+        &args.dns_namespace,
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
