@@ -20,6 +20,23 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+# The official SARIF 2.1.0 JSON schema, from the npm registry (Microsoft's sarif-matcher-utils
+# ships it), so the CLI suite validates `check -o sarif` against it instead of skipping.
+schema_dir=target/sarif-schema
+if [ ! -s "$schema_dir/sarif-2.1.0-rtm.5.json" ]; then
+  log "fetching the SARIF 2.1.0 schema"
+  command -v npm >/dev/null 2>&1 || {
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm
+  }
+  mkdir -p "$schema_dir"
+  (cd "$schema_dir" \
+    && npm pack -q @microsoft/sarif-matcher-utils@1.0.0-beta.0 >/dev/null \
+    && tar xzf microsoft-sarif-matcher-utils-1.0.0-beta.0.tgz package/lib/schemas/sarif-2.1.0-rtm.5.json \
+    && mv package/lib/schemas/sarif-2.1.0-rtm.5.json . && rm -rf package ./*.tgz)
+fi
+export BULKHEAD_REQUIRE_SARIF_SCHEMA=1
+
 log "cargo fmt --check"
 cargo fmt --all --check
 

@@ -87,9 +87,9 @@ pub fn diff(base: &Engine<'_>, head: &Engine<'_>) -> DiffReport {
             after.get(key).unwrap_or(&empty),
         );
         let (from, to, protocol) = key;
-        for (ports, into, added) in [
-            (a.difference(b), &mut report.added, true),
-            (b.difference(a), &mut report.removed, false),
+        for (ports, into) in [
+            (a.difference(b), &mut report.added),
+            (b.difference(a), &mut report.removed),
         ] {
             let Some(first) = ports.ranges().first().map(|r| r.start()) else {
                 continue;
@@ -98,7 +98,6 @@ pub fn diff(base: &Engine<'_>, head: &Engine<'_>) -> DiffReport {
             policies.extend(responsible(base, from, to, *protocol, first));
             policies.sort();
             policies.dedup();
-            let _ = added;
             into.push(Change {
                 from: from.clone(),
                 to: to.clone(),

@@ -547,3 +547,327 @@ fn compile_output_is_deterministic_and_matches_its_snapshot() {
         assert!(first.stdout.contains(needle), "missing {needle:?}");
     }
 }
+
+fn ci() -> String {
+    fixture("ci").to_string_lossy().into_owned()
+}
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let schema_path = std::env::var_os("BULKHEAD_SARIF_SCHEMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/sarif-schema/sarif-2.1.0-rtm.5.json")
+        });
+    let Ok(schema_text) = std::fs::read_to_string(&schema_path) else {
+        // scripts/test.sh downloads the schema (npm package @microsoft/sarif-matcher-utils) and
+        // sets BULKHEAD_REQUIRE_SARIF_SCHEMA, so CI never skips this.
+        assert!(
+            std::env::var_os("BULKHEAD_REQUIRE_SARIF_SCHEMA").is_none(),
+            "SARIF schema missing at {}",
+            schema_path.display()
+        );
+        eprintln!(
+            "SKIPPED: no SARIF schema at {} (scripts/test.sh fetches it)",
+            schema_path.display()
+        );
+        return;
+    };
+    // rtm.5 carries a malformed `run.language` pattern (a stray `]`) that strict meta-schema
+    // validation rejects; OASIS errata 01 corrected it to this form. We never emit `language`.
+    let schema_text = schema_text.replace(
+        r"^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$",
+        r"^[a-zA-Z]{2}(-[a-zA-Z]{2})?$",
+    );
+    let schema: Value = serde_json::from_str(&schema_text).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for dir in [ci(), fixture("mixed").to_string_lossy().into_owned()] {
+        let r = run(&["check", &dir, "-o", "sarif"]);
+        let sarif: Value = serde_json::from_str(&r.stdout).expect("sarif JSON");
+        let errors: Vec<String> = validator
+            .iter_errors(&sarif)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert!(
+            sarif["runs"][0]["results"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        );
+    }
+}
+
+#[test]
+fn junit_and_github_outputs_are_well_formed() {
+    let r = run(&["check", &ci(), "-o", "junit"]);
+    let doc = roxmltree::Document::parse(&r.stdout).expect("JUnit XML parses");
+    assert_eq!(doc.root_element().tag_name().name(), "testsuites");
+    assert!(
+        doc.descendants().any(|n| n.has_tag_name("failure")),
+        "findings are failures"
+    );
+    let gh = run(&["check", &ci(), "-o", "github"]);
+    assert!(
+        gh.stdout.lines().all(|l| l.starts_with("::error ")
+            || l.starts_with("::warning ")
+            || l.starts_with("::notice ")),
+        "{}",
+        gh.stdout
+    );
+    assert!(
+        gh.stdout.contains("title=BH101 missing-dns-egress"),
+        "{}",
+        gh.stdout
+    );
+    let t = run(&[
+        "test",
+        &ci(),
+        "--expect",
+        &format!("{}-expect.yaml", ci()),
+        "-o",
+        "junit",
+    ]);
+    let doc = roxmltree::Document::parse(&t.stdout).expect("JUnit XML parses");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn lint_findings_come_with_the_yaml_line_and_exit_1() {
+    let r = run(&["check", &ci()]);
+    assert_eq!(r.code, 1, "BH101 is an error: {}", r.stdout);
+    assert!(
+        r.stdout.contains("error[BH101/missing-dns-egress]"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("policies.yaml:1:1"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("= help: allow egress to namespaceSelector"),
+        "{}",
+        r.stdout
+    );
+    let config = std::env::temp_dir().join(format!("bulkhead-config-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[rules]\ndisable = [\"BH101\"]\nseverity = { BH105 = \"error\" }\n",
+    )
+    .expect("config");
+    let r = run(&[
+        "check",
+        &ci(),
+        "--config",
+        config.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let codes: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert!(!codes.contains(&"BH101"), "{codes:?}");
+    let _ = std::fs::remove_file(config);
+    assert_eq!(run(&["check", &ci(), "--no-lint"]).code, 0);
+}
+
+#[test]
+fn rules_are_listed_and_documented() {
+    let list = run(&["rules"]);
+    for code in ["BH101", "BH104", "BH107", "BH113"] {
+        assert!(list.stdout.contains(code), "{}", list.stdout);
+    }
+    let doc = run(&["rule", "missing-dns-egress"]);
+    assert_eq!(doc.code, 0);
+    for section in [
+        "## What it flags",
+        "## Why it matters",
+        "## Example",
+        "## Fix",
+    ] {
+        assert!(doc.stdout.contains(section), "{}", doc.stdout);
+    }
+    assert_eq!(run(&["rule", "BH999"]).code, 2);
+}
+
+#[test]
+fn test_command_reports_each_expectation_and_fails_on_a_wrong_one() {
+    let r = run(&["test", &ci(), "--expect", &format!("{}-expect.yaml", ci())]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("PASS  web reaches the api"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("FAIL  wrong on purpose"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("NP_DENY_ISOLATED"),
+        "the failure is explained: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("2 passed, 1 failed"), "{}", r.stdout);
+}
+
+#[test]
+fn coverage_reports_per_namespace_and_as_prometheus_text() {
+    let r = run(&["coverage", &ci(), "-o", "json"]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let shop = v["namespaces"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|n| n["namespace"] == "shop")
+        .expect("shop")
+        .clone();
+    assert_eq!(shop["default_deny_ingress"], true);
+    assert_eq!(shop["isolated_ingress"], 3);
+    assert_eq!(shop["policies"], 3);
+    let p = run(&["coverage", &ci(), "-o", "prometheus"]);
+    assert!(
+        p.stdout.contains(
+            "bulkhead_namespace_default_deny{namespace=\"shop\",direction=\"ingress\"} 1"
+        ),
+        "{}",
+        p.stdout
+    );
+    assert!(p.stdout.contains("# TYPE bulkhead_namespace_pods gauge"));
+}
+
+#[test]
+fn scaffold_writes_policies_that_really_allow_dns() {
+    let s = run(&["scaffold", "shop"]);
+    assert_eq!(s.code, 0);
+    let dir = std::env::temp_dir().join(format!("bulkhead-scaffold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("scaffold.yaml"), &s.stdout).expect("write");
+    std::fs::copy(fixture("ci/base.yaml"), dir.join("base.yaml")).expect("copy");
+    let d = dir.to_str().expect("utf-8");
+    let check = run(&["check", d, "-o", "json"]);
+    let v: Value = serde_json::from_str(&check.stdout).expect("json");
+    assert!(
+        v["diagnostics"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|d| d["code"] != "BH101" && d["severity"] != "error"),
+        "{v:#}"
+    );
+    let dns = run(&[
+        "explain",
+        d,
+        "--from",
+        "shop/web-0",
+        "--to",
+        "kube-system/coredns-0",
+        "--port",
+        "53",
+        "--protocol",
+        "UDP",
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&dns.stdout).expect("json");
+    assert_eq!(v["verdict"], "allow");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
+    let repo = std::env::temp_dir().join(format!("bulkhead-diff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo).expect("dir");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "ci@example.invalid"]);
+    git(&["config", "user.name", "CI"]);
+    std::fs::copy(fixture("ci/base.yaml"), repo.join("base.yaml")).expect("copy");
+    std::fs::copy(fixture("ci/policies.yaml"), repo.join("policies.yaml")).expect("copy");
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    // The change: web may now also reach the database, and no longer the api.
+    let changed = std::fs::read_to_string(repo.join("policies.yaml"))
+        .expect("read")
+        .replace(
+            "  - to: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{port: 8080}]",
+            "  - to: [{podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]",
+        );
+    std::fs::write(repo.join("policies.yaml"), changed).expect("write");
+    git(&["commit", "-q", "-am", "head"]);
+    let r = repo.to_str().expect("utf-8");
+    let out = run(&["diff", "--git", "HEAD~1..HEAD", r, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    let pairs = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} -> {} {}/{}",
+                    c["from"].as_str().unwrap_or(""),
+                    c["to"].as_str().unwrap_or(""),
+                    c["protocol"].as_str().unwrap_or(""),
+                    c["ports"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        pairs("removed"),
+        vec!["shop/pod/web-0 -> shop/pod/api-0 TCP/8080"]
+    );
+    assert_eq!(
+        pairs("added"),
+        Vec::<String>::new(),
+        "db still denies ingress from web, so nothing is added"
+    );
+    let md = run(&["diff", "--git", "HEAD~1..HEAD", r]);
+    assert!(
+        md.stdout.contains("**Removed access** (1)"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout
+            .contains("NetworkPolicy shop/api-from-web ingress[0]"),
+        "responsible policies are named: {}",
+        md.stdout
+    );
+    assert_eq!(
+        run(&["diff", "--git", "HEAD~1..HEAD", r, "--fail-on-new-access"]).code,
+        0
+    );
+    assert_eq!(
+        run(&["diff", "--git", "HEAD..HEAD~1", r, "--fail-on-new-access"]).code,
+        1,
+        "the reverse change adds access"
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+}
