@@ -811,13 +811,20 @@ fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
     std::fs::copy(fixture("ci/policies.yaml"), repo.join("policies.yaml")).expect("copy");
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "base"]);
-    // The change: web may now also reach the database, and no longer the api.
-    let changed = std::fs::read_to_string(repo.join("policies.yaml"))
+    // The change: web's egress moves from the api to the database, and the database now
+    // admits web; so web -> api is removed and web -> db is added.
+    let mut changed = std::fs::read_to_string(repo.join("policies.yaml"))
         .expect("read")
         .replace(
             "  - to: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{port: 8080}]",
             "  - to: [{podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]",
         );
+    changed.push_str(concat!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n",
+        "metadata: {name: db-from-web, namespace: shop}\n",
+        "spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n",
+        "  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: pg}]\n",
+    ));
     std::fs::write(repo.join("policies.yaml"), changed).expect("write");
     git(&["commit", "-q", "-am", "head"]);
     let r = repo.to_str().expect("utf-8");
@@ -845,8 +852,7 @@ fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
     );
     assert_eq!(
         pairs("added"),
-        Vec::<String>::new(),
-        "db still denies ingress from web, so nothing is added"
+        vec!["shop/pod/web-0 -> shop/pod/db-0 TCP/5432"]
     );
     let md = run(&["diff", "--git", "HEAD~1..HEAD", r]);
     assert!(
@@ -862,12 +868,18 @@ fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
     );
     assert_eq!(
         run(&["diff", "--git", "HEAD~1..HEAD", r, "--fail-on-new-access"]).code,
-        0
+        1,
+        "web -> db is new access"
     );
     assert_eq!(
-        run(&["diff", "--git", "HEAD..HEAD~1", r, "--fail-on-new-access"]).code,
-        1,
-        "the reverse change adds access"
+        run(&["diff", "--git", "HEAD~1..HEAD", r]).code,
+        0,
+        "without the flag a diff is a report"
+    );
+    assert_eq!(
+        run(&["diff", "--git", "HEAD~1..HEAD~1", r, "--fail-on-new-access"]).code,
+        0,
+        "no change, no new access"
     );
     let _ = std::fs::remove_dir_all(&repo);
 }
