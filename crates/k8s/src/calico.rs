@@ -253,7 +253,7 @@ impl Validator<'_, '_> {
                     self.error(
                         codes::INVALID_CIDR,
                         path,
-                        format!("{text:?} is not a valid CIDR"),
+                        crate::names::invalid_cidr_message(text),
                     );
                     None
                 }

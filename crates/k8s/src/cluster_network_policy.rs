@@ -543,7 +543,7 @@ impl Validator<'_, '_> {
                     Ok(net) if n.len() <= 43 => nets.push(net.trunc()),
                     _ => self.error(
                         &path.key("networks").index(i),
-                        format!("{n:?} is not a valid CIDR"),
+                        crate::names::invalid_cidr_message(n),
                     ),
                 }
             }

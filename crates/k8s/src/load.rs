@@ -264,38 +264,11 @@ impl Loader<'_> {
             namespace.clone(),
             name.clone(),
         );
-        if let Some(first) = self.seen.get(&key) {
-            // In one file a second definition is a mistake. Across files it is how alternatives
-            // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
-            let (code, message) = if first.file == input.name {
-                (
-                    codes::DUPLICATE_OBJECT,
-                    format!(
-                        "{resource} is defined twice in this file (first at {first}); this definition is ignored"
-                    ),
-                )
-            } else {
-                (
-                    Code {
-                        severity: bulkhead_model::Severity::Warning,
-                        ..codes::DUPLICATE_OBJECT
-                    },
-                    format!(
-                        "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
-                    ),
-                )
-            };
-            let d = ctx.diagnostic(
-                code,
-                &FieldPath::root().key("metadata").key("name"),
-                false,
-                message,
-            );
-            self.push(d);
-            return Vec::new();
+        if self.is_duplicate(&ctx, key, &resource) {
+            self.check_only(|loader| loader.lower(&ctx, kind, &namespace, &name));
+        } else {
+            self.lower(&ctx, kind, &namespace, &name);
         }
-        self.seen.insert(key, ctx.location(node.span));
-        self.lower(&ctx, kind, &namespace, &name);
         vec![(node.span.line, last_line(node))]
     }
 
@@ -325,8 +298,9 @@ impl Loader<'_> {
         lines
     }
 
-    /// Identity of an object: checks name, resolves the namespace, rejects duplicates. Returns
-    /// the context with its resource name, the namespace (empty for cluster-scoped) and name.
+    /// Identity of an object: checks name, resolves the namespace, reports duplicates. Returns
+    /// the context with its resource name, the namespace (empty for cluster-scoped), the name
+    /// and whether an earlier definition wins (the object is then checked but not kept).
     fn identify<'i>(
         &mut self,
         input: &'i Input,
@@ -334,7 +308,7 @@ impl Loader<'_> {
         group: &str,
         kind: &str,
         cluster_scoped: bool,
-    ) -> Option<(ObjectContext<'i>, String, String)> {
+    ) -> Option<(ObjectContext<'i>, String, String, bool)> {
         let ctx = ObjectContext {
             input,
             node,
@@ -380,36 +354,8 @@ impl Loader<'_> {
             namespace.clone(),
             name.clone(),
         );
-        if let Some(first) = self.seen.get(&key) {
-            let (code, message) = if first.file == input.name {
-                (
-                    codes::DUPLICATE_OBJECT,
-                    format!(
-                        "{resource} is defined twice in this file (first at {first}); this definition is ignored"
-                    ),
-                )
-            } else {
-                (
-                    Code {
-                        severity: bulkhead_model::Severity::Warning,
-                        ..codes::DUPLICATE_OBJECT
-                    },
-                    format!(
-                        "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
-                    ),
-                )
-            };
-            let d = ctx.diagnostic(
-                code,
-                &FieldPath::root().key("metadata").key("name"),
-                false,
-                message,
-            );
-            self.push(d);
-            return None;
-        }
-        self.seen.insert(key, ctx.location(node.span));
-        Some((ctx, namespace, name))
+        let duplicate = self.is_duplicate(&ctx, key, &resource);
+        Some((ctx, namespace, name, duplicate))
     }
 
     fn load_tiered(
@@ -450,13 +396,20 @@ impl Loader<'_> {
                 | "StagedKubernetesNetworkPolicy"
                 | "NetworkSet"
         );
-        let Some((ctx, namespace, name)) = self.identify(input, node, group, kind, cluster_scoped)
+        let Some((ctx, namespace, name, duplicate)) =
+            self.identify(input, node, group, kind, cluster_scoped)
         else {
             return Vec::new();
         };
         let ns = (!cluster_scoped).then_some(namespace.as_str());
         let mut diagnostics = Vec::new();
-        let cluster = &mut self.snapshot.cluster;
+        // A losing duplicate is lowered into a scratch cluster: its mistakes are still reported.
+        let mut scratch = Cluster::default();
+        let cluster = if duplicate {
+            &mut scratch
+        } else {
+            &mut self.snapshot.cluster
+        };
         match (family, kind) {
             (TieredFamily::Calico, "Tier") => {
                 if let Some(wire) = typed::deserialize::<calico::TierWire>(&ctx, &mut diagnostics) {
@@ -691,6 +644,56 @@ impl Loader<'_> {
 
     fn push(&mut self, d: Diagnostic) {
         self.snapshot.diagnostics.push(d);
+    }
+
+    /// Records the first definition of `key`; for a later one, reports it and returns true.
+    fn is_duplicate(
+        &mut self,
+        ctx: &ObjectContext<'_>,
+        key: (String, String, String, String),
+        resource: &str,
+    ) -> bool {
+        let Some(first) = self.seen.get(&key) else {
+            self.seen.insert(key, ctx.location(ctx.node.span));
+            return false;
+        };
+        // In one file a second definition is a mistake. Across files it is how alternatives
+        // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
+        let (code, message) = if first.file == ctx.input.name {
+            (
+                codes::DUPLICATE_OBJECT,
+                format!(
+                    "{resource} is defined twice in this file (first at {first}); this definition is checked but not used"
+                ),
+            )
+        } else {
+            (
+                Code {
+                    severity: bulkhead_model::Severity::Warning,
+                    ..codes::DUPLICATE_OBJECT
+                },
+                format!(
+                    "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
+                ),
+            )
+        };
+        let d = ctx.diagnostic(
+            code,
+            &FieldPath::root().key("metadata").key("name"),
+            false,
+            message,
+        );
+        self.push(d);
+        true
+    }
+
+    /// Runs `lower` for its diagnostics only: whatever it adds to the cluster is dropped.
+    fn check_only(&mut self, lower: impl FnOnce(&mut Self)) {
+        let cluster = std::mem::take(&mut self.snapshot.cluster);
+        let workloads = std::mem::take(&mut self.workloads);
+        lower(self);
+        self.snapshot.cluster = cluster;
+        self.workloads = workloads;
     }
 }
 

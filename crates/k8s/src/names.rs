@@ -64,9 +64,33 @@ pub fn is_valid_port_name(s: &str) -> bool {
 
 pub use bulkhead_model::edit_distance::edit_distance;
 
+/// The message for a string that is not a CIDR, with a hint for the two mistakes seen in
+/// published manifests: a bare address, and a comment that lost its `#`
+/// (`- 10.0.0.1/32  Cluster IP A`), which YAML reads as part of the string.
+pub fn invalid_cidr_message(text: &str) -> String {
+    let first = text.split_whitespace().next().unwrap_or("");
+    let hint = if first != text.trim() && first.parse::<ipnet::IpNet>().is_ok() {
+        format!(" (the text after {first:?} is part of the value: a YAML comment needs `#`)")
+    } else if text.parse::<std::net::IpAddr>().is_ok() {
+        " (a CIDR needs a prefix length, e.g. /32)".to_string()
+    } else {
+        String::new()
+    };
+    format!("{text:?} is not a valid CIDR{hint}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_cidr_messages_name_the_likely_mistake() {
+        assert!(
+            invalid_cidr_message("10.0.0.1/32  Cluster IP").contains("a YAML comment needs `#`")
+        );
+        assert!(invalid_cidr_message("10.0.0.1").contains("prefix length"));
+        assert_eq!(invalid_cidr_message("nope"), "\"nope\" is not a valid CIDR");
+    }
 
     #[test]
     fn port_names_follow_iana_rules() {

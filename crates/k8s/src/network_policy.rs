@@ -307,15 +307,10 @@ impl Validator<'_, '_> {
                 Some(net)
             }
             Err(_) => {
-                let hint = if text.parse::<std::net::IpAddr>().is_ok() {
-                    " (a CIDR needs a prefix length, e.g. /32)"
-                } else {
-                    ""
-                };
                 self.error(
                     codes::INVALID_CIDR,
                     path,
-                    format!("{text:?} is not a valid CIDR{hint}"),
+                    crate::names::invalid_cidr_message(text),
                 );
                 None
             }

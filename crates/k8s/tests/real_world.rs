@@ -33,6 +33,11 @@ const TRUE_ERRORS_IN_VALID_SETS: &[(&str, &str, &str)] = &[
         "numeric port without protocol (CAL-VAL-2)",
     ),
     (
+        "calico-docs/examples/calico-labels-6.yaml",
+        "BH021",
+        "the same mistake in the page's second version of foo-and-bar",
+    ),
+    (
         "calico-docs/examples/services-cluster-ips-1.yaml",
         "BH025",
         "`10.20.30.40/32  Cluster IP A`: the comment marker is missing upstream",
