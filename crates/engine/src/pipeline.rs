@@ -77,6 +77,19 @@ impl PolicySource<'_> {
         }
     }
 
+    /// Where one rule is written; the policy's location when the rule's is not known.
+    pub fn rule_source(
+        self,
+        direction: Direction,
+        index: usize,
+    ) -> Option<bulkhead_model::SourceLocation> {
+        let rule = match self {
+            PolicySource::Kubernetes(p) => p.rules(direction).get(index).map(|r| &r.location),
+            PolicySource::Tiered(p) => p.rules(direction).get(index).map(|r| &r.location),
+        };
+        rule.cloned().flatten().or_else(|| self.source())
+    }
+
     /// Felix's tie-break string (CAL-ORD-3): name, namespace, kind.
     fn sort_key(self) -> String {
         format!(
@@ -573,6 +586,6 @@ fn rule_ref(
             Some(n) => format!("rule {n:?}: {detail}"),
             None => detail,
         },
-        source: source.source(),
+        source: source.rule_source(direction, index),
     }
 }

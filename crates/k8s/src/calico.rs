@@ -656,6 +656,7 @@ fn lower_rule(
             destination: destination?,
             has_http_match: rule.http.is_some(),
         })),
+        location: Some(v.ctx.location_of(path)),
     })
 }
 

@@ -490,6 +490,7 @@ impl Validator<'_, '_> {
                 peers: lowered_peers,
                 ports,
             }),
+            location: Some(self.ctx.location_of(path)),
         })
     }
 

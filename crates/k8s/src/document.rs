@@ -59,6 +59,11 @@ impl<'a> ObjectContext<'a> {
         }
     }
 
+    /// Where the value at `path` is written.
+    pub fn location_of(&self, path: &FieldPath) -> SourceLocation {
+        self.location(self.node.span_at(&path.0, false))
+    }
+
     /// A diagnostic at a span of this file.
     pub fn diagnostic_at(&self, code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         at_span(self.input, code, span, message, self.resource.clone())

@@ -204,6 +204,7 @@ impl Validator<'_, '_> {
                 Some(p) => Some(p.into_iter().collect::<Option<Vec<_>>>()?),
                 None => None,
             },
+            location: Some(self.ctx.location_of(path)),
         })
     }
 

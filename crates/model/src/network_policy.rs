@@ -96,6 +96,8 @@ pub struct NetworkPolicyRule {
     pub peers: Option<Vec<NetworkPolicyPeer>>,
     /// `None`: every port of every protocol.
     pub ports: Option<Vec<NetworkPolicyPort>>,
+    /// Where the rule is written, so findings about one rule point at it.
+    pub location: Option<SourceLocation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

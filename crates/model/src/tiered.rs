@@ -177,6 +177,8 @@ pub struct TieredRule {
     pub name: Option<String>,
     pub action: Action,
     pub matcher: RuleMatcher,
+    /// Where the rule is written, so findings about one rule point at it.
+    pub location: Option<SourceLocation>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -61,7 +61,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     out.push(ctx.finding(
                         &RULE,
                         Some(res.clone()),
-                        policy.source.as_ref(),
+                        rule.location.as_ref().or(policy.source.as_ref()),
                         format!(
                             "{res} {direction}[{i}] {what}, though the policy selects {}",
                             policy.pod_selector

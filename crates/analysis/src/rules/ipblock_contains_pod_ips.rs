@@ -49,7 +49,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     };
                     let count = ips.iter().filter(|ip| block.contains(**ip)).count();
                     if count > 0 {
-                        out.push(ctx.finding(&RULE, Some(res.clone()), policy.source.as_ref(), format!("{res} {direction}[{i}].{field}[{j}] ipBlock {block} contains {count} pod IP{}", if count == 1 { "" } else { "s" }), "match pods with selectors; except the pod CIDR from broad ipBlocks"));
+                        out.push(ctx.finding(&RULE, Some(res.clone()), rule.location.as_ref().or(policy.source.as_ref()), format!("{res} {direction}[{i}].{field}[{j}] ipBlock {block} contains {count} pod IP{}", if count == 1 { "" } else { "s" }), "match pods with selectors; except the pod CIDR from broad ipBlocks"));
                     }
                 }
             }

@@ -88,7 +88,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         .iter()
                         .any(|d| d.named_port(name, port.protocol).is_some())
                     {
-                        out.push(ctx.finding(&RULE, Some(res.clone()), policy.source.as_ref(), format!("{res} {direction}[{i}]: no destination pod defines a {} port named {name:?}", port.protocol), "use the container port's name and protocol, or the number"));
+                        out.push(ctx.finding(&RULE, Some(res.clone()), rule.location.as_ref().or(policy.source.as_ref()), format!("{res} {direction}[{i}]: no destination pod defines a {} port named {name:?}", port.protocol), "use the container port's name and protocol, or the number"));
                     }
                 }
             }

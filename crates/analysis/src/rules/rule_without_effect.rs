@@ -329,7 +329,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
                     Target::Kubernetes(k, Some((d, i))),
                     res.clone(),
                     format!("{d}[{i}]"),
-                    p.source.as_ref(),
+                    p.rules(d)[i].location.as_ref().or(p.source.as_ref()),
                     &subjects,
                 );
             }
@@ -400,7 +400,8 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
                 }
                 let id = format!("{d}[{i}]");
                 if !used.contains(&Some(id.clone())) {
-                    out.push(ctx.finding(&RULE, Some(res.clone()), p.source.as_ref(), format!("{res} {id} never decides a flow: earlier rules always decide first (shadowed), or it matches nothing"), "delete it, or reorder so it runs before the rule that shadows it"));
+                    let at = p.rules(d)[i].location.as_ref().or(p.source.as_ref());
+                    out.push(ctx.finding(&RULE, Some(res.clone()), at, format!("{res} {id} never decides a flow: earlier rules always decide first (shadowed), or it matches nothing"), "delete it, or reorder so it runs before the rule that shadows it"));
                 }
             }
         }

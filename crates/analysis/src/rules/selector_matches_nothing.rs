@@ -73,7 +73,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                             out.push(ctx.finding(
                                 &RULE,
                                 Some(res.clone()),
-                                policy.source.as_ref(),
+                                rule.location.as_ref().or(policy.source.as_ref()),
                                 format!("{res} {place}: namespaceSelector {s} matches no namespace (namespaces carry e.g. {})", labels.join("; ")),
                                 "select namespaces by kubernetes.io/metadata.name=<name>, which the API server sets on every namespace",
                             ));
@@ -92,7 +92,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                             out.push(ctx.finding(
                                 &RULE,
                                 Some(res.clone()),
-                                policy.source.as_ref(),
+                                rule.location.as_ref().or(policy.source.as_ref()),
                                 format!("{res} {place}: podSelector {s} matches no pod in {}", scope.join(", ")),
                                 "check the labels of the pods you mean (kubectl get pods --show-labels)",
                             ));

@@ -116,7 +116,11 @@ pub fn rule_strategy() -> impl Strategy<Value = NetworkPolicyRule> {
         proptest::option::of(proptest::collection::vec(peer_strategy(), 1..3)),
         proptest::option::of(proptest::collection::vec(port_strategy(), 1..3)),
     )
-        .prop_map(|(peers, ports)| NetworkPolicyRule { peers, ports })
+        .prop_map(|(peers, ports)| NetworkPolicyRule {
+            peers,
+            ports,
+            location: None,
+        })
 }
 
 pub fn policy_strategy() -> impl Strategy<Value = NetworkPolicy> {
@@ -172,6 +176,7 @@ pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
                 peers: vec![peer],
                 ports,
             }),
+            location: None,
         });
     (
         0u8..3,
@@ -255,6 +260,7 @@ pub fn gnp_strategy() -> impl Strategy<Value = TieredPolicy> {
                     },
                     has_http_match: false,
                 })),
+                location: None,
             }
         });
     (
