@@ -38,9 +38,15 @@ pub enum Command {
     /// Run the whole workflow on a bundled three-tier example.
     Demo(DemoArgs),
     /// List every diagnostic code `check` can report, with its name and default severity.
-    Codes,
-    /// List the lint rules.
-    Rules,
+    Codes {
+        #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Table)]
+        output: ListOutput,
+    },
+    /// List the lint rules (`-o json` includes each rule's documentation).
+    Rules {
+        #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Table)]
+        output: ListOutput,
+    },
     /// Print the documentation of one lint rule (by code or name).
     Rule {
         /// `BH101` or `missing-dns-egress`.
@@ -336,4 +342,12 @@ pub struct ScaffoldArgs {
     /// Where the cluster DNS pods (k8s-app=kube-dns) run.
     #[arg(long, default_value = "kube-system")]
     pub dns_namespace: String,
+}
+
+/// Output of the listing commands (`codes`, `rules`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListOutput {
+    Table,
+    /// An array of {code, name, severity, summary} (rules add `doc`, Markdown).
+    Json,
 }

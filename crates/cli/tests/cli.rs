@@ -702,6 +702,25 @@ fn rules_are_listed_and_documented() {
         assert!(doc.stdout.contains(section), "{}", doc.stdout);
     }
     assert_eq!(run(&["rule", "BH999"]).code, 2);
+    let json: Value = serde_json::from_str(&run(&["rules", "-o", "json"]).stdout).expect("json");
+    let rules = json.as_array().expect("array");
+    assert_eq!(
+        rules.len(),
+        list.stdout.lines().filter(|l| l.starts_with("BH1")).count()
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["doc"].as_str().is_some_and(|d| d.contains("## Fix")))
+    );
+    let codes: Value = serde_json::from_str(&run(&["codes", "-o", "json"]).stdout).expect("json");
+    assert!(
+        codes
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|c| c["code"] == "BH010" && c["severity"] == "error")
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `bulkhead check`: validation diagnostics and lint findings, in five formats.
 
-use crate::cli::{CheckArgs, CheckFormat};
+use crate::cli::{CheckArgs, CheckFormat, ListOutput};
 use crate::render::diagnostics;
 use crate::snapshot;
 use anyhow::Context as _;
@@ -51,7 +51,21 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn list_codes() -> String {
+pub fn list_codes(output: ListOutput) -> String {
+    if output == ListOutput::Json {
+        let codes: Vec<serde_json::Value> = bulkhead_k8s::codes::ALL
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "code": c.code,
+                    "name": c.name,
+                    "severity": c.severity.to_string(),
+                    "summary": c.summary,
+                })
+            })
+            .collect();
+        return format!("{:#}\n", serde_json::Value::from(codes));
+    }
     let mut out = String::new();
     for c in bulkhead_k8s::codes::ALL {
         out.push_str(&format!(
@@ -62,7 +76,22 @@ pub fn list_codes() -> String {
     out
 }
 
-pub fn list_rules() -> String {
+pub fn list_rules(output: ListOutput) -> String {
+    if output == ListOutput::Json {
+        let rules: Vec<serde_json::Value> = bulkhead_analysis::rules::ALL
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "code": r.info.code,
+                    "name": r.info.name,
+                    "severity": r.info.severity.to_string(),
+                    "summary": r.info.summary,
+                    "doc": rule_doc(r.info.code),
+                })
+            })
+            .collect();
+        return format!("{:#}\n", serde_json::Value::from(rules));
+    }
     let mut out = String::new();
     for r in bulkhead_analysis::rules::ALL {
         out.push_str(&format!(

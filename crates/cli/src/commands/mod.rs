@@ -18,8 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args),
         Command::Compile(args) => agent::compile(&args),
         Command::Agent(args) => agent::run(&args),
-        Command::Rules => {
-            print(&check::list_rules())?;
+        Command::Rules { output } => {
+            print(&check::list_rules(output))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rule { code } => match check::rule_doc(&code) {
@@ -33,8 +33,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => analysis::diff(&args),
         Command::Coverage(args) => analysis::coverage(&args),
         Command::Scaffold(args) => analysis::scaffold(&args),
-        Command::Codes => {
-            print(&check::list_codes())?;
+        Command::Codes { output } => {
+            print(&check::list_codes(output))?;
             Ok(ExitCode::SUCCESS)
         }
     }
