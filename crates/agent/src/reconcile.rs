@@ -5,7 +5,7 @@ use crate::{conntrack, interfaces};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_k8s::{LoadOptions, Snapshot};
 use bulkhead_model::Protocol;
-use bulkhead_nft::{Backend, BackendError, CompileOptions};
+use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +19,19 @@ pub struct AgentConfig {
     pub default_namespace: String,
     /// Cut existing connections a new ruleset no longer allows.
     pub tighten: bool,
+    /// Enforce, or audit (log would-be denies and let them through).
+    pub mode: Mode,
+    /// Send a rate-limited NFLOG record for every deny (read by `bulkhead agent flows`).
+    pub log_denies: bool,
+    /// Where the agent keeps state that must outlive it: the break-glass marker.
+    pub state_dir: PathBuf,
+}
+
+impl AgentConfig {
+    /// Break-glass is on while this file exists, so a restarted agent stays open too.
+    pub fn break_glass_marker(&self) -> PathBuf {
+        self.state_dir.join("break-glass")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +42,8 @@ pub enum AgentError {
     InvalidInput { errors: usize, first: String },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("agent state: {0}")]
+    State(String),
 }
 
 /// What a reconcile did.
@@ -109,13 +124,18 @@ impl<B: Backend> Agent<B> {
                 interfaces.insert(pod.key(), device);
             }
         }
-        let (ruleset, report) = bulkhead_nft::compile(
+        let (mut ruleset, report) = bulkhead_nft::compile(
             &engine,
             &CompileOptions {
                 node: self.config.node.clone(),
                 interfaces,
             },
         );
+        ruleset.enforcement = Enforcement {
+            mode: self.config.mode,
+            log_denies: self.config.log_denies,
+            break_glass: self.config.break_glass_marker().exists(),
+        };
         let script = bulkhead_nft::render::render(&ruleset);
         let changed = self.last_script.as_deref() != Some(script.as_str());
         let mut cut = 0;
@@ -123,7 +143,10 @@ impl<B: Backend> Agent<B> {
             self.backend.apply(&script)?;
             let had_previous = self.last_script.is_some();
             self.last_script = Some(script);
-            if self.config.tighten && had_previous {
+            // Audit mode and break-glass let denied flows through; cutting them would not.
+            let enforcing =
+                ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
+            if self.config.tighten && had_previous && enforcing {
                 cut = tighten(&engine);
             }
         }
@@ -134,6 +157,29 @@ impl<B: Backend> Agent<B> {
             connections_cut: cut,
             took: start.elapsed(),
         })
+    }
+
+    /// Break-glass: on, every packet is accepted before any policy runs (fail open); off,
+    /// enforcement is back. One element flip in the kernel, and a marker file so that a
+    /// running or restarted agent keeps the state. Returns whether a table was there to flip.
+    pub fn set_break_glass(&mut self, on: bool) -> Result<bool, AgentError> {
+        let marker = self.config.break_glass_marker();
+        if on {
+            std::fs::create_dir_all(&self.config.state_dir)
+                .and_then(|()| std::fs::write(&marker, b"on\n"))
+                .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
+        } else if marker.exists() {
+            std::fs::remove_file(&marker)
+                .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
+        }
+        if !self.backend.table_exists()? {
+            return Ok(false);
+        }
+        self.backend
+            .apply(&bulkhead_nft::render::render_break_glass(on))?;
+        // The next reconcile renders the map from the marker again.
+        self.last_script = None;
+        Ok(true)
     }
 
     /// Removes Bulkhead's table if present.
@@ -249,6 +295,9 @@ mod tests {
                 interfaces: BTreeMap::from([("x/a".to_string(), "veth-a".to_string())]),
                 default_namespace: "default".into(),
                 tighten: false,
+                mode: Mode::Enforce,
+                log_denies: true,
+                state_dir: dir.join("state"),
             },
             FakeBackend::default(),
         )
@@ -270,7 +319,16 @@ mod tests {
         );
         write(&dir, "policy.yaml", DENY);
         assert!(a.reconcile().expect("valid").applied);
-        assert!(a.backend.applied[1].contains("drop comment \"end of tier default\""));
+        assert!(
+            a.backend.applied[1].contains(
+                "counter meta nfproto vmap @deny_verdict comment \"end of tier default\""
+            )
+        );
+        assert!(
+            a.backend.applied[1]
+                .contains("log group 7 prefix \"bh:D:ingress of x/a:end of tier default\""),
+            "denies are logged with the pod and rule"
+        );
         write(
             &dir,
             "broken.yaml",
@@ -282,6 +340,31 @@ mod tests {
             "{err}"
         );
         assert_eq!(a.backend.applied.len(), 2, "the last good ruleset stays");
+        // Break-glass: one element flip now, and kept by every later reconcile.
+        assert!(a.set_break_glass(true).expect("fake"));
+        assert_eq!(
+            a.backend.applied.last().map(String::as_str),
+            Some(
+                "flush map inet bulkhead break_glass\nadd element inet bulkhead break_glass { ipv4 : accept, ipv6 : accept }\n"
+            )
+        );
+        std::fs::remove_file(dir.join("broken.yaml")).expect("fix the input");
+        assert!(a.reconcile().expect("valid").applied);
+        assert!(
+            a.backend
+                .applied
+                .last()
+                .is_some_and(|s| s.contains("map break_glass { type nf_proto : verdict; elements = { ipv4 : accept, ipv6 : accept }; }")),
+            "a reconcile keeps break-glass on"
+        );
+        assert!(a.set_break_glass(false).expect("fake"));
+        assert!(a.reconcile().expect("valid").applied);
+        assert!(
+            a.backend
+                .applied
+                .last()
+                .is_some_and(|s| s.contains("map break_glass { type nf_proto : verdict; }"))
+        );
         assert!(a.uninstall().expect("fake"));
         assert!(
             a.backend

@@ -235,6 +235,12 @@ pub struct CompileArgs {
     /// pod's IP is used.
     #[arg(long = "interface", value_name = "NS/POD=IFACE")]
     pub interfaces: Vec<String>,
+    /// The ruleset `agent --audit` applies (denies logged and let through).
+    #[arg(long)]
+    pub audit: bool,
+    /// The ruleset `agent --no-deny-log` applies (no NFLOG records for denies).
+    #[arg(long)]
+    pub no_deny_log: bool,
 }
 
 #[derive(Debug, Args)]
@@ -263,12 +269,59 @@ pub struct AgentArgs {
     /// Keep connections a new ruleset no longer allows (default: cut them via conntrack).
     #[arg(long)]
     pub no_tighten: bool,
+    /// Audit mode: connections the policies deny are let through and logged as "would deny"
+    /// (NFLOG group 7, read by `bulkhead agent flows`), to preview policies on real traffic.
+    #[arg(long)]
+    pub audit: bool,
+    /// Do not send NFLOG records for denied connections (counters still count them).
+    #[arg(long)]
+    pub no_deny_log: bool,
+    /// Where state that outlives the agent is kept (the break-glass marker).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: std::path::PathBuf,
 }
+
+pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";
 
 #[derive(Debug, Subcommand)]
 pub enum AgentAction {
     /// Remove Bulkhead's nftables table from this node.
     Uninstall,
+    /// Fail open now, or end it: `on` accepts every packet before any policy runs (one element
+    /// flip, in force within milliseconds, kept by a running or restarted agent); `off` restores
+    /// enforcement.
+    BreakGlass {
+        #[arg(value_enum)]
+        state: Switch,
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: std::path::PathBuf,
+    },
+    /// Print the flow log of denied connections on this node (and, in audit mode, those that
+    /// would be denied), one line per record, with the pod, direction and deciding rule.
+    /// Records are rate-limited per rule (20/s) by the ruleset.
+    Flows {
+        #[arg(short = 'o', long, value_enum, default_value_t = FlowsOutput::Text)]
+        output: FlowsOutput,
+        /// Exit after this many records.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Exit after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowsOutput {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Args)]

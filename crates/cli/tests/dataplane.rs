@@ -471,3 +471,129 @@ fn pods_behind_a_bridge_are_enforced_by_address() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn bulkhead_ok(args: &[&str]) -> String {
+    let out = Command::new(lab::bulkhead())
+        .args(args)
+        .output()
+        .expect("bulkhead runs");
+    assert!(
+        out.status.success(),
+        "bulkhead {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Audit mode lets would-be denies through and logs them, enforcement then drops and logs them,
+/// and break-glass opens everything at once (kept across a reconcile) until it is turned off.
+#[test]
+fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("audit, flow logs and break-glass") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("audit");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    let state = std::env::temp_dir().join(format!("{}-state", lab.id));
+    let _ = std::fs::remove_dir_all(&state);
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let (manifests, state_dir) = (
+        dir.to_str().expect("utf-8").to_string(),
+        state.to_str().expect("utf-8").to_string(),
+    );
+    let once = |extra: &[&str]| {
+        let mut args = vec![
+            "agent",
+            "--once",
+            "--node",
+            NODE,
+            "--manifests",
+            &manifests,
+            "--state-dir",
+            &state_dir,
+        ];
+        args.extend(extra);
+        bulkhead_ok(&args);
+    };
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let connects = |port| {
+        wait(
+            lab.probe("x/client", "tcp", server, port, 600)
+                .expect("probe"),
+        )
+    };
+
+    // The flow log reader, bound before any packet is sent.
+    let mut reader = Command::new(lab::bulkhead())
+        .args(["agent", "flows", "-o", "json", "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flows starts");
+    let mut stderr = BufReader::new(reader.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let _ = stderr.read_line(&mut line);
+    assert!(line.contains("listening"), "flows: {line}");
+    let stdout = reader.stdout.take().expect("stdout");
+    let mut flows = AgentProcess(reader);
+    let (send, records) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = send.send(v);
+            }
+        }
+    });
+    let next_record_for_port_80 = |verdict: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(r) = records.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if r["port"] == 80 && r["verdict"] == verdict {
+                return Some(r);
+            }
+        }
+        None
+    };
+
+    once(&["--audit"]);
+    assert!(
+        connects(80),
+        "audit mode lets the would-be denied flow through"
+    );
+    let audit = next_record_for_port_80("would-deny").expect("a would-deny record");
+    assert_eq!(audit["pod"], "x/server");
+    assert_eq!(audit["direction"], "ingress");
+    assert_eq!(audit["rule"], "end of tier default");
+    assert_eq!(audit["src"], "10.77.0.1");
+    assert_eq!(audit["protocol"], "TCP");
+
+    once(&[]);
+    assert!(!connects(80), "enforcing drops it");
+    assert!(connects(81), "the allowed port works");
+    let deny = next_record_for_port_80("deny").expect("a deny record");
+    assert_eq!(deny["pod"], "x/server");
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", "bulkhead"])
+        .output()
+        .expect("nft");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|l| l.contains("@deny_verdict")
+            && !l.contains("counter packets 0 ")
+            && l.contains("counter packets")),
+        "the deny rule counted the drops: {table}"
+    );
+
+    bulkhead_ok(&["agent", "break-glass", "on", "--state-dir", &state_dir]);
+    assert!(connects(80), "break-glass opens everything");
+    once(&[]);
+    assert!(connects(80), "a reconcile keeps break-glass on");
+    bulkhead_ok(&["agent", "break-glass", "off", "--state-dir", &state_dir]);
+    assert!(!connects(80), "enforcement is back");
+    assert!(connects(81));
+
+    flows.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&state);
+}

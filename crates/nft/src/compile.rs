@@ -2,7 +2,7 @@
 //! the pod's host-side interface, per applying tier a chain linked with `goto`, every peer and
 //! port list a shared set (dataplane.md §5.1).
 
-use crate::ruleset::{Chain, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict};
+use crate::ruleset::{Chain, Enforcement, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict};
 use bulkhead_engine::{DirectionProgram, Engine, PortMatch, ProgramRule};
 use bulkhead_model::{Action, AddrRanges, Direction, Protocol, TierDefault};
 use std::collections::{BTreeMap, HashMap};
@@ -109,7 +109,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                                 addr: *ip,
                             },
                         ],
-                        verdict: Verdict::Drop,
+                        verdict: Verdict::DropAlways,
                         comment: format!("anti-spoofing {}", pod.key()),
                     });
                 }
@@ -160,6 +160,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             ingress_dispatch,
             egress_by_address,
             ingress_by_address,
+            enforcement: Enforcement::default(),
         },
         report,
     )

@@ -2,7 +2,7 @@
 //! nftables' jump/goto/return rules, so tests can compare the compiler with the engine without
 //! root. Established traffic is not modelled (it is accepted first in the real table).
 
-use crate::ruleset::{Match, Ruleset, SetData, Side, Verdict};
+use crate::ruleset::{Match, Mode, Ruleset, SetData, Side, Verdict};
 use bulkhead_model::Protocol;
 use std::net::IpAddr;
 
@@ -27,6 +27,9 @@ enum Outcome {
 impl Ruleset {
     /// Whether the forward hook lets the first packet of this connection through.
     pub fn allows(&self, packet: &Packet) -> bool {
+        if self.enforcement.break_glass {
+            return true;
+        }
         // The base chain's order: egress by interface, egress by address (pods behind a shared
         // bridge interface), then ingress the same two ways.
         let stages = [
@@ -62,7 +65,8 @@ impl Ruleset {
             }
             match &rule.verdict {
                 Verdict::Return => return Outcome::Return,
-                Verdict::Drop => return Outcome::Drop,
+                Verdict::Drop if self.enforcement.mode == Mode::Audit => return Outcome::Return,
+                Verdict::Drop | Verdict::DropAlways => return Outcome::Drop,
                 // goto: the target's end returns to the base chain, like ours.
                 Verdict::Goto(next) => return self.run(next, packet, depth + 1),
                 Verdict::Log(_) => {}
@@ -131,5 +135,78 @@ impl Ruleset {
                 hit != *negate
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{Chain, Enforcement, Rule};
+    use std::collections::BTreeMap;
+
+    /// One pod's ingress chain: anti-spoofing-like unconditional drop for TCP/22, a policy
+    /// deny for everything else.
+    fn ruleset(enforcement: Enforcement) -> Ruleset {
+        let rule = |matches, verdict| Rule {
+            matches,
+            verdict,
+            comment: String::new(),
+        };
+        Ruleset {
+            sets: vec![],
+            chains: vec![Chain {
+                name: "in_0".into(),
+                comment: "ingress of x/a".into(),
+                rules: vec![
+                    rule(
+                        vec![Match::L4Proto {
+                            protocol: Protocol::Udp,
+                            negate: false,
+                        }],
+                        Verdict::DropAlways,
+                    ),
+                    rule(vec![], Verdict::Drop),
+                ],
+            }],
+            egress_dispatch: BTreeMap::new(),
+            ingress_dispatch: BTreeMap::from([("veth-a".to_string(), "in_0".to_string())]),
+            egress_by_address: BTreeMap::new(),
+            ingress_by_address: BTreeMap::new(),
+            enforcement,
+        }
+    }
+
+    fn packet(protocol: Protocol) -> Packet {
+        Packet {
+            iif: None,
+            oif: Some("veth-a".into()),
+            src: "10.0.0.1".parse().expect("ip"),
+            dst: "10.0.0.2".parse().expect("ip"),
+            protocol,
+            dport: Some(80),
+            icmp: None,
+        }
+    }
+
+    #[test]
+    fn audit_lets_policy_denies_through_but_not_unconditional_drops() {
+        let enforce = ruleset(Enforcement::default());
+        assert!(!enforce.allows(&packet(Protocol::Tcp)));
+        let audit = ruleset(Enforcement {
+            mode: Mode::Audit,
+            ..Enforcement::default()
+        });
+        assert!(audit.allows(&packet(Protocol::Tcp)));
+        assert!(!audit.allows(&packet(Protocol::Udp)));
+    }
+
+    #[test]
+    fn break_glass_accepts_everything() {
+        let open = ruleset(Enforcement {
+            break_glass: true,
+            ..Enforcement::default()
+        });
+        assert!(open.allows(&packet(Protocol::Tcp)));
+        assert!(open.allows(&packet(Protocol::Udp)));
     }
 }

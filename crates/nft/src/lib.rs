@@ -15,4 +15,4 @@ pub mod ruleset;
 
 pub use backend::{Backend, BackendError, FakeBackend, NftCli};
 pub use compile::{CompileOptions, compile};
-pub use ruleset::Ruleset;
+pub use ruleset::{Enforcement, Mode, Ruleset};

@@ -2,7 +2,9 @@
 //! (`add table`, `delete table`, `add table ...`): nftables applies a file atomically, so the
 //! old rules stay in force until the new ones are complete, and start-up never opens a window.
 
-use crate::ruleset::{Match, Ruleset, SetData, Side, TABLE, Verdict};
+use crate::ruleset::{
+    DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, Ruleset, SetData, Side, TABLE, Verdict,
+};
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
 
@@ -133,6 +135,25 @@ pub fn render(ruleset: &Ruleset) -> String {
             elements(&items)
         );
     }
+    // Break-glass and the deny verdict are one-element maps: flipping them is an O(1) change
+    // (`render_break_glass`), and the policy rules stay the same in every mode.
+    let open = if ruleset.enforcement.break_glass {
+        " elements = { ipv4 : accept, ipv6 : accept };"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "  map break_glass {{ type nf_proto : verdict;{open} }}"
+    );
+    let deny = match ruleset.enforcement.mode {
+        Mode::Enforce => "drop",
+        Mode::Audit => "return",
+    };
+    let _ = writeln!(
+        out,
+        "  map deny_verdict {{ type nf_proto : verdict; elements = {{ ipv4 : {deny}, ipv6 : {deny} }}; }}"
+    );
     let _ = writeln!(out, "  chain forward {{");
     let _ = writeln!(
         out,
@@ -142,6 +163,7 @@ pub fn render(ruleset: &Ruleset) -> String {
         out,
         "    ct state vmap {{ established : accept, related : accept, invalid : drop }}"
     );
+    let _ = writeln!(out, "    meta nfproto vmap @break_glass");
     // Egress of the sending pod first (by interface, or by address behind a bridge), then
     // ingress of the receiving pod.
     let _ = writeln!(out, "    iifname vmap @egress_dispatch");
@@ -151,28 +173,54 @@ pub fn render(ruleset: &Ruleset) -> String {
     let _ = writeln!(out, "    ip daddr vmap @ingress_address4");
     let _ = writeln!(out, "    ip6 daddr vmap @ingress_address6");
     let _ = writeln!(out, "  }}");
+    let endpoints: std::collections::HashMap<&str, &str> = ruleset
+        .chains
+        .iter()
+        .map(|c| (c.name.as_str(), c.comment.as_str()))
+        .collect();
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);
         let _ = writeln!(out, "    comment {}", quote(&chain.comment, 120));
+        // Tier chains are named after their endpoint chain (`eg_3_t1` belongs to `eg_3`).
+        let endpoint = chain
+            .name
+            .split("_t")
+            .next()
+            .and_then(|e| endpoints.get(e))
+            .copied()
+            .unwrap_or("");
         for rule in &chain.rules {
             let mut parts: Vec<String> = rule
                 .matches
                 .iter()
                 .map(|m| render_match(ruleset, m))
                 .collect();
+            let comment = if rule.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" comment {}", quote(&rule.comment, 120))
+            };
+            if rule.verdict == Verdict::Drop && ruleset.enforcement.log_denies {
+                // Logging is its own rule: a `limit` that fails ends the rule, so the verdict
+                // must not share it (dataplane.md §4.5).
+                let mut log = parts.clone();
+                log.push(format!(
+                    "limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {}",
+                    quote(&deny_log_prefix(ruleset, endpoint, &rule.comment), 127)
+                ));
+                let _ = writeln!(out, "    {}{comment}", log.join(" "));
+            }
             parts.push(match &rule.verdict {
                 Verdict::Return => "return".into(),
-                Verdict::Drop => "drop".into(),
+                Verdict::Drop => "counter meta nfproto vmap @deny_verdict".into(),
+                Verdict::DropAlways => "counter drop".into(),
                 Verdict::Goto(c) => format!("goto {c}"),
                 Verdict::Log(prefix) => format!(
                     "log prefix {}",
                     quote(&format!("bulkhead log {prefix}: "), 100)
                 ),
             });
-            if !rule.comment.is_empty() {
-                parts.push(format!("comment {}", quote(&rule.comment, 120)));
-            }
-            let _ = writeln!(out, "    {}", parts.join(" "));
+            let _ = writeln!(out, "    {}{comment}", parts.join(" "));
         }
         let _ = writeln!(out, "  }}");
     }
@@ -240,7 +288,75 @@ fn render_match(ruleset: &Ruleset, m: &Match) -> String {
     }
 }
 
+/// The NFLOG prefix of a deny: `bh:<D|A>:<endpoint chain comment>:<rule>`, where `A` marks an
+/// audit-mode "would deny". [`parse_deny_log_prefix`] reads it back.
+fn deny_log_prefix(ruleset: &Ruleset, endpoint: &str, rule: &str) -> String {
+    let mode = match ruleset.enforcement.mode {
+        Mode::Enforce => 'D',
+        Mode::Audit => 'A',
+    };
+    format!("bh:{mode}:{endpoint}:{rule}")
+}
+
+/// A deny log record's prefix, read back: (would-deny only, `egress of ns/pod`, rule).
+pub fn parse_deny_log_prefix(prefix: &str) -> Option<(bool, &str, &str)> {
+    let rest = prefix.strip_prefix("bh:")?;
+    let (mode, rest) = rest.split_once(':')?;
+    let (endpoint, rule) = rest.split_once(':')?;
+    let audit = match mode {
+        "D" => false,
+        "A" => true,
+        _ => return None,
+    };
+    Some((audit, endpoint, rule))
+}
+
+/// The transaction that turns break-glass on (every packet accepted before any policy runs) or
+/// off, without touching the rules: one element flip.
+pub fn render_break_glass(on: bool) -> String {
+    let mut out = format!("flush map inet {TABLE} break_glass\n");
+    if on {
+        let _ = writeln!(
+            out,
+            "add element inet {TABLE} break_glass {{ ipv4 : accept, ipv6 : accept }}"
+        );
+    }
+    out
+}
+
 /// The transaction that removes Bulkhead's table (and nothing else).
 pub fn render_removal() -> String {
     format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_log_prefixes_read_back() {
+        assert_eq!(
+            parse_deny_log_prefix("bh:A:ingress of x/web:NetworkPolicy x/web ingress[0]"),
+            Some((true, "ingress of x/web", "NetworkPolicy x/web ingress[0]"))
+        );
+        assert_eq!(
+            parse_deny_log_prefix("bh:D:egress of x/a:end of tier default"),
+            Some((false, "egress of x/a", "end of tier default"))
+        );
+        assert_eq!(parse_deny_log_prefix("bh:X:a:b"), None);
+        assert_eq!(parse_deny_log_prefix("other"), None);
+    }
+
+    #[test]
+    fn break_glass_is_one_element_flip() {
+        assert_eq!(
+            render_break_glass(false),
+            "flush map inet bulkhead break_glass\n"
+        );
+        assert!(
+            render_break_glass(true).ends_with(
+                "add element inet bulkhead break_glass { ipv4 : accept, ipv6 : accept }\n"
+            )
+        );
+    }
 }

@@ -19,7 +19,35 @@ pub struct Ruleset {
     /// are dispatched by address instead: pod address -> chain.
     pub egress_by_address: BTreeMap<IpAddr, String>,
     pub ingress_by_address: BTreeMap<IpAddr, String>,
+    pub enforcement: Enforcement,
 }
+
+/// How denies act, and whether they are logged. Kept out of the compiled rules: both modes and
+/// break-glass are one-element verdict maps in the table (dataplane.md §4.6, §5.1), so the
+/// rules a policy compiles to are the same whatever the mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Enforcement {
+    pub mode: Mode,
+    /// Each deny also sends a rate-limited NFLOG record (group [`DENY_LOG_GROUP`]) whose prefix
+    /// names the pod, direction and deciding rule.
+    pub log_denies: bool,
+    /// Fail open: the forward hook accepts everything before any policy runs.
+    pub break_glass: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Denied connections are dropped.
+    #[default]
+    Enforce,
+    /// Denied connections are logged and let through (a preview before enforcing).
+    Audit,
+}
+
+/// The NFLOG group that carries deny (and audit would-deny) records.
+pub const DENY_LOG_GROUP: u16 = 7;
+/// Log records per second per deny rule; a flood is counted but not logged in full.
+pub const DENY_LOG_RATE: u32 = 20;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedSet {
@@ -96,7 +124,10 @@ pub enum Match {
 pub enum Verdict {
     /// This direction allows: back to the base chain.
     Return,
+    /// A policy denies: dropped when enforcing, logged and let through in audit mode.
     Drop,
+    /// Dropped in every mode (anti-spoofing is not a policy decision to preview).
+    DropAlways,
     /// Pass / next tier.
     Goto(String),
     /// Calico `Log`: record and continue.

@@ -1,11 +1,11 @@
 //! `bulkhead compile` and `bulkhead agent`: the dataplane commands.
 
-use crate::cli::{AgentAction, AgentArgs, CompileArgs};
+use crate::cli::{AgentAction, AgentArgs, CompileArgs, FlowsOutput, Switch};
 use crate::snapshot;
 use anyhow::{Context as _, bail};
 use bulkhead_agent::{Agent, AgentConfig};
 use bulkhead_engine::{Engine, EngineOptions};
-use bulkhead_nft::{CompileOptions, NftCli};
+use bulkhead_nft::{CompileOptions, Enforcement, Mode, NftCli};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,13 +45,22 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
             map.insert(pod.key(), device);
         }
     }
-    let (ruleset, report) = bulkhead_nft::compile(
+    let (mut ruleset, report) = bulkhead_nft::compile(
         &engine,
         &CompileOptions {
             node: args.node.clone(),
             interfaces: map,
         },
     );
+    ruleset.enforcement = Enforcement {
+        mode: if args.audit {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        },
+        log_denies: !args.no_deny_log,
+        break_glass: false,
+    };
     for pod in &report.pods_without_interface {
         eprintln!(
             "warning: no host interface known for {pod}; it is not enforced (use --interface {pod}=IFACE)"
@@ -59,6 +68,23 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     }
     super::print(&bulkhead_nft::render::render(&ruleset))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An agent that only touches the table as a whole (uninstall, break-glass).
+fn table_agent(state_dir: &std::path::Path) -> Agent<NftCli> {
+    Agent::new(
+        AgentConfig {
+            node: String::new(),
+            manifests: Default::default(),
+            interfaces: BTreeMap::new(),
+            default_namespace: String::new(),
+            tighten: false,
+            mode: Mode::Enforce,
+            log_denies: false,
+            state_dir: state_dir.to_path_buf(),
+        },
+        NftCli::default(),
+    )
 }
 
 pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
@@ -69,29 +95,57 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             interfaces: interfaces(&args.interfaces)?,
             default_namespace: args.namespace.clone(),
             tighten: !args.no_tighten,
+            mode: if args.audit {
+                Mode::Audit
+            } else {
+                Mode::Enforce
+            },
+            log_denies: !args.no_deny_log,
+            state_dir: args.state_dir.clone(),
         })
     };
-    if let Some(AgentAction::Uninstall) = args.action {
-        let mut agent = Agent::new(
-            AgentConfig {
-                node: String::new(),
-                manifests: Default::default(),
-                interfaces: BTreeMap::new(),
-                default_namespace: String::new(),
-                tighten: false,
-            },
-            NftCli::default(),
-        );
-        let removed = agent.uninstall()?;
+    match &args.action {
+        Some(AgentAction::Uninstall) => {
+            let removed = table_agent(&args.state_dir).uninstall()?;
+            eprintln!(
+                "{}",
+                if removed {
+                    "removed table inet bulkhead"
+                } else {
+                    "no Bulkhead table on this node"
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(AgentAction::BreakGlass { state, state_dir }) => {
+            let on = *state == Switch::On;
+            let flipped = table_agent(state_dir).set_break_glass(on)?;
+            eprintln!(
+                "{}{}",
+                if on {
+                    "break-glass ON: every connection is accepted, no policy is enforced"
+                } else {
+                    "break-glass off: policies are enforced"
+                },
+                if flipped {
+                    ""
+                } else {
+                    " (no Bulkhead table yet; the agent applies this when it starts)"
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(AgentAction::Flows {
+            output,
+            count,
+            duration,
+        }) => return flows(*output, *count, *duration),
+        None => {}
+    }
+    if args.audit {
         eprintln!(
-            "{}",
-            if removed {
-                "removed table inet bulkhead"
-            } else {
-                "no Bulkhead table on this node"
-            }
+            "audit mode: denied connections are let through and logged as would-deny (not enforced)"
         );
-        return Ok(ExitCode::SUCCESS);
     }
     let mut agent = Agent::new(config(args)?, NftCli::default());
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
@@ -123,5 +177,80 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     agent.run(Duration::from_millis(args.poll_ms), report, || true);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flows(
+    output: FlowsOutput,
+    count: Option<usize>,
+    duration: Option<f64>,
+) -> anyhow::Result<ExitCode> {
+    use bulkhead_agent::flowlog::{DenyLog, DenyRecord};
+    let mut log = DenyLog::open().context("opening the NFLOG deny group (needs root)")?;
+    eprintln!(
+        "listening for deny records on NFLOG group {}",
+        bulkhead_nft::ruleset::DENY_LOG_GROUP
+    );
+    let (send, receive) = std::sync::mpsc::channel::<DenyRecord>();
+    // The socket blocks; a reader thread lets the main thread honour --duration.
+    std::thread::spawn(move || {
+        while let Ok(batch) = log.next_batch() {
+            for record in batch {
+                if send.send(record).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let deadline = duration.map(|s| std::time::Instant::now() + Duration::from_secs_f64(s));
+    let mut printed = 0;
+    while count.is_none_or(|c| printed < c) {
+        let record = match deadline {
+            Some(d) => {
+                match receive.recv_timeout(d.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            }
+            None => match receive.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
+        let protocol = match record.protocol {
+            6 => "TCP".to_string(),
+            17 => "UDP".to_string(),
+            132 => "SCTP".to_string(),
+            1 => "ICMP".to_string(),
+            58 => "ICMPv6".to_string(),
+            n => n.to_string(),
+        };
+        let line = match output {
+            FlowsOutput::Json => serde_json::json!({
+                "verdict": if record.audit { "would-deny" } else { "deny" },
+                "direction": record.direction,
+                "pod": record.pod,
+                "rule": record.rule,
+                "src": record.src.to_string(),
+                "dst": record.dst.to_string(),
+                "protocol": protocol,
+                "port": record.dport,
+            })
+            .to_string(),
+            FlowsOutput::Text => format!(
+                "{:<10} {} -> {} {}{}  {} of {} by {}",
+                if record.audit { "WOULD-DENY" } else { "DENY" },
+                record.src,
+                record.dst,
+                protocol,
+                record.dport.map(|p| format!("/{p}")).unwrap_or_default(),
+                record.direction,
+                record.pod,
+                record.rule
+            ),
+        };
+        super::print(&format!("{line}\n"))?;
+        printed += 1;
+    }
     Ok(ExitCode::SUCCESS)
 }
