@@ -9,6 +9,7 @@
 pub mod conntrack;
 pub mod flowlog;
 pub mod interfaces;
+pub mod metrics;
 pub mod reconcile;
 
 pub use reconcile::{Agent, AgentConfig, AgentError, Reconciled};

@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub log_denies: bool,
     /// Where the agent keeps state that must outlive it: the break-glass marker.
     pub state_dir: PathBuf,
+    /// Prometheus text file refreshed while the agent runs (node_exporter textfile collector).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -182,6 +184,20 @@ impl<B: Backend> Agent<B> {
         Ok(true)
     }
 
+    /// Prometheus exposition of the table's state (deny counters, audit, break-glass).
+    pub fn metrics(&mut self) -> Result<String, AgentError> {
+        Ok(crate::metrics::render(self.backend.state()?.as_ref()))
+    }
+
+    /// Writes [`Agent::metrics`] to `path` atomically (a scraper never sees half a file).
+    pub fn write_metrics(&mut self, path: &std::path::Path) -> Result<(), AgentError> {
+        let text = self.metrics()?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| AgentError::State(format!("{}: {e}", path.display())))
+    }
+
     /// Removes Bulkhead's table if present.
     pub fn uninstall(&mut self) -> Result<bool, AgentError> {
         if !self.backend.table_exists()? {
@@ -203,7 +219,16 @@ impl<B: Backend> Agent<B> {
     ) {
         report(self.reconcile());
         let mut seen = fingerprint(&self.config.manifests);
+        let mut metrics_written: Option<Instant> = None;
         while keep_running() {
+            if let Some(path) = self.config.metrics_file.clone()
+                && metrics_written.is_none_or(|t| t.elapsed() >= METRICS_EVERY)
+            {
+                if let Err(e) = self.write_metrics(&path) {
+                    report(Err(e));
+                }
+                metrics_written = Some(Instant::now());
+            }
             std::thread::sleep(poll);
             let now = fingerprint(&self.config.manifests);
             if now == seen {
@@ -224,6 +249,9 @@ impl<B: Backend> Agent<B> {
         }
     }
 }
+
+/// How often a running agent refreshes its metrics file.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
 
 /// Cuts tracked flows the engine now denies (see [`crate::conntrack`]).
 fn tighten(engine: &Engine<'_>) -> usize {
@@ -298,6 +326,7 @@ mod tests {
                 mode: Mode::Enforce,
                 log_denies: true,
                 state_dir: dir.join("state"),
+                metrics_file: None,
             },
             FakeBackend::default(),
         )
@@ -321,7 +350,7 @@ mod tests {
         assert!(a.reconcile().expect("valid").applied);
         assert!(
             a.backend.applied[1].contains(
-                "counter meta nfproto vmap @deny_verdict comment \"end of tier default\""
+                "counter meta nfproto vmap @deny_verdict comment \"ingress of x/a: end of tier default\""
             )
         );
         assert!(

@@ -279,6 +279,10 @@ pub struct AgentArgs {
     /// Where state that outlives the agent is kept (the break-glass marker).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: std::path::PathBuf,
+    /// Keep Prometheus metrics (deny counters per pod and rule, audit, break-glass) in this
+    /// file, refreshed every 5 s, for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";
@@ -295,6 +299,13 @@ pub enum AgentAction {
         state: Switch,
         #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: std::path::PathBuf,
+    },
+    /// Print Prometheus metrics of this node's table: denied packets and bytes per pod and
+    /// rule (the kernel's counters), audit mode, break-glass.
+    Metrics {
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
     },
     /// Print the flow log of denied connections on this node (and, in audit mode, those that
     /// would be denied), one line per record, with the pod, direction and deciding rule.

@@ -472,6 +472,15 @@ fn pods_behind_a_bridge_are_enforced_by_address() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn metrics() -> String {
+    let out = Command::new(lab::bulkhead())
+        .args(["agent", "metrics"])
+        .output()
+        .expect("bulkhead runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn bulkhead_ok(args: &[&str]) -> String {
     let out = Command::new(lab::bulkhead())
         .args(args)
@@ -573,22 +582,25 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     assert!(connects(81), "the allowed port works");
     let deny = next_record_for_port_80("deny").expect("a deny record");
     assert_eq!(deny["pod"], "x/server");
-    let table = Command::new("nft")
-        .args(["list", "table", "inet", "bulkhead"])
-        .output()
-        .expect("nft");
-    let table = String::from_utf8_lossy(&table.stdout);
+    let exposition = metrics();
+    let denied = exposition
+        .lines()
+        .find(|l| {
+            l.starts_with("bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
     assert!(
-        table.lines().any(|l| l.contains("@deny_verdict")
-            && !l.contains("counter packets 0 ")
-            && l.contains("counter packets")),
-        "the deny rule counted the drops: {table}"
+        denied.is_some_and(|n| n > 0),
+        "the kernel counted the denies: {exposition}"
     );
+    assert!(exposition.contains("bulkhead_audit_mode 0"), "{exposition}");
 
     bulkhead_ok(&["agent", "break-glass", "on", "--state-dir", &state_dir]);
     assert!(connects(80), "break-glass opens everything");
     once(&[]);
     assert!(connects(80), "a reconcile keeps break-glass on");
+    assert!(metrics().contains("bulkhead_break_glass 1"));
     bulkhead_ok(&["agent", "break-glass", "off", "--state-dir", &state_dir]);
     assert!(!connects(80), "enforcement is back");
     assert!(connects(81));

@@ -1,6 +1,7 @@
 //! The one door to the kernel (house rule 7): every change is one atomic `nft -f` transaction
 //! on Bulkhead's own table. A fake backend records scripts for tests without root.
 
+use crate::counters::{self, TableState};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -18,6 +19,11 @@ pub enum BackendError {
         status: String,
         stderr: String,
     },
+    #[error("reading {command} output: {source}")]
+    Parse {
+        command: String,
+        source: serde_json::Error,
+    },
 }
 
 pub trait Backend {
@@ -25,6 +31,8 @@ pub trait Backend {
     fn apply(&mut self, script: &str) -> Result<(), BackendError>;
     /// Whether Bulkhead's table exists (adopted at start-up, never flushed first).
     fn table_exists(&mut self) -> Result<bool, BackendError>;
+    /// The table's mode and deny counters; `None` when there is no table.
+    fn state(&mut self) -> Result<Option<TableState>, BackendError>;
 }
 
 /// The real kernel through the `nft` command (nftables >= 1.0).
@@ -94,6 +102,28 @@ impl Backend for NftCli {
             .lines()
             .any(|l| l.trim() == format!("table inet {}", crate::ruleset::TABLE)))
     }
+
+    fn state(&mut self) -> Result<Option<TableState>, BackendError> {
+        if !self.table_exists()? {
+            return Ok(None);
+        }
+        let table = crate::ruleset::TABLE;
+        let parse = |command: &str, e| BackendError::Parse {
+            command: command.to_string(),
+            source: e,
+        };
+        let rules = self.run(&["-j", "-t", "list", "table", "inet", table], None)?;
+        let denies = counters::deny_counters(&rules).map_err(|e| parse("nft list table", e))?;
+        let deny = self.run(&["-j", "list", "map", "inet", table, "deny_verdict"], None)?;
+        let glass = self.run(&["-j", "list", "map", "inet", table, "break_glass"], None)?;
+        Ok(Some(TableState {
+            audit: counters::map_verdict_is(&deny, "return")
+                .map_err(|e| parse("nft list map", e))?,
+            break_glass: counters::map_verdict_is(&glass, "accept")
+                .map_err(|e| parse("nft list map", e))?,
+            denies,
+        }))
+    }
 }
 
 /// Records what would be applied.
@@ -101,6 +131,8 @@ impl Backend for NftCli {
 pub struct FakeBackend {
     pub applied: Vec<String>,
     pub present: bool,
+    /// What [`Backend::state`] reports while the table is present.
+    pub state: TableState,
 }
 
 impl Backend for FakeBackend {
@@ -114,5 +146,9 @@ impl Backend for FakeBackend {
 
     fn table_exists(&mut self) -> Result<bool, BackendError> {
         Ok(self.present)
+    }
+
+    fn state(&mut self) -> Result<Option<TableState>, BackendError> {
+        Ok(self.present.then(|| self.state.clone()))
     }
 }

@@ -6,9 +6,11 @@
 //! * [`interpret`]: a reference interpreter of the ruleset, so tests check compiler == engine
 //!   without root.
 //! * [`backend`]: the one door to the kernel (real `nft`, or a fake that records).
+//! * [`counters`]: the table's state read back (deny counters, audit, break-glass).
 
 pub mod backend;
 pub mod compile;
+pub mod counters;
 pub mod interpret;
 pub mod render;
 pub mod ruleset;

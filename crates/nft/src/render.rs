@@ -195,7 +195,14 @@ pub fn render(ruleset: &Ruleset) -> String {
                 .iter()
                 .map(|m| render_match(ruleset, m))
                 .collect();
-            let comment = if rule.comment.is_empty() {
+            let comment = if rule.verdict == Verdict::Drop {
+                // Deny rules name their endpoint too: `bulkhead agent metrics` reads the
+                // counters back by comment (nft's JSON drops chain comments).
+                format!(
+                    " comment {}",
+                    quote(&format!("{endpoint}: {}", rule.comment), 127)
+                )
+            } else if rule.comment.is_empty() {
                 String::new()
             } else {
                 format!(" comment {}", quote(&rule.comment, 120))

@@ -82,6 +82,7 @@ fn table_agent(state_dir: &std::path::Path) -> Agent<NftCli> {
             mode: Mode::Enforce,
             log_denies: false,
             state_dir: state_dir.to_path_buf(),
+            metrics_file: None,
         },
         NftCli::default(),
     )
@@ -102,6 +103,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             },
             log_denies: !args.no_deny_log,
             state_dir: args.state_dir.clone(),
+            metrics_file: args.metrics_file.clone(),
         })
     };
     match &args.action {
@@ -140,6 +142,14 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             count,
             duration,
         }) => return flows(*output, *count, *duration),
+        Some(AgentAction::Metrics { output }) => {
+            let mut agent = table_agent(&args.state_dir);
+            match output {
+                Some(path) => agent.write_metrics(path)?,
+                None => super::print(&agent.metrics()?)?,
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         None => {}
     }
     if args.audit {
