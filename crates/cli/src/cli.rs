@@ -215,6 +215,8 @@ pub enum MapFormat {
     Csv,
     Dot,
     Mermaid,
+    /// A self-contained web page (graph, matrix, list, filter) to open in a browser.
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -902,3 +902,41 @@ fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
     );
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+#[test]
+fn map_html_is_one_self_contained_page_with_every_endpoint() {
+    let r = run(&["map", &ci(), "--by", "workload", "-o", "html"]);
+    assert_eq!(r.code, 0);
+    let page = &r.stdout;
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+    assert!(
+        !page.contains("http://") || page.matches("http://").count() == 1,
+        "only the SVG namespace, no external resources"
+    );
+    assert!(!page.contains("<script src"), "no external scripts");
+    let json: Value =
+        serde_json::from_str(&run(&["map", &ci(), "--by", "workload", "-o", "json"]).stdout)
+            .expect("json");
+    let mut pairs: Vec<(String, String)> = json["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            (
+                c["from"].as_str().unwrap_or("").to_string(),
+                c["to"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    pairs.dedup();
+    assert_eq!(
+        page.matches("<td class=\"allow\"").count(),
+        pairs.len(),
+        "one green cell per allowed pair"
+    );
+    // The database is reached by nobody but is still drawn: a compartment is visible too.
+    assert!(
+        page.contains("data-name=\"shop/pod/db-0\""),
+        "every endpoint is a node"
+    );
+}

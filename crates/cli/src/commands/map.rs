@@ -36,7 +36,19 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
             .context("--protocol")?,
         port: args.port,
     };
-    super::print(&render_filtered(&engine, args.by, args.output, filter))?;
+    let title: Vec<String> = args
+        .input
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    super::print(&render_filtered(
+        &engine,
+        args.by,
+        args.output,
+        filter,
+        &title.join(" "),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -50,7 +62,7 @@ pub struct Filter {
 }
 
 pub fn render(engine: &Engine<'_>, by: MapBy, format: MapFormat) -> String {
-    render_filtered(engine, by, format, Filter::default())
+    render_filtered(engine, by, format, Filter::default(), "demo")
 }
 
 pub fn render_filtered(
@@ -58,12 +70,33 @@ pub fn render_filtered(
     by: MapBy,
     format: MapFormat,
     filter: Filter,
+    title: &str,
 ) -> String {
     let aggregation = match by {
         MapBy::Pod => Aggregation::Pod,
         MapBy::Workload => Aggregation::Workload,
         MapBy::Namespace => Aggregation::Namespace,
     };
+    // Every endpoint the map is about, also those nothing reaches (for the page).
+    let cluster = engine.cluster();
+    let endpoints: Vec<String> = engine
+        .pod_endpoints()
+        .into_iter()
+        .filter(|i| {
+            let chosen = |set: &Option<Vec<usize>>| set.as_ref().is_some_and(|s| s.contains(i));
+            (filter.from.is_none() && filter.to.is_none())
+                || chosen(&filter.from)
+                || chosen(&filter.to)
+        })
+        .map(|i| {
+            let p = &cluster.pods[i];
+            match aggregation {
+                Aggregation::Pod => p.key(),
+                Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
+                Aggregation::Namespace => p.namespace.clone(),
+            }
+        })
+        .collect();
     let connections = engine.connectivity(&ConnectivityOptions {
         aggregation,
         from: filter.from,
@@ -78,5 +111,6 @@ pub fn render_filtered(
         MapFormat::Csv => map::csv(&connections),
         MapFormat::Dot => map::dot(&connections),
         MapFormat::Mermaid => map::mermaid(&connections),
+        MapFormat::Html => crate::render::map_html::page(title, &endpoints, &connections),
     }
 }
