@@ -3,20 +3,41 @@
 use crate::cli::{InputArgs, SemanticsArgs, SemanticsChoice};
 use bulkhead_engine::{Engine, EngineOptions, Semantics};
 use bulkhead_k8s::{LoadOptions, Snapshot};
+use std::io::IsTerminal as _;
 
 /// Loads and also returns the inputs, for findings that need their source lines.
 pub fn load_with_inputs(input: &InputArgs) -> (Snapshot, Vec<bulkhead_k8s::Input>) {
+    let started = std::time::Instant::now();
     let (inputs, mut io_diagnostics) = bulkhead_k8s::read_paths(&input.paths);
+    let bytes: usize = inputs.iter().map(|i| i.text.len()).sum();
+    let interactive = std::io::stderr().is_terminal();
+    if interactive && bytes > PROGRESS_BYTES {
+        eprintln!(
+            "loading {} file(s), {:.1} MB...",
+            inputs.len(),
+            bytes as f64 / 1e6
+        );
+    }
     let mut snapshot = bulkhead_k8s::load(
         &inputs,
         &LoadOptions {
             default_namespace: input.namespace.clone(),
         },
     );
+    if interactive && bytes > PROGRESS_BYTES {
+        let objects: usize = snapshot.object_counts.values().sum();
+        eprintln!(
+            "loaded {objects} object(s) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     io_diagnostics.append(&mut snapshot.diagnostics);
     snapshot.diagnostics = io_diagnostics;
     (snapshot, inputs)
 }
+
+/// Above this much input, an interactive user is told what is being loaded (it takes seconds).
+const PROGRESS_BYTES: usize = 5_000_000;
 
 /// Fills in the source line of diagnostics located by file and line (lint findings point at
 /// objects; the renderer shows the line with a caret).
@@ -43,16 +64,7 @@ pub fn fill_source_lines(
 }
 
 pub fn load(input: &InputArgs) -> Snapshot {
-    let (inputs, mut io_diagnostics) = bulkhead_k8s::read_paths(&input.paths);
-    let mut snapshot = bulkhead_k8s::load(
-        &inputs,
-        &LoadOptions {
-            default_namespace: input.namespace.clone(),
-        },
-    );
-    io_diagnostics.append(&mut snapshot.diagnostics);
-    snapshot.diagnostics = io_diagnostics;
-    snapshot
+    load_with_inputs(input).0
 }
 
 pub fn engine_options(args: &SemanticsArgs, snapshot: &Snapshot) -> EngineOptions {
