@@ -521,6 +521,7 @@ impl Loader<'_> {
                         name: name.to_string(),
                         labels,
                         defined: true,
+                        source: Some(ctx.location(ctx.node.span)),
                     });
                 }
             }

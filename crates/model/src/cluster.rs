@@ -14,6 +14,8 @@ pub struct Namespace {
     pub labels: Labels,
     /// False when the namespace was only referenced, not defined in the input.
     pub defined: bool,
+    /// Where the Namespace object is written, when it is.
+    pub source: Option<SourceLocation>,
 }
 
 /// How a pod entered the snapshot, which decides whether it is a policy endpoint.
@@ -167,6 +169,7 @@ impl Cluster {
                     labels: Labels::from([(METADATA_NAME_LABEL.to_string(), name.clone())]),
                     name,
                     defined: false,
+                    source: None,
                 });
             }
         }

@@ -50,12 +50,14 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         if missing.is_empty() {
             continue;
         }
-        let source = ctx
-            .cluster
-            .pods
-            .iter()
-            .find(|p| p.namespace == ns.name)
-            .and_then(|p| p.source.as_ref());
+        // The Namespace object when the input has it, else the first pod in the namespace.
+        let source = ns.source.as_ref().or_else(|| {
+            ctx.cluster
+                .pods
+                .iter()
+                .find(|p| p.namespace == ns.name)
+                .and_then(|p| p.source.as_ref())
+        });
         out.push(ctx.finding(
             &RULE,
             Some(format!("Namespace {}", ns.name)),

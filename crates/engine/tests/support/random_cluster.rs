@@ -320,6 +320,7 @@ pub fn cluster_strategy(with_anp: bool, with_calico: bool) -> impl Strategy<Valu
                     name: n.into(),
                     labels: labels(&[("kubernetes.io/metadata.name", n)]),
                     defined: true,
+                    source: None,
                 });
             }
             for (i, (n, app, tier, http)) in pods.into_iter().enumerate() {
