@@ -2,8 +2,30 @@
 //! IP. Any CNI that routes a veth per pod (ptp, Calico, Cilium in routing mode, ...) installs
 //! exactly that route. Bridged CNIs need `--interface POD=IFACE` overrides.
 
+use bulkhead_model::Cluster;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
+
+/// `ns/pod` -> host interface for every pod of `node`: `overrides` first, then the route to the
+/// pod's first IP. hostNetwork pods are the node itself and have none.
+pub fn for_node(
+    cluster: &Cluster,
+    node: &str,
+    overrides: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut interfaces = overrides.clone();
+    for pod in &cluster.pods {
+        if pod.node.as_deref() == Some(node)
+            && !pod.host_network
+            && !interfaces.contains_key(&pod.key())
+            && let Some(device) = pod.ips.first().and_then(|ip| route_device(*ip))
+        {
+            interfaces.insert(pod.key(), device);
+        }
+    }
+    interfaces
+}
 
 /// The device of the route to `ip` (`ip -o route get IP` -> `... dev vethXYZ ...`).
 pub fn route_device(ip: IpAddr) -> Option<String> {

@@ -116,16 +116,11 @@ impl<B: Backend> Agent<B> {
                 self_traffic_allowed: true,
             },
         );
-        let mut interfaces = self.config.interfaces.clone();
-        for pod in &snapshot.cluster.pods {
-            if pod.node.as_deref() == Some(self.config.node.as_str())
-                && !pod.host_network
-                && !interfaces.contains_key(&pod.key())
-                && let Some(device) = pod.ips.first().and_then(|ip| interfaces::route_device(*ip))
-            {
-                interfaces.insert(pod.key(), device);
-            }
-        }
+        let interfaces = interfaces::for_node(
+            &snapshot.cluster,
+            &self.config.node,
+            &self.config.interfaces,
+        );
         let (mut ruleset, report) = bulkhead_nft::compile(
             &engine,
             &CompileOptions {

@@ -223,48 +223,13 @@ impl Loader<'_> {
             ).with_help(format!("change apiVersion to {expected}")));
             return Vec::new();
         }
-        let metadata_name = node
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Node::as_str)
-            .map(str::to_string);
         let cluster_scoped = matches!(kind, "Namespace" | "Node");
-        let namespace = if cluster_scoped {
-            String::new()
-        } else {
-            node.get("metadata")
-                .and_then(|m| m.get("namespace"))
-                .and_then(Node::as_str)
-                .filter(|n| !n.is_empty())
-                .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
-        };
-        let Some(name) = metadata_name else {
-            self.push(ctx.diagnostic(
-                codes::MISSING_NAME,
-                &FieldPath::root().key("metadata"),
-                true,
-                format!("{kind} has no metadata.name"),
-            ));
+        let Some((ctx, namespace, name, duplicate)) =
+            self.identify(input, node, &group, kind, cluster_scoped)
+        else {
             return Vec::new();
         };
-        let resource = if cluster_scoped {
-            format!("{kind} {name}")
-        } else {
-            format!("{kind} {namespace}/{name}")
-        };
-        record_suppressions(&mut self.snapshot.cluster, node, &resource);
-        let ctx = ObjectContext {
-            input,
-            node,
-            resource: Some(resource.clone()),
-        };
-        let key = (
-            group.clone(),
-            kind.to_string(),
-            namespace.clone(),
-            name.clone(),
-        );
-        if self.is_duplicate(&ctx, key, &resource) {
+        if duplicate {
             self.check_only(|loader| loader.lower(&ctx, kind, &namespace, &name));
         } else {
             self.lower(&ctx, kind, &namespace, &name);

@@ -33,18 +33,11 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
             self_traffic_allowed: true,
         },
     );
-    let mut map = interfaces(&args.interfaces)?;
-    for pod in &snapshot.cluster.pods {
-        if pod.node.as_deref() == Some(args.node.as_str())
-            && !map.contains_key(&pod.key())
-            && let Some(device) = pod
-                .ips
-                .first()
-                .and_then(|ip| bulkhead_agent::interfaces::route_device(*ip))
-        {
-            map.insert(pod.key(), device);
-        }
-    }
+    let map = bulkhead_agent::interfaces::for_node(
+        &snapshot.cluster,
+        &args.node,
+        &interfaces(&args.interfaces)?,
+    );
     let (mut ruleset, report) = bulkhead_nft::compile(
         &engine,
         &CompileOptions {
