@@ -36,6 +36,21 @@ fn quote(text: &str, max: usize) -> String {
     format!("\"{clean}\"")
 }
 
+/// Address intervals as set elements: `a` for a single address, `a-b` otherwise.
+fn intervals<A: PartialEq + std::fmt::Display>(
+    ranges: impl Iterator<Item = (A, A)>,
+) -> Vec<String> {
+    ranges
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect()
+}
+
 fn elements(items: &[String]) -> String {
     if items.is_empty() {
         String::new()
@@ -56,30 +71,8 @@ pub fn render(ruleset: &Ruleset) -> String {
     let _ = writeln!(out, "table inet {TABLE} {{");
     for set in &ruleset.sets {
         let (kind, items): (&str, Vec<String>) = match &set.data {
-            SetData::Addr4(r) => (
-                "type ipv4_addr; flags interval;",
-                r.v4()
-                    .map(|(lo, hi)| {
-                        if lo == hi {
-                            lo.to_string()
-                        } else {
-                            format!("{lo}-{hi}")
-                        }
-                    })
-                    .collect(),
-            ),
-            SetData::Addr6(r) => (
-                "type ipv6_addr; flags interval;",
-                r.v6()
-                    .map(|(lo, hi)| {
-                        if lo == hi {
-                            lo.to_string()
-                        } else {
-                            format!("{lo}-{hi}")
-                        }
-                    })
-                    .collect(),
-            ),
+            SetData::Addr4(r) => ("type ipv4_addr; flags interval;", intervals(r.v4())),
+            SetData::Addr6(r) => ("type ipv6_addr; flags interval;", intervals(r.v6())),
             SetData::ProtoPort(list) => (
                 "type inet_proto . inet_service; flags interval;",
                 list.iter()
