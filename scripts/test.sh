@@ -3,6 +3,10 @@
 # the CLI contract and the fuzz target build. CI (`.ci/run`) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The steps below name build outputs by path (the contract check runs target/debug/bulkhead,
+# the fuzz seeds run fuzz/target/.../TARGET); a CARGO_TARGET_DIR from the environment would
+# move them.
+unset CARGO_TARGET_DIR
 
 log() { printf '\n== %s ==\n' "$*"; }
 
