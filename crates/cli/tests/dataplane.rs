@@ -609,3 +609,49 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// A pod reaching its own node (kubelet, node-local services) never crosses the forward hook;
+/// its egress policy must still hold there. The node address is the host side of the pods'
+/// veths (the ptp gateway), which exists only while the test's pods do.
+#[test]
+fn egress_policy_holds_for_traffic_to_the_pods_own_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("pod to own node") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("tonode");
+    let gateway: IpAddr = "10.255.255.254".parse().expect("ip");
+    // Listening sockets on the node side; the kernel completes handshakes without accept().
+    let listeners: Vec<std::net::TcpListener> = [9101u16, 9102]
+        .iter()
+        .map(|&port| std::net::TcpListener::bind((gateway, port)).expect("bind on the gateway"))
+        .collect();
+    let node = format!(
+        "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\nstatus: {{addresses: [{{type: InternalIP, address: {gateway}}}]}}\n"
+    );
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: client-out, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 10.255.255.254/32}}]\n    ports: [{port: 9101}]\n";
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, &format!("{TWO_PODS}{node}"), policy);
+    let connects =
+        |from: &str, port| wait(lab.probe(from, "tcp", gateway, port, 600).expect("probe"));
+    assert!(
+        connects("x/client", 9102),
+        "before enforcement the node port is open"
+    );
+    let result = agent_once(&dir);
+    let verdicts = (
+        connects("x/client", 9101),
+        connects("x/client", 9102),
+        connects("x/server", 9102),
+    );
+    drop(listeners);
+    let _ = std::fs::remove_dir_all(&dir);
+    result.unwrap_or_else(|e| panic!("{e}"));
+    assert!(verdicts.0, "the egress rule allows the node on 9101");
+    assert!(!verdicts.1, "egress isolation holds for the pod's own node");
+    assert!(
+        verdicts.2,
+        "a pod without egress policy still reaches its node"
+    );
+}

@@ -166,6 +166,21 @@ pub fn render(ruleset: &Ruleset) -> String {
     let _ = writeln!(out, "    ip daddr vmap @ingress_address4");
     let _ = writeln!(out, "    ip6 daddr vmap @ingress_address6");
     let _ = writeln!(out, "  }}");
+    // A pod's traffic to its own node (kubelet, node-local services) never crosses the forward
+    // hook: it meets the same egress stage on the input hook. The node's traffic to its pods is
+    // always allowed (semantics.md K8S-ISO-6), so the output hook has no chain.
+    // Only pod traffic is touched: nothing here drops the node's other input.
+    let _ = writeln!(out, "  chain input {{");
+    let _ = writeln!(
+        out,
+        "    type filter hook input priority filter; policy accept;"
+    );
+    let _ = writeln!(out, "    ct state established,related accept");
+    let _ = writeln!(out, "    meta nfproto vmap @break_glass");
+    let _ = writeln!(out, "    iifname vmap @egress_dispatch");
+    let _ = writeln!(out, "    ip saddr vmap @egress_address4");
+    let _ = writeln!(out, "    ip6 saddr vmap @egress_address6");
+    let _ = writeln!(out, "  }}");
     let endpoints: std::collections::HashMap<&str, &str> = ruleset
         .chains
         .iter()
