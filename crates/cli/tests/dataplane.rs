@@ -169,6 +169,39 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
             lab.serve(&pod.key(), &tcp, &udp)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+        // External addresses and other nodes the probes name become hosts of their own behind
+        // the node (IPv4; the pods' own node is the host itself and stays out).
+        let cluster_engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+        let referenced: BTreeSet<&str> = scenarios
+            .iter()
+            .flat_map(|(_, spec)| &spec.expectations)
+            .flat_map(|p| [p.from.as_str(), p.to.as_str()])
+            .collect();
+        // hostNetwork pods are named like pods and are their node: they stay out.
+        let explicit =
+            |r: &str| r.starts_with("ip:") || r.starts_with("node:") || r.parse::<IpAddr>().is_ok();
+        for reference in referenced.into_iter().filter(|r| explicit(r)) {
+            let address = match cluster_engine.resolve(reference).map(|r| r.endpoint) {
+                Ok(bulkhead_engine::Endpoint::External(ip)) => Some(ip),
+                Ok(bulkhead_engine::Endpoint::Node(i))
+                    if snapshot.cluster.nodes[i].name != NODE =>
+                {
+                    snapshot.cluster.nodes[i].ips.first().copied()
+                }
+                _ => None,
+            };
+            if let Some(IpAddr::V4(ip)) = address
+                && lab
+                    .external(reference, ip)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            {
+                let (tcp, udp) = ports.get(reference).cloned().unwrap_or_default();
+                let tcp: Vec<u16> = tcp.into_iter().collect();
+                let udp: Vec<u16> = udp.into_iter().collect();
+                lab.serve(reference, &tcp, &udp)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
         for (dir, spec) in &scenarios {
             let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.id));
             let policies = std::fs::read_to_string(dir.join("policies.yaml")).expect("policies");
@@ -194,10 +227,14 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
             );
             let mut running = Vec::new();
             for p in &spec.expectations {
+                let known = |r: &str| lab.pods.contains_key(r) || lab.externals.contains_key(r);
                 let reason = match () {
-                    _ if !lab.pods.contains_key(&p.from) || !lab.pods.contains_key(&p.to) => Some(
-                        "node, external or hostNetwork endpoint (needs the host side, not a pod namespace)",
+                    _ if !known(&p.from) || !known(&p.to) => Some(
+                        "the pods' own node, a hostNetwork pod, an IPv6 address or one on the machine's own network (not emulated)",
                     ),
+                    _ if !lab.pods.contains_key(&p.from) && !lab.pods.contains_key(&p.to) => {
+                        Some("no pod on either side")
+                    }
                     _ if p.protocol == "SCTP" => Some("SCTP: this kernel has no SCTP support"),
                     _ if p.protocol == "ICMP" && !has_ping => Some("ICMP: no ping on this machine"),
                     _ if p.from == p.to => Some("a pod to itself never leaves its namespace"),
@@ -222,7 +259,12 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
                         icmp,
                     })
                     .allowed;
-                let to_ip: IpAddr = lab.pods[&p.to].ip;
+                let to_ip: IpAddr = lab
+                    .pods
+                    .get(&p.to)
+                    .or_else(|| lab.externals.get(&p.to))
+                    .expect("known")
+                    .ip;
                 let child = if protocol == Protocol::Icmp {
                     lab.exec(&p.from, &["ping", "-c", "1", "-W", "1", &to_ip.to_string()])
                 } else {

@@ -110,6 +110,10 @@ pub enum Wiring {
 pub struct Lab {
     pub id: String,
     pub pods: BTreeMap<String, Pod>,
+    /// Hosts outside the cluster (`ip:X`, other nodes): a namespace each, holding that address,
+    /// reached through the node by a /32 route (so every packet to or from them crosses the
+    /// node's forward hook like real off-node traffic, and none leaves the machine).
+    pub externals: BTreeMap<String, Pod>,
     servers: Vec<Child>,
     state: PathBuf,
     serial: usize,
@@ -126,6 +130,7 @@ impl Lab {
         Self {
             id,
             pods: BTreeMap::new(),
+            externals: BTreeMap::new(),
             servers: Vec::new(),
             state,
             serial: 0,
@@ -245,9 +250,78 @@ impl Lab {
         self.pods.get(key).ok_or_else(|| "inserted".to_string())
     }
 
+    fn netns(&self, key: &str) -> Option<&str> {
+        self.pods
+            .get(key)
+            .or_else(|| self.externals.get(key))
+            .map(|p| p.netns.as_str())
+    }
+
+    /// Creates an external host `key` with address `ip`: its own namespace, a veth to the
+    /// node, a /32 route to it on the node, and a default route back through the node.
+    /// Returns `Ok(false)`, changing nothing, when the address lies on one of the machine's
+    /// own networks: a /32 route would take it away from the real host for the test's time.
+    pub fn external(&mut self, key: &str, ip: std::net::Ipv4Addr) -> Result<bool, String> {
+        let routes =
+            run(Command::new("ip").args(["-o", "route", "show", "match", &ip.to_string()]))
+                .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&routes.stdout)
+            .lines()
+            .any(|l| !l.starts_with("default"))
+        {
+            return Ok(false);
+        }
+        self.serial += 1;
+        let netns = format!("{}-{}", self.id, self.serial);
+        let link = format!("bhx{}x{}", std::process::id() % 100_000, self.serial);
+        let node_side = "10.255.255.253";
+        let ip = ip.to_string();
+        let (host_32, node_32) = (format!("{ip}/32"), format!("{node_side}/32"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", &netns],
+            vec![
+                "ip", "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            ],
+            vec!["ip", "addr", "add", &node_32, "dev", &link],
+            vec!["ip", "link", "set", &link, "up"],
+            vec!["ip", "route", "add", &host_32, "dev", &link],
+            vec![
+                "ip", "netns", "exec", &netns, "ip", "link", "set", "lo", "up",
+            ],
+            vec![
+                "ip", "netns", "exec", &netns, "ip", "addr", "add", &host_32, "dev", "eth0",
+            ],
+            vec![
+                "ip", "netns", "exec", &netns, "ip", "link", "set", "eth0", "up",
+            ],
+            vec![
+                "ip", "netns", "exec", &netns, "ip", "route", "add", &node_32, "dev", "eth0",
+            ],
+            vec![
+                "ip", "netns", "exec", &netns, "ip", "route", "add", "default", "via", node_side,
+                "dev", "eth0",
+            ],
+        ];
+        // Recorded before wiring, so a half-made host is removed too.
+        self.externals.insert(
+            key.to_string(),
+            Pod {
+                netns: netns.clone(),
+                ip: ip.parse().map_err(|e| format!("{e}"))?,
+                host_interface: link.clone(),
+            },
+        );
+        for step in &steps {
+            if !sh(step) {
+                return Err(format!("{}: failed", step.join(" ")));
+            }
+        }
+        Ok(true)
+    }
+
     /// Starts echo servers in a pod and waits until they listen.
     pub fn serve(&mut self, key: &str, tcp: &[u16], udp: &[u16]) -> Result<(), String> {
-        let netns = self.pods.get(key).ok_or("no such pod")?.netns.clone();
+        let netns = self.netns(key).ok_or("no such pod")?.to_string();
         let join = |p: &[u16]| {
             p.iter()
                 .map(ToString::to_string)
@@ -293,7 +367,7 @@ impl Lab {
         port: u16,
         timeout_ms: u64,
     ) -> std::io::Result<Child> {
-        let netns = &self.pods[from].netns;
+        let netns = self.netns(from).expect("a lab pod or external host");
         Command::new("ip")
             .args([
                 "netns",
@@ -313,7 +387,7 @@ impl Lab {
     }
 
     pub fn exec(&self, from: &str, args: &[&str]) -> std::io::Result<Child> {
-        let netns = &self.pods[from].netns;
+        let netns = self.netns(from).expect("a lab pod or external host");
         Command::new("ip")
             .args(["netns", "exec", netns])
             .args(args)
@@ -333,6 +407,11 @@ impl Drop for Lab {
         for pod in self.pods.values() {
             let _ = self.cni("DEL", &pod.netns, None);
             sh(&["ip", "netns", "del", &pod.netns]);
+        }
+        // Deleting the namespace deletes the veth pair, its address and the route with it.
+        for host in self.externals.values() {
+            sh(&["ip", "netns", "del", &host.netns]);
+            sh(&["ip", "link", "del", &host.host_interface]);
         }
         if self.wiring == Wiring::Bridge {
             sh(&["ip", "link", "del", &self.bridge_name()]);
