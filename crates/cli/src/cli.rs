@@ -12,12 +12,26 @@ use std::path::PathBuf;
     name = "bulkhead",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  bulkhead demo                                        the whole workflow on a bundled example
+  bulkhead check manifests/                            validate and lint (CI: -o sarif|junit|github)
+  bulkhead explain manifests/ --from shop/deployment/web --to shop/db-0 --port 5432
+  bulkhead map manifests/ --by workload                who can talk to whom (-o html for a page)
+  bulkhead diff --git origin/main..HEAD manifests/     what a change opens and closes
+  bulkhead scaffold shop                               default-deny + DNS for a new namespace
+  sudo bulkhead agent --node node-1 --manifests manifests/ --audit    enforce (here: preview)
+
+Exit codes: 0 ok, 1 findings (errors, failed expectations, denied with --fail-on-deny),
+2 usage or input error.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
