@@ -2,7 +2,7 @@
 //! policies, workloads reachable from outside the cluster).
 
 use bulkhead_engine::{Endpoint, Engine, Flow};
-use bulkhead_model::{Direction, Protocol};
+use bulkhead_model::Protocol;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -54,6 +54,7 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
     let cluster = engine.cluster();
     let outside: Option<IpAddr> = OUTSIDE.parse().ok();
     let mut by_ns: BTreeMap<String, NamespaceCoverage> = BTreeMap::new();
+    let defaults = crate::default_deny::namespaces(engine);
     for ns in &cluster.namespaces {
         let entry = by_ns
             .entry(ns.name.clone())
@@ -71,14 +72,9 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
                 .iter()
                 .filter(|p| p.namespace.as_deref() == Some(&ns.name))
                 .count();
-        for (d, flag) in [
-            (Direction::Ingress, &mut entry.default_deny_ingress),
-            (Direction::Egress, &mut entry.default_deny_egress),
-        ] {
-            *flag = cluster.network_policies.iter().any(|p| {
-                p.namespace == ns.name && p.pod_selector.is_empty() && p.policy_types.contains(d)
-            });
-        }
+        let state = defaults.get(&ns.name).copied().unwrap_or_default();
+        entry.default_deny_ingress = state.ingress;
+        entry.default_deny_egress = state.egress;
     }
     let mut exposed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for i in engine.pod_endpoints() {
@@ -87,10 +83,9 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
             continue;
         };
         entry.pods += 1;
-        entry.isolated_ingress +=
-            usize::from(!engine.applying_policies(i, Direction::Ingress).is_empty());
-        entry.isolated_egress +=
-            usize::from(!engine.applying_policies(i, Direction::Egress).is_empty());
+        let state = crate::default_deny::pod(engine, i);
+        entry.isolated_ingress += usize::from(state.ingress);
+        entry.isolated_egress += usize::from(state.egress);
         let ports: Vec<(Protocol, u16)> = if pod.ports.is_empty() {
             vec![(Protocol::Tcp, 80), (Protocol::Tcp, 443)]
         } else {

@@ -5,6 +5,7 @@
 //! Invariant: pure; no files, no clock, no kernel. Callers load snapshots and render results.
 
 pub mod coverage;
+pub mod default_deny;
 pub mod diff;
 pub mod expectations;
 pub mod lint;

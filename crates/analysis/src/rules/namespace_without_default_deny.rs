@@ -1,8 +1,11 @@
 //! BH105 namespace-without-default-deny.
 //!
 //! ## What it flags
-//! A namespace with pods but no default-deny policy (a NetworkPolicy with `podSelector: {}`)
-//! for ingress or for egress.
+//! A namespace with pods where a new pod would not be default-denied for ingress or for egress.
+//! Decided with the engine: a pod with no labels is added to the namespace and must be neither
+//! reachable from nor able to reach an outside address on an unused port. A NetworkPolicy with
+//! `podSelector: {}`, a Calico GlobalNetworkPolicy or tier, or a BaselineAdminNetworkPolicy all
+//! count; a policy that isolates but allows everything does not.
 //!
 //! ## Why it matters
 //! Zero trust starts from deny: without a namespace-wide default, every new workload in the
@@ -26,15 +29,9 @@ pub const RULE: RuleInfo = RuleInfo {
     doc: include_str!("namespace_without_default_deny.rs"),
 };
 
-/// Whether `namespace` has a policy isolating all its pods for `direction`.
-pub fn has_default_deny(ctx: &LintContext<'_>, namespace: &str, direction: Direction) -> bool {
-    ctx.cluster.network_policies.iter().any(|p| {
-        p.namespace == namespace && p.pod_selector.is_empty() && p.policy_types.contains(direction)
-    })
-}
-
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let defaults = crate::default_deny::namespaces(&ctx.engine);
     for ns in &ctx.cluster.namespaces {
         if !ctx.namespace_has_pods(&ns.name) || ns.name.starts_with("kube-") {
             continue;
@@ -44,7 +41,13 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             (Direction::Egress, "egress"),
         ]
         .into_iter()
-        .filter(|(d, _)| !has_default_deny(ctx, &ns.name, *d))
+        .filter(|(d, _)| {
+            let state = defaults.get(&ns.name).copied().unwrap_or_default();
+            match d {
+                Direction::Ingress => !state.ingress,
+                Direction::Egress => !state.egress,
+            }
+        })
         .map(|(_, n)| n)
         .collect();
         if missing.is_empty() {

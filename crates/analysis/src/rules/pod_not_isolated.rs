@@ -43,7 +43,12 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             (Direction::Ingress, "ingress"),
             (Direction::Egress, "egress"),
         ] {
-            if ctx.engine.applying_policies(i, direction).is_empty() {
+            let state = crate::default_deny::pod(&ctx.engine, i);
+            let denied = match direction {
+                Direction::Ingress => state.ingress,
+                Direction::Egress => state.egress,
+            };
+            if !denied {
                 let entry = groups
                     .entry((format!("{}/{}", pod.namespace, pod.workload), name))
                     .or_insert((0, pod.source.as_ref()));

@@ -1,0 +1,93 @@
+//! Whether a namespace is default-deny in a direction, decided with the engine rather than by
+//! looking for `podSelector: {}`: a new pod in the namespace, with no labels and no address yet,
+//! must be neither reachable from nor able to reach an outside address on a port nobody uses.
+//! That counts every way to write a default deny: a NetworkPolicy selecting all pods, a Calico
+//! (Global)NetworkPolicy or tier end, a BaselineAdminNetworkPolicy, and it does not count an
+//! "isolating" policy that allows everything anyway.
+
+use bulkhead_engine::{Endpoint, Engine, Flow};
+use bulkhead_model::{Cluster, Pod, PodOrigin, Protocol, WorkloadRef};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// An address no real peer has (TEST-NET-1) and a port no real service uses.
+const OUTSIDE: [u8; 4] = [192, 0, 2, 123];
+const UNUSED_PORT: u16 = 65_123;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefaultDeny {
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+/// Every namespace of the snapshot, with its default-deny state.
+pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
+    let cluster = engine.cluster();
+    // The policies and namespaces as they are, and one probe pod per namespace instead of the
+    // real pods (whose labels would only get in the way of "a new pod").
+    let probes: Vec<Pod> = cluster
+        .namespaces
+        .iter()
+        .map(|ns| Pod {
+            namespace: ns.name.clone(),
+            name: "bulkhead-new-pod".to_string(),
+            labels: Default::default(),
+            ips: Vec::new(),
+            node: None,
+            host_network: false,
+            service_account: "default".to_string(),
+            ports: Vec::new(),
+            phase: None,
+            origin: PodOrigin::Template,
+            workload: WorkloadRef {
+                kind: "pod".to_string(),
+                name: "bulkhead-new-pod".to_string(),
+            },
+            source: None,
+        })
+        .collect();
+    // Every field spelled out: a new kind of policy input must be thought about here.
+    let probe_cluster = Cluster {
+        namespaces: cluster.namespaces.clone(),
+        pods: probes,
+        nodes: cluster.nodes.clone(),
+        service_accounts: cluster.service_accounts.clone(),
+        network_policies: cluster.network_policies.clone(),
+        staged_network_policies: cluster.staged_network_policies.clone(),
+        tiers: cluster.tiers.clone(),
+        tiered_policies: cluster.tiered_policies.clone(),
+        network_sets: cluster.network_sets.clone(),
+        suppressions: Default::default(),
+    };
+    let probe_engine = Engine::new(&probe_cluster, engine.options());
+    probe_cluster
+        .pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.namespace.clone(), pod(&probe_engine, i)))
+        .collect()
+}
+
+/// Whether pod `i` is default-denied in each direction in effect: an outside address on an
+/// unused port can neither reach it nor be reached by it. (Being selected by a policy is not
+/// enough: a policy may allow everything, and an ANP or a Pass tier isolates nothing.)
+pub fn pod(engine: &Engine<'_>, i: usize) -> DefaultDeny {
+    let outside = Endpoint::External(IpAddr::from(OUTSIDE));
+    let flow = |src, dst| Flow {
+        src,
+        dst,
+        protocol: Protocol::Tcp,
+        port: Some(UNUSED_PORT),
+        icmp: None,
+    };
+    DefaultDeny {
+        ingress: !engine
+            .evaluate(&flow(outside, Endpoint::Pod(i)))
+            .ingress
+            .allowed,
+        egress: !engine
+            .evaluate(&flow(Endpoint::Pod(i), outside))
+            .egress
+            .allowed,
+    }
+}
