@@ -31,7 +31,10 @@ pub struct DenyRecord {
     pub dst: IpAddr,
     /// IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6).
     pub protocol: u8,
+    pub sport: Option<u16>,
     pub dport: Option<u16>,
+    /// When the record was read (NFLOG's own timestamp is optional).
+    pub time: std::time::SystemTime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +145,9 @@ pub fn record(nlas: &[PacketNla]) -> Option<DenyRecord> {
         src: header.src,
         dst: header.dst,
         protocol: header.protocol,
+        sport: header.sport,
         dport: header.dport,
+        time: std::time::SystemTime::now(),
     })
 }
 
@@ -150,14 +155,16 @@ struct IpHeader {
     src: IpAddr,
     dst: IpAddr,
     protocol: u8,
+    sport: Option<u16>,
     dport: Option<u16>,
 }
 
 /// Addresses, protocol and destination port from the start of an IPv4 or IPv6 packet.
 fn ip_header(p: &[u8]) -> Option<IpHeader> {
+    // Source port, then destination port, at the start of the transport header.
     let port_at = |offset: usize, protocol: u8| {
         matches!(protocol, 6 | 17 | 132 | 136)
-            .then(|| p.get(offset + 2..offset + 4))
+            .then(|| p.get(offset..offset + 2))
             .flatten()
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
     };
@@ -171,7 +178,8 @@ fn ip_header(p: &[u8]) -> Option<IpHeader> {
                 src: Ipv4Addr::from(src).into(),
                 dst: Ipv4Addr::from(dst).into(),
                 protocol,
-                dport: port_at(ihl, protocol),
+                sport: port_at(ihl, protocol),
+                dport: port_at(ihl + 2, protocol),
             })
         }
         6 => {
@@ -182,8 +190,9 @@ fn ip_header(p: &[u8]) -> Option<IpHeader> {
                 src: Ipv6Addr::from(src).into(),
                 dst: Ipv6Addr::from(dst).into(),
                 protocol,
-                // Extension headers are not followed: their port stays unknown.
-                dport: port_at(40, protocol),
+                // Extension headers are not followed: their ports stay unknown.
+                sport: port_at(40, protocol),
+                dport: port_at(42, protocol),
             })
         }
         _ => None,
@@ -201,6 +210,7 @@ mod tests {
         p[9] = 6;
         p[12..16].copy_from_slice(&src);
         p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
         p[22..24].copy_from_slice(&dport.to_be_bytes());
         p
     }
@@ -222,7 +232,7 @@ mod tests {
         );
         assert_eq!(r.src, IpAddr::from([10, 77, 0, 1]));
         assert_eq!(r.dst, IpAddr::from([10, 77, 0, 2]));
-        assert_eq!((r.protocol, r.dport), (6, Some(80)));
+        assert_eq!((r.protocol, r.sport, r.dport), (6, Some(40000), Some(80)));
     }
 
     #[test]

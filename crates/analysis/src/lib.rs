@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod default_deny;
 pub mod diff;
 pub mod expectations;
+pub mod flows;
 pub mod lint;
 pub mod rules;
 pub mod scaffold;

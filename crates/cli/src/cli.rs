@@ -70,6 +70,10 @@ pub enum Command {
     Test(TestArgs),
     /// Show the connectivity a change adds and removes, at workload level.
     Diff(DiffArgs),
+    /// Replay recorded flows against the policies: which flows that really happened would they
+    /// deny, and by which rule (preview before enforcing). Flows are JSON lines as written by
+    /// `bulkhead agent flows -o json`: {src_ip, dst_ip, protocol, dst_port?, src?, dst?, ...}.
+    Audit(AuditArgs),
     /// Per namespace: default-deny, isolated pods, policies, workloads exposed to outside.
     Coverage(CoverageArgs),
     /// Print the standard default-deny + DNS policies for a namespace, ready to commit.
@@ -429,5 +433,27 @@ pub struct ScaffoldArgs {
 pub enum ListOutput {
     Table,
     /// An array of {code, name, severity, summary} (rules add `doc`, Markdown).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// The flow log: JSON lines ({src_ip, dst_ip, protocol, dst_port?, ...}); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub flows: std::path::PathBuf,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = AuditFormat::Human)]
+    pub output: AuditFormat,
+    /// Exit 1 when a recorded flow would be denied.
+    #[arg(long)]
+    pub fail_on_deny: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Human,
     Json,
 }

@@ -18,6 +18,7 @@ fn bulkhead() -> Command {
 struct Run {
     code: i32,
     stdout: String,
+    stderr: String,
 }
 
 fn run(args: &[&str]) -> Run {
@@ -25,6 +26,7 @@ fn run(args: &[&str]) -> Run {
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -938,5 +940,70 @@ fn map_html_is_one_self_contained_page_with_every_endpoint() {
     assert!(
         page.contains("data-name=\"shop/pod/db-0\""),
         "every endpoint is a node"
+    );
+}
+
+#[test]
+fn audit_replays_recorded_flows_and_names_what_would_be_denied() {
+    let flows = fixture("ci-flows.jsonl");
+    let flows = flows.to_str().expect("utf-8");
+    let r = run(&["audit", &ci(), "--flows", flows, "-o", "json"]);
+    assert_eq!(r.code, 0, "a report, not a failure, without --fail-on-deny");
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["flows"], 4);
+    assert_eq!(v["allowed"], 1, "web -> api on 8080 is allowed");
+    let denied: Vec<String> = v["would_deny"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} -> {} {}/{} x{}",
+                d["from"].as_str().unwrap_or(""),
+                d["to"].as_str().unwrap_or(""),
+                d["protocol"].as_str().unwrap_or(""),
+                d["port"],
+                d["seen"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        vec![
+            "shop/pod/api-0 -> shop/pod/web-0 TCP/8080 x1",
+            "shop/pod/web-0 -> shop/pod/db-0 TCP/5432 x4",
+        ],
+        "grouped per flow, packets counted"
+    );
+    assert!(
+        v["unknown"][0]
+            .as_str()
+            .is_some_and(|u| u.contains("shop/api-7")),
+        "a pod name the snapshot does not have is reported: {v}"
+    );
+    assert_eq!(v["bad_lines"], 1);
+    assert!(
+        r.stderr.contains("ci-flows.jsonl:6: not a flow record"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        run(&["audit", &ci(), "--flows", flows, "--fail-on-deny"]).code,
+        1
+    );
+    let human = run(&["audit", &ci(), "--flows", flows]);
+    assert!(
+        human
+            .stdout
+            .contains("WOULD DENY  shop/pod/web-0 -> shop/pod/db-0 TCP/5432"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("ingress: NetworkPolicy shop/default-deny"),
+        "{}",
+        human.stdout
     );
 }

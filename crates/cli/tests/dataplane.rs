@@ -600,7 +600,7 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     let next_record_for_port_80 = |verdict: &str| {
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Ok(r) = records.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            if r["port"] == 80 && r["verdict"] == verdict {
+            if r["dst_port"] == 80 && r["verdict"] == verdict {
                 return Some(r);
             }
         }
@@ -613,17 +613,34 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
         "audit mode lets the would-be denied flow through"
     );
     let audit = next_record_for_port_80("would-deny").expect("a would-deny record");
-    assert_eq!(audit["pod"], "x/server");
+    assert_eq!(audit["dst"], "x/server", "the deciding pod: {audit}");
     assert_eq!(audit["direction"], "ingress");
     assert_eq!(audit["rule"], "end of tier default");
-    assert_eq!(audit["src"], "10.77.0.1");
+    assert_eq!(audit["src_ip"], "10.77.0.1");
+    assert_eq!(audit["dst_ip"], "10.77.0.2");
     assert_eq!(audit["protocol"], "TCP");
+    // The recorded flow log is what `bulkhead audit` reads: replayed against the manifests, it
+    // names the flow the policies would deny.
+    let log = dir.with_extension("flows.jsonl");
+    std::fs::write(&log, format!("{audit}\n")).expect("write flow log");
+    let replay = Command::new(lab::bulkhead())
+        .args(["audit", &manifests, "--flows"])
+        .arg(&log)
+        .args(["-o", "json", "--fail-on-deny"])
+        .output()
+        .expect("audit runs");
+    let _ = std::fs::remove_file(&log);
+    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("audit json");
+    assert_eq!(replay.status.code(), Some(1), "{report}");
+    assert_eq!(report["would_deny"][0]["from"], "x/pod/client", "{report}");
+    assert_eq!(report["would_deny"][0]["to"], "x/pod/server", "{report}");
+    assert_eq!(report["would_deny"][0]["port"], 80, "{report}");
 
     once(&[]);
     assert!(!connects(80), "enforcing drops it");
     assert!(connects(81), "the allowed port works");
     let deny = next_record_for_port_80("deny").expect("a deny record");
-    assert_eq!(deny["pod"], "x/server");
+    assert_eq!(deny["dst"], "x/server");
     let exposition = metrics();
     let denied = exposition
         .lines()

@@ -229,17 +229,7 @@ fn flows(
             n => n.to_string(),
         };
         let line = match output {
-            FlowsOutput::Json => serde_json::json!({
-                "verdict": if record.audit { "would-deny" } else { "deny" },
-                "direction": record.direction,
-                "pod": record.pod,
-                "rule": record.rule,
-                "src": record.src.to_string(),
-                "dst": record.dst.to_string(),
-                "protocol": protocol,
-                "port": record.dport,
-            })
-            .to_string(),
+            FlowsOutput::Json => flow_record(&record, &protocol),
             FlowsOutput::Text => format!(
                 "{:<10} {} -> {} {}{}  {} of {} by {}",
                 if record.audit { "WOULD-DENY" } else { "DENY" },
@@ -256,4 +246,39 @@ fn flows(
         printed += 1;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A deny record in the flow-log format `bulkhead audit` reads (design.md §6), plus the
+/// direction. The deciding pod is the source of an egress deny, the destination of an ingress one.
+fn flow_record(record: &bulkhead_agent::flowlog::DenyRecord, protocol: &str) -> String {
+    let time = record
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    // `NetworkPolicy x/web ingress[0]` -> policy `NetworkPolicy x/web`, rule `ingress[0]`;
+    // an end-of-tier or default deny has no policy.
+    let (policy, rule) = match record.rule.rsplit_once(' ') {
+        Some((policy, rule)) if rule.ends_with(']') => (Some(policy.to_string()), rule.to_string()),
+        _ => (None, record.rule.clone()),
+    };
+    let egress = record.direction == "egress";
+    let flow = bulkhead_analysis::flows::FlowRecord {
+        time: Some(serde_json::json!((time * 1000.0).round() / 1000.0)),
+        src_ip: record.src,
+        src_port: record.sport,
+        dst_ip: record.dst,
+        dst_port: record.dport,
+        protocol: protocol.to_string(),
+        src: egress.then(|| record.pod.clone()),
+        dst: (!egress).then(|| record.pod.clone()),
+        verdict: Some(if record.audit { "would-deny" } else { "deny" }.to_string()),
+        policy,
+        rule: Some(rule),
+        packets: None,
+        bytes: None,
+    };
+    let mut value = serde_json::to_value(&flow).unwrap_or_default();
+    value["direction"] = serde_json::json!(record.direction);
+    value.to_string()
 }

@@ -1,7 +1,8 @@
-//! `bulkhead test`, `diff`, `coverage` and `scaffold`: the CI analyses.
+//! `bulkhead test`, `diff`, `audit`, `coverage` and `scaffold`: the CI analyses.
 
 use crate::cli::{
-    CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, ScaffoldArgs, TestArgs, TestFormat,
+    AuditArgs, AuditFormat, CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, ScaffoldArgs,
+    TestArgs, TestFormat,
 };
 use crate::snapshot;
 use anyhow::{Context as _, bail};
@@ -285,4 +286,97 @@ pub fn scaffold(args: &ScaffoldArgs) -> anyhow::Result<ExitCode> {
         &args.dns_namespace,
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = snapshot::load(&args.input);
+    snapshot::warn_about_errors(&snapshot);
+    let engine = Engine::new(
+        &snapshot.cluster,
+        snapshot::engine_options(&args.semantics, &snapshot),
+    );
+    let text = if args.flows.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading flows from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.flows)
+            .with_context(|| format!("reading {}", args.flows.display()))?
+    };
+    let (records, bad) = bulkhead_analysis::flows::parse(&text);
+    for b in &bad {
+        eprintln!(
+            "{}:{}: not a flow record: {}",
+            args.flows.display(),
+            b.line,
+            b.message
+        );
+    }
+    if records.is_empty() {
+        bail!("{}: no flow records", args.flows.display());
+    }
+    let report = bulkhead_analysis::flows::audit(&engine, &records);
+    match args.output {
+        AuditFormat::Json => {
+            let denied: Vec<serde_json::Value> = report
+                .denied
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "from": d.from, "to": d.to, "protocol": d.protocol.to_string(),
+                        "port": d.port, "seen": d.seen, "denied_by": d.denied_by,
+                    })
+                })
+                .collect();
+            super::print(&format!(
+                "{:#}\n",
+                serde_json::json!({
+                    "flows": report.flows, "allowed": report.allowed,
+                    "would_deny": denied, "unknown": report.unknown,
+                    "unreadable": report.unreadable, "bad_lines": bad.len(),
+                })
+            ))?;
+        }
+        AuditFormat::Human => {
+            let mut out = String::new();
+            for d in &report.denied {
+                out.push_str(&format!(
+                    "WOULD DENY  {} -> {} {}{}  ({} seen)\n",
+                    d.from,
+                    d.to,
+                    d.protocol,
+                    d.port.map(|p| format!("/{p}")).unwrap_or_default(),
+                    d.seen
+                ));
+                for why in &d.denied_by {
+                    out.push_str(&format!("            {why}\n"));
+                }
+            }
+            for u in &report.unknown {
+                out.push_str(&format!("UNKNOWN     {u}\n"));
+            }
+            for u in &report.unreadable {
+                out.push_str(&format!("UNREADABLE  {u}\n"));
+            }
+            out.push_str(&format!(
+                "\n{} flow record(s): {} allowed, {} would be denied ({} distinct flows){}\n",
+                report.flows,
+                report.allowed,
+                report.denied_records,
+                report.denied.len(),
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} unreadable line(s)", bad.len())
+                }
+            ));
+            super::print(&out)?;
+        }
+    }
+    Ok(if args.fail_on_deny && !report.denied.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
