@@ -9,6 +9,7 @@ pub mod default_deny;
 pub mod diff;
 pub mod expectations;
 pub mod flows;
+pub mod generate;
 pub mod lint;
 pub mod rules;
 pub mod scaffold;

@@ -74,6 +74,10 @@ pub enum Command {
     /// deny, and by which rule (preview before enforcing). Flows are JSON lines as written by
     /// `bulkhead agent flows -o json`: {src_ip, dst_ip, protocol, dst_port?, src?, dst?, ...}.
     Audit(AuditArgs),
+    /// Propose least-privilege NetworkPolicies from observed flows (the flow log of `audit`):
+    /// per workload, ingress from exactly the sources seen and egress to exactly the
+    /// destinations seen, on the ports seen. The manifests map addresses to workloads.
+    Generate(GenerateArgs),
     /// Per namespace: default-deny, isolated pods, policies, workloads exposed to outside.
     Coverage(CoverageArgs),
     /// Print the standard default-deny + DNS policies for a namespace, ready to commit.
@@ -456,4 +460,14 @@ pub struct AuditArgs {
 pub enum AuditFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The observed flows: JSON lines ({src_ip, dst_ip, protocol, dst_port?, ...}); `-` reads
+    /// stdin.
+    #[arg(long, value_name = "FILE")]
+    pub flows: std::path::PathBuf,
 }

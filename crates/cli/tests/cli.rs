@@ -1007,3 +1007,63 @@ fn audit_replays_recorded_flows_and_names_what_would_be_denied() {
         human.stdout
     );
 }
+
+#[test]
+fn generate_proposes_least_privilege_that_allows_exactly_the_observed_flows() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-generate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(fixture("ci/base.yaml"), dir.join("base.yaml")).expect("copy");
+    let flows = fixture("ci-flows.jsonl");
+    let (d, f) = (dir.to_str().expect("utf-8"), flows.to_str().expect("utf-8"));
+    let generated = run(&["generate", d, "--flows", f]);
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    assert!(
+        generated
+            .stderr
+            .contains("5 policies from 4 flow record(s)"),
+        "{}",
+        generated.stderr
+    );
+    std::fs::write(dir.join("generated.yaml"), &generated.stdout).expect("write");
+    // The proposal is valid, lint-clean but for the missing namespace default deny, and lets
+    // every observed flow through...
+    let (code, diagnostics) = check_json(d);
+    assert_eq!(code, 0, "{diagnostics:#?}");
+    let codes: Vec<&str> = diagnostics
+        .iter()
+        .filter_map(|x| x["code"].as_str())
+        .collect();
+    assert!(!codes.contains(&"BH101"), "egress keeps DNS: {codes:?}");
+    let audit = run(&["audit", d, "--flows", f, "-o", "json", "--fail-on-deny"]);
+    let report: Value = serde_json::from_str(&audit.stdout).expect("json");
+    assert_eq!(
+        (audit.code, &report["allowed"]),
+        (0, &Value::from(4)),
+        "{report}"
+    );
+    // ...and nothing that was not observed.
+    for (from, to, port) in [
+        ("shop/api-0", "shop/db-0", "5432"),
+        ("shop/db-0", "shop/web-0", "8080"),
+        ("shop/web-0", "shop/db-0", "5433"),
+    ] {
+        let explain = run(&[
+            "explain",
+            d,
+            "--from",
+            from,
+            "--to",
+            to,
+            "--port",
+            port,
+            "--fail-on-deny",
+        ]);
+        assert_eq!(
+            explain.code, 1,
+            "{from} -> {to}:{port} was never observed: {}",
+            explain.stdout
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

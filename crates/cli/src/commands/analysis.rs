@@ -1,8 +1,8 @@
 //! `bulkhead test`, `diff`, `audit`, `coverage` and `scaffold`: the CI analyses.
 
 use crate::cli::{
-    AuditArgs, AuditFormat, CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, ScaffoldArgs,
-    TestArgs, TestFormat,
+    AuditArgs, AuditFormat, CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, GenerateArgs,
+    ScaffoldArgs, TestArgs, TestFormat,
 };
 use crate::snapshot;
 use anyhow::{Context as _, bail};
@@ -379,4 +379,52 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The flow log at `path` (`-`: stdin); bad lines are reported on stderr with file:line.
+fn read_flows(
+    path: &Path,
+) -> anyhow::Result<(
+    Vec<bulkhead_analysis::flows::FlowRecord>,
+    Vec<bulkhead_analysis::flows::BadLine>,
+)> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading flows from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let (records, bad) = bulkhead_analysis::flows::parse(&text);
+    for b in &bad {
+        eprintln!(
+            "{}:{}: not a flow record: {}",
+            path.display(),
+            b.line,
+            b.message
+        );
+    }
+    if records.is_empty() {
+        bail!("{}: no flow records", path.display());
+    }
+    Ok((records, bad))
+}
+
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = snapshot::load(&args.input);
+    snapshot::warn_about_errors(&snapshot);
+    let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let (records, _) = read_flows(&args.flows)?;
+    let generated = bulkhead_analysis::generate::generate(&engine, &records);
+    for why in &generated.skipped {
+        eprintln!("left out: {why}");
+    }
+    eprintln!(
+        "{} policies from {} flow record(s)",
+        generated.policies,
+        records.len()
+    );
+    super::print(&generated.yaml)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => analysis::test(&args),
         Command::Diff(args) => analysis::diff(&args),
         Command::Audit(args) => analysis::audit(&args),
+        Command::Generate(args) => analysis::generate(&args),
         Command::Coverage(args) => analysis::coverage(&args),
         Command::Scaffold(args) => analysis::scaffold(&args),
         Command::Codes { output } => {
