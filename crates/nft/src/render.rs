@@ -147,40 +147,21 @@ pub fn render(ruleset: &Ruleset) -> String {
         out,
         "  map deny_verdict {{ type nf_proto : verdict; elements = {{ ipv4 : {deny}, ipv6 : {deny} }}; }}"
     );
-    let _ = writeln!(out, "  chain forward {{");
-    let _ = writeln!(
-        out,
-        "    type filter hook forward priority filter; policy accept;"
-    );
-    let _ = writeln!(
-        out,
-        "    ct state vmap {{ established : accept, related : accept, invalid : drop }}"
-    );
-    let _ = writeln!(out, "    meta nfproto vmap @break_glass");
     // Egress of the sending pod first (by interface, or by address behind a bridge), then
     // ingress of the receiving pod.
-    let _ = writeln!(out, "    iifname vmap @egress_dispatch");
-    let _ = writeln!(out, "    ip saddr vmap @egress_address4");
-    let _ = writeln!(out, "    ip6 saddr vmap @egress_address6");
-    let _ = writeln!(out, "    oifname vmap @ingress_dispatch");
-    let _ = writeln!(out, "    ip daddr vmap @ingress_address4");
-    let _ = writeln!(out, "    ip6 daddr vmap @ingress_address6");
-    let _ = writeln!(out, "  }}");
+    const EGRESS_STAGE: &str = "    meta nfproto vmap @break_glass\n    iifname vmap @egress_dispatch\n    ip saddr vmap @egress_address4\n    ip6 saddr vmap @egress_address6\n";
+    let _ = write!(
+        out,
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state vmap {{ established : accept, related : accept, invalid : drop }}\n{EGRESS_STAGE}    oifname vmap @ingress_dispatch\n    ip daddr vmap @ingress_address4\n    ip6 daddr vmap @ingress_address6\n  }}\n"
+    );
     // A pod's traffic to its own node (kubelet, node-local services) never crosses the forward
     // hook: it meets the same egress stage on the input hook. The node's traffic to its pods is
-    // always allowed (semantics.md K8S-ISO-6), so the output hook has no chain.
-    // Only pod traffic is touched: nothing here drops the node's other input.
-    let _ = writeln!(out, "  chain input {{");
-    let _ = writeln!(
+    // always allowed (semantics.md K8S-ISO-6), so the output hook has no chain. Only pod
+    // traffic is touched: nothing here drops the node's other input.
+    let _ = write!(
         out,
-        "    type filter hook input priority filter; policy accept;"
+        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n{EGRESS_STAGE}  }}\n"
     );
-    let _ = writeln!(out, "    ct state established,related accept");
-    let _ = writeln!(out, "    meta nfproto vmap @break_glass");
-    let _ = writeln!(out, "    iifname vmap @egress_dispatch");
-    let _ = writeln!(out, "    ip saddr vmap @egress_address4");
-    let _ = writeln!(out, "    ip6 saddr vmap @egress_address6");
-    let _ = writeln!(out, "  }}");
     let endpoints: std::collections::HashMap<&str, &str> = ruleset
         .chains
         .iter()
