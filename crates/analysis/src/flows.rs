@@ -3,7 +3,9 @@
 //!
 //! One JSON object per line: `{"time", "src_ip", "src_port", "dst_ip", "dst_port", "protocol",
 //! "src"?, "dst"?, "verdict"?, "policy"?, "rule"?, "packets"?, "bytes"?}`; other fields are
-//! kept out of the way, so other producers' extra fields do not break reading.
+//! kept out of the way, so other producers' extra fields do not break reading. Cilium Hubble
+//! flows (`hubble observe -o json`, or its exporter's `{"flow": ...}` lines) are recognised
+//! line by line and read into the same record.
 
 use bulkhead_engine::{Endpoint, Engine, Flow};
 use bulkhead_model::Protocol;
@@ -57,15 +59,97 @@ pub fn parse(text: &str) -> (Vec<FlowRecord>, Vec<BadLine>) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match serde_json::from_str::<FlowRecord>(line) {
-            Ok(r) => records.push(r),
-            Err(e) => bad.push(BadLine {
+        let parsed = serde_json::from_str::<serde_json::Value>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                if v.get("src_ip").is_some() {
+                    serde_json::from_value::<FlowRecord>(v)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                } else if v.get("flow").is_some() || v.get("IP").is_some() {
+                    from_hubble(&v)
+                } else {
+                    Err("neither a Bulkhead flow record (src_ip, dst_ip, ...) nor a Hubble flow (IP, l4, ...)".to_string())
+                }
+            });
+        match parsed {
+            Ok(Some(r)) => records.push(r),
+            Ok(None) => {}
+            Err(message) => bad.push(BadLine {
                 line: i + 1,
-                message: e.to_string(),
+                message,
             }),
         }
     }
     (records, bad)
+}
+
+/// A Cilium Hubble flow (`hubble observe -o json`, or the exporter's `{"flow": ...}` lines).
+/// Replies are not flows of their own and are skipped (`Ok(None)`), as are non-IP events.
+fn from_hubble(v: &serde_json::Value) -> Result<Option<FlowRecord>, String> {
+    let flow = v.get("flow").unwrap_or(v);
+    if flow["is_reply"].as_bool() == Some(true) {
+        return Ok(None);
+    }
+    let Some(ip) = flow.get("IP") else {
+        return Ok(None);
+    };
+    let address = |side: &str| -> Result<IpAddr, String> {
+        ip[side]
+            .as_str()
+            .ok_or_else(|| format!("Hubble flow without IP.{side}"))?
+            .parse()
+            .map_err(|e| format!("IP.{side}: {e}"))
+    };
+    let (src_ip, dst_ip) = (address("source")?, address("destination")?);
+    let l4 = flow["l4"].as_object().and_then(|m| m.iter().next());
+    let (protocol, src_port, dst_port) = match l4 {
+        Some((name, body)) => {
+            let port = |k: &str| body[k].as_u64().and_then(|p| u16::try_from(p).ok());
+            // A SYN-ACK answers a connection; the SYN already stands for it.
+            if body["flags"]["SYN"].as_bool() == Some(true)
+                && body["flags"]["ACK"].as_bool() == Some(true)
+            {
+                return Ok(None);
+            }
+            let protocol = match name.as_str() {
+                "ICMPv4" => "ICMP".to_string(),
+                other => other.to_string(),
+            };
+            (protocol, port("source_port"), port("destination_port"))
+        }
+        None => return Ok(None),
+    };
+    let pod = |side: &str| {
+        let e = &flow[side];
+        match (e["namespace"].as_str(), e["pod_name"].as_str()) {
+            (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => {
+                Some(format!("{ns}/{name}"))
+            }
+            _ => None,
+        }
+    };
+    let verdict = flow["verdict"].as_str().map(|v| match v {
+        "FORWARDED" => "allow".to_string(),
+        "DROPPED" => "deny".to_string(),
+        "AUDIT" => "would-deny".to_string(),
+        other => other.to_ascii_lowercase(),
+    });
+    Ok(Some(FlowRecord {
+        time: flow.get("time").cloned(),
+        src_ip,
+        src_port,
+        dst_ip,
+        dst_port,
+        protocol,
+        src: pod("source"),
+        dst: pod("destination"),
+        verdict,
+        policy: None,
+        rule: None,
+        packets: None,
+        bytes: None,
+    }))
 }
 
 /// Recorded flows of one (source, destination, protocol, port) that the policies deny.
@@ -198,4 +282,54 @@ pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
     report.unreadable.dedup();
     report.denied = denied.into_values().collect();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hubble_flows_are_read_and_replies_skipped() {
+        let text = concat!(
+            r#"{"flow":{"time":"2023-08-21T12:12:18.510175415Z","verdict":"DROPPED","IP":{"source":"10.244.1.60","destination":"10.244.1.5","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":44916,"destination_port":80,"flags":{"SYN":true}}},"source":{"namespace":"default","pod_name":"xwing"},"destination":{"namespace":"default","pod_name":"deathstar-7848d6c4d5-th9v2"},"drop_reason_desc":"POLICY_DENIED"},"node_name":"kind-worker"}"#,
+            "\n",
+            r#"{"time":"1970-01-01T00:20:34.567800Z","verdict":"FORWARDED","IP":{"source":"1.1.1.1","destination":"2.2.2.2"},"l4":{"UDP":{"source_port":31793,"destination_port":53}},"Type":"L3_L4"}"#,
+            "\n",
+            r#"{"flow":{"verdict":"FORWARDED","IP":{"source":"10.0.1.13","destination":"10.0.1.178"},"l4":{"TCP":{"source_port":8080,"destination_port":60778,"flags":{"ACK":true}}},"is_reply":true}}"#,
+            "\n",
+            r#"{"flow":{"verdict":"DROPPED","IP":{"source":"fe80::1","destination":"ff02::2"},"l4":{"ICMPv6":{"type":133}}}}"#,
+            "\n",
+            r#"{"something":"else"}"#,
+            "\n",
+        );
+        let (records, bad) = parse(text);
+        assert_eq!(records.len(), 3, "{records:#?}");
+        let first = &records[0];
+        assert_eq!(first.src_ip, "10.244.1.60".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            (first.protocol.as_str(), first.src_port, first.dst_port),
+            ("TCP", Some(44916), Some(80))
+        );
+        assert_eq!(first.src.as_deref(), Some("default/xwing"));
+        assert_eq!(first.verdict.as_deref(), Some("deny"));
+        assert_eq!(
+            (records[1].protocol.as_str(), records[1].dst_port),
+            ("UDP", Some(53))
+        );
+        assert_eq!(records[1].verdict.as_deref(), Some("allow"));
+        assert_eq!(records[2].protocol, "ICMPv6");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 5);
+    }
+
+    #[test]
+    fn bulkhead_records_are_read_and_comments_skipped() {
+        let (records, bad) = parse(
+            "# recorded\n{\"src_ip\": \"10.0.0.1\", \"dst_ip\": \"10.0.0.2\", \"dst_port\": 80, \"protocol\": \"TCP\", \"extra\": 1}\n\nnot json\n",
+        );
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].dst_port, Some(80));
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 4);
+    }
 }

@@ -446,7 +446,9 @@ pub struct AuditArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub semantics: SemanticsArgs,
-    /// The flow log: JSON lines ({src_ip, dst_ip, protocol, dst_port?, ...}); `-` reads stdin.
+    /// The flow log: JSON lines, Bulkhead's ({src_ip, dst_ip, protocol, dst_port?, ...}, as
+    /// `agent flows -o json` writes them) or Cilium Hubble's (`hubble observe -o json`); `-`
+    /// reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = AuditFormat::Human)]
@@ -466,8 +468,8 @@ pub enum AuditFormat {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// The observed flows: JSON lines ({src_ip, dst_ip, protocol, dst_port?, ...}); `-` reads
-    /// stdin.
+    /// The observed flows: JSON lines, Bulkhead's or Cilium Hubble's (`hubble observe -o
+    /// json`); `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
 }
