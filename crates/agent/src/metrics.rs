@@ -15,6 +15,8 @@ struct DenyLabels {
     namespace: String,
     pod: String,
     rule: String,
+    /// `true`: logged and let through (audit mode, or the namespace is under audit).
+    audit: String,
 }
 
 /// The exposition text for `state` (`None`: no Bulkhead table on the node).
@@ -61,6 +63,7 @@ pub fn render(state: Option<&TableState>) -> String {
                 namespace: namespace.to_string(),
                 pod: pod.to_string(),
                 rule: d.rule.clone(),
+                audit: (state.audit || d.audit).to_string(),
             };
             // The same rule can appear in several tier chains of one pod: sum them.
             packets.get_or_create(&labels).inc_by(d.packets);
@@ -87,6 +90,7 @@ mod tests {
                 direction: "ingress".into(),
                 pod: "x/server".into(),
                 rule: "end of tier default".into(),
+                audit: false,
                 packets: 7,
                 bytes: 420,
             }],
@@ -96,7 +100,7 @@ mod tests {
         assert!(text.contains("bulkhead_break_glass 0"), "{text}");
         assert!(
             text.contains(
-                "bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\"} 7"
+                "bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\",audit=\"true\"} 7"
             ),
             "{text}"
         );

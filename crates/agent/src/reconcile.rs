@@ -21,6 +21,8 @@ pub struct AgentConfig {
     pub tighten: bool,
     /// Enforce, or audit (log would-be denies and let them through).
     pub mode: Mode,
+    /// Namespaces under audit while the rest is enforced.
+    pub audit_namespaces: std::collections::BTreeSet<String>,
     /// Send a rate-limited NFLOG record for every deny (read by `bulkhead agent flows`).
     pub log_denies: bool,
     /// Where the agent keeps state that must outlive it: the break-glass marker.
@@ -126,6 +128,7 @@ impl<B: Backend> Agent<B> {
             &CompileOptions {
                 node: self.config.node.clone(),
                 interfaces,
+                audit_namespaces: self.config.audit_namespaces.clone(),
             },
         );
         ruleset.enforcement = Enforcement {
@@ -319,6 +322,7 @@ mod tests {
                 default_namespace: "default".into(),
                 tighten: false,
                 mode: Mode::Enforce,
+                audit_namespaces: Default::default(),
                 log_denies: true,
                 state_dir: dir.join("state"),
                 metrics_file: None,

@@ -262,6 +262,9 @@ pub struct CompileArgs {
     /// The ruleset `agent --audit` applies (denies logged and let through).
     #[arg(long)]
     pub audit: bool,
+    /// The ruleset `agent --audit-namespace NS` applies.
+    #[arg(long = "audit-namespace", value_name = "NS")]
+    pub audit_namespaces: Vec<String>,
     /// The ruleset `agent --no-deny-log` applies (no NFLOG records for denies).
     #[arg(long)]
     pub no_deny_log: bool,
@@ -297,6 +300,10 @@ pub struct AgentArgs {
     /// (NFLOG group 7, read by `bulkhead agent flows`), to preview policies on real traffic.
     #[arg(long)]
     pub audit: bool,
+    /// Audit only this namespace (repeatable): its pods' denies are logged as would-deny and
+    /// let through while every other namespace is enforced. Roll out one namespace at a time.
+    #[arg(long = "audit-namespace", value_name = "NS")]
+    pub audit_namespaces: Vec<String>,
     /// Do not send NFLOG records for denied connections (counters still count them).
     #[arg(long)]
     pub no_deny_log: bool,

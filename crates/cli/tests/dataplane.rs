@@ -645,7 +645,7 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     let denied = exposition
         .lines()
         .find(|l| {
-            l.starts_with("bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\"}")
+            l.starts_with("bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\",audit=\"false\"}")
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
@@ -654,6 +654,17 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
         "the kernel counted the denies: {exposition}"
     );
     assert!(exposition.contains("bulkhead_audit_mode 0"), "{exposition}");
+
+    // One namespace under audit while the rest is enforced.
+    once(&["--audit-namespace", "x"]);
+    assert!(connects(80), "the namespace under audit lets it through");
+    let audited = next_record_for_port_80("would-deny").expect("a would-deny record");
+    assert_eq!(audited["dst"], "x/server");
+    assert!(
+        metrics().contains("rule=\"end of tier default\",audit=\"true\"}"),
+        "{}",
+        metrics()
+    );
 
     bulkhead_ok(&["agent", "break-glass", "on", "--state-dir", &state_dir]);
     assert!(connects(80), "break-glass opens everything");

@@ -23,6 +23,7 @@ fn main() {
         &bulkhead_nft::CompileOptions {
             node: "node-1".into(),
             interfaces,
+            audit_namespaces: Default::default(),
         },
     );
     print!("{}", bulkhead_nft::render::render(&ruleset));

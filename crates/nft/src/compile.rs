@@ -13,6 +13,8 @@ pub struct CompileOptions {
     /// Pod key (`ns/name`) -> host-side interface of the pod on this node. Local pods without
     /// an entry cannot be dispatched and are reported by [`compile`].
     pub interfaces: BTreeMap<String, String>,
+    /// Namespaces whose pods' denies are only logged (audit one namespace at a time).
+    pub audit_namespaces: std::collections::BTreeSet<String>,
 }
 
 /// What compiling left out, so the agent can say it.
@@ -131,7 +133,12 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                 });
             }
             b.chains.push(entry);
-            tier_chains(&mut b, &prefix, direction, &program);
+            let deny = if options.audit_namespaces.contains(&pod.namespace) {
+                Verdict::AuditDeny
+            } else {
+                Verdict::Drop
+            };
+            tier_chains(&mut b, &prefix, direction, &program, &deny);
             if users.get(interface.as_str()).copied().unwrap_or(0) > 1 {
                 let by_address = if direction == Direction::Egress {
                     &mut egress_by_address
@@ -166,7 +173,13 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
     )
 }
 
-fn tier_chains(b: &mut Builder, prefix: &str, direction: Direction, program: &DirectionProgram) {
+fn tier_chains(
+    b: &mut Builder,
+    prefix: &str,
+    direction: Direction,
+    program: &DirectionProgram,
+    deny: &Verdict,
+) {
     for (k, tier) in program.tiers.iter().enumerate() {
         let next = if k + 1 < program.tiers.len() {
             Verdict::Goto(format!("{prefix}_t{}", k + 1))
@@ -181,7 +194,7 @@ fn tier_chains(b: &mut Builder, prefix: &str, direction: Direction, program: &Di
         for rule in &tier.rules {
             let verdict = match rule.action {
                 Action::Allow => Verdict::Return,
-                Action::Deny => Verdict::Drop,
+                Action::Deny => deny.clone(),
                 Action::Pass => next.clone(),
                 Action::Log => Verdict::Log(rule.id.clone()),
             };
@@ -190,7 +203,7 @@ fn tier_chains(b: &mut Builder, prefix: &str, direction: Direction, program: &Di
         chain.rules.push(Rule {
             matches: vec![],
             verdict: match tier.end {
-                TierDefault::Deny => Verdict::Drop,
+                TierDefault::Deny => deny.clone(),
                 TierDefault::Pass => next.clone(),
             },
             comment: format!("end of tier {}", tier.name),

@@ -12,6 +12,8 @@ pub struct DenyCounter {
     /// `ns/name`.
     pub pod: String,
     pub rule: String,
+    /// The pod's namespace is under audit: these packets were let through.
+    pub audit: bool,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -37,6 +39,8 @@ pub fn deny_counters(table_json: &str) -> Result<Vec<DenyCounter>, serde_json::E
         let denies = exprs
             .iter()
             .any(|e| e["vmap"]["data"].as_str() == Some("@deny_verdict"));
+        // A deny in a namespace under audit counts, then returns.
+        let audited = exprs.iter().any(|e| e.get("return").is_some());
         let Some(counter) = exprs.iter().find_map(|e| e.get("counter")) else {
             continue;
         };
@@ -47,13 +51,14 @@ pub fn deny_counters(table_json: &str) -> Result<Vec<DenyCounter>, serde_json::E
         let Some((direction, pod)) = endpoint.split_once(" of ") else {
             continue;
         };
-        if !denies {
+        if !denies && !audited {
             continue;
         }
         out.push(DenyCounter {
             direction: direction.to_string(),
             pod: pod.to_string(),
             rule: name.to_string(),
+            audit: audited,
             packets: counter["packets"].as_u64().unwrap_or(0),
             bytes: counter["bytes"].as_u64().unwrap_or(0),
         });
@@ -86,6 +91,8 @@ mod tests {
           {"rule": {"chain": "in_0_t1", "comment": "ingress of x/a: end of tier default",
             "expr": [{"counter": {"packets": 12, "bytes": 720}},
                      {"vmap": {"key": {"meta": {"key": "nfproto"}}, "data": "@deny_verdict"}}]}},
+          {"rule": {"chain": "in_1_t0", "comment": "ingress of y/b: NetworkPolicy y/web ingress[0]",
+            "expr": [{"counter": {"packets": 2, "bytes": 120}}, {"return": null}]}},
           {"rule": {"chain": "eg_0", "comment": "anti-spoofing x/a",
             "expr": [{"counter": {"packets": 3, "bytes": 180}}, {"drop": null}]}},
           {"rule": {"chain": "in_0_t1", "comment": "NetworkPolicy x/web ingress[0]",
@@ -93,13 +100,24 @@ mod tests {
         ]}"#;
         assert_eq!(
             deny_counters(json).expect("json"),
-            vec![DenyCounter {
-                direction: "ingress".into(),
-                pod: "x/a".into(),
-                rule: "end of tier default".into(),
-                packets: 12,
-                bytes: 720,
-            }]
+            vec![
+                DenyCounter {
+                    direction: "ingress".into(),
+                    pod: "x/a".into(),
+                    rule: "end of tier default".into(),
+                    audit: false,
+                    packets: 12,
+                    bytes: 720,
+                },
+                DenyCounter {
+                    direction: "ingress".into(),
+                    pod: "y/b".into(),
+                    rule: "NetworkPolicy y/web ingress[0]".into(),
+                    audit: true,
+                    packets: 2,
+                    bytes: 120,
+                }
+            ]
         );
     }
 

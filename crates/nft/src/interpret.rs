@@ -66,6 +66,7 @@ impl Ruleset {
             match &rule.verdict {
                 Verdict::Return => return Outcome::Return,
                 Verdict::Drop if self.enforcement.mode == Mode::Audit => return Outcome::Return,
+                Verdict::AuditDeny => return Outcome::Return,
                 Verdict::Drop | Verdict::DropAlways => return Outcome::Drop,
                 // goto: the target's end returns to the base chain, like ours.
                 Verdict::Goto(next) => return self.run(next, packet, depth + 1),
@@ -198,6 +199,17 @@ mod tests {
         });
         assert!(audit.allows(&packet(Protocol::Tcp)));
         assert!(!audit.allows(&packet(Protocol::Udp)));
+    }
+
+    #[test]
+    fn a_namespace_under_audit_lets_its_denies_through_while_enforcing() {
+        let mut audited = ruleset(Enforcement::default());
+        audited.chains[0].rules[1].verdict = Verdict::AuditDeny;
+        assert!(audited.allows(&packet(Protocol::Tcp)));
+        assert!(
+            !audited.allows(&packet(Protocol::Udp)),
+            "anti-spoofing-like drops stay"
+        );
     }
 
     #[test]

@@ -184,7 +184,8 @@ pub fn render(ruleset: &Ruleset) -> String {
                 .iter()
                 .map(|m| render_match(ruleset, m))
                 .collect();
-            let comment = if rule.verdict == Verdict::Drop {
+            let denies = matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny);
+            let comment = if denies {
                 // Deny rules name their endpoint too: `bulkhead agent metrics` reads the
                 // counters back by comment (nft's JSON drops chain comments).
                 format!(
@@ -196,13 +197,21 @@ pub fn render(ruleset: &Ruleset) -> String {
             } else {
                 format!(" comment {}", quote(&rule.comment, 120))
             };
-            if rule.verdict == Verdict::Drop && ruleset.enforcement.log_denies {
+            if denies && ruleset.enforcement.log_denies {
                 // Logging is its own rule: a `limit` that fails ends the rule, so the verdict
                 // must not share it (dataplane.md §4.5).
                 let mut log = parts.clone();
                 log.push(format!(
                     "limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {}",
-                    quote(&deny_log_prefix(ruleset, endpoint, &rule.comment), 127)
+                    quote(
+                        &deny_log_prefix(
+                            ruleset,
+                            rule.verdict == Verdict::AuditDeny,
+                            endpoint,
+                            &rule.comment
+                        ),
+                        127
+                    )
                 ));
                 let _ = writeln!(out, "    {}{comment}", log.join(" "));
             }
@@ -210,6 +219,7 @@ pub fn render(ruleset: &Ruleset) -> String {
                 Verdict::Return => "return".into(),
                 Verdict::Drop => "counter meta nfproto vmap @deny_verdict".into(),
                 Verdict::DropAlways => "counter drop".into(),
+                Verdict::AuditDeny => "counter return".into(),
                 Verdict::Goto(c) => format!("goto {c}"),
                 Verdict::Log(prefix) => format!(
                     "log prefix {}",
@@ -286,10 +296,10 @@ fn render_match(ruleset: &Ruleset, m: &Match) -> String {
 
 /// The NFLOG prefix of a deny: `bh:<D|A>:<endpoint chain comment>:<rule>`, where `A` marks an
 /// audit-mode "would deny". [`parse_deny_log_prefix`] reads it back.
-fn deny_log_prefix(ruleset: &Ruleset, endpoint: &str, rule: &str) -> String {
+fn deny_log_prefix(ruleset: &Ruleset, audited: bool, endpoint: &str, rule: &str) -> String {
     let mode = match ruleset.enforcement.mode {
-        Mode::Enforce => 'D',
-        Mode::Audit => 'A',
+        Mode::Enforce if !audited => 'D',
+        _ => 'A',
     };
     format!("bh:{mode}:{endpoint}:{rule}")
 }

@@ -128,6 +128,9 @@ pub enum Verdict {
     Drop,
     /// Dropped in every mode (anti-spoofing is not a policy decision to preview).
     DropAlways,
+    /// A policy denies, in a namespace under audit (`--audit-namespace`): logged as would-deny
+    /// and let through whatever the table's mode.
+    AuditDeny,
     /// Pass / next tier.
     Goto(String),
     /// Calico `Log`: record and continue.

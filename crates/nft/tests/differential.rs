@@ -48,6 +48,7 @@ fn build(engine: &Engine<'_>, bridged: bool) -> Dataplane {
                 &CompileOptions {
                     node: node.clone(),
                     interfaces,
+                    audit_namespaces: Default::default(),
                 },
             );
             // Rendering must not fail on anything the compiler builds.

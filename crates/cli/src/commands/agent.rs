@@ -43,6 +43,7 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         &CompileOptions {
             node: args.node.clone(),
             interfaces: map,
+            audit_namespaces: args.audit_namespaces.iter().cloned().collect(),
         },
     );
     ruleset.enforcement = Enforcement {
@@ -73,6 +74,7 @@ fn table_agent(state_dir: &std::path::Path) -> Agent<NftCli> {
             default_namespace: String::new(),
             tighten: false,
             mode: Mode::Enforce,
+            audit_namespaces: Default::default(),
             log_denies: false,
             state_dir: state_dir.to_path_buf(),
             metrics_file: None,
@@ -94,6 +96,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             } else {
                 Mode::Enforce
             },
+            audit_namespaces: args.audit_namespaces.iter().cloned().collect(),
             log_denies: !args.no_deny_log,
             state_dir: args.state_dir.clone(),
             metrics_file: args.metrics_file.clone(),
