@@ -11,7 +11,7 @@ use bulkhead_model::{Cluster, Protocol};
 use bulkhead_nft::interpret::Packet;
 use bulkhead_nft::{CompileOptions, Ruleset, compile};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,10 @@ struct Dataplane {
 }
 
 fn build(engine: &Engine<'_>, bridged: bool) -> Dataplane {
+    build_auditing(engine, bridged, &BTreeSet::new())
+}
+
+fn build_auditing(engine: &Engine<'_>, bridged: bool, audit: &BTreeSet<String>) -> Dataplane {
     let cluster = engine.cluster();
     let mut interface = BTreeMap::new();
     let mut per_node: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -48,7 +52,7 @@ fn build(engine: &Engine<'_>, bridged: bool) -> Dataplane {
                 &CompileOptions {
                     node: node.clone(),
                     interfaces,
-                    audit_namespaces: Default::default(),
+                    audit_namespaces: audit.clone(),
                 },
             );
             // Rendering must not fail on anything the compiler builds.
@@ -120,6 +124,7 @@ fn pod_ip(cluster: &Cluster, e: Endpoint) -> Option<IpAddr> {
 fn compare(
     engine: &Engine<'_>,
     plane: &Dataplane,
+    audit: &BTreeSet<String>,
     src: Endpoint,
     dst: Endpoint,
     protocol: Protocol,
@@ -133,15 +138,21 @@ fn compare(
     if src_ip.is_ipv4() != dst_ip.is_ipv4() {
         return Ok(());
     }
-    let expected = engine
-        .evaluate(&Flow {
-            src,
-            dst,
-            protocol,
-            port,
-            icmp,
-        })
-        .allowed;
+    let verdict = engine.evaluate(&Flow {
+        src,
+        dst,
+        protocol,
+        port,
+        icmp,
+    });
+    // A pod in a namespace under audit has its denies logged and let through.
+    let audited =
+        |e: Endpoint| matches!(e, Endpoint::Pod(i) if audit.contains(&cluster.pods[i].namespace));
+    let expected = if audit.is_empty() {
+        verdict.allowed
+    } else {
+        (verdict.egress.allowed || audited(src)) && (verdict.ingress.allowed || audited(dst))
+    };
     let got = plane.allows(cluster, src, dst, src_ip, dst_ip, protocol, port, icmp);
     if expected == got {
         Ok(())
@@ -156,6 +167,7 @@ fn compare(
 fn sweep(
     engine: &Engine<'_>,
     plane: &Dataplane,
+    audit: &BTreeSet<String>,
     ports: &[u16],
     externals: &[IpAddr],
 ) -> Vec<String> {
@@ -175,12 +187,15 @@ fn sweep(
             }
             for protocol in [Protocol::Tcp, Protocol::Udp] {
                 for &port in ports {
-                    failures.extend(compare(engine, plane, s, d, protocol, Some(port), None).err());
+                    failures.extend(
+                        compare(engine, plane, audit, s, d, protocol, Some(port), None).err(),
+                    );
                 }
             }
             for icmp in [(8, Some(0)), (0, Some(0))] {
-                failures
-                    .extend(compare(engine, plane, s, d, Protocol::Icmp, None, Some(icmp)).err());
+                failures.extend(
+                    compare(engine, plane, audit, s, d, Protocol::Icmp, None, Some(icmp)).err(),
+                );
             }
         }
     }
@@ -259,6 +274,7 @@ fn compiled_rulesets_agree_with_the_engine_on_every_conformance_scenario() {
         for f in sweep(
             &engine,
             &plane,
+            &BTreeSet::new(),
             &[53, 80, 81, 443, 5432, 8080, 9090, 5353],
             &externals,
         ) {
@@ -279,12 +295,19 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn compiled_rulesets_agree_with_the_engine_on_random_clusters(cluster in random_cluster::cluster_strategy(true, true), calico in proptest::bool::ANY, bridged in proptest::bool::ANY) {
+    fn compiled_rulesets_agree_with_the_engine_on_random_clusters(cluster in random_cluster::cluster_strategy(true, true), calico in proptest::bool::ANY, bridged in proptest::bool::ANY, audit_mask in 0usize..16) {
         let semantics = if calico { Semantics::Calico } else { Semantics::Kubernetes };
         let engine = Engine::new(&cluster, EngineOptions { semantics, self_traffic_allowed: true });
-        let plane = build(&engine, bridged);
+        // Some namespaces under audit (most cases: none or one): their denies become would-denies.
+        let audit: BTreeSet<String> = random_cluster::NAMESPACES
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| audit_mask & (1 << k) != 0 && audit_mask < 8)
+            .map(|(_, n)| n.to_string())
+            .collect();
+        let plane = build_auditing(&engine, bridged, &audit);
         let externals: Vec<IpAddr> = ["203.0.113.7", "203.0.113.200"].iter().map(|s| s.parse().expect("ip")).collect();
-        let failures = sweep(&engine, &plane, &random_cluster::PORTS, &externals);
+        let failures = sweep(&engine, &plane, &audit, &random_cluster::PORTS, &externals);
         prop_assert!(failures.is_empty(), "{:#?}", &failures[..failures.len().min(5)]);
     }
 }
