@@ -121,6 +121,7 @@ fn pod_ip(cluster: &Cluster, e: Endpoint) -> Option<IpAddr> {
     }
 }
 
+#[expect(clippy::too_many_arguments, reason = "a flow, its dataplane and its audit scope")]
 fn compare(
     engine: &Engine<'_>,
     plane: &Dataplane,
