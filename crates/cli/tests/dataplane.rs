@@ -681,10 +681,12 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
 }
 
 /// A pod reaching its own node (kubelet, node-local services) never crosses the forward hook;
-/// its egress policy must still hold there. The node address is the host side of the pods'
-/// veths (the ptp gateway), which exists only while the test's pods do.
+/// it meets the egress stage on the input hook, with the engine's rule for it (K8S-ISO-6):
+/// the NetworkPolicy layer lets a pod reach its own node, explicit denies (here an
+/// AdminNetworkPolicy) still hold. The node address is the host side of the pods' veths (the
+/// ptp gateway), which exists only while the test's pods do.
 #[test]
-fn egress_policy_holds_for_traffic_to_the_pods_own_node() {
+fn a_pods_traffic_to_its_own_node_follows_the_engine() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !lab::privileged_or_skip("pod to own node") {
         return;
@@ -692,17 +694,19 @@ fn egress_policy_holds_for_traffic_to_the_pods_own_node() {
     lab::sweep_leftovers();
     let lab = two_pod_lab("tonode");
     let gateway: IpAddr = "10.255.255.254".parse().expect("ip");
+    let ports = [9101u16, 9102, 9103];
     // Listening sockets on the node side; the kernel completes handshakes without accept().
-    let listeners: Vec<std::net::TcpListener> = [9101u16, 9102]
+    let listeners: Vec<std::net::TcpListener> = ports
         .iter()
         .map(|&port| std::net::TcpListener::bind((gateway, port)).expect("bind on the gateway"))
         .collect();
     let node = format!(
         "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\nstatus: {{addresses: [{{type: InternalIP, address: {gateway}}}]}}\n"
     );
-    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: client-out, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 10.255.255.254/32}}]\n    ports: [{port: 9101}]\n";
+    let policies = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: client-out, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 10.255.255.254/32}}]\n    ports: [{port: 9101}]\n---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: no-node-9102}\nspec:\n  priority: 10\n  subject: {namespaces: {}}\n  egress:\n  - name: deny-node-9102\n    action: Deny\n    to: [{networks: [10.255.255.254/32]}]\n    ports: [{portNumber: {protocol: TCP, port: 9102}}]\n";
     let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, &format!("{TWO_PODS}{node}"), policy);
+    let cluster = format!("{TWO_PODS}{node}");
+    write_manifests(&dir, &cluster, policies);
     let connects =
         |from: &str, port| wait(lab.probe(from, "tcp", gateway, port, 600).expect("probe"));
     assert!(
@@ -710,18 +714,57 @@ fn egress_policy_holds_for_traffic_to_the_pods_own_node() {
         "before enforcement the node port is open"
     );
     let result = agent_once(&dir);
-    let verdicts = (
-        connects("x/client", 9101),
-        connects("x/client", 9102),
-        connects("x/server", 9102),
+    let snapshot = load(
+        &[
+            Input::new("cluster.yaml", cluster.clone()),
+            Input::new("policies.yaml", policies),
+        ],
+        &LoadOptions::default(),
     );
+    let engine = Engine::new(
+        &snapshot.cluster,
+        EngineOptions {
+            semantics: Engine::auto_semantics(&snapshot.cluster),
+            self_traffic_allowed: true,
+        },
+    );
+    let mut verdicts = Vec::new();
+    for from in ["x/client", "x/server"] {
+        for port in ports {
+            let src = engine.resolve(from).expect("pod").endpoint;
+            let dst = engine
+                .resolve(&format!("node:{NODE}"))
+                .expect("node")
+                .endpoint;
+            let expected = engine
+                .evaluate(&Flow {
+                    src,
+                    dst,
+                    protocol: Protocol::Tcp,
+                    port: Some(port),
+                    icmp: None,
+                })
+                .allowed;
+            verdicts.push((from, port, expected, connects(from, port)));
+        }
+    }
     drop(listeners);
     let _ = std::fs::remove_dir_all(&dir);
     result.unwrap_or_else(|e| panic!("{e}"));
-    assert!(verdicts.0, "the egress rule allows the node on 9101");
-    assert!(!verdicts.1, "egress isolation holds for the pod's own node");
-    assert!(
-        verdicts.2,
-        "a pod without egress policy still reaches its node"
+    let expected: Vec<(&str, u16, bool)> = vec![
+        ("x/client", 9101, true),
+        ("x/client", 9102, false),
+        ("x/client", 9103, true),
+        ("x/server", 9101, true),
+        ("x/server", 9102, false),
+        ("x/server", 9103, true),
+    ];
+    assert_eq!(
+        verdicts.iter().map(|v| (v.0, v.1, v.2)).collect::<Vec<_>>(),
+        expected,
+        "the engine: NetworkPolicy isolation lets a pod reach its own node, the ANP denies 9102"
     );
+    for (from, port, engine_says, kernel) in verdicts {
+        assert_eq!(kernel, engine_says, "{from} -> own node :{port}");
+    }
 }

@@ -200,6 +200,19 @@ fn tier_chains(
             };
             chain.rules.extend(translate(b, direction, rule, &verdict));
         }
+        // K8S-ISO-6 (engine choice): a pod's egress to its own node is allowed where the
+        // NetworkPolicy (default) tier would deny for want of a matching rule; explicit rules
+        // and other tiers still decide. Only input-hook packets are for a local address.
+        if direction == Direction::Egress
+            && tier.name == bulkhead_model::Tier::DEFAULT
+            && tier.end == TierDefault::Deny
+        {
+            chain.rules.push(Rule {
+                matches: vec![Match::DestinationIsLocal],
+                verdict: Verdict::Return,
+                comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
+            });
+        }
         chain.rules.push(Rule {
             matches: vec![],
             verdict: match tier.end {

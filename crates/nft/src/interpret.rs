@@ -17,6 +17,8 @@ pub struct Packet {
     pub protocol: Protocol,
     pub dport: Option<u16>,
     pub icmp: Option<(u8, Option<u8>)>,
+    /// The destination is an address of the node itself (the packet meets the input hook).
+    pub dst_local: bool,
 }
 
 enum Outcome {
@@ -89,6 +91,7 @@ impl Ruleset {
                 inside != *negate
             }
             Match::AddrNot { side, addr: a } => addr(*side) != *a,
+            Match::DestinationIsLocal => p.dst_local,
             Match::L4Proto { protocol, negate } => (p.protocol.canonical() == *protocol) != *negate,
             Match::ProtoPort { set, negate } => {
                 // No transport header (ICMP): the concatenation cannot match, negated or not.
@@ -186,6 +189,7 @@ mod tests {
             protocol,
             dport: Some(80),
             icmp: None,
+            dst_local: false,
         }
     }
 

@@ -247,6 +247,7 @@ fn render_match(ruleset: &Ruleset, m: &Match) -> String {
     let not = |negate: bool| if negate { "!= " } else { "" };
     match m {
         Match::Family { ipv4 } => format!("meta nfproto {}", if *ipv4 { "ipv4" } else { "ipv6" }),
+        Match::DestinationIsLocal => "fib daddr type local".to_string(),
         Match::Addr { side, set, negate } => {
             let v6 = matches!(ruleset.sets[*set].data, SetData::Addr6(_));
             format!(

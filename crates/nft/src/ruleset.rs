@@ -111,6 +111,8 @@ pub enum Match {
     AddrProtoPort {
         set: usize,
     },
+    /// `fib daddr type local`: the packet is for this node itself (input hook).
+    DestinationIsLocal,
     /// `icmp type 8 icmp code 0` (or icmpv6).
     Icmp {
         v6: bool,

@@ -95,6 +95,8 @@ impl Dataplane {
             protocol,
             dport: port,
             icmp,
+            // Forwarded traffic: pods and external addresses are never the node's own.
+            dst_local: false,
         };
         if let Some((node, iif)) = side(src) {
             packet.iif = iif;
@@ -121,7 +123,10 @@ fn pod_ip(cluster: &Cluster, e: Endpoint) -> Option<IpAddr> {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "a flow, its dataplane and its audit scope")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a flow, its dataplane and its audit scope"
+)]
 fn compare(
     engine: &Engine<'_>,
     plane: &Dataplane,
