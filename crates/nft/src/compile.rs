@@ -44,6 +44,14 @@ impl Builder {
         self.index.insert(key, i);
         i
     }
+    /// The shared set of one family's addresses.
+    fn addr_set(&mut self, part: AddrRanges, ipv4: bool) -> usize {
+        self.set(if ipv4 {
+            SetData::Addr4(part)
+        } else {
+            SetData::Addr6(part)
+        })
+    }
 }
 
 /// Compiles the ruleset for the pods of `options.node`.
@@ -258,11 +266,7 @@ fn translate(
                     continue;
                 }
                 if part != AddrRanges::everything().family(ipv4) {
-                    let set = b.set(if ipv4 {
-                        SetData::Addr4(part)
-                    } else {
-                        SetData::Addr6(part)
-                    });
+                    let set = b.addr_set(part, ipv4);
                     base.push(Match::Addr {
                         side,
                         set,
@@ -273,11 +277,7 @@ fn translate(
             if let Some(not) = &rule.remote_not {
                 let part = not.family(ipv4);
                 if !part.is_empty() {
-                    let set = b.set(if ipv4 {
-                        SetData::Addr4(part)
-                    } else {
-                        SetData::Addr6(part)
-                    });
+                    let set = b.addr_set(part, ipv4);
                     base.push(Match::Addr {
                         side,
                         set,
