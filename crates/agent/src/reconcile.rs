@@ -110,13 +110,9 @@ impl<B: Backend> Agent<B> {
                 ),
             });
         }
-        let semantics = Engine::auto_semantics(&snapshot.cluster);
         let engine = Engine::new(
             &snapshot.cluster,
-            EngineOptions {
-                semantics,
-                self_traffic_allowed: true,
-            },
+            EngineOptions::for_cluster(&snapshot.cluster),
         );
         let interfaces = interfaces::for_node(
             &snapshot.cluster,

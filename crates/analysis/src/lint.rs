@@ -95,16 +95,9 @@ pub struct LintContext<'c> {
 
 impl<'c> LintContext<'c> {
     pub fn new(cluster: &'c Cluster, config: &'c Config) -> Self {
-        let semantics = Engine::auto_semantics(cluster);
         Self {
             cluster,
-            engine: Engine::new(
-                cluster,
-                EngineOptions {
-                    semantics,
-                    self_traffic_allowed: true,
-                },
-            ),
+            engine: Engine::new(cluster, EngineOptions::for_cluster(cluster)),
             config,
         }
     }

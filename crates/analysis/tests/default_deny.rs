@@ -17,10 +17,7 @@ fn shop(policies: &str) -> DefaultDeny {
     assert!(snapshot.error_count() == 0, "{:?}", snapshot.diagnostics);
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions {
-            semantics: Engine::auto_semantics(&snapshot.cluster),
-            self_traffic_allowed: true,
-        },
+        EngineOptions::for_cluster(&snapshot.cluster),
     );
     namespaces(&engine)["shop"]
 }

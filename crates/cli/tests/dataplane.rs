@@ -220,10 +220,7 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
             // The agent picks its semantics itself (auto); the engine follows the same rule.
             let engine = Engine::new(
                 &snapshot.cluster,
-                EngineOptions {
-                    semantics: Engine::auto_semantics(&snapshot.cluster),
-                    self_traffic_allowed: true,
-                },
+                EngineOptions::for_cluster(&snapshot.cluster),
             );
             let mut running = Vec::new();
             for p in &spec.expectations {
@@ -723,10 +720,7 @@ fn a_pods_traffic_to_its_own_node_follows_the_engine() {
     );
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions {
-            semantics: Engine::auto_semantics(&snapshot.cluster),
-            self_traffic_allowed: true,
-        },
+        EngineOptions::for_cluster(&snapshot.cluster),
     );
     let mut verdicts = Vec::new();
     for from in ["x/client", "x/server"] {

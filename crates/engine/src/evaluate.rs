@@ -27,6 +27,17 @@ pub struct EngineOptions {
     pub self_traffic_allowed: bool,
 }
 
+impl EngineOptions {
+    /// What the cluster itself would enforce: `auto` semantics (Calico when a Calico object is
+    /// present) and a pod may reach itself. The agent, the analyses and tests all start here.
+    pub fn for_cluster(cluster: &Cluster) -> Self {
+        Self {
+            semantics: Engine::auto_semantics(cluster),
+            self_traffic_allowed: true,
+        }
+    }
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {

@@ -3,13 +3,9 @@ fn main() {
     let paths: Vec<std::path::PathBuf> = std::env::args().skip(1).map(Into::into).collect();
     let (inputs, _) = bulkhead_k8s::read_paths(&paths);
     let snapshot = bulkhead_k8s::load(&inputs, &bulkhead_k8s::LoadOptions::default());
-    let semantics = bulkhead_engine::Engine::auto_semantics(&snapshot.cluster);
     let engine = bulkhead_engine::Engine::new(
         &snapshot.cluster,
-        bulkhead_engine::EngineOptions {
-            semantics,
-            self_traffic_allowed: true,
-        },
+        bulkhead_engine::EngineOptions::for_cluster(&snapshot.cluster),
     );
     let interfaces = snapshot
         .cluster

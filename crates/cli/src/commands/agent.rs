@@ -25,13 +25,9 @@ fn interfaces(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     let snapshot = snapshot::load(&args.input);
     snapshot::warn_about_errors(&snapshot);
-    let semantics = Engine::auto_semantics(&snapshot.cluster);
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions {
-            semantics,
-            self_traffic_allowed: true,
-        },
+        EngineOptions::for_cluster(&snapshot.cluster),
     );
     let map = bulkhead_agent::interfaces::for_node(
         &snapshot.cluster,

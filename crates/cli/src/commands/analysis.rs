@@ -202,13 +202,9 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let options = |s: &Snapshot| EngineOptions {
-        semantics: Engine::auto_semantics(&s.cluster),
-        self_traffic_allowed: true,
-    };
     let (b, h) = (
-        Engine::new(&base.cluster, options(&base)),
-        Engine::new(&head.cluster, options(&head)),
+        Engine::new(&base.cluster, EngineOptions::for_cluster(&base.cluster)),
+        Engine::new(&head.cluster, EngineOptions::for_cluster(&head.cluster)),
     );
     let report = bulkhead_analysis::diff::diff(&b, &h);
     match args.output {
@@ -235,10 +231,7 @@ pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions {
-            semantics: Engine::auto_semantics(&snapshot.cluster),
-            self_traffic_allowed: true,
-        },
+        EngineOptions::for_cluster(&snapshot.cluster),
     );
     let c = bulkhead_analysis::coverage::coverage(&engine);
     match args.output {
