@@ -15,7 +15,26 @@
 //! Use the container port's name (`kubectl get pod -o jsonpath='{..ports}'`), or a number.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_model::{Diagnostic, Direction, NetworkPolicyPeer, PortSpec, Severity};
+use bulkhead_engine::matching::{Peer, peer_matches};
+use bulkhead_model::{Cluster, Diagnostic, Direction, NetworkPolicyPeer, Pod, PortSpec, Severity};
+
+/// Whether a `to` entry selects pod `q`, as the engine matches peers: selectors on the pod,
+/// an ipBlock on any of its addresses (a pod without an address is not in any ipBlock here).
+fn selects(cluster: &Cluster, namespace: &str, peer: &NetworkPolicyPeer, q: &Pod) -> bool {
+    let matches = |ip| {
+        peer_matches(
+            cluster,
+            namespace,
+            peer,
+            Peer { pod: Some(q), ip },
+            &mut Vec::new(),
+        )
+    };
+    match peer {
+        NetworkPolicyPeer::Pods { .. } => matches(None),
+        NetworkPolicyPeer::IpBlock(_) => q.ips.iter().any(|ip| matches(Some(*ip))),
+    }
+}
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH111",
@@ -53,26 +72,9 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         .filter(|q| q.is_endpoint() && !q.host_network)
                         .filter(|q| {
                             rule.peers.as_ref().is_none_or(|peers| {
-                                peers.iter().any(|peer| match peer {
-                                    NetworkPolicyPeer::Pods {
-                                        namespace_selector,
-                                        pod_selector,
-                                    } => {
-                                        let ns_ok = match namespace_selector {
-                                            None => q.namespace == policy.namespace,
-                                            Some(s) => cluster
-                                                .namespace(&q.namespace)
-                                                .is_some_and(|n| s.matches(&n.labels)),
-                                        };
-                                        ns_ok
-                                            && pod_selector
-                                                .as_ref()
-                                                .is_none_or(|s| s.matches(&q.labels))
-                                    }
-                                    NetworkPolicyPeer::IpBlock(b) => {
-                                        q.ips.iter().any(|ip| b.contains(*ip))
-                                    }
-                                })
+                                peers
+                                    .iter()
+                                    .any(|peer| selects(cluster, &policy.namespace, peer, q))
                             })
                         })
                         .collect(),
