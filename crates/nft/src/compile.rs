@@ -103,9 +103,11 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                     "in"
                 }
             );
+            let endpoint = format!("{direction} of {}", pod.key());
             let mut entry = Chain {
                 name: prefix.clone(),
-                comment: format!("{direction} of {}", pod.key()),
+                comment: endpoint.clone(),
+                endpoint: endpoint.clone(),
                 rules: Vec::new(),
             };
             if direction == Direction::Egress {
@@ -146,7 +148,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             } else {
                 Verdict::Drop
             };
-            tier_chains(&mut b, &prefix, direction, &program, &deny);
+            tier_chains(&mut b, &prefix, &endpoint, direction, &program, &deny);
             if users.get(interface.as_str()).copied().unwrap_or(0) > 1 {
                 let by_address = if direction == Direction::Egress {
                     &mut egress_by_address
@@ -184,6 +186,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
 fn tier_chains(
     b: &mut Builder,
     prefix: &str,
+    endpoint: &str,
     direction: Direction,
     program: &DirectionProgram,
     deny: &Verdict,
@@ -197,6 +200,7 @@ fn tier_chains(
         let mut chain = Chain {
             name: format!("{prefix}_t{k}"),
             comment: format!("tier {}", tier.name),
+            endpoint: endpoint.to_string(),
             rules: Vec::new(),
         };
         for rule in &tier.rules {

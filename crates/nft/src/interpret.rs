@@ -161,6 +161,7 @@ mod tests {
             chains: vec![Chain {
                 name: "in_0".into(),
                 comment: "ingress of x/a".into(),
+                endpoint: "ingress of x/a".into(),
                 rules: vec![
                     rule(
                         vec![Match::L4Proto {

@@ -162,22 +162,10 @@ pub fn render(ruleset: &Ruleset) -> String {
         out,
         "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n{EGRESS_STAGE}  }}\n"
     );
-    let endpoints: std::collections::HashMap<&str, &str> = ruleset
-        .chains
-        .iter()
-        .map(|c| (c.name.as_str(), c.comment.as_str()))
-        .collect();
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);
         let _ = writeln!(out, "    comment {}", quote(&chain.comment, 120));
-        // Tier chains are named after their endpoint chain (`eg_3_t1` belongs to `eg_3`).
-        let endpoint = chain
-            .name
-            .split("_t")
-            .next()
-            .and_then(|e| endpoints.get(e))
-            .copied()
-            .unwrap_or("");
+        let endpoint = chain.endpoint.as_str();
         for rule in &chain.rules {
             let mut parts: Vec<String> = rule
                 .matches

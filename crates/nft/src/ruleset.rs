@@ -72,6 +72,9 @@ pub struct Chain {
     pub name: String,
     /// Why the chain exists: the pod and direction, or the tier.
     pub comment: String,
+    /// The pod and direction the chain enforces (`ingress of x/a`), also for its tier chains:
+    /// deny logs and counters name it.
+    pub endpoint: String,
     pub rules: Vec<Rule>,
 }
 
