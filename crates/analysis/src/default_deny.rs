@@ -28,23 +28,7 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
     let probes: Vec<Pod> = cluster
         .namespaces
         .iter()
-        .map(|ns| Pod {
-            namespace: ns.name.clone(),
-            name: "bulkhead-new-pod".to_string(),
-            labels: Default::default(),
-            ips: Vec::new(),
-            node: None,
-            host_network: false,
-            service_account: "default".to_string(),
-            ports: Vec::new(),
-            phase: None,
-            origin: PodOrigin::Template,
-            workload: WorkloadRef {
-                kind: "pod".to_string(),
-                name: "bulkhead-new-pod".to_string(),
-            },
-            source: None,
-        })
+        .map(|ns| new_pod(&ns.name))
         .collect();
     // Every field spelled out: a new kind of policy input must be thought about here.
     let probe_cluster = Cluster {
@@ -67,6 +51,31 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         .map(|(i, p)| (p.namespace.clone(), pod(&probe_engine, i)))
         .collect()
 }
+
+/// The pod a namespace will get tomorrow: no labels, no address, the default service account.
+/// Policies that select it (a namespace default-deny) protect pods that do not exist yet.
+pub fn new_pod(namespace: &str) -> Pod {
+    Pod {
+        namespace: namespace.to_string(),
+        name: NEW_POD_NAME.to_string(),
+        labels: Default::default(),
+        ips: Vec::new(),
+        node: None,
+        host_network: false,
+        service_account: "default".to_string(),
+        ports: Vec::new(),
+        phase: None,
+        origin: PodOrigin::Template,
+        workload: WorkloadRef {
+            kind: "pod".to_string(),
+            name: NEW_POD_NAME.to_string(),
+        },
+        source: None,
+    }
+}
+
+/// The name of [`new_pod`]; no real pod is expected to carry it.
+pub const NEW_POD_NAME: &str = "bulkhead-new-pod";
 
 /// Whether pod `i` is default-denied in each direction in effect: an outside address on an
 /// unused port can neither reach it nor be reached by it. (Being selected by a policy is not

@@ -21,7 +21,8 @@ pub struct Namespace {
 /// How a pod entered the snapshot, which decides whether it is a policy endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodOrigin {
-    /// A `Pod` object. Without an IP, or `Succeeded`/`Failed`, it is not an endpoint (§0.3).
+    /// A `Pod` object. `Succeeded`/`Failed` pods are not endpoints; one without an IP (a bare
+    /// Pod from Git, a `Pending` pod) is an endpoint whose address is unknown (§0.3).
     Live,
     /// The pod template of a workload (Deployment, ...): an endpoint whose IP is not known yet.
     Template,
@@ -75,10 +76,7 @@ impl Pod {
     pub fn is_endpoint(&self) -> bool {
         match self.origin {
             PodOrigin::Template => true,
-            PodOrigin::Live => {
-                !self.ips.is_empty()
-                    && !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
-            }
+            PodOrigin::Live => !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed")),
         }
     }
 

@@ -5,7 +5,9 @@
 //! everything it allows is allowed by other rules anyway (redundant), or earlier rules of an
 //! ordered tier always decide first (shadowed). Decided by re-running the engine without it
 //! over the selected pods, every pod peer, sample external addresses and every port any policy
-//! mentions.
+//! mentions. The selected pods include the pod each namespace will get next (no labels, no
+//! address yet): a namespace default-deny protects tomorrow's pods even when every pod of
+//! today is also selected by a narrower policy, so it is never "without effect".
 //!
 //! ## Why it matters
 //! Dead rules mislead reviewers ("this is what allows X") and rot: when the other rule is
@@ -240,15 +242,15 @@ fn same_verdicts(
     true
 }
 
-fn subjects_of(ctx: &LintContext<'_>, name: &str, namespace: Option<&str>) -> Vec<usize> {
-    ctx.engine
+fn subjects_of(engine: &Engine<'_>, name: &str, namespace: Option<&str>) -> Vec<usize> {
+    engine
         .pod_endpoints()
         .into_iter()
         .filter(|&i| {
             [Direction::Ingress, Direction::Egress]
                 .into_iter()
                 .any(|d| {
-                    ctx.engine
+                    engine
                         .applying_policies(i, d)
                         .iter()
                         .any(|p| p.name == name && p.namespace.as_deref() == namespace)
@@ -257,14 +259,27 @@ fn subjects_of(ctx: &LintContext<'_>, name: &str, namespace: Option<&str>) -> Ve
         .collect()
 }
 
+/// The snapshot plus one new pod per namespace ([`crate::default_deny::new_pod`]).
+fn with_new_pods(cluster: &Cluster) -> Cluster {
+    let mut c = cluster.clone();
+    c.pods.extend(
+        cluster
+            .namespaces
+            .iter()
+            .map(|ns| crate::default_deny::new_pod(&ns.name)),
+    );
+    c
+}
+
 fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
-    let cluster = ctx.cluster;
-    let rule_count: usize = cluster
+    let rule_count: usize = ctx
+        .cluster
         .network_policies
         .iter()
         .map(|p| p.ingress.len() + p.egress.len())
         .sum::<usize>()
-        + cluster
+        + ctx
+            .cluster
             .tiered_policies
             .iter()
             .map(|p| p.ingress.len() + p.egress.len())
@@ -273,6 +288,8 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         return Vec::new();
     }
     let options = ctx.engine.options();
+    let cluster = &with_new_pods(ctx.cluster);
+    let engine = Engine::new(cluster, options);
     let samples = samples(cluster);
     let mut out = Vec::new();
     let mut check = |target: Target,
@@ -285,7 +302,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         }
         let reduced = without(cluster, target);
         let after = Engine::new(&reduced, EngineOptions { ..options });
-        if same_verdicts(&ctx.engine, &after, subjects, &samples) {
+        if same_verdicts(&engine, &after, subjects, &samples) {
             let (info, what) = if whole_policies {
                 (&POLICY_RULE, res.clone())
             } else {
@@ -305,7 +322,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         if dead.iter().any(|d| *d) && whole_policies {
             continue;
         }
-        let subjects = subjects_of(ctx, &p.name, Some(&p.namespace));
+        let subjects = subjects_of(&engine, &p.name, Some(&p.namespace));
         let res = resource("NetworkPolicy", Some(&p.namespace), &p.name);
         if whole_policies {
             check(
@@ -337,13 +354,13 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
     }
     // Ordered policies: a rule matters when it decides (or passes) some flow. One that never
     // appears in any explanation is shadowed by earlier rules, or matches nothing.
-    let remotes = remotes(&ctx.engine, &samples);
+    let remotes = remotes(&engine, &samples);
     for p in cluster
         .tiered_policies
         .iter()
         .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
     {
-        let subjects = subjects_of(ctx, &p.name, p.namespace.as_deref());
+        let subjects = subjects_of(&engine, &p.name, p.namespace.as_deref());
         if subjects.is_empty() {
             continue;
         }
@@ -362,7 +379,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
                         if !p.types.contains(direction) {
                             continue;
                         }
-                        let v = ctx.engine.evaluate(&Flow {
+                        let v = engine.evaluate(&Flow {
                             src,
                             dst,
                             protocol,
