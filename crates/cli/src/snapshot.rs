@@ -5,10 +5,27 @@ use bulkhead_engine::{Engine, EngineOptions, Semantics};
 use bulkhead_k8s::{LoadOptions, Snapshot};
 use std::io::IsTerminal as _;
 
+/// Reads the paths; a path that cannot be read (missing, a FIFO, a device, not text) is an
+/// input error (exit 2), never an empty result. Skipped entries stay diagnostics (warnings).
+pub fn read(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<(Vec<bulkhead_k8s::Input>, Vec<bulkhead_model::Diagnostic>)> {
+    let (inputs, diagnostics) = bulkhead_k8s::read_paths(paths);
+    let unreadable: Vec<&str> = diagnostics
+        .iter()
+        .filter(|d| d.code == bulkhead_k8s::codes::IO_ERROR.code)
+        .map(|d| d.message.as_str())
+        .collect();
+    if !unreadable.is_empty() {
+        anyhow::bail!("{}", unreadable.join("\nerror: "));
+    }
+    Ok((inputs, diagnostics))
+}
+
 /// Loads and also returns the inputs, for findings that need their source lines.
-pub fn load_with_inputs(input: &InputArgs) -> (Snapshot, Vec<bulkhead_k8s::Input>) {
+pub fn load_with_inputs(input: &InputArgs) -> anyhow::Result<(Snapshot, Vec<bulkhead_k8s::Input>)> {
     let started = std::time::Instant::now();
-    let (inputs, mut io_diagnostics) = bulkhead_k8s::read_paths(&input.paths);
+    let (inputs, mut io_diagnostics) = read(&input.paths)?;
     let bytes: usize = inputs.iter().map(|i| i.text.len()).sum();
     let interactive = std::io::stderr().is_terminal();
     if interactive && bytes > PROGRESS_BYTES {
@@ -33,7 +50,7 @@ pub fn load_with_inputs(input: &InputArgs) -> (Snapshot, Vec<bulkhead_k8s::Input
     }
     io_diagnostics.append(&mut snapshot.diagnostics);
     snapshot.diagnostics = io_diagnostics;
-    (snapshot, inputs)
+    Ok((snapshot, inputs))
 }
 
 /// Above this much input, an interactive user is told what is being loaded (it takes seconds).
@@ -63,8 +80,32 @@ pub fn fill_source_lines(
     }
 }
 
-pub fn load(input: &InputArgs) -> Snapshot {
-    load_with_inputs(input).0
+/// Loads for a command that computes verdicts: problems with the input as a whole (nothing
+/// to read, a Kustomize directory, skipped entries) are said on stderr, since the command's
+/// output would otherwise just be empty.
+pub fn load(input: &InputArgs) -> anyhow::Result<Snapshot> {
+    let snapshot = load_with_inputs(input)?.0;
+    warn_about_input(&snapshot);
+    Ok(snapshot)
+}
+
+/// The input-level warnings (`BH014` skipped entry, `BH016` Kustomize source, `BH017` empty).
+pub fn warn_about_input(snapshot: &Snapshot) {
+    use bulkhead_k8s::codes;
+    for d in &snapshot.diagnostics {
+        if [
+            codes::SKIPPED_ENTRY.code,
+            codes::KUSTOMIZE_SOURCE.code,
+            codes::EMPTY_INPUT.code,
+        ]
+        .contains(&d.code)
+        {
+            eprintln!("warning: {}", d.message);
+            if let Some(help) = &d.help {
+                eprintln!("  help: {help}");
+            }
+        }
+    }
 }
 
 pub fn engine_options(args: &SemanticsArgs, snapshot: &Snapshot) -> EngineOptions {

@@ -41,6 +41,15 @@ codes! {
     UNSUPPORTED_API_VERSION = "BH012", "unsupported-api-version", Error,
         "a known kind under an apiVersion the API server does not serve";
     INVALID_NAME = "BH013", "invalid-name", Error, "metadata.name or namespace is not a valid DNS name";
+    SKIPPED_ENTRY = "BH014", "skipped-entry", Warning,
+        "a directory entry that is not a regular file (FIFO, device, socket, loop) was not read";
+    INPUT_LIMIT = "BH015", "input-limit", Error,
+        "a document exceeds a limit of the API server or kubectl (alias expansion, nesting, 3 MiB per object)";
+    KUSTOMIZE_SOURCE = "BH016", "kustomize-source", Warning,
+        "a directory with kustomization.yaml holds Kustomize sources, not objects; render it first";
+    EMPTY_INPUT = "BH017", "empty-input", Warning, "the input holds no Kubernetes object";
+    UNKNOWN_KIND = "BH018", "unknown-kind", Error,
+        "a kind close to a known kind of the same API group (a typo); the API server rejects it";
     INVALID_PROTOCOL = "BH020", "invalid-protocol", Error, "ports[].protocol is not TCP, UDP or SCTP";
     INVALID_PORT = "BH021", "invalid-port", Error, "a numeric port is outside 1-65535";
     INVALID_PORT_NAME = "BH022", "invalid-port-name", Error, "a named port is not a valid IANA service name";

@@ -1,8 +1,16 @@
 //! Reading manifests from files, directories and stdin: the only place this crate does I/O.
+//!
+//! Only regular files are read. A FIFO would block forever and a device such as `/dev/zero`
+//! never ends, so both are refused by name, and directory walks skip (and name) every entry
+//! that is not a regular file or a directory. Directory symlinks are followed, but a directory
+//! already on the walk (a symlink to `.` or to an ancestor) is reported once and not entered
+//! again, so a loop cannot make the walk run forever.
 
 use crate::codes;
 use bulkhead_model::{Diagnostic, SourceLocation};
+use std::collections::HashSet;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 /// The text of one file, with the name diagnostics use for it.
@@ -30,78 +38,225 @@ impl Input {
 }
 
 /// Reads each path: a file, a directory (recursively, `*.yaml`, `*.yml`, `*.json`, sorted), or
-/// `-` for stdin. Unreadable paths become diagnostics, never a panic or a silent skip.
+/// `-` for stdin. Unreadable paths become diagnostics (errors, `BH001`), skipped entries
+/// warnings; never a panic, a hang or a silent skip.
 pub fn read_paths(paths: &[PathBuf]) -> (Vec<Input>, Vec<Diagnostic>) {
     let mut inputs = Vec::new();
-    let mut diagnostics = Vec::new();
+    let mut report = Report::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => inputs.push(Input::new("<stdin>", text)),
-                Err(e) => diagnostics.push(io_error(path, &e.to_string())),
+            match read_text(std::io::stdin().lock(), "standard input") {
+                Ok(text) => inputs.push(Input::new("<stdin>", text)),
+                Err(message) => report
+                    .diagnostics
+                    .push(io_error(Path::new("<stdin>"), &message)),
             }
             continue;
         }
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {
                 let mut files = Vec::new();
-                collect_manifest_files(path, &mut files, &mut diagnostics);
+                let mut on_walk = HashSet::new();
+                collect_manifest_files(path, &mut files, &mut report, &mut on_walk);
                 files.sort();
                 for file in files {
-                    read_file(&file, &mut inputs, &mut diagnostics);
+                    read_file(&file, &mut inputs, &mut report.diagnostics);
                 }
             }
-            Ok(_) => read_file(path, &mut inputs, &mut diagnostics),
-            Err(e) => diagnostics.push(io_error(path, &e.to_string())),
+            Ok(meta) if meta.is_file() => read_file(path, &mut inputs, &mut report.diagnostics),
+            Ok(meta) => report.diagnostics.push(io_error(
+                path,
+                &format!(
+                    "it is a {}, not a regular file; save the manifests to a file, or pipe them to `-`",
+                    file_kind(&meta.file_type())
+                ),
+            )),
+            Err(e) => report.diagnostics.push(io_error(path, &e.to_string())),
         }
     }
-    (inputs, diagnostics)
+    (inputs, report.diagnostics)
+}
+
+#[derive(Default)]
+struct Report {
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads text to its end; stops at the first NUL byte (no manifest contains one, and a
+/// stream of them is `/dev/zero`) and at invalid UTF-8.
+fn read_text(mut reader: impl Read, what: &str) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(at) = chunk[..n].iter().position(|&b| b == 0) {
+            return Err(format!(
+                "{what} is not text: a NUL byte at byte {}",
+                bytes.len() + at
+            ));
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{what} is not UTF-8 text (invalid byte at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn read_file(path: &Path, inputs: &mut Vec<Input>, diagnostics: &mut Vec<Diagnostic>) {
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => inputs.push(Input::new(path.display().to_string(), text)),
-            Err(_) => diagnostics.push(io_error(path, "the file is not UTF-8 text")),
-        },
-        Err(e) => diagnostics.push(io_error(path, &e.to_string())),
+    match std::fs::File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| read_text(f, "the file"))
+    {
+        Ok(text) => inputs.push(Input::new(path.display().to_string(), text)),
+        Err(message) => diagnostics.push(io_error(path, &message)),
     }
 }
 
-fn collect_manifest_files(dir: &Path, out: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_fifo() {
+        "FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+fn collect_manifest_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    report: &mut Report,
+    on_walk: &mut HashSet<(u64, u64)>,
+) {
+    let identity = match std::fs::metadata(dir) {
+        Ok(meta) => (meta.dev(), meta.ino()),
         Err(e) => {
-            diagnostics.push(io_error(dir, &e.to_string()));
+            report.diagnostics.push(io_error(dir, &e.to_string()));
             return;
         }
     };
-    for entry in entries.flatten() {
+    if !on_walk.insert(identity) {
+        report.diagnostics.push(skipped(
+            dir,
+            "this directory is already being read (a symlink loop, or a second link to it); not entered again",
+        ));
+        return;
+    }
+    let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().collect(),
+        Err(e) => {
+            report.diagnostics.push(io_error(dir, &e.to_string()));
+            on_walk.remove(&identity);
+            return;
+        }
+    };
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    if let Some(kustomization) = entries.iter().find(|e| {
+        matches!(
+            e.file_name().to_str(),
+            Some("kustomization.yaml" | "kustomization.yml" | "Kustomization")
+        )
+    }) {
+        // Kustomize sources are not objects: patches look like partial objects, bases are
+        // changed by overlays. Only `kustomize build` knows what the cluster gets.
+        report.diagnostics.push(located(
+            Diagnostic::new(
+                codes::KUSTOMIZE_SOURCE.code,
+                codes::KUSTOMIZE_SOURCE.name,
+                codes::KUSTOMIZE_SOURCE.severity,
+                format!(
+                    "{} is a Kustomize directory: its files are sources (bases, patches), not the objects the cluster gets, so none of them is read",
+                    dir.display()
+                ),
+            )
+            .with_help(format!(
+                "render it first: kustomize build {} | bulkhead check -",
+                dir.display()
+            )),
+            &kustomization.path(),
+        ));
+        on_walk.remove(&identity);
+        return;
+    }
+    for entry in entries {
         let path = entry.path();
         let name = entry.file_name();
         // Hidden entries (.git, editor swap files) are never manifests.
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
-            collect_manifest_files(&path, out, diagnostics);
-        } else if matches!(
+        // Follows symlinks: a link to a file or a directory is read as what it points at.
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                report
+                    .diagnostics
+                    .push(skipped(&path, &format!("cannot follow it: {e}")));
+                continue;
+            }
+        };
+        let is_manifest_name = matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml" | "json")
-        ) {
-            out.push(path);
+        );
+        if meta.is_dir() {
+            collect_manifest_files(&path, out, report, on_walk);
+        } else if meta.is_file() {
+            if is_manifest_name {
+                out.push(path);
+            }
+        } else {
+            report.diagnostics.push(skipped(
+                &path,
+                &format!(
+                    "it is a {}, not a regular file; not read",
+                    file_kind(&meta.file_type())
+                ),
+            ));
         }
     }
+    on_walk.remove(&identity);
 }
 
 fn io_error(path: &Path, message: &str) -> Diagnostic {
-    let mut d = Diagnostic::new(
-        codes::IO_ERROR.code,
-        codes::IO_ERROR.name,
-        codes::IO_ERROR.severity,
-        format!("cannot read {}: {message}", path.display()),
-    );
+    located(
+        Diagnostic::new(
+            codes::IO_ERROR.code,
+            codes::IO_ERROR.name,
+            codes::IO_ERROR.severity,
+            format!("cannot read {}: {message}", path.display()),
+        ),
+        path,
+    )
+}
+
+fn skipped(path: &Path, message: &str) -> Diagnostic {
+    located(
+        Diagnostic::new(
+            codes::SKIPPED_ENTRY.code,
+            codes::SKIPPED_ENTRY.name,
+            codes::SKIPPED_ENTRY.severity,
+            format!("skipped {}: {message}", path.display()),
+        ),
+        path,
+    )
+}
+
+fn located(mut d: Diagnostic, path: &Path) -> Diagnostic {
     d.location = Some(SourceLocation {
         file: path.display().to_string(),
         line: 1,

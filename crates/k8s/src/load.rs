@@ -67,6 +67,14 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
     } = loader;
     workloads.into_pods(&mut snapshot.cluster);
     snapshot.cluster.finish();
+    if snapshot.object_counts.is_empty()
+        && !snapshot
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == bulkhead_model::Severity::Error)
+    {
+        snapshot.diagnostics.push(empty_input(inputs));
+    }
     snapshot
         .diagnostics
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -197,6 +205,18 @@ impl Loader<'_> {
 
         if kind == "List" || (kind.ends_with("List") && node.get("items").is_some()) {
             return self.load_list(input, node);
+        }
+        let bytes = byte_extent(node);
+        if bytes > MAX_OBJECT_BYTES {
+            self.push(ctx.diagnostic_at(
+                codes::INPUT_LIMIT,
+                node.span,
+                format!(
+                    "this {kind} is {:.1} MiB; the API server accepts at most 3 MiB per object, so it is not read",
+                    bytes as f64 / (1024.0 * 1024.0)
+                ),
+            ));
+            return Vec::new();
         }
         if let Some(kind_family) = tiered_kind(&group, kind) {
             return self.load_tiered(input, node, api_version, kind, &group, kind_family);
@@ -450,10 +470,21 @@ impl Loader<'_> {
     }
 
     fn skip(&mut self, ctx: &ObjectContext<'_>, api_version: &str, kind: &str, group: &str) {
-        let policy_like = matches!(
-            (group, kind),
-            ("projectcalico.org" | "crd.projectcalico.org", _) | ("policy.networking.k8s.io", _)
-        );
+        if let Some(known) = crate::kinds::close_known_kind(group, kind) {
+            self.push(
+                ctx.diagnostic(
+                    codes::UNKNOWN_KIND,
+                    &FieldPath::root().key("kind"),
+                    false,
+                    format!(
+                        "{api_version} has no kind {kind:?}; the API server rejects this object"
+                    ),
+                )
+                .with_help(format!("did you mean {known:?}?")),
+            );
+            return;
+        }
+        let policy_like = crate::kinds::is_unmodelled_policy(group, kind);
         let (code, message) = if policy_like {
             (
                 Code {
@@ -461,7 +492,7 @@ impl Loader<'_> {
                     ..codes::SKIPPED_KIND
                 },
                 format!(
-                    "{api_version} {kind} is not evaluated by this version of Bulkhead; verdicts ignore it"
+                    "{api_version} {kind} is network policy Bulkhead does not evaluate or enforce; every verdict ignores it"
                 ),
             )
         } else {
@@ -661,6 +692,54 @@ impl Loader<'_> {
         self.snapshot.cluster = cluster;
         self.workloads = workloads;
     }
+}
+
+/// Nothing to analyse is worth saying: an empty file, comments only, an empty pipe or a
+/// directory without manifests would otherwise pass as "0 errors".
+fn empty_input(inputs: &[Input]) -> Diagnostic {
+    let what = match inputs {
+        [] => "no manifest file was found (directories are searched for *.yaml, *.yml and *.json)"
+            .to_string(),
+        [one] => format!("{} holds no Kubernetes object", one.name),
+        many => format!("the {} files read hold no Kubernetes object", many.len()),
+    };
+    let mut d = Diagnostic::new(
+        codes::EMPTY_INPUT.code,
+        codes::EMPTY_INPUT.name,
+        codes::EMPTY_INPUT.severity,
+        format!("{what}; there is nothing to check"),
+    )
+    .with_help("pass the files or directories with your manifests, or `-` with `kubectl get ns,pods,networkpolicies -A -o yaml` piped in; `bulkhead demo --write-to DIR` writes an example");
+    if let Some(first) = inputs.first() {
+        d.location = Some(SourceLocation {
+            file: first.name.clone(),
+            line: 1,
+            column: 1,
+        });
+    }
+    d
+}
+
+/// The API server's limit on one request body, which bounds every object it stores.
+pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+
+/// Bytes of text from a node's start to the end of its last descendant.
+fn byte_extent(node: &Node) -> usize {
+    let mut end = node.span.end;
+    let mut last = node;
+    loop {
+        end = end.max(last.span.end);
+        let next = match &last.value {
+            Value::Sequence(items) => items.last(),
+            Value::Mapping(entries) => entries.last().map(|e| &e.value),
+            _ => None,
+        };
+        match next {
+            Some(n) => last = n,
+            None => break,
+        }
+    }
+    end.saturating_sub(node.span.start)
 }
 
 fn last_line(node: &Node) -> usize {

@@ -249,9 +249,48 @@ struct Builder<'a> {
     chunk: &'a str,
     /// Char index -> byte index is needed because granit reports char offsets for `&str` input
     /// only through `byte_offset()`, which may be absent.
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes, so an alias is priced before it is copied.
+    anchors: HashMap<usize, (Node, usize)>,
     surprises: Vec<Yaml11Surprise>,
     duplicate_keys: Vec<(String, Span)>,
+    /// Nodes of the current document, and how many of them came from expanding aliases
+    /// (go-yaml's decodeCount and aliasCount).
+    decoded: usize,
+    from_aliases: usize,
+}
+
+/// Nesting deeper than any Kubernetes object needs; deeper input is refused before it can
+/// exhaust the stack of the recursive walks that follow parsing.
+pub const MAX_DEPTH: usize = 256;
+
+/// go-yaml v3's guard against "billion laughs" (kubectl's parser): alias expansion may make up
+/// 99% of a document's nodes up to 400,000 nodes, falling linearly to 10% at 4,000,000.
+fn excessive_aliasing(decoded: usize, from_aliases: usize) -> bool {
+    const LOW: usize = 400_000;
+    const HIGH: usize = 4_000_000;
+    let allowed = if decoded <= LOW {
+        0.99
+    } else if decoded >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * ((decoded - LOW) as f64 / (HIGH - LOW) as f64)
+    };
+    from_aliases > 100 && decoded > 1000 && from_aliases as f64 / decoded as f64 > allowed
+}
+
+/// Number of nodes in a tree (iterative: the tree may be deep).
+fn node_count(node: &Node) -> usize {
+    let mut count = 0;
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        count += 1;
+        match &n.value {
+            Value::Sequence(items) => stack.extend(items.iter()),
+            Value::Mapping(entries) => stack.extend(entries.iter().map(|e| &e.value)),
+            _ => {}
+        }
+    }
+    count
 }
 
 enum Frame {
@@ -271,6 +310,8 @@ fn parse_one(
         anchors: HashMap::new(),
         surprises: Vec::new(),
         duplicate_keys: Vec::new(),
+        decoded: 0,
+        from_aliases: 0,
     };
     let mut documents = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -294,6 +335,8 @@ fn parse_one(
             Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => None,
             Event::DocumentStart(..) => {
                 root = None;
+                builder.decoded = 0;
+                builder.from_aliases = 0;
                 None
             }
             Event::DocumentEnd => {
@@ -305,7 +348,20 @@ fn parse_one(
                 None
             }
             Event::Alias(id) => match builder.anchors.get(&id) {
-                Some(node) => Some((node.clone(), 0)),
+                Some((node, size)) => {
+                    builder.decoded += size;
+                    builder.from_aliases += size;
+                    if excessive_aliasing(builder.decoded, builder.from_aliases) {
+                        return Err(SyntaxError {
+                            span: sp,
+                            message: format!(
+                                "document contains excessive aliasing: expanding the aliases would make {} nodes, {} of them copies (kubectl's parser refuses this \"billion laughs\" shape too)",
+                                builder.decoded, builder.from_aliases
+                            ),
+                        });
+                    }
+                    Some((node.clone(), 0))
+                }
                 None => {
                     return Err(SyntaxError {
                         span: sp,
@@ -320,14 +376,28 @@ fn parse_one(
                 });
             }
             Event::Scalar(text, style, anchor, tag) => {
+                builder.decoded += 1;
                 let value = builder.resolve_scalar(&text, style, tag.is_some(), sp);
                 Some((Node { value, span: sp }, anchor))
             }
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _)
+                if stack.len() >= MAX_DEPTH =>
+            {
+                let _ = anchor;
+                return Err(SyntaxError {
+                    span: sp,
+                    message: format!(
+                        "nesting is deeper than {MAX_DEPTH} levels; no Kubernetes object is this deep"
+                    ),
+                });
+            }
             Event::SequenceStart(_, anchor, _) => {
+                builder.decoded += 1;
                 stack.push(Frame::Sequence(Vec::new(), sp, anchor));
                 None
             }
             Event::MappingStart(_, anchor, _) => {
+                builder.decoded += 1;
                 stack.push(Frame::Mapping(Vec::new(), None, sp, anchor));
                 None
             }
@@ -359,7 +429,8 @@ fn parse_one(
         };
         if let Some((node, anchor)) = completed {
             if anchor != 0 {
-                builder.anchors.insert(anchor, node.clone());
+                let size = node_count(&node);
+                builder.anchors.insert(anchor, (node.clone(), size));
             }
             builder.attach(&mut stack, &mut root, node);
         }

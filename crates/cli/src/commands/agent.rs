@@ -23,8 +23,9 @@ fn interfaces(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
+    check_node(&snapshot.cluster, &args.node)?;
     let engine = Engine::new(
         &snapshot.cluster,
         EngineOptions::for_cluster(&snapshot.cluster),
@@ -58,6 +59,50 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     }
     super::print(&bulkhead_nft::render::render(&ruleset))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A ruleset for a node the input does not know is empty; say why instead of printing it.
+fn check_node(cluster: &bulkhead_model::Cluster, node: &str) -> anyhow::Result<()> {
+    let mut known: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .chain(cluster.pods.iter().filter_map(|p| p.node.as_deref()))
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    if known.is_empty() {
+        bail!(
+            "no pod in the input is placed on a node (no spec.nodeName) and no Node object is given, so node {node:?} has nothing to enforce; compile needs the live pods: kubectl get ns,nodes,pods,networkpolicies -A -o yaml | bulkhead compile - --node {node}"
+        );
+    }
+    if !known.contains(&node) {
+        bail!(
+            "node {node:?} is not in the input; nodes known from Node objects and spec.nodeName: {}",
+            known.join(", ")
+        );
+    }
+    let local = cluster
+        .pods
+        .iter()
+        .filter(|p| p.node.as_deref() == Some(node) && p.is_endpoint() && !p.host_network)
+        .count();
+    let with_ip = cluster
+        .pods
+        .iter()
+        .filter(|p| {
+            p.node.as_deref() == Some(node)
+                && p.is_endpoint()
+                && !p.host_network
+                && !p.ips.is_empty()
+        })
+        .count();
+    if with_ip == 0 {
+        eprintln!(
+            "warning: node {node:?} runs {local} pod(s) in the input and none has an IP (status.podIPs), so the ruleset enforces nothing yet"
+        );
+    }
+    Ok(())
 }
 
 /// An agent that only touches the table as a whole (uninstall, break-glass).

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
@@ -133,8 +133,8 @@ pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn load_paths(paths: &[std::path::PathBuf], namespace: &str) -> Snapshot {
-    let (inputs, io) = bulkhead_k8s::read_paths(paths);
+fn load_paths(paths: &[std::path::PathBuf], namespace: &str) -> anyhow::Result<Snapshot> {
+    let (inputs, io) = snapshot::read(paths)?;
     let mut s = bulkhead_k8s::load(
         &inputs,
         &LoadOptions {
@@ -142,7 +142,7 @@ fn load_paths(paths: &[std::path::PathBuf], namespace: &str) -> Snapshot {
         },
     );
     s.diagnostics.extend(io);
-    s
+    Ok(s)
 }
 
 /// Every manifest file under `dir` at git revision `rev`, read with git itself.
@@ -190,8 +190,8 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         )
     } else {
         (
-            load_paths(&args.base, &args.namespace),
-            load_paths(&args.head, &args.namespace),
+            load_paths(&args.base, &args.namespace)?,
+            load_paths(&args.head, &args.namespace)?,
         )
     };
     for (label, s) in [("base", &base), ("head", &head)] {
@@ -227,7 +227,7 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
@@ -282,7 +282,7 @@ pub fn scaffold(args: &ScaffoldArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
@@ -405,7 +405,7 @@ fn read_flows(
 }
 
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
     let (records, _) = read_flows(&args.flows)?;

@@ -9,7 +9,7 @@ use bulkhead_model::Protocol;
 use std::process::ExitCode;
 
 pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input);
+    let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
