@@ -165,9 +165,14 @@ fn valid_input_exits_zero() {
 
 #[test]
 fn unreadable_path_is_an_error_not_a_panic() {
+    // README: exit 2 for usage and I/O errors, whatever the command.
     let r = run(&["check", "/nonexistent/bulkhead/input"]);
-    assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("BH001"));
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("cannot read /nonexistent/bulkhead/input"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -1,0 +1,311 @@
+//! What a new user meets in the first hour: every input gets a clear answer. Each test is the
+//! smallest case of one report in the "First hour" issue and failed before its fix.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/first-hour")
+        .join(name)
+}
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("bulkhead")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn output(mut command: Command) -> Run {
+    // A generous hang guard: a hang fails the test instead of the whole run.
+    let output = command
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    let mut c = Command::new(bin());
+    c.args(args);
+    output(c)
+}
+
+/// Runs bulkhead with its address space limited to 200 MB (RLIMIT_AS), as the issue asks:
+/// an input that explodes in memory must end with an error, not an abort.
+fn run_limited(args: &[&str], stdin: Option<&Path>) -> Run {
+    let mut script = String::from("ulimit -v 200000 && exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${i}\""));
+    }
+    if let Some(path) = stdin {
+        script.push_str(&format!(" < '{}'", path.display()));
+    }
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script).arg(bin()).args(args);
+    let started = Instant::now();
+    let r = output(c);
+    println!("{args:?}: exit {} after {:.2?}", r.code, started.elapsed());
+    r
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn alias_bombs_end_with_a_located_error_under_200_mb() {
+    for name in [
+        "alias-bomb-bare.yaml",
+        "alias-bomb-configmap.yaml",
+        "alias-bomb-mapping.yaml",
+    ] {
+        let file = fixture(name);
+        let r = run_limited(&["check", path(&file)], None);
+        assert_eq!(r.code, 1, "{name}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("excessive aliasing") && r.stdout.contains(&format!("{name}:")),
+            "{name}: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_is_a_located_error() {
+    let file = fixture("deep-nesting.yaml");
+    let r = run_limited(&["check", path(&file)], None);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("deep-nesting.yaml:"), "{}", r.stdout);
+}
+
+#[test]
+fn a_fifo_and_dev_zero_end_with_an_error_under_200_mb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("manifests.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let r = run_limited(&["check", path(&fifo)], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
+
+    let r = run_limited(&["check", "/dev/zero"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("/dev/zero") && r.stderr.contains("character device"));
+
+    let r = run_limited(&["check", "-"], Some(Path::new("/dev/zero")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("NUL byte"), "{}", r.stderr);
+}
+
+#[test]
+fn a_fifo_and_symlink_loops_inside_a_directory_are_named_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(fixture("np.yaml"), dir.path().join("np.yaml")).expect("copy");
+    std::process::Command::new("mkfifo")
+        .arg(dir.path().join("pipe.yaml"))
+        .status()
+        .expect("mkfifo runs");
+    std::os::unix::fs::symlink(".", dir.path().join("loop-a")).expect("symlink");
+    std::os::unix::fs::symlink(".", dir.path().join("loop-b")).expect("symlink");
+    let r = run(&["check", path(dir.path()), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let skipped: Vec<String> = json["diagnostics"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|d| d["code"] == "BH014")
+        .map(|d| d["file"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        skipped.iter().any(|f| f.ends_with("pipe.yaml")),
+        "{skipped:?}"
+    );
+    assert!(skipped.iter().any(|f| f.ends_with("loop-a")), "{skipped:?}");
+    assert!(skipped.iter().any(|f| f.ends_with("loop-b")), "{skipped:?}");
+    // The manifest itself is read once, not once per link.
+    let duplicates = json["diagnostics"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|d| d["code"] == "BH010")
+        .count();
+    assert_eq!(duplicates, 0, "{}", r.stdout);
+}
+
+#[test]
+fn a_missing_path_is_exit_2_for_every_command() {
+    let missing = "/nonexistent/bulkhead";
+    for args in [
+        vec!["check", missing],
+        vec!["map", missing],
+        vec!["coverage", missing],
+        vec!["compile", missing, "--node", "n1"],
+        vec![
+            "explain", missing, "--from", "a/b", "--to", "c/d", "--port", "80",
+        ],
+        vec!["diff", "--base", missing, "--head", missing],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("cannot read"), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stdout.is_empty(),
+            "{args:?} printed a result: {}",
+            r.stdout
+        );
+    }
+    let np = fixture("np.yaml");
+    let r = run(&["diff", "--base", missing, "--head", path(&np)]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+}
+
+#[test]
+fn a_kind_typo_is_an_error_with_a_suggestion() {
+    let r = run(&["check", path(&fixture("kind-typo.yaml")), "-o", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let d = json["diagnostics"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|d| d["code"] == "BH018")
+        .expect("BH018")
+        .clone();
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["line"], 2);
+    assert!(
+        d["help"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NetworkPolicy")
+    );
+}
+
+#[test]
+fn other_projects_network_policies_are_warnings_not_info() {
+    let r = run(&["check", path(&fixture("cilium.yaml")), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let d = json["diagnostics"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|d| d["code"] == "BH011")
+        .expect("BH011")
+        .clone();
+    assert_eq!(d["severity"], "warning", "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not evaluate")
+    );
+}
+
+#[test]
+fn a_kustomize_directory_is_not_read_as_objects() {
+    let r = run(&["check", path(&fixture("kustomize")), "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let diagnostics = json["diagnostics"].as_array().expect("array");
+    let k: Vec<_> = diagnostics
+        .iter()
+        .filter(|d| d["code"] == "BH016")
+        .collect();
+    assert_eq!(k.len(), 1, "{diagnostics:#?}");
+    assert!(
+        k[0]["help"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kustomize build")
+    );
+    // The patch is not read as a (broken) NetworkPolicy.
+    assert!(
+        !diagnostics.iter().any(|d| d["file"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("patch.yaml")),
+        "{diagnostics:#?}"
+    );
+}
+
+#[test]
+fn empty_input_says_there_is_nothing_to_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "# only a comment\n").expect("write");
+    let r = run(&["check", path(&empty)]);
+    assert!(
+        r.stdout.contains("BH017") && r.stdout.contains("no Kubernetes object"),
+        "{}",
+        r.stdout
+    );
+    let mut c = Command::new(bin());
+    c.args(["check", "-"]).write_stdin("");
+    let r = output(c);
+    assert!(r.stdout.contains("BH017"), "{}", r.stdout);
+    let r = run(&["map", path(dir.path())]);
+    assert!(r.stderr.contains("no Kubernetes object"), "{}", r.stderr);
+}
+
+#[test]
+fn compile_names_an_unknown_node_instead_of_printing_nothing() {
+    let live = fixture("live-pods.yaml");
+    let r = run(&["compile", path(&live), "--node", "node-9"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("node-9") && r.stderr.contains("node-1"),
+        "{}",
+        r.stderr
+    );
+    let git = fixture("np.yaml");
+    let r = run(&["compile", path(&git), "--node", "node-1"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("spec.nodeName"), "{}", r.stderr);
+    let r = run(&["compile", path(&live), "--node", "node-1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("table inet bulkhead"), "{}", r.stdout);
+}
+
+#[test]
+fn a_bare_pod_from_git_is_an_endpoint() {
+    let app = fixture("bare-pods.yaml");
+    let r = run(&[
+        "explain",
+        path(&app),
+        "--from",
+        "development/network-test-frontend",
+        "--to",
+        "development/database",
+        "--port",
+        "5432",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(": DENY"), "{}", r.stdout);
+    let r = run(&["map", path(&app), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert!(
+        json["connections"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|c| c["from"] == "development/network-test-frontend"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["check", path(&app)]);
+    assert!(!r.stdout.contains("selects no pod"), "{}", r.stdout);
+    assert!(!r.stdout.contains("matches no pod"), "{}", r.stdout);
+}
