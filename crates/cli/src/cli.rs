@@ -207,6 +207,8 @@ pub struct MapArgs {
     #[arg(long, value_enum, default_value_t = MapBy::Pod)]
     pub by: MapBy,
     /// Only connections from these pods: NS, NS/POD or NS/KIND/NAME ("what can X reach?").
+    /// Rows to external address ranges (`ip:CIDR except ...`) are added: what X's egress
+    /// allows outside the cluster.
     #[arg(long, value_name = "REF")]
     pub from: Option<String>,
     /// Only connections to these pods: NS, NS/POD or NS/KIND/NAME ("who can reach X?").

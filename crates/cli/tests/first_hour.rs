@@ -309,3 +309,51 @@ fn a_bare_pod_from_git_is_an_endpoint() {
     assert!(!r.stdout.contains("selects no pod"), "{}", r.stdout);
     assert!(!r.stdout.contains("matches no pod"), "{}", r.stdout);
 }
+
+#[test]
+fn map_from_lists_the_external_ranges_egress_allows() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/security-tier");
+    let r = run(&["map", path(&dir), "--from", "prod/api-0", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let external: Vec<&serde_json::Value> = json["connections"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["to"].as_str().unwrap_or_default().starts_with("ip:"))
+        .collect();
+    // The security tier denies the metadata service; the namespace policy allows the rest.
+    assert!(
+        external
+            .iter()
+            .any(|c| c["to"] == "ip:0.0.0.0/0 except 169.254.169.254/32"
+                && c["protocol"] == "TCP"
+                && c["ports"] == "all"),
+        "{external:#?}"
+    );
+    assert!(
+        !external.iter().any(|c| c["to"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("ip:169.254.169.254")),
+        "{external:#?}"
+    );
+    // And explain agrees on a member of each region.
+    for (to, verdict) in [("8.8.8.8", "ALLOW"), ("169.254.169.254", "DENY")] {
+        let r = run(&[
+            "explain",
+            path(&dir),
+            "--from",
+            "prod/api-0",
+            "--to",
+            to,
+            "--port",
+            "443",
+        ]);
+        assert!(
+            r.stdout.contains(&format!(": {verdict}")),
+            "{to}: {}",
+            r.stdout
+        );
+    }
+}

@@ -107,7 +107,7 @@ impl CompiledConnectivity {
 
 impl Engine<'_> {
     /// Every CIDR any policy or network set mentions: the boundaries of the IP atoms.
-    fn mentioned_cidrs(&self) -> Vec<IpNet> {
+    pub(crate) fn mentioned_cidrs(&self) -> Vec<IpNet> {
         let cluster = self.cluster();
         let mut nets = Vec::new();
         let mut push_all = |list: &[IpNet]| nets.extend_from_slice(list);

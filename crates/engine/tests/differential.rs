@@ -95,6 +95,19 @@ fn reference_allows(
 
 const EXTERNAL: [&str; 2] = ["203.0.113.7", "203.0.113.200"];
 
+/// Addresses inside, at the edges of and outside every CIDR the random clusters use.
+const EXTERNAL_WIDE: [&str; 9] = [
+    "203.0.113.7",
+    "203.0.113.200",
+    "203.0.113.128",
+    "10.0.0.5",
+    "10.0.0.9",
+    "10.0.0.15",
+    "10.0.0.16",
+    "8.8.8.8",
+    "169.254.169.254",
+];
+
 fn check(
     cluster: &Cluster,
     semantics: Semantics,
@@ -151,6 +164,49 @@ fn check(
                             port
                         );
                     }
+                }
+            }
+        }
+        // `map --from`: the external rows agree with per-flow egress on every sample address.
+        let rows = engine.external_connectivity(&bulkhead_engine::ConnectivityOptions {
+            from: Some(vec![s]),
+            ..Default::default()
+        });
+        let regions = engine.external_regions();
+        for external in EXTERNAL_WIDE {
+            let ext: IpAddr = external.parse().expect("ip");
+            if cluster.pods.iter().any(|p| p.ips.contains(&ext)) {
+                continue;
+            }
+            let region = regions
+                .iter()
+                .find(|r| r.cidr.contains(&ext) && !r.except.iter().any(|e| e.contains(&ext)))
+                .expect("every address is in one region");
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                let row = rows
+                    .iter()
+                    .find(|c| c.to == region.label() && c.protocol == protocol);
+                for port in PORTS {
+                    let egress = engine
+                        .evaluate(&Flow {
+                            src: Endpoint::Pod(s),
+                            dst: Endpoint::External(ext),
+                            protocol,
+                            port: Some(port),
+                            icmp: None,
+                        })
+                        .egress
+                        .allowed;
+                    prop_assert_eq!(
+                        egress,
+                        row.is_some_and(|c| c.ports.contains(port)),
+                        "{} -> {} ({}) {}/{}",
+                        cluster.pods[s].key(),
+                        ext,
+                        region.label(),
+                        protocol,
+                        port
+                    );
                 }
             }
         }

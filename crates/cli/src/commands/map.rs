@@ -97,13 +97,19 @@ pub fn render_filtered(
             }
         })
         .collect();
-    let connections = engine.connectivity(&ConnectivityOptions {
+    let options = ConnectivityOptions {
         aggregation,
         from: filter.from,
         to: filter.to,
         protocol: filter.protocol,
         port: filter.port,
-    });
+    };
+    let mut connections = engine.connectivity(&options);
+    // "What can X reach?" includes the outside: the external address ranges X's egress
+    // allows (explain to 8.8.8.8 says ALLOW, so the map must say so too).
+    if options.from.is_some() && options.to.is_none() {
+        connections.extend(engine.external_connectivity(&options));
+    }
     let grouped = aggregation != Aggregation::Pod;
     match format {
         MapFormat::Table => map::table(&connections, grouped),
