@@ -29,6 +29,52 @@ pub struct Config {
     /// Findings in files under these paths are dropped (optionally only some codes).
     #[serde(default)]
     pub ignore: Vec<PathIgnore>,
+    /// Where relative paths are anchored: `ignore` paths at the configuration file's
+    /// directory, file names of diagnostics at the working directory. Set by the caller (this
+    /// crate does no I/O); without them paths are compared as written, after normalising.
+    #[serde(skip)]
+    pub anchors: PathAnchors,
+}
+
+/// The directories relative paths are resolved against (see [`Config::anchors`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PathAnchors {
+    pub config_dir: Option<std::path::PathBuf>,
+    pub working_dir: Option<std::path::PathBuf>,
+}
+
+impl PathAnchors {
+    /// Whether `file` (as diagnostics name it) lies under the ignore path `prefix`, however
+    /// either is spelled: `legacy/`, `./legacy`, `/repo/legacy` and `sub/../legacy` all mean
+    /// the same directory. Whole components only: `legacy` does not cover `legacy2/`.
+    pub fn covers(&self, prefix: &str, file: &str) -> bool {
+        let prefix = normalise(self.config_dir.as_deref(), prefix);
+        let file = normalise(self.working_dir.as_deref(), file);
+        file.starts_with(prefix)
+    }
+}
+
+/// Lexical normalisation: anchors a relative path, drops `.`, folds `..` (no file system).
+fn normalise(anchor: Option<&std::path::Path>, path: &str) -> std::path::PathBuf {
+    use std::path::Component;
+    let path = std::path::Path::new(path);
+    let joined = match anchor {
+        Some(a) if path.is_relative() => a.join(path),
+        _ => path.to_path_buf(),
+    };
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -187,7 +233,7 @@ pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
                 });
             let ignored_path = d.location.as_ref().is_some_and(|l| {
                 config.ignore.iter().any(|i| {
-                    l.file.starts_with(&i.path)
+                    config.anchors.covers(&i.path, &l.file)
                         && (i.codes.is_empty()
                             || i.codes.iter().any(|c| matches_rule(c, &rule.info)))
                 })

@@ -357,3 +357,65 @@ fn map_from_lists_the_external_ranges_egress_allows() {
         );
     }
 }
+
+#[test]
+fn an_ignore_path_matches_however_the_path_is_typed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("legacy")).expect("mkdir");
+    std::fs::copy(
+        fixture("lint-finding.yaml"),
+        dir.path().join("legacy/lint-finding.yaml"),
+    )
+    .expect("copy");
+    let findings = |cwd: &Path, args: &[&str]| -> usize {
+        let mut c = Command::new(bin());
+        c.current_dir(cwd).args(["check", "-o", "json"]).args(args);
+        let r = output(c);
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+        json["diagnostics"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|d| d["code"].as_str().unwrap_or_default().starts_with("BH1"))
+            .count()
+    };
+    // Without the configuration the fixture has findings.
+    assert!(findings(dir.path(), &["legacy"]) > 0);
+    std::fs::write(
+        dir.path().join("bulkhead.toml"),
+        "[[ignore]]\npath = \"./legacy\"\n",
+    )
+    .expect("write");
+    let absolute = dir.path().join("legacy");
+    for spelling in [
+        "legacy",
+        "./legacy/",
+        "legacy/../legacy/lint-finding.yaml",
+        path(&absolute),
+    ] {
+        assert_eq!(findings(dir.path(), &[spelling]), 0, "{spelling}");
+    }
+    // From another directory, with --config: the path is relative to the configuration file.
+    let config = dir.path().join("bulkhead.toml");
+    let parent = dir.path().parent().expect("parent");
+    let name = dir
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(
+        findings(
+            parent,
+            &[&format!("{name}/legacy"), "--config", path(&config)]
+        ),
+        0
+    );
+    // Whole components only.
+    std::fs::write(
+        dir.path().join("bulkhead.toml"),
+        "[[ignore]]\npath = \"leg\"\n",
+    )
+    .expect("write");
+    assert!(findings(dir.path(), &["legacy"]) > 0);
+}

@@ -18,8 +18,20 @@ pub fn config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid Bulkhead configuration", path.display()))
+    let mut config: Config = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid Bulkhead configuration", path.display()))?;
+    // `[[ignore]] path` is relative to the configuration file, file names in findings to the
+    // working directory: both are resolved so any spelling of a path matches.
+    let working_dir = std::env::current_dir().ok();
+    let config_dir = path.parent().map(|p| match &working_dir {
+        Some(cwd) if p.is_relative() => cwd.join(p),
+        _ => p.to_path_buf(),
+    });
+    config.anchors = bulkhead_analysis::lint::PathAnchors {
+        config_dir,
+        working_dir,
+    };
+    Ok(config)
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
