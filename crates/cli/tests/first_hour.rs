@@ -419,3 +419,21 @@ fn an_ignore_path_matches_however_the_path_is_typed() {
     .expect("write");
     assert!(findings(dir.path(), &["legacy"]) > 0);
 }
+
+#[test]
+fn every_type_error_of_an_object_is_reported_at_once() {
+    let r = run(&["check", path(&fixture("type-errors.yaml")), "-o", "json"]);
+    assert_eq!(r.code, 1);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let lines = |code: &str| -> Vec<u64> {
+        json["diagnostics"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|d| d["code"] == code)
+            .map(|d| d["line"].as_u64().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(lines("BH007"), vec![6, 11, 13, 15, 17], "{}", r.stdout);
+    assert_eq!(lines("BH008"), vec![16, 18], "{}", r.stdout);
+}

@@ -9,30 +9,53 @@ use bulkhead_model::Diagnostic;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Deserialises the object; on a type error returns `None` and the diagnostic. Unknown fields are
-/// reported but do not stop the object (the API server would reject it, yet the user wants to
-/// see its other problems too).
+/// Deserialises the object; on type errors returns `None` and a diagnostic for each of them.
+/// Unknown fields are reported but do not stop the object (the API server would reject it, yet
+/// the user wants to see its other problems too).
+///
+/// serde stops at the first type error, so each error's value is taken out of the JSON and the
+/// object deserialised again: fixing one error never reveals four more. A required field that
+/// was taken out makes the next attempt fail with "missing field", which is not a mistake of
+/// the user's: then the object holding it is taken out in turn, unreported.
 pub fn deserialize<T: DeserializeOwned + Serialize>(
     ctx: &ObjectContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
-    let json = ctx.node.to_json();
-    let typed: T = match serde_path_to_error::deserialize(&json) {
-        Ok(t) => t,
-        Err(e) => {
-            let path = FieldPath(
-                e.path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => {
-                            Some(Segment::Key(key.clone()))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-            );
-            let inner = e.into_inner().to_string();
+    /// Enough for any real object; bounds the work on a pathological one.
+    const MAX_TYPE_ERRORS: usize = 50;
+    let mut json = ctx.node.to_json();
+    let mut reported: Vec<FieldPath> = Vec::new();
+    let mut nulled: Vec<FieldPath> = Vec::new();
+    let mut attempts = 0;
+    let typed: T = loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(&json) {
+            Ok(t) if reported.is_empty() => break t,
+            Ok(t) => {
+                report_unknown(ctx, &json, &t, diagnostics);
+                return None;
+            }
+            Err(e) => e,
+        };
+        let path = FieldPath(
+            e.path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+                    _ => None,
+                })
+                .collect(),
+        );
+        let inner = e.into_inner().to_string();
+        let caused_by_us = inner.starts_with("missing field")
+            && reported
+                .iter()
+                .any(|r| r.0.len() == path.0.len() + 1 && r.0.starts_with(&path.0));
+        attempts += 1;
+        if attempts > MAX_TYPE_ERRORS {
+            return None;
+        }
+        if !caused_by_us && !reported.contains(&path) {
             let field = if path.0.is_empty() {
                 String::new()
             } else {
@@ -44,12 +67,67 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
                 false,
                 format!("{field}{inner}"),
             ));
+            reported.push(path.clone());
+        }
+        // Take the value out: a map entry is removed, a list item nulled (keeping the indices
+        // of later items true), and removed if null is not accepted either.
+        let removed = if nulled.contains(&path) {
+            remove_at(&mut json, &path.0, true)
+        } else {
+            nulled.push(path.clone());
+            remove_at(&mut json, &path.0, false)
+        };
+        if !removed {
             return None;
         }
     };
-    if let Ok(round_trip) = serde_json::to_value(&typed) {
+    report_unknown(ctx, &json, &typed, diagnostics);
+    Some(typed)
+}
+
+/// Removes the value at `path` (a map entry), or nulls it (a list item; removed when
+/// `remove_items`). False when there is nothing to remove (the error is at the root).
+fn remove_at(json: &mut serde_json::Value, path: &[Segment], remove_items: bool) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut here = json;
+    for segment in parents {
+        let next = match (segment, here) {
+            (Segment::Key(k), serde_json::Value::Object(m)) => m.get_mut(k),
+            (Segment::Index(i), serde_json::Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => here = n,
+            None => return false,
+        }
+    }
+    match (last, here) {
+        (Segment::Key(k), serde_json::Value::Object(m)) => m.remove(k).is_some(),
+        (Segment::Index(i), serde_json::Value::Array(a)) if *i < a.len() => {
+            if remove_items {
+                a.remove(*i);
+            } else if a[*i].is_null() {
+                return false;
+            } else {
+                a[*i] = serde_json::Value::Null;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+fn report_unknown<T: Serialize>(
+    ctx: &ObjectContext<'_>,
+    json: &serde_json::Value,
+    typed: &T,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Ok(round_trip) = serde_json::to_value(typed) {
         let mut unknown = Vec::new();
-        find_unknown(&json, &round_trip, &FieldPath::root(), &mut unknown);
+        find_unknown(json, &round_trip, &FieldPath::root(), &mut unknown);
         for path in unknown {
             let key = match path.0.last() {
                 Some(Segment::Key(k)) => k.clone(),
@@ -68,7 +146,6 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
             diagnostics.push(d);
         }
     }
-    Some(typed)
 }
 
 /// Keys present (and not null) in the input but absent after a typed round trip. `status` is
