@@ -437,3 +437,24 @@ fn every_type_error_of_an_object_is_reported_at_once() {
     assert_eq!(lines("BH007"), vec![6, 11, 13, 15, 17], "{}", r.stdout);
     assert_eq!(lines("BH008"), vec![16, 18], "{}", r.stdout);
 }
+
+#[test]
+fn an_error_on_a_20_kb_line_prints_a_short_snippet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("minified.json");
+    let text = format!(
+        r#"{{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {{"name": "x", "namespace": "s", "annotations": {{"a": "{}"}}}}, "spec": {{"podSelector": {{}}, "policyTypes": ["Ingres"]}}}}"#,
+        "x".repeat(20_000)
+    );
+    std::fs::write(&file, text).expect("write");
+    let r = run(&["check", path(&file)]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("\"Ingres\""), "{}", r.stdout);
+    let longest = r
+        .stdout
+        .lines()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest < 200, "a line of {longest} characters");
+}

@@ -13,14 +13,15 @@ pub fn human(diagnostics: &[Diagnostic]) -> String {
             let pad = " ".repeat(gutter);
             let _ = writeln!(out, "{pad}--> {location}");
             if let Some(line) = &d.source_line {
+                let (line, column, length) = window(line, location.column, d.length.max(1));
                 let _ = writeln!(out, "{pad} |");
                 let _ = writeln!(out, "{} | {}", location.line, line);
                 let indent: String = line
                     .chars()
-                    .take(location.column.saturating_sub(1))
+                    .take(column.saturating_sub(1))
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                let _ = writeln!(out, "{pad} | {indent}{}", "^".repeat(d.length.max(1)));
+                let _ = writeln!(out, "{pad} | {indent}{}", "^".repeat(length));
             }
             if let Some(resource) = &d.resource {
                 let _ = writeln!(out, "{pad} = in {resource}");
@@ -42,6 +43,33 @@ pub fn human(diagnostics: &[Diagnostic]) -> String {
         count(Severity::Info)
     );
     out
+}
+
+/// Characters of a source line shown around the column; a minified 20 KB line is cut to this.
+const SNIPPET_WIDTH: usize = 120;
+
+/// The part of `line` worth showing for a finding at `column` (1-based, in characters): the
+/// whole line when it is short, else a window around the column marked with `…` where cut.
+/// Returns the text, the column and the caret length within it.
+fn window(line: &str, column: usize, length: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SNIPPET_WIDTH {
+        return (line.to_string(), column, length);
+    }
+    let at = column.saturating_sub(1).min(chars.len());
+    let start = at.saturating_sub(SNIPPET_WIDTH / 3);
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push('…');
+    }
+    let column = at - start + 1 + usize::from(start > 0);
+    let length = length.min(end.saturating_sub(at)).max(1);
+    (shown, column, length)
 }
 
 pub fn json(diagnostics: &[Diagnostic]) -> serde_json::Value {
@@ -195,4 +223,22 @@ pub fn github(diagnostics: &[Diagnostic]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column() {
+        let line = format!("{}BAD{}", "a".repeat(10_000), "b".repeat(10_000));
+        let (shown, column, length) = window(&line, 10_001, 20_000);
+        assert!(shown.chars().count() <= 122, "{}", shown.len());
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        let caret: String = shown.chars().skip(column - 1).take(3).collect();
+        assert_eq!(caret, "BAD");
+        assert!(length <= 120);
+        let short = "spec: {}";
+        assert_eq!(window(short, 7, 2), (short.to_string(), 7, 2));
+    }
 }
