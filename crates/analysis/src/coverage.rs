@@ -10,6 +10,7 @@ use std::net::IpAddr;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct NamespaceCoverage {
     pub namespace: String,
+    /// Pods, counting each replica of a workload template.
     pub pods: usize,
     pub default_deny_ingress: bool,
     pub default_deny_egress: bool,
@@ -21,20 +22,17 @@ pub struct NamespaceCoverage {
 }
 
 impl NamespaceCoverage {
-    pub fn isolated_ingress_percent(&self) -> f64 {
+    /// None for a namespace without pods: nothing is isolated, and nothing is exposed either.
+    pub fn isolated_ingress_percent(&self) -> Option<f64> {
         percent(self.isolated_ingress, self.pods)
     }
-    pub fn isolated_egress_percent(&self) -> f64 {
+    pub fn isolated_egress_percent(&self) -> Option<f64> {
         percent(self.isolated_egress, self.pods)
     }
 }
 
-fn percent(part: usize, whole: usize) -> f64 {
-    if whole == 0 {
-        100.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
+fn percent(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -82,10 +80,11 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
         let Some(entry) = by_ns.get_mut(&pod.namespace) else {
             continue;
         };
-        entry.pods += 1;
+        // A workload template stands for its replicas: a Deployment of 3 is 3 pods.
+        entry.pods += pod.replicas;
         let state = crate::default_deny::pod(engine, i);
-        entry.isolated_ingress += usize::from(state.ingress);
-        entry.isolated_egress += usize::from(state.egress);
+        entry.isolated_ingress += pod.replicas * usize::from(state.ingress);
+        entry.isolated_egress += pod.replicas * usize::from(state.egress);
         let ports: Vec<(Protocol, u16)> = if pod.ports.is_empty() {
             vec![(Protocol::Tcp, 80), (Protocol::Tcp, 443)]
         } else {

@@ -1,7 +1,9 @@
 //! Whether a namespace is default-deny in a direction, decided with the engine rather than by
 //! looking for `podSelector: {}`: a new pod in the namespace, with no labels and no address yet,
-//! must be neither reachable from nor able to reach an outside address on a port nobody uses.
-//! That counts every way to write a default deny: a NetworkPolicy selecting all pods, a Calico
+//! must be neither reachable from nor able to reach an outside address on a port nobody uses,
+//! nor another new pod of the same namespace (a policy that allows all traffic inside the
+//! namespace, such as `deny-cross-namespace`, isolates the namespace but denies nothing by
+//! default within it). That counts every way to write a default deny: a NetworkPolicy selecting all pods, a Calico
 //! (Global)NetworkPolicy or tier end, a BaselineAdminNetworkPolicy, and it does not count an
 //! "isolating" policy that allows everything anyway.
 
@@ -23,12 +25,18 @@ pub struct DefaultDeny {
 /// Every namespace of the snapshot, with its default-deny state.
 pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
     let cluster = engine.cluster();
-    // The policies and namespaces as they are, and one probe pod per namespace instead of the
-    // real pods (whose labels would only get in the way of "a new pod").
+    // The policies and namespaces as they are, and two probe pods per namespace instead of
+    // the real pods (whose labels would only get in the way of "a new pod"): the new pod at
+    // even indices and a second new pod, its neighbour, after it.
     let probes: Vec<Pod> = cluster
         .namespaces
         .iter()
-        .map(|ns| new_pod(&ns.name))
+        .flat_map(|ns| {
+            let mut neighbour = new_pod(&ns.name);
+            neighbour.name = format!("{NEW_POD_NAME}-neighbour");
+            neighbour.workload.name.clone_from(&neighbour.name);
+            [new_pod(&ns.name), neighbour]
+        })
         .collect();
     // Every field spelled out: a new kind of policy input must be thought about here.
     let probe_cluster = Cluster {
@@ -48,7 +56,25 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         .pods
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.namespace.clone(), pod(&probe_engine, i)))
+        .step_by(2)
+        .map(|(i, p)| {
+            let alone = pod(&probe_engine, i);
+            let flow = |src, dst| Flow {
+                src,
+                dst,
+                protocol: Protocol::Tcp,
+                port: Some(UNUSED_PORT),
+                icmp: None,
+            };
+            let (new, neighbour) = (Endpoint::Pod(i), Endpoint::Pod(i + 1));
+            let state = DefaultDeny {
+                ingress: alone.ingress
+                    && !probe_engine.evaluate(&flow(neighbour, new)).ingress.allowed,
+                egress: alone.egress
+                    && !probe_engine.evaluate(&flow(new, neighbour)).egress.allowed,
+            };
+            (p.namespace.clone(), state)
+        })
         .collect()
 }
 
@@ -71,6 +97,7 @@ pub fn new_pod(namespace: &str) -> Pod {
             name: NEW_POD_NAME.to_string(),
         },
         source: None,
+        replicas: 1,
     }
 }
 

@@ -458,3 +458,40 @@ fn an_error_on_a_20_kb_line_prints_a_short_snippet() {
         .unwrap_or(0);
     assert!(longest < 200, "a line of {longest} characters");
 }
+
+#[test]
+fn coverage_counts_replicas_and_does_not_call_empty_or_open_namespaces_protected() {
+    let file = fixture("coverage.yaml");
+    let r = run(&["coverage", path(&file), "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let ns = |name: &str| -> serde_json::Value {
+        json["namespaces"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|n| n["namespace"] == name)
+            .expect("namespace")
+            .clone()
+    };
+    assert_eq!(
+        ns("shop")["pods"],
+        3,
+        "a Deployment of 3 replicas is 3 pods"
+    );
+    assert_eq!(
+        ns("shop")["default_deny_ingress"],
+        false,
+        "deny-cross-namespace allows everything inside the namespace"
+    );
+    assert_eq!(json["pods"], 3);
+    let r = run(&["coverage", path(&file)]);
+    let empty = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("empty "))
+        .expect("row")
+        .to_string();
+    assert!(!empty.contains("100%"), "{empty}");
+    assert!(empty.contains('-'), "{empty}");
+}

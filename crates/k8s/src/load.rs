@@ -561,7 +561,7 @@ impl Loader<'_> {
                 name,
                 "deployment",
                 &mut diagnostics,
-                |d| Some(&d.spec.template),
+                |d| Some((&d.spec.template, d.spec.replicas)),
             ),
             "StatefulSet" => self.template::<apps::StatefulSet>(
                 ctx,
@@ -569,15 +569,16 @@ impl Loader<'_> {
                 name,
                 "statefulset",
                 &mut diagnostics,
-                |d| Some(&d.spec.template),
+                |d| Some((&d.spec.template, d.spec.replicas)),
             ),
+            // One pod per node; without the nodes, one stands for them.
             "DaemonSet" => self.template::<apps::DaemonSet>(
                 ctx,
                 namespace,
                 name,
                 "daemonset",
                 &mut diagnostics,
-                |d| Some(&d.spec.template),
+                |d| Some((&d.spec.template, None)),
             ),
             "ReplicaSet" => {
                 if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
@@ -595,7 +596,13 @@ impl Loader<'_> {
                 name,
                 "cronjob",
                 &mut diagnostics,
-                |c| c.spec.job_template.spec.as_ref().map(|j| &j.template),
+                |c| {
+                    c.spec
+                        .job_template
+                        .spec
+                        .as_ref()
+                        .map(|j| (&j.template, j.parallelism))
+                },
             ),
             "NetworkPolicy" => {
                 if let Some(policy) =
@@ -627,15 +634,21 @@ impl Loader<'_> {
         name: &str,
         workload_kind: &str,
         diagnostics: &mut Vec<Diagnostic>,
-        template: impl Fn(&T) -> Option<&core::PodTemplateSpec>,
+        template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, Option<i32>)>,
     ) where
         T: serde::de::DeserializeOwned + serde::Serialize,
     {
         if let Some(object) = typed::deserialize::<T>(ctx, diagnostics)
-            && let Some(t) = template(&object)
+            && let Some((t, replicas)) = template(&object)
         {
-            self.workloads
-                .add_template(ctx, namespace, name, workload_kind, t);
+            self.workloads.add_template(
+                ctx,
+                namespace,
+                name,
+                workload_kind,
+                t,
+                crate::workload::replicas(replicas),
+            );
         }
     }
 

@@ -64,6 +64,7 @@ impl WorkloadIndex {
                 name: name.to_string(),
             },
             source: Some(ctx.location(ctx.node.span)),
+            replicas: 1,
         };
         self.live.push((model, controller));
     }
@@ -89,7 +90,13 @@ impl WorkloadIndex {
         self.owners
             .insert((namespace.to_string(), name.to_string()), workload.clone());
         if let Some(template) = rs.spec.template.as_ref() {
-            self.push_template(ctx, namespace, workload, template);
+            self.push_template(
+                ctx,
+                namespace,
+                workload,
+                template,
+                replicas(rs.spec.replicas),
+            );
         }
     }
 
@@ -113,7 +120,13 @@ impl WorkloadIndex {
         self.owners
             .insert((namespace.to_string(), name.to_string()), workload.clone());
         if let Some(spec) = &job.spec {
-            self.push_template(ctx, namespace, workload, &spec.template);
+            self.push_template(
+                ctx,
+                namespace,
+                workload,
+                &spec.template,
+                replicas(spec.parallelism),
+            );
         }
     }
 
@@ -124,12 +137,13 @@ impl WorkloadIndex {
         name: &str,
         kind: &str,
         template: &core::PodTemplateSpec,
+        replicas: usize,
     ) {
         let workload = WorkloadRef {
             kind: kind.to_string(),
             name: name.to_string(),
         };
-        self.push_template(ctx, namespace, workload, template);
+        self.push_template(ctx, namespace, workload, template, replicas);
     }
 
     fn push_template(
@@ -138,6 +152,7 @@ impl WorkloadIndex {
         namespace: &str,
         workload: WorkloadRef,
         template: &core::PodTemplateSpec,
+        replicas: usize,
     ) {
         let spec = template.spec.clone().unwrap_or_default();
         self.templates.push(Pod {
@@ -157,6 +172,7 @@ impl WorkloadIndex {
             origin: PodOrigin::Template,
             workload,
             source: Some(ctx.location(ctx.node.span)),
+            replicas,
         });
     }
 
@@ -214,6 +230,11 @@ impl WorkloadIndex {
             },
         }
     }
+}
+
+/// `spec.replicas` (or a Job's parallelism); the API server defaults an absent one to 1.
+pub fn replicas(count: Option<i32>) -> usize {
+    count.map_or(1, |n| usize::try_from(n).unwrap_or(0))
 }
 
 fn controller_of(owners: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {

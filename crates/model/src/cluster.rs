@@ -64,6 +64,9 @@ pub struct Pod {
     pub origin: PodOrigin,
     pub workload: WorkloadRef,
     pub source: Option<SourceLocation>,
+    /// How many pods this endpoint stands for: 1 for a live pod, `spec.replicas` of a
+    /// workload template (its replicas cannot be told apart before they have addresses).
+    pub replicas: usize,
 }
 
 impl Pod {

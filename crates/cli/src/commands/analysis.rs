@@ -248,14 +248,15 @@ pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {
                     if n.default_deny_ingress { "yes" } else { "no" },
                     if n.default_deny_egress { "yes" } else { "no" }
                 );
+                let percent = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.0}%"));
                 out.push_str(&format!(
-                    "{:<24} {:>5} {:>13} {:>12} {:>8.0}% {:>8.0}% {:>8}  {}\n",
+                    "{:<24} {:>5} {:>13} {:>12} {:>9} {:>9} {:>8}  {}\n",
                     n.namespace,
                     n.pods,
                     deny,
                     n.policies,
-                    n.isolated_ingress_percent(),
-                    n.isolated_egress_percent(),
+                    percent(n.isolated_ingress_percent()),
+                    percent(n.isolated_egress_percent()),
                     "",
                     n.ingress_exposed_workloads.join(", ")
                 ));

@@ -349,6 +349,7 @@ pub fn cluster_strategy(with_anp: bool, with_calico: bool) -> impl Strategy<Valu
                         name,
                     },
                     source: None,
+                    replicas: 1,
                 });
             }
             for (i, p) in policies.iter_mut().enumerate() {
