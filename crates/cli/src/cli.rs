@@ -99,14 +99,17 @@ pub struct InputArgs {
     /// Files or directories (recursive *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Namespace for namespaced objects without metadata.namespace, as `kubectl apply -n`.
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        default_value = "default",
-        value_name = "NS"
-    )]
-    pub namespace: String,
+    /// Namespace for namespaced objects without metadata.namespace, as `kubectl apply -n`,
+    /// and for short references (`--from web -n shop` is shop/web) [default: default].
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+impl InputArgs {
+    /// The namespace of objects without one (`default` unless `-n` says otherwise).
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -170,9 +173,10 @@ pub struct ExplainArgs {
     /// Destination endpoint.
     #[arg(long, value_name = "REF")]
     pub to: String,
-    /// Destination port (after service DNAT: the pod's port). Required for TCP, UDP, SCTP.
-    #[arg(long)]
-    pub port: Option<u16>,
+    /// Destination port, a number or a port name the destination pod declares (after service
+    /// DNAT: the pod's port). Required for TCP, UDP, SCTP.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
     /// Protocol: TCP, UDP, SCTP, ICMP, ICMPv6 or an IP protocol number.
     #[arg(long, default_value = "TCP")]
     pub protocol: String,
@@ -214,9 +218,10 @@ pub struct MapArgs {
     /// Only connections to these pods: NS, NS/POD or NS/KIND/NAME ("who can reach X?").
     #[arg(long, value_name = "REF")]
     pub to: Option<String>,
-    /// Only this destination port (rows are narrowed to it).
-    #[arg(long)]
-    pub port: Option<u16>,
+    /// Only this destination port (rows are narrowed to it): a number, or a port name the
+    /// destination pods declare.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
     /// Only this protocol: TCP, UDP or SCTP.
     #[arg(long)]
     pub protocol: Option<String>,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod references;
 mod render;
 mod snapshot;
 

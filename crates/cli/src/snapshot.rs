@@ -38,7 +38,7 @@ pub fn load_with_inputs(input: &InputArgs) -> anyhow::Result<(Snapshot, Vec<bulk
     let mut snapshot = bulkhead_k8s::load(
         &inputs,
         &LoadOptions {
-            default_namespace: input.namespace.clone(),
+            default_namespace: input.namespace().to_string(),
         },
     );
     if interactive && bytes > PROGRESS_BYTES {

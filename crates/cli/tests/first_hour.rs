@@ -495,3 +495,102 @@ fn coverage_counts_replicas_and_does_not_call_empty_or_open_namespaces_protected
     assert!(!empty.contains("100%"), "{empty}");
     assert!(empty.contains('-'), "{empty}");
 }
+
+#[test]
+fn statefulset_replicas_from_git_answer_to_their_pod_names() {
+    let demo = fixture("three-tier.yaml");
+    let r = run(&[
+        "explain",
+        path(&demo),
+        "--from",
+        "development/deployment/backend",
+        "--to",
+        "development/database-0",
+        "--port",
+        "5432",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("development/backend -> development/database-0 TCP/5432: ALLOW"),
+        "{}",
+        r.stdout
+    );
+    // A replica the StatefulSet does not have (1 replica by default) is not invented.
+    let r = run(&[
+        "explain",
+        path(&demo),
+        "--from",
+        "development/deployment/backend",
+        "--to",
+        "development/database-1",
+        "--port",
+        "5432",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+}
+
+#[test]
+fn short_references_use_the_namespace_flag_and_ports_may_be_named() {
+    let demo = fixture("three-tier.yaml");
+    let full = run(&[
+        "explain",
+        path(&demo),
+        "--from",
+        "development/deployment/frontend",
+        "--to",
+        "development/deployment/backend",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    for (from, to, port) in [
+        ("frontend", "backend", "8080"),
+        ("deploy/frontend", "deployment/backend", "http"),
+    ] {
+        let short = run(&[
+            "explain",
+            path(&demo),
+            "-n",
+            "development",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--port",
+            port,
+            "-o",
+            "json",
+        ]);
+        assert_eq!(short.code, 0, "{from} {to} {port}: {}", short.stderr);
+        assert_eq!(short.stdout, full.stdout, "{from} {to} {port}");
+    }
+    let r = run(&[
+        "explain",
+        path(&demo),
+        "-n",
+        "development",
+        "--from",
+        "frontend",
+        "--to",
+        "backend",
+        "--port",
+        "grpc",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("http (TCP/8080)"), "{}", r.stderr);
+    let r = run(&[
+        "map",
+        path(&demo),
+        "-n",
+        "development",
+        "--from",
+        "frontend",
+        "--port",
+        "http",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("development/backend"), "{}", r.stdout);
+}

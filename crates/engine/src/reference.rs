@@ -84,14 +84,32 @@ impl Engine<'_> {
             });
         }
         let parts: Vec<&str> = reference.split('/').collect();
+        let mut notes = Vec::new();
         let candidates: Vec<usize> = match parts.as_slice() {
-            [ns, name] if !ns.is_empty() && !name.is_empty() => cluster
-                .pods
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.namespace == *ns && p.name == *name)
-                .map(|(i, _)| i)
-                .collect(),
+            [ns, name] if !ns.is_empty() && !name.is_empty() => {
+                let exact: Vec<usize> = cluster
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.namespace == *ns && p.name == *name)
+                    .map(|(i, _)| i)
+                    .collect();
+                if exact.is_empty() {
+                    let ordinal = self.statefulset_replica(ns, name);
+                    if let Some((i, _)) = ordinal {
+                        notes.push(Note {
+                            code: "STATEFULSET_REPLICA",
+                            message: format!(
+                                "{reference} is a replica of statefulset {ns}/{}, read from its pod template (every replica has its labels)",
+                                cluster.pods[i].workload.name
+                            ),
+                        });
+                    }
+                    ordinal.map(|(i, _)| i).into_iter().collect()
+                } else {
+                    exact
+                }
+            }
             [ns, kind, name] if !ns.is_empty() && !kind.is_empty() && !name.is_empty() => {
                 let kind = kind.to_ascii_lowercase();
                 cluster
@@ -125,7 +143,6 @@ impl Engine<'_> {
             });
         };
         let pod = &cluster.pods[first];
-        let mut notes = Vec::new();
         if candidates.len() > 1 {
             notes.push(Note {
                 code: "WORKLOAD_POD",
@@ -168,18 +185,40 @@ impl Engine<'_> {
         if !pod.is_endpoint() {
             return Err(ReferenceError::NotAnEndpoint {
                 reference: reference.to_string(),
-                why: "the pod has no IP or has finished (phase Succeeded/Failed)".into(),
+                why: "the pod has finished (phase Succeeded/Failed)".into(),
             });
         }
+        // A StatefulSet replica keeps the name the user gave (`shop/db-0`).
+        let display = if notes.iter().any(|n| n.code == "STATEFULSET_REPLICA") {
+            reference.to_string()
+        } else {
+            pod.key()
+        };
         Ok(Resolved {
             endpoint: Endpoint::Pod(first),
-            display: pod.key(),
+            display,
             notes,
         })
     }
 }
 
 impl Engine<'_> {
+    /// `db-2` in a snapshot from Git: replica 2 of the StatefulSet `db` (its pods are named
+    /// NAME-ORDINAL), when the template stands for at least 3 replicas and no live pod has the
+    /// name. Returns the template pod and the ordinal.
+    fn statefulset_replica(&self, namespace: &str, name: &str) -> Option<(usize, usize)> {
+        let (base, ordinal) = name.rsplit_once('-')?;
+        let ordinal: usize = ordinal.parse().ok()?;
+        self.cluster().pods.iter().enumerate().find_map(|(i, p)| {
+            (p.namespace == namespace
+                && p.origin == bulkhead_model::PodOrigin::Template
+                && p.workload.kind == "statefulset"
+                && p.workload.name == base
+                && ordinal < p.replicas)
+                .then_some((i, ordinal))
+        })
+    }
+
     /// The pod endpoints a reference names, for whole-cluster queries: `NS` (a namespace),
     /// `NS/POD`, or `NS/KIND/NAME` (every pod of the workload).
     pub fn pods_for(&self, reference: &str) -> Result<Vec<usize>, ReferenceError> {
@@ -191,10 +230,20 @@ impl Engine<'_> {
                 .into_iter()
                 .filter(|&i| cluster.pods[i].namespace == *ns)
                 .collect(),
-            [ns, name] => endpoints
-                .into_iter()
-                .filter(|&i| cluster.pods[i].namespace == *ns && cluster.pods[i].name == *name)
-                .collect(),
+            [ns, name] => {
+                let exact: Vec<usize> = endpoints
+                    .into_iter()
+                    .filter(|&i| cluster.pods[i].namespace == *ns && cluster.pods[i].name == *name)
+                    .collect();
+                if exact.is_empty() {
+                    self.statefulset_replica(ns, name)
+                        .map(|(i, _)| i)
+                        .into_iter()
+                        .collect()
+                } else {
+                    exact
+                }
+            }
             [ns, kind, name] => {
                 let kind = kind.to_ascii_lowercase();
                 endpoints

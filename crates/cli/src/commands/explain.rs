@@ -1,6 +1,7 @@
 //! `bulkhead explain`: one flow, its verdict and the rules behind it.
 
 use crate::cli::{ExplainArgs, ExplainFormat};
+use crate::references;
 use crate::render::explain::{self, Explained};
 use crate::snapshot;
 use anyhow::{Context as _, bail};
@@ -19,20 +20,28 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     if protocol.has_ports() && args.port.is_none() {
         bail!("--port is required for {protocol}");
     }
-    if args.port == Some(0) {
-        bail!("--port must be between 1 and 65535");
-    }
-    let from = engine.resolve(&args.from).context("--from")?;
-    let to = engine.resolve(&args.to).context("--to")?;
+    let namespace = args.input.namespace.as_deref();
+    let from = engine
+        .resolve(&references::endpoint(&engine, &args.from, namespace))
+        .context("--from")?;
+    let to = engine
+        .resolve(&references::endpoint(&engine, &args.to, namespace))
+        .context("--to")?;
+    let destination: Vec<usize> = match to.endpoint {
+        bulkhead_engine::Endpoint::Pod(i) => vec![i],
+        _ => Vec::new(),
+    };
+    let port = match &args.port {
+        Some(value) if protocol.has_ports() => {
+            Some(references::port(&engine, value, &destination, protocol)?)
+        }
+        _ => None,
+    };
     let flow = Flow {
         src: from.endpoint,
         dst: to.endpoint,
         protocol,
-        port: if protocol.has_ports() {
-            args.port
-        } else {
-            None
-        },
+        port,
         icmp: args.icmp_type.map(|t| (t, args.icmp_code)),
     };
     let verdict = engine.evaluate(&flow);

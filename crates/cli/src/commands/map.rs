@@ -1,6 +1,7 @@
 //! `bulkhead map`: who can talk to whom.
 
 use crate::cli::{MapArgs, MapBy, MapFormat};
+use crate::references;
 use crate::render::map;
 use crate::snapshot;
 use anyhow::Context as _;
@@ -15,26 +16,57 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
         &snapshot.cluster,
         snapshot::engine_options(&args.semantics, &snapshot),
     );
+    let namespace = args.input.namespace.as_deref();
+    let select = |r: &str| engine.pods_for(&references::selection(&engine, r, namespace));
+    let from = args
+        .from
+        .as_deref()
+        .map(select)
+        .transpose()
+        .context("--from")?;
+    let to = args.to.as_deref().map(select).transpose().context("--to")?;
+    let protocol = args
+        .protocol
+        .as_deref()
+        .map(str::parse::<Protocol>)
+        .transpose()
+        .context("--protocol")?;
+    // A named port may mean a different number on each destination: the rows are narrowed
+    // per destination to the number it declares under that name.
+    let (port, port_name) = match &args.port {
+        Some(value)
+            if value.parse::<u16>().is_err() && !value.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            let destinations = to.clone().unwrap_or_else(|| engine.pod_endpoints());
+            // Fails with the declared names when no destination has this one.
+            let declared = destinations.iter().any(|&i| {
+                snapshot.cluster.pods[i].ports.iter().any(|p| {
+                    p.name.as_deref() == Some(value.as_str())
+                        && protocol.is_none_or(|q| q == p.protocol)
+                })
+            });
+            if !declared {
+                references::port(
+                    &engine,
+                    value,
+                    &destinations,
+                    protocol.unwrap_or(Protocol::Tcp),
+                )?;
+            }
+            (None, Some(value.clone()))
+        }
+        Some(value) => (
+            Some(references::port(&engine, value, &[], Protocol::Tcp)?),
+            None,
+        ),
+        None => (None, None),
+    };
     let filter = Filter {
-        from: args
-            .from
-            .as_deref()
-            .map(|r| engine.pods_for(r))
-            .transpose()
-            .context("--from")?,
-        to: args
-            .to
-            .as_deref()
-            .map(|r| engine.pods_for(r))
-            .transpose()
-            .context("--to")?,
-        protocol: args
-            .protocol
-            .as_deref()
-            .map(str::parse::<Protocol>)
-            .transpose()
-            .context("--protocol")?,
-        port: args.port,
+        from,
+        to,
+        protocol,
+        port,
+        port_name,
     };
     let title: Vec<String> = args
         .input
@@ -59,6 +91,41 @@ pub struct Filter {
     pub to: Option<Vec<usize>>,
     pub protocol: Option<Protocol>,
     pub port: Option<u16>,
+    /// A port name: each row keeps the number its destination declares under it.
+    pub port_name: Option<String>,
+}
+
+/// Keeps, in each row, only the number the destination's pods declare under `name` for the
+/// row's protocol (a grouped row: any of its members' numbers).
+fn narrow_to_named_port(
+    engine: &Engine<'_>,
+    aggregation: Aggregation,
+    name: &str,
+    connections: &mut Vec<bulkhead_engine::Connection>,
+) {
+    use bulkhead_model::{PortRange, PortSet};
+    let cluster = engine.cluster();
+    let mut declared: std::collections::BTreeMap<(String, Protocol), PortSet> = Default::default();
+    for i in engine.pod_endpoints() {
+        let p = &cluster.pods[i];
+        let group = match aggregation {
+            Aggregation::Pod => p.key(),
+            Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
+            Aggregation::Namespace => p.namespace.clone(),
+        };
+        for port in p.ports.iter().filter(|x| x.name.as_deref() == Some(name)) {
+            let slot = declared.entry((group.clone(), port.protocol)).or_default();
+            *slot = slot.union(&PortSet::from_ranges([PortRange::single(port.port)]));
+        }
+    }
+    connections.retain_mut(|c| {
+        let Some(numbers) = declared.get(&(c.to.clone(), c.protocol)) else {
+            return false;
+        };
+        c.ports = c.ports.intersection(numbers);
+        c.ports_all_pairs = c.ports_all_pairs.intersection(numbers);
+        !c.ports.is_empty()
+    });
 }
 
 pub fn render(engine: &Engine<'_>, by: MapBy, format: MapFormat) -> String {
@@ -107,8 +174,11 @@ pub fn render_filtered(
     let mut connections = engine.connectivity(&options);
     // "What can X reach?" includes the outside: the external address ranges X's egress
     // allows (explain to 8.8.8.8 says ALLOW, so the map must say so too).
-    if options.from.is_some() && options.to.is_none() {
+    if options.from.is_some() && options.to.is_none() && filter.port_name.is_none() {
         connections.extend(engine.external_connectivity(&options));
+    }
+    if let Some(name) = &filter.port_name {
+        narrow_to_named_port(engine, aggregation, name, &mut connections);
     }
     let grouped = aggregation != Aggregation::Pod;
     match format {
