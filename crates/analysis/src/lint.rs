@@ -34,6 +34,9 @@ pub struct Config {
     /// crate does no I/O); without them paths are compared as written, after normalising.
     #[serde(skip)]
     pub anchors: PathAnchors,
+    /// The engine the rules judge with (`--semantics`); by default the one enforcement uses.
+    #[serde(skip)]
+    pub engine: Option<EngineOptions>,
 }
 
 /// The directories relative paths are resolved against (see [`Config::anchors`]).
@@ -143,7 +146,12 @@ impl<'c> LintContext<'c> {
     pub fn new(cluster: &'c Cluster, config: &'c Config) -> Self {
         Self {
             cluster,
-            engine: Engine::new(cluster, EngineOptions::for_cluster(cluster)),
+            engine: Engine::new(
+                cluster,
+                config
+                    .engine
+                    .unwrap_or_else(|| EngineOptions::for_cluster(cluster)),
+            ),
             config,
         }
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "bulkhead",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100,
     after_help = EXAMPLES
@@ -19,6 +19,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The version with the commit it was built from (`0.1.0 (3f2a9c1)`), from build.rs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BULKHEAD_COMMIT"),
+    ")"
+);
 
 const EXAMPLES: &str = "\
 Examples:
@@ -40,49 +48,63 @@ pub enum Command {
     /// Reports YAML syntax errors, wrong field types, unknown fields (kubectl's strict field
     /// validation), invalid selectors, CIDRs and ports, duplicate objects, and YAML 1.1
     /// surprises such as `on` or `0755`, each with file:line:column.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Say whether one connection is allowed, and which policy and rule decided it.
     ///
     /// Endpoints: NS/POD, NS/KIND/NAME (e.g. shop/deployment/web), node:NAME, ip:ADDRESS or a
     /// bare address. The verdict is the egress decision at the source AND the ingress decision at
     /// the destination; both halves are explained.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Show who can talk to whom: every allowed (source, destination, protocol, ports).
+    #[command(after_help = MAP_EXAMPLES)]
     Map(MapArgs),
     /// Run the whole workflow on a bundled three-tier example.
+    #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
     /// List every diagnostic code `check` can report, with its name and default severity.
+    #[command(after_help = "Examples:\n  bulkhead codes\n  bulkhead codes -o json")]
     Codes {
         #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Table)]
         output: ListOutput,
     },
     /// List the lint rules (`-o json` includes each rule's documentation).
+    #[command(after_help = "Examples:\n  bulkhead rules\n  bulkhead rules -o json")]
     Rules {
         #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Table)]
         output: ListOutput,
     },
     /// Print the documentation of one lint rule (by code or name).
+    #[command(after_help = "Examples:\n  bulkhead rule BH101\n  bulkhead rule missing-dns-egress")]
     Rule {
         /// `BH101` or `missing-dns-egress`.
         code: String,
     },
     /// Check expected allow/deny flows (a YAML file with `expectations:`); exit 1 on a failure.
+    #[command(after_help = TEST_EXAMPLES)]
     Test(TestArgs),
     /// Show the connectivity a change adds and removes, at workload level.
+    #[command(after_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
     /// Replay recorded flows against the policies: which flows that really happened would they
     /// deny, and by which rule (preview before enforcing). Flows are JSON lines as written by
     /// `bulkhead agent flows -o json`: {src_ip, dst_ip, protocol, dst_port?, src?, dst?, ...}.
+    #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
     /// Propose least-privilege NetworkPolicies from observed flows (the flow log of `audit`):
     /// per workload, ingress from exactly the sources seen and egress to exactly the
     /// destinations seen, on the ports seen. The manifests map addresses to workloads.
+    #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
     /// Per namespace: default-deny, isolated pods, policies, workloads exposed to outside.
+    #[command(after_help = COVERAGE_EXAMPLES)]
     Coverage(CoverageArgs),
     /// Print the standard default-deny + DNS policies for a namespace, ready to commit.
+    #[command(after_help = SCAFFOLD_EXAMPLES)]
     Scaffold(ScaffoldArgs),
     /// Print the nftables ruleset the agent would apply on one node (deterministic text).
+    #[command(after_help = COMPILE_EXAMPLES)]
     Compile(CompileArgs),
     /// Run the node agent: enforce the manifests' policies on this node's pods with nftables.
     ///
@@ -91,8 +113,33 @@ pub enum Command {
     /// transaction, then reconciles within a second of every change to the directory. Invalid
     /// input keeps the last good ruleset. Stopping the agent leaves the rules in force;
     /// `bulkhead agent uninstall` removes them.
+    #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETION_EXAMPLES)]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man {
+        /// Write bulkhead.1 and bulkhead-COMMAND.1 pages into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
+
+const COMPLETION_EXAMPLES: &str = "\
+Examples:
+  source <(bulkhead completion bash)
+  bulkhead completion zsh > ~/.zfunc/_bulkhead
+  bulkhead completion fish > ~/.config/fish/completions/bulkhead.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  bulkhead man | man -l -
+  bulkhead man --dir /usr/local/share/man/man1";
 
 #[derive(Debug, Args)]
 pub struct InputArgs {
@@ -134,6 +181,8 @@ pub enum SemanticsChoice {
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = CheckFormat::Human)]
     pub output: CheckFormat,
@@ -151,6 +200,8 @@ pub struct CheckArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Human,
     Json,
     /// SARIF 2.1.0, for code-scanning dashboards.
@@ -196,6 +247,8 @@ pub struct ExplainArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExplainFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Human,
     Json,
 }
@@ -239,6 +292,8 @@ pub enum MapBy {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum MapFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Table,
     Json,
     Csv,
@@ -259,6 +314,8 @@ pub struct DemoArgs {
 pub struct CompileArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
     /// The node whose pods the ruleset protects.
     #[arg(long)]
     pub node: String,
@@ -328,10 +385,14 @@ pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";
 #[derive(Debug, Subcommand)]
 pub enum AgentAction {
     /// Remove Bulkhead's nftables table from this node.
+    #[command(after_help = "Examples:\n  sudo bulkhead agent uninstall")]
     Uninstall,
     /// Fail open now, or end it: `on` accepts every packet before any policy runs (one element
     /// flip, in force within milliseconds, kept by a running or restarted agent); `off` restores
     /// enforcement.
+    #[command(
+        after_help = "Examples:\n  sudo bulkhead agent break-glass on\n  sudo bulkhead agent break-glass off"
+    )]
     BreakGlass {
         #[arg(value_enum)]
         state: Switch,
@@ -340,6 +401,9 @@ pub enum AgentAction {
     },
     /// Print Prometheus metrics of this node's table: denied packets and bytes per pod and
     /// rule (the kernel's counters), audit mode, break-glass.
+    #[command(
+        after_help = "Examples:\n  sudo bulkhead agent metrics\n  sudo bulkhead agent metrics --output /var/lib/node_exporter/bulkhead.prom"
+    )]
     Metrics {
         /// Write to this file (atomically) instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -348,6 +412,9 @@ pub enum AgentAction {
     /// Print the flow log of denied connections on this node (and, in audit mode, those that
     /// would be denied), one line per record, with the pod, direction and deciding rule.
     /// Records are rate-limited per rule (20/s) by the ruleset.
+    #[command(
+        after_help = "Examples:\n  sudo bulkhead agent flows\n  sudo bulkhead agent flows -o json --duration 60 > flows.jsonl"
+    )]
     Flows {
         #[arg(short = 'o', long, value_enum, default_value_t = FlowsOutput::Text)]
         output: FlowsOutput,
@@ -362,6 +429,8 @@ pub enum AgentAction {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FlowsOutput {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(aliases = ["human", "table"])]
     Text,
     /// One JSON object per line.
     Json,
@@ -389,6 +458,8 @@ pub struct TestArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TestFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Human,
     Json,
     Junit,
@@ -408,6 +479,8 @@ pub struct DiffArgs {
     /// Namespace for objects without one.
     #[arg(short = 'n', long = "namespace", default_value = "default")]
     pub namespace: String,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffFormat::Markdown)]
     pub output: DiffFormat,
     /// Exit 1 when the change adds access.
@@ -417,6 +490,8 @@ pub struct DiffArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
+    /// Markdown for a pull-request comment, which reads as plain text too (`-o text`).
+    #[value(alias = "text")]
     Markdown,
     Json,
 }
@@ -425,12 +500,16 @@ pub enum DiffFormat {
 pub struct CoverageArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = CoverageFormat::Table)]
     pub output: CoverageFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CoverageFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Table,
     Json,
     /// Prometheus text exposition (for node_exporter's textfile collector).
@@ -449,6 +528,8 @@ pub struct ScaffoldArgs {
 /// Output of the listing commands (`codes`, `rules`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ListOutput {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Table,
     /// An array of {code, name, severity, summary} (rules add `doc`, Markdown).
     Json,
@@ -474,6 +555,8 @@ pub struct AuditArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AuditFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(name = "text", aliases = ["human", "table"])]
     Human,
     Json,
 }
@@ -482,8 +565,90 @@ pub enum AuditFormat {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
     /// The observed flows: JSON lines, Bulkhead's or Cilium Hubble's (`hubble observe -o
     /// json`); `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
 }
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  bulkhead check manifests/                      validate and lint; exit 1 on errors
+  bulkhead check manifests/ --deny warnings      fail on warnings too
+  bulkhead check manifests/ -o sarif > bulkhead.sarif     for code scanning
+  bulkhead check manifests/ -o junit             a CI test report (only errors fail)
+  kubectl get ns,pods,networkpolicies -A -o yaml | bulkhead check -
+  kustomize build overlays/prod | bulkhead check -";
+
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  bulkhead explain manifests/ --from shop/deployment/web --to shop/db-0 --port 5432
+  bulkhead explain manifests/ -n shop --from web --to db-0 --port postgres
+  bulkhead explain manifests/ --from shop/web-0 --to 169.254.169.254 --port 80
+  bulkhead explain manifests/ --from shop/web-0 --to node:node-1 --protocol ICMP
+  bulkhead explain manifests/ --from a/x --to b/y --port 80 -o json --fail-on-deny";
+
+const MAP_EXAMPLES: &str = "\
+Examples:
+  bulkhead map manifests/                         every allowed pod pair and its ports
+  bulkhead map manifests/ --by workload           grouped, exact (`scope` all|some)
+  bulkhead map manifests/ --from shop --by workload       what namespace shop can reach
+  bulkhead map manifests/ -n shop --from web      what web can reach, outside addresses too
+  bulkhead map manifests/ --to shop/statefulset/db --port 5432    who reaches the database
+  bulkhead map manifests/ -o html > map.html      a page with graph, matrix and filter";
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  bulkhead demo                         the whole workflow on a bundled three-tier example
+  bulkhead demo --write-to /tmp/demo    write the example's manifests to try commands on";
+
+const TEST_EXAMPLES: &str = "\
+Examples:
+  bulkhead test manifests/ --expect expect.yaml
+  bulkhead test manifests/ --expect expect.yaml -o junit > report.xml
+expect.yaml:
+  expectations:
+  - {name: web reaches the api, from: shop/deployment/web, to: shop/api-0, port: 8080, expect: allow}
+  - {from: shop/web-0, to: ip:169.254.169.254, port: 80, expect: deny}";
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  bulkhead diff --git origin/main..HEAD manifests/ --fail-on-new-access
+  bulkhead diff --base old/ --head new/ -o json";
+
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  bulkhead audit manifests/ --flows flows.jsonl --fail-on-deny
+  sudo bulkhead agent flows -o json | bulkhead audit manifests/ --flows -
+  hubble observe -o json | bulkhead audit manifests/ --flows -";
+
+const GENERATE_EXAMPLES: &str = "\
+Examples:
+  bulkhead generate manifests/ --flows flows.jsonl > proposed.yaml
+  hubble observe -o json | bulkhead generate manifests/ --flows - > proposed.yaml";
+
+const COVERAGE_EXAMPLES: &str = "\
+Examples:
+  bulkhead coverage manifests/
+  bulkhead coverage manifests/ -o json
+  bulkhead coverage manifests/ -o prometheus > /var/lib/node_exporter/bulkhead.prom";
+
+const SCAFFOLD_EXAMPLES: &str = "\
+Examples:
+  bulkhead scaffold shop > shop/00-default-deny.yaml
+  bulkhead scaffold shop --dns-namespace dns-system";
+
+const COMPILE_EXAMPLES: &str = "\
+Examples:
+  kubectl get ns,nodes,pods,networkpolicies -A -o yaml | bulkhead compile - --node node-1
+  bulkhead compile live.yaml --node node-1 --interface shop/web-0=cali1234";
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  sudo bulkhead agent --node node-1 --manifests manifests/ --audit    preview: log, do not drop
+  sudo bulkhead agent --node node-1 --manifests manifests/            enforce
+  sudo bulkhead agent flows                  the live flow log of denied connections
+  sudo bulkhead agent break-glass on         fail open now; `off` to end it
+  sudo bulkhead agent uninstall              remove Bulkhead's table";

@@ -594,3 +594,106 @@ fn short_references_use_the_namespace_flag_and_ports_may_be_named() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("development/backend"), "{}", r.stdout);
 }
+
+/// Subcommands of `bulkhead` (and of `bulkhead agent`), read from `--help` itself so a new
+/// command cannot be forgotten.
+fn subcommands(prefix: &[&str]) -> Vec<String> {
+    let mut args: Vec<&str> = prefix.to_vec();
+    args.push("--help");
+    let r = run(&args);
+    let mut names = Vec::new();
+    let mut in_commands = false;
+    for line in r.stdout.lines() {
+        if line.starts_with("Commands:") {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            if !line.starts_with("  ") {
+                break;
+            }
+            // Subcommand rows are indented by two spaces; wrapped help text by more.
+            if line.starts_with("   ") {
+                continue;
+            }
+            if let Some(name) = line.split_whitespace().next()
+                && name != "help"
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_subcommand_help_has_an_examples_section() {
+    let top = subcommands(&[]);
+    assert!(top.len() >= 15, "{top:?}");
+    let mut checked = 0;
+    let mut walk: Vec<Vec<String>> = top.iter().map(|c| vec![c.clone()]).collect();
+    while let Some(path) = walk.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let mut help = args.clone();
+        help.push("--help");
+        let r = run(&help);
+        assert_eq!(r.code, 0, "{path:?}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("\nExamples:\n"),
+            "{path:?} --help has no Examples section"
+        );
+        checked += 1;
+        for sub in subcommands(&args) {
+            let mut deeper = path.clone();
+            deeper.push(sub);
+            walk.push(deeper);
+        }
+    }
+    println!("{checked} subcommands have examples");
+    assert!(
+        checked >= top.len() + 4,
+        "agent's subcommands were walked too"
+    );
+}
+
+#[test]
+fn completion_for_bash_loads_in_bash() {
+    let r = run(&["completion", "bash"]);
+    assert_eq!(r.code, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("bulkhead.bash");
+    std::fs::write(&script, &r.stdout).expect("write");
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p bulkhead",
+            script.display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("bulkhead"));
+}
+
+#[test]
+fn the_man_page_and_version_come_from_the_same_definitions() {
+    let r = run(&["man"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.starts_with(".ie") || r.stdout.contains(".TH bulkhead"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    assert!(r.stdout.contains("explain"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = run(&["man", "--dir", path(dir.path())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir.path().join("bulkhead-explain.1").exists());
+    let r = run(&["--version"]);
+    assert!(r.stdout.starts_with("bulkhead 0."), "{}", r.stdout);
+    assert!(r.stdout.contains("commit"), "{}", r.stdout);
+}

@@ -4,7 +4,7 @@ use crate::cli::{AgentAction, AgentArgs, CompileArgs, FlowsOutput, Switch};
 use crate::snapshot;
 use anyhow::{Context as _, bail};
 use bulkhead_agent::{Agent, AgentConfig};
-use bulkhead_engine::{Engine, EngineOptions};
+use bulkhead_engine::Engine;
 use bulkhead_nft::{CompileOptions, Enforcement, Mode, NftCli};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -28,7 +28,7 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     check_node(&snapshot.cluster, &args.node)?;
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions::for_cluster(&snapshot.cluster),
+        snapshot::engine_options(&args.semantics, &snapshot),
     );
     let map = bulkhead_agent::interfaces::for_node(
         &snapshot.cluster,

@@ -7,7 +7,7 @@ use crate::cli::{
 use crate::snapshot;
 use anyhow::{Context as _, bail};
 use bulkhead_analysis::expectations::{self, ExpectationFile};
-use bulkhead_engine::{Engine, EngineOptions};
+use bulkhead_engine::Engine;
 use bulkhead_k8s::{Input, LoadOptions, Snapshot};
 use serde_json::json;
 use std::path::Path;
@@ -203,8 +203,14 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (b, h) = (
-        Engine::new(&base.cluster, EngineOptions::for_cluster(&base.cluster)),
-        Engine::new(&head.cluster, EngineOptions::for_cluster(&head.cluster)),
+        Engine::new(
+            &base.cluster,
+            snapshot::engine_options(&args.semantics, &base),
+        ),
+        Engine::new(
+            &head.cluster,
+            snapshot::engine_options(&args.semantics, &head),
+        ),
     );
     let report = bulkhead_analysis::diff::diff(&b, &h);
     match args.output {
@@ -231,7 +237,7 @@ pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {
     snapshot::warn_about_errors(&snapshot);
     let engine = Engine::new(
         &snapshot.cluster,
-        EngineOptions::for_cluster(&snapshot.cluster),
+        snapshot::engine_options(&args.semantics, &snapshot),
     );
     let c = bulkhead_analysis::coverage::coverage(&engine);
     match args.output {
@@ -408,7 +414,10 @@ fn read_flows(
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let snapshot = snapshot::load(&args.input)?;
     snapshot::warn_about_errors(&snapshot);
-    let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let engine = Engine::new(
+        &snapshot.cluster,
+        snapshot::engine_options(&args.semantics, &snapshot),
+    );
     let (records, _) = read_flows(&args.flows)?;
     let generated = bulkhead_analysis::generate::generate(&engine, &records);
     for why in &generated.skipped {

@@ -35,8 +35,9 @@ pub fn config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = config(args.config.as_deref())?;
+    let mut config = config(args.config.as_deref())?;
     let (mut snapshot, inputs) = snapshot::load_with_inputs(&args.input)?;
+    config.engine = Some(snapshot::engine_options(&args.semantics, &snapshot));
     if !args.no_lint {
         let mut findings = bulkhead_analysis::lint(&snapshot.cluster, &config);
         snapshot::fill_source_lines(&mut findings, &inputs);

@@ -39,6 +39,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print(&check::list_codes(output))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command, "bulkhead", &mut out);
+            print(&String::from_utf8_lossy(&out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    clap_mangen::generate_to(command, &dir)?;
+                    eprintln!("wrote the man pages to {}", dir.display());
+                }
+                None => {
+                    let mut out = Vec::new();
+                    clap_mangen::Man::new(command).render(&mut out)?;
+                    print(&String::from_utf8_lossy(&out))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
