@@ -589,9 +589,49 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     );
     let schema: Value = serde_json::from_str(&schema_text).expect("schema JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    for dir in [ci(), fixture("mixed").to_string_lossy().into_owned()] {
-        let r = run(&["check", &dir, "-o", "sarif"]);
+    // Run from the directory's parent, as CI runs `check manifests/ -o sarif` from the
+    // repository root: every URI is relative to %SRCROOT%, the working directory.
+    for dir in [PathBuf::from(ci()), fixture("mixed")] {
+        let parent = dir.parent().expect("parent").to_path_buf();
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let output = bulkhead()
+            .current_dir(&parent)
+            .args(["check", &name, "-o", "sarif"])
+            .output()
+            .expect("runs");
+        let r = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
         let sarif: Value = serde_json::from_str(&r.stdout).expect("sarif JSON");
+        for result in sarif["runs"][0]["results"].as_array().expect("results") {
+            let location = &result["locations"][0]["physicalLocation"]["artifactLocation"];
+            let uri = location["uri"].as_str().expect("uri");
+            assert!(uri.starts_with(&format!("{name}/")) || uri == name, "{uri}");
+            assert_eq!(location["uriBaseId"], "%SRCROOT%");
+        }
+        let root = sarif["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+            .as_str()
+            .expect("base");
+        assert!(
+            root.starts_with("file:///") && root.ends_with('/'),
+            "{root}"
+        );
+        // Every rule carries help a reviewer can read in the code-scanning UI.
+        for rule in sarif["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .expect("rules")
+        {
+            assert!(
+                rule["help"]["text"].as_str().is_some_and(|t| t.len() > 40),
+                "{rule}"
+            );
+        }
         let errors: Vec<String> = validator
             .iter_errors(&sarif)
             .map(|e| format!("{} at {}", e, e.instance_path()))

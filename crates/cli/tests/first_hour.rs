@@ -697,3 +697,55 @@ fn the_man_page_and_version_come_from_the_same_definitions() {
     assert!(r.stdout.starts_with("bulkhead 0."), "{}", r.stdout);
     assert!(r.stdout.contains("commit"), "{}", r.stdout);
 }
+
+#[test]
+fn junit_fails_only_on_errors_unless_warnings_are_denied() {
+    // A clean-but-for-warnings input: a NetworkPolicy whose selector matches no pod.
+    let file = fixture("lint-finding.yaml");
+    let r = run(&["check", path(&file), "-o", "junit"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let doc = roxmltree::Document::parse(&r.stdout).expect("JUnit XML");
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(failures, 0, "{}", r.stdout);
+    assert!(cases > 0);
+    let r = run(&["check", path(&file), "-o", "junit", "--deny", "warnings"]);
+    assert_eq!(r.code, 1);
+    let doc = roxmltree::Document::parse(&r.stdout).expect("JUnit XML");
+    assert!(doc.descendants().any(|n| n.has_tag_name("failure")));
+}
+
+#[test]
+fn test_json_says_what_was_expected_and_what_happened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expect = dir.path().join("expect.yaml");
+    std::fs::write(
+        &expect,
+        "expectations:\n- {from: development/deployment/frontend, to: development/database-0, port: 5432, expect: allow}\n",
+    )
+    .expect("write");
+    let r = run(&[
+        "test",
+        path(&fixture("three-tier.yaml")),
+        "--expect",
+        path(&expect),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let row = &json["results"][0];
+    assert_eq!(row["from"], "development/deployment/frontend");
+    assert_eq!(row["to"], "development/database-0");
+    assert_eq!(row["port"], 5432);
+    assert_eq!(row["protocol"], "TCP");
+    assert_eq!(row["expected"], "allow");
+    assert_eq!(row["actual"], "deny");
+    assert_eq!(row["passed"], false);
+}

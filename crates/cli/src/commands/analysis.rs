@@ -97,7 +97,23 @@ pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
         TestFormat::Json => {
             let rows: Vec<_> = outcomes
                 .iter()
-                .map(|o| json!({"name": o.name, "passed": o.passed, "verdict": o.verdict.as_ref().map(|v| if v.allowed { "allow" } else { "deny" }), "error": o.error}))
+                .map(|o| {
+                    let e = &o.expectation;
+                    json!({
+                        "name": o.name,
+                        "from": e.from,
+                        "to": e.to,
+                        "protocol": e.protocol.clone().unwrap_or_else(|| "TCP".to_string()),
+                        "port": e.port,
+                        "expected": match e.expect {
+                            expectations::Expect::Allow => "allow",
+                            expectations::Expect::Deny => "deny",
+                        },
+                        "actual": o.verdict.as_ref().map(|v| if v.allowed { "allow" } else { "deny" }),
+                        "passed": o.passed,
+                        "error": o.error,
+                    })
+                })
                 .collect();
             super::print(&format!(
                 "{:#}\n",

@@ -50,8 +50,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         CheckFormat::Human => super::print(&diagnostics::human(found))?,
         CheckFormat::Json => super::print(&format!("{:#}\n", diagnostics::json(found)))?,
-        CheckFormat::Sarif => super::print(&format!("{:#}\n", diagnostics::sarif(found)))?,
-        CheckFormat::Junit => super::print(&diagnostics::junit(found)?)?,
+        CheckFormat::Sarif => {
+            let cwd = std::env::current_dir().ok();
+            super::print(&format!(
+                "{:#}\n",
+                diagnostics::sarif(found, cwd.as_deref())
+            ))?;
+        }
+        CheckFormat::Junit => super::print(&diagnostics::junit(found, args.deny.is_some())?)?,
         CheckFormat::Github => super::print(&diagnostics::github(found))?,
     }
     let failing = |d: &&bulkhead_model::Diagnostic| {
@@ -121,8 +127,18 @@ pub fn rule_doc(key: &str) -> Option<String> {
     let rule = bulkhead_analysis::rules::ALL
         .iter()
         .find(|r| r.info.code.eq_ignore_ascii_case(key) || r.info.name == key)?;
-    let body: Vec<&str> = rule
-        .info
+    Some(format!(
+        "{} {} ({})\n\n{}\n",
+        rule.info.code,
+        rule.info.name,
+        rule.info.severity,
+        rule_markdown(&rule.info)
+    ))
+}
+
+/// A rule's documentation (the `//!` lines of its file), as Markdown.
+pub fn rule_markdown(info: &bulkhead_analysis::RuleInfo) -> String {
+    let body: Vec<&str> = info
         .doc
         .lines()
         .take_while(|l| l.starts_with("//!"))
@@ -132,11 +148,5 @@ pub fn rule_doc(key: &str) -> Option<String> {
                 .unwrap_or(l.trim_start_matches("//!"))
         })
         .collect();
-    Some(format!(
-        "{} {} ({})\n\n{}\n",
-        rule.info.code,
-        rule.info.name,
-        rule.info.severity,
-        body.join("\n")
-    ))
+    body.join("\n")
 }

@@ -8,6 +8,7 @@ mod explain;
 mod map;
 
 use crate::cli::{Cli, Command};
+pub use check::rule_markdown;
 use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -3,6 +3,7 @@
 use bulkhead_model::{Diagnostic, Severity};
 use serde_json::json;
 use std::fmt::Write as _;
+use std::path::Path;
 
 pub fn human(diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
@@ -96,16 +97,29 @@ fn sarif_level(s: Severity) -> &'static str {
     }
 }
 
-/// SARIF 2.1.0: one run, every validation code and lint rule in the driver, one result per
-/// diagnostic.
-pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
+/// SARIF 2.1.0: one run, every validation code and lint rule in the driver (with its full
+/// documentation as help), one result per diagnostic. Files under `working_dir` are named
+/// relative to it with the `%SRCROOT%` base, as code-scanning services expect; others by an
+/// absolute `file://` URI.
+pub fn sarif(diagnostics: &[Diagnostic], working_dir: Option<&Path>) -> serde_json::Value {
     let mut rules: Vec<serde_json::Value> = bulkhead_k8s::codes::ALL
         .iter()
-        .map(|c| json!({"id": c.code, "name": c.name, "shortDescription": {"text": c.summary}, "defaultConfiguration": {"level": sarif_level(c.severity)}}))
+        .map(|c| {
+            let help = format!(
+                "{}. Reported by Bulkhead's validation, which is as strict as the API server; `bulkhead codes` lists every code.",
+                c.summary
+            );
+            json!({"id": c.code, "name": c.name, "shortDescription": {"text": c.summary},
+                   "fullDescription": {"text": c.summary},
+                   "help": {"text": help, "markdown": help},
+                   "defaultConfiguration": {"level": sarif_level(c.severity)}})
+        })
         .collect();
     rules.extend(bulkhead_analysis::rules::ALL.iter().map(|r| {
+        let doc = crate::commands::rule_markdown(&r.info);
         json!({"id": r.info.code, "name": r.info.name, "shortDescription": {"text": r.info.summary},
-               "help": {"text": format!("bulkhead rule {}", r.info.code)},
+               "fullDescription": {"text": r.info.summary},
+               "help": {"text": doc, "markdown": doc},
                "defaultConfiguration": {"level": sarif_level(r.info.severity)}})
     }));
     let results: Vec<serde_json::Value> = diagnostics
@@ -118,26 +132,83 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
             });
             if let Some(l) = &d.location {
                 result["locations"] = json!([{"physicalLocation": {
-                    "artifactLocation": {"uri": l.file},
+                    "artifactLocation": artifact_location(&l.file, working_dir),
                     "region": {"startLine": l.line, "startColumn": l.column},
                 }}]);
             }
             result
         })
         .collect();
+    let mut driver =
+        json!({"name": "bulkhead", "version": env!("CARGO_PKG_VERSION"), "rules": rules});
+    // Only a real address: the schema wants an absolute URI, and a placeholder would mislead.
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    if repository.starts_with("https://") && !repository.contains(".invalid") {
+        driver["informationUri"] = json!(repository);
+    }
+    let mut run = json!({"tool": {"driver": driver}, "results": results});
+    if let Some(dir) = working_dir {
+        run["originalUriBaseIds"] = json!({"%SRCROOT%": {"uri": format!("{}/", file_uri(dir))}});
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "bulkhead", "version": env!("CARGO_PKG_VERSION"), "informationUri": "https://example.invalid/bulkhead", "rules": rules}},
-            "results": results,
-        }],
+        "runs": [run],
     })
 }
 
-/// JUnit XML: one test case per diagnostic (failed for errors and warnings), or one passing
-/// case when the input is clean.
-pub fn junit(diagnostics: &[Diagnostic]) -> anyhow::Result<String> {
+/// A file of a diagnostic as SARIF names it: relative to the working directory when inside it.
+fn artifact_location(file: &str, working_dir: Option<&Path>) -> serde_json::Value {
+    use std::path::Component;
+    let path = Path::new(file);
+    let absolute = match working_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    };
+    let mut normal = std::path::PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other.as_os_str()),
+        }
+    }
+    if file.starts_with('<') {
+        // `<stdin>`: no file to point at; a relative name keeps the result valid.
+        return json!({"uri": encode_uri_path(file.trim_matches(['<', '>']))});
+    }
+    match working_dir.and_then(|dir| normal.strip_prefix(dir).ok()) {
+        Some(relative) => {
+            json!({"uri": encode_uri_path(&relative.to_string_lossy()), "uriBaseId": "%SRCROOT%"})
+        }
+        None if normal.is_absolute() => json!({"uri": file_uri(&normal)}),
+        None => json!({"uri": encode_uri_path(&normal.to_string_lossy())}),
+    }
+}
+
+fn file_uri(path: &Path) -> String {
+    format!("file://{}", encode_uri_path(&path.to_string_lossy()))
+}
+
+/// Percent-encodes what may not stand in a URI path (RFC 3986), keeping `/`.
+fn encode_uri_path(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// JUnit XML: one test case per diagnostic, or one passing case when the input is clean. A
+/// case fails as `check` fails: for an error, and for a warning only with `--deny warnings`;
+/// other findings pass with their text in the case's output.
+pub fn junit(diagnostics: &[Diagnostic], warnings_fail: bool) -> anyhow::Result<String> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut report = Report::new("bulkhead");
     let mut suite = TestSuite::new("bulkhead check");
@@ -147,9 +218,15 @@ pub fn junit(diagnostics: &[Diagnostic]) -> anyhow::Result<String> {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_else(|| "input".into());
-        let status = match d.severity {
-            Severity::Info => TestCaseStatus::success(),
-            _ => {
+        let fails =
+            d.severity == Severity::Error || (warnings_fail && d.severity == Severity::Warning);
+        let status = match fails {
+            false => {
+                let mut s = TestCaseStatus::success();
+                s.set_type(d.severity.as_str());
+                s
+            }
+            true => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(d.message.clone());
                 s.set_type(d.severity.as_str());
@@ -168,6 +245,9 @@ pub fn junit(diagnostics: &[Diagnostic]) -> anyhow::Result<String> {
         };
         let mut case = TestCase::new(format!("{} {} at {place}", d.code, d.name), status);
         case.set_classname(d.resource.clone().unwrap_or_else(|| place.clone()));
+        if !fails {
+            case.set_system_out(format!("{} {}: {}", d.severity, d.code, d.message));
+        }
         suite.add_test_case(case);
     }
     if diagnostics.is_empty() {
