@@ -41,6 +41,12 @@ if [ ! -s "$schema_dir/sarif-2.1.0-rtm.5.json" ]; then
 fi
 export BULKHEAD_REQUIRE_SARIF_SCHEMA=1
 
+# README's first command, exactly as written: a new user runs it before anything else.
+log "README's first command: cargo run --release -p bulkhead-cli -- demo"
+mkdir -p target
+cargo run --release -p bulkhead-cli -- demo > target/demo-output.txt
+grep -q "== 1. bulkhead check" target/demo-output.txt
+
 log "cargo fmt --check"
 cargo fmt --all --check
 

@@ -8,7 +8,7 @@ use bulkhead_k8s::{Input, LoadOptions};
 use bulkhead_model::Protocol;
 use std::process::ExitCode;
 
-const EXAMPLE: &str = include_str!("../../demo/three-tier.yaml");
+const EXAMPLE: &str = include_str!("../../../../examples/three-tier/three-tier.yaml");
 const EXAMPLE_NAME: &str = "three-tier.yaml";
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -23,7 +23,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &[Input::new(EXAMPLE_NAME, EXAMPLE)],
         &LoadOptions::default(),
     );
-    let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let engine = Engine::new(
+        &snapshot.cluster,
+        EngineOptions::for_cluster(&snapshot.cluster),
+    );
     let mut out = String::new();
     out.push_str(
         "Bulkhead demo: a three-tier app in namespace `development`, rolled out the playbook way\n",
