@@ -398,4 +398,36 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn an_alias_bomb_or_a_fifo_in_the_directory_keeps_the_last_good_ruleset() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-agent-bomb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        write(&dir, "policy.yaml", DENY);
+        let mut a = agent(&dir);
+        assert!(a.reconcile().expect("valid").applied);
+        // "Billion laughs": refused as go-yaml refuses it, before it is expanded.
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().enumerate() {
+            let prev = ["a", "b", "c", "d", "e", "f", "g", "h"][i];
+            let refs = vec![format!("*{prev}"); 9].join(", ");
+            bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        write(&dir, "bomb.yaml", &bomb);
+        let err = a.reconcile().expect_err("the bomb is refused");
+        assert!(err.to_string().contains("excessive aliasing"), "{err}");
+        assert_eq!(a.backend.applied.len(), 1, "the last good ruleset stays");
+        std::fs::remove_file(dir.join("bomb.yaml")).expect("remove");
+        // A FIFO is skipped with a warning, never opened (opening it would block the loop).
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join("pipe.yaml"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mkfifo (coreutils) runs");
+        let r = a.reconcile().expect("a skipped FIFO is not an error");
+        assert!(!r.applied, "nothing changed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
