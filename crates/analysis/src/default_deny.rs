@@ -59,13 +59,6 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         .step_by(2)
         .map(|(i, p)| {
             let alone = pod(&probe_engine, i);
-            let flow = |src, dst| Flow {
-                src,
-                dst,
-                protocol: Protocol::Tcp,
-                port: Some(UNUSED_PORT),
-                icmp: None,
-            };
             let (new, neighbour) = (Endpoint::Pod(i), Endpoint::Pod(i + 1));
             let state = DefaultDeny {
                 ingress: alone.ingress
@@ -76,6 +69,17 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
             (p.namespace.clone(), state)
         })
         .collect()
+}
+
+/// A TCP flow on a port no real service uses: whatever reaches it is reached by default.
+fn flow(src: Endpoint, dst: Endpoint) -> Flow {
+    Flow {
+        src,
+        dst,
+        protocol: Protocol::Tcp,
+        port: Some(UNUSED_PORT),
+        icmp: None,
+    }
 }
 
 /// The pod a namespace will get tomorrow: no labels, no address, the default service account.
@@ -109,13 +113,6 @@ pub const NEW_POD_NAME: &str = "bulkhead-new-pod";
 /// enough: a policy may allow everything, and an ANP or a Pass tier isolates nothing.)
 pub fn pod(engine: &Engine<'_>, i: usize) -> DefaultDeny {
     let outside = Endpoint::External(IpAddr::from(OUTSIDE));
-    let flow = |src, dst| Flow {
-        src,
-        dst,
-        protocol: Protocol::Tcp,
-        port: Some(UNUSED_PORT),
-        icmp: None,
-    };
     DefaultDeny {
         ingress: !engine
             .evaluate(&flow(outside, Endpoint::Pod(i)))

@@ -58,7 +58,7 @@ impl PathAnchors {
 }
 
 /// Lexical normalisation: anchors a relative path, drops `.`, folds `..` (no file system).
-fn normalise(anchor: Option<&std::path::Path>, path: &str) -> std::path::PathBuf {
+pub fn normalise(anchor: Option<&std::path::Path>, path: &str) -> std::path::PathBuf {
     use std::path::Component;
     let path = std::path::Path::new(path);
     let joined = match anchor {

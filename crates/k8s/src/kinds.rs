@@ -1,6 +1,8 @@
 //! The kinds each API group serves, to tell a typo (`NetworkPolicyy`) from a kind Bulkhead does
 //! not read, and the network-policy kinds of other projects, which must not pass as harmless.
 
+use bulkhead_model::edit_distance::edit_distance;
+
 /// Kinds served by the API groups users write by hand (built-in groups, and the policy groups
 /// of Calico, Cilium, Antrea and network-policy-api). The key is the group (`""` for `v1`).
 const KNOWN: &[(&str, &[&str])] = &[
@@ -69,22 +71,22 @@ const KNOWN: &[(&str, &[&str])] = &[
             "CiliumNode",
         ],
     ),
-    (
-        "crd.antrea.io",
-        &[
-            "ClusterGroup",
-            "ClusterNetworkPolicy",
-            "Group",
-            "NetworkPolicy",
-            "Tier",
-        ],
-    ),
+    ("crd.antrea.io", ANTREA),
     ("policy", &["PodDisruptionBudget"]),
     (
         "rbac.authorization.k8s.io",
         &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
     ),
     ("autoscaling", &["HorizontalPodAutoscaler"]),
+];
+
+/// Antrea's kinds are all policy.
+const ANTREA: &[&str] = &[
+    "ClusterGroup",
+    "ClusterNetworkPolicy",
+    "Group",
+    "NetworkPolicy",
+    "Tier",
 ];
 
 const CALICO: &[&str] = &[
@@ -120,16 +122,7 @@ const POLICY_KINDS: &[(&str, &[&str])] = &[
             "CiliumNetworkPolicy",
         ],
     ),
-    (
-        "crd.antrea.io",
-        &[
-            "ClusterGroup",
-            "ClusterNetworkPolicy",
-            "Group",
-            "NetworkPolicy",
-            "Tier",
-        ],
-    ),
+    ("crd.antrea.io", ANTREA),
     ("policy.networking.k8s.io", &[]),
 ];
 
@@ -159,25 +152,6 @@ pub fn is_unmodelled_policy(group: &str, kind: &str) -> bool {
     POLICY_KINDS
         .iter()
         .any(|(g, kinds)| *g == group && (kinds.is_empty() || kinds.contains(&kind)))
-}
-
-/// Levenshtein distance over bytes (kinds are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, &y) in b.iter().enumerate() {
-            let cost = usize::from(x != y);
-            current.push(
-                (previous[j] + cost)
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

@@ -159,22 +159,7 @@ pub fn sarif(diagnostics: &[Diagnostic], working_dir: Option<&Path>) -> serde_js
 
 /// A file of a diagnostic as SARIF names it: relative to the working directory when inside it.
 fn artifact_location(file: &str, working_dir: Option<&Path>) -> serde_json::Value {
-    use std::path::Component;
-    let path = Path::new(file);
-    let absolute = match working_dir {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path.to_path_buf(),
-    };
-    let mut normal = std::path::PathBuf::new();
-    for c in absolute.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                normal.pop();
-            }
-            other => normal.push(other.as_os_str()),
-        }
-    }
+    let normal = bulkhead_analysis::lint::normalise(working_dir, file);
     if file.starts_with('<') {
         // `<stdin>`: no file to point at; a relative name keeps the result valid.
         return json!({"uri": encode_uri_path(file.trim_matches(['<', '>']))});
