@@ -11,6 +11,7 @@ pub mod expectations;
 pub mod flows;
 pub mod generate;
 pub mod lint;
+pub mod nearest;
 pub mod rules;
 pub mod scaffold;
 

@@ -106,8 +106,9 @@ impl CompiledConnectivity {
 }
 
 impl Engine<'_> {
-    /// Every CIDR any policy or network set mentions: the boundaries of the IP atoms.
-    pub(crate) fn mentioned_cidrs(&self) -> Vec<IpNet> {
+    /// Every CIDR any policy or network set mentions: the boundaries of the IP atoms (also of
+    /// `map --from` regions and of lint's sample addresses).
+    pub fn mentioned_cidrs(&self) -> Vec<IpNet> {
         let cluster = self.cluster();
         let mut nets = Vec::new();
         let mut push_all = |list: &[IpNet]| nets.extend_from_slice(list);

@@ -307,3 +307,43 @@ impl RuleContext<'_, '_> {
         true
     }
 }
+
+impl<'c> Engine<'c> {
+    /// The ports of `protocol` that rule `rule_index` of `direction` of tiered policy `policy`
+    /// matches for the flow between pod `subject` (the policy's side) and `remote`, whatever
+    /// runs before it. Lint uses it to ask "which flows would this rule decide if it ran
+    /// first?", and then who decides them now.
+    pub fn tiered_rule_ports(
+        &self,
+        policy: &bulkhead_model::TieredPolicy,
+        direction: Direction,
+        rule_index: usize,
+        subject: usize,
+        remote: Endpoint,
+        protocol: Protocol,
+    ) -> PortSet {
+        let Some(rule) = policy.rules(direction).get(rule_index) else {
+            return PortSet::empty();
+        };
+        let (src, dst) = match direction {
+            Direction::Egress => (Endpoint::Pod(subject), remote),
+            Direction::Ingress => (remote, Endpoint::Pod(subject)),
+        };
+        let context = RuleContext {
+            engine: self,
+            direction,
+            subject,
+            remote,
+            ipv4: self.flow_is_ipv4(src, dst),
+            protocol,
+            icmp: None,
+        };
+        let mut notes = Vec::new();
+        match &rule.matcher {
+            bulkhead_model::RuleMatcher::Calico(r) => {
+                context.calico_rule_ports(r, policy.namespace.as_deref(), &mut notes)
+            }
+            bulkhead_model::RuleMatcher::Cluster(r) => context.cluster_rule_ports(r, &mut notes),
+        }
+    }
+}

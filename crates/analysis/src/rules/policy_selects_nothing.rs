@@ -15,7 +15,8 @@
 //! Point the selector at the current labels, or delete the policy.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_model::{Diagnostic, Direction, Severity};
+use crate::nearest::{calico_wants, label_wants, nearest};
+use bulkhead_model::{Cluster, Diagnostic, Direction, Severity, Subject, TieredPolicy};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH103",
@@ -83,15 +84,74 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     policy.namespace.as_deref(),
                     &policy.name,
                 );
+                let (what, suggestion) = subject_cause(cluster, policy);
+                let message = match &suggestion {
+                    Some(s) => format!("{res}: {what} selects no pod; did you mean {s}?"),
+                    None => format!("{res}: {what} selects no pod"),
+                };
+                let help = match &suggestion {
+                    Some(s) => format!("fix the selector: {s}"),
+                    None => "update the selector or subject to the pods' current labels, or delete the policy".to_string(),
+                };
                 out.push(ctx.finding(
                     &RULE,
                     Some(res.clone()),
                     policy.source.as_ref(),
-                    format!("{res} selects no pod"),
-                    "update the selector or subject, or delete the policy",
+                    message,
+                    &help,
                 ));
             }
         }
     }
     out
+}
+
+/// The part of a tiered policy's subject that selects nothing, quoted, with the nearest
+/// existing label when it looks like a typo.
+fn subject_cause(cluster: &Cluster, policy: &TieredPolicy) -> (String, Option<String>) {
+    let pods = || {
+        cluster
+            .pods
+            .iter()
+            .filter(|p| p.is_endpoint() && !p.host_network)
+            .map(|p| &p.labels)
+    };
+    let namespaces = || cluster.namespaces.iter().map(|n| &n.labels);
+    match &policy.subject {
+        Subject::Calico {
+            selector,
+            namespace_selector,
+            ..
+        } => match namespace_selector {
+            Some(ns) if !namespaces().any(|l| ns.matches(l)) => (
+                format!("namespaceSelector `{ns}`"),
+                nearest(&calico_wants(ns), namespaces()).map(|(k, v)| format!("`{k} == '{v}'`")),
+            ),
+            _ => (
+                format!("selector `{selector}`"),
+                nearest(&calico_wants(selector), pods()).map(|(k, v)| format!("`{k} == '{v}'`")),
+            ),
+        },
+        Subject::Namespaces(ns) => (
+            format!("subject namespaces `{ns}`"),
+            nearest(&label_wants(ns), namespaces()).map(|(k, v)| format!("`{k}={v}`")),
+        ),
+        Subject::Pods {
+            namespace_selector,
+            pod_selector,
+        } => {
+            if namespaces().any(|l| namespace_selector.matches(l)) {
+                (
+                    format!("subject pods `{pod_selector}` in namespaces `{namespace_selector}`"),
+                    nearest(&label_wants(pod_selector), pods()).map(|(k, v)| format!("`{k}={v}`")),
+                )
+            } else {
+                (
+                    format!("subject namespaces `{namespace_selector}`"),
+                    nearest(&label_wants(namespace_selector), namespaces())
+                        .map(|(k, v)| format!("`{k}={v}`")),
+                )
+            }
+        }
+    }
 }

@@ -9,6 +9,11 @@
 //! address yet): a namespace default-deny protects tomorrow's pods even when every pod of
 //! today is also selected by a narrower policy, so it is never "without effect".
 //!
+//! For ordered policies (Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy,
+//! ClusterNetworkPolicy) the finding names the cause: the rule, Pass or tier end that decides
+//! first every flow the rule matches, or that the rule matches no flow of its pods at all. A
+//! rule whose peer selector matches nothing is left to BH102, which quotes the selector.
+//!
 //! ## Why it matters
 //! Dead rules mislead reviewers ("this is what allows X") and rot: when the other rule is
 //! changed, nobody remembers this one was meant to matter. Shadowed Calico/ANP rules usually
@@ -24,8 +29,7 @@
 use crate::lint::{LintContext, RuleInfo, resource};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_model::{
-    Cluster, ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, PortSpec, Protocol,
-    RuleMatcher, Severity,
+    Cluster, Diagnostic, Direction, NetworkPolicyPeer, PortSpec, Protocol, RuleMatcher, Severity,
 };
 use std::net::IpAddr;
 
@@ -76,9 +80,11 @@ struct Samples {
     externals: Vec<IpAddr>,
 }
 
-fn samples(cluster: &Cluster) -> Samples {
+fn samples(engine: &Engine<'_>) -> Samples {
+    let cluster = engine.cluster();
     let mut ports = vec![1u16, 65535];
-    let mut nets = Vec::new();
+    // The engine's own list of address boundaries: the same atoms it decides on.
+    let nets = engine.mentioned_cidrs();
     for p in &cluster.network_policies {
         for d in [Direction::Ingress, Direction::Egress] {
             for r in p.rules(d) {
@@ -92,12 +98,6 @@ fn samples(cluster: &Cluster) -> Samples {
                         ]);
                     }
                 }
-                for peer in r.peers.iter().flatten() {
-                    if let NetworkPolicyPeer::IpBlock(b) = peer {
-                        nets.push(b.cidr());
-                        nets.extend(b.except().iter().copied());
-                    }
-                }
             }
         }
     }
@@ -106,11 +106,6 @@ fn samples(cluster: &Cluster) -> Samples {
             for r in p.rules(d) {
                 match &r.matcher {
                     RuleMatcher::Cluster(c) => {
-                        for peer in &c.peers {
-                            if let ClusterPeer::Networks(n) = peer {
-                                nets.extend(n.iter().copied());
-                            }
-                        }
                         for port in c.ports.iter().flatten() {
                             if let bulkhead_model::ClusterPort::Range { range, .. } = port {
                                 ports.extend([range.start(), range.end()]);
@@ -119,7 +114,6 @@ fn samples(cluster: &Cluster) -> Samples {
                     }
                     RuleMatcher::Calico(c) => {
                         for e in [&c.source, &c.destination] {
-                            nets.extend(e.nets.iter().chain(&e.not_nets).copied());
                             for port in e.ports.iter().chain(&e.not_ports) {
                                 if let bulkhead_model::CalicoPort::Range(range) = port {
                                     ports.extend([range.start().max(1), range.end()]);
@@ -290,7 +284,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
     let options = ctx.engine.options();
     let cluster = &with_new_pods(ctx.cluster);
     let engine = Engine::new(cluster, options);
-    let samples = samples(cluster);
+    let samples = samples(&engine);
     let mut out = Vec::new();
     let mut check = |target: Target,
                      res: String,
@@ -416,10 +410,30 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
                     continue;
                 }
                 let id = format!("{d}[{i}]");
-                if !used.contains(&Some(id.clone())) {
-                    let at = p.rules(d)[i].location.as_ref().or(p.source.as_ref());
-                    out.push(ctx.finding(&RULE, Some(res.clone()), at, format!("{res} {id} never decides a flow: earlier rules always decide first (shadowed), or it matches nothing"), "delete it, or reorder so it runs before the rule that shadows it"));
+                if used.contains(&Some(id.clone())) {
+                    continue;
                 }
+                // A rule whose peer selector matches nothing is dead for that reason, and
+                // BH102 says so with the selector; calling it shadowed would mislead.
+                if crate::rules::selector_matches_nothing::tiered_peer_matching_nothing(
+                    cluster, p, d, i,
+                )
+                .is_some()
+                {
+                    continue;
+                }
+                let at = p.rules(d)[i].location.as_ref().or(p.source.as_ref());
+                let (message, help) = match why_unused(&engine, p, d, i, &subjects, &remotes, &samples) {
+                    Unused::DecidedFirstBy(by) => (
+                        format!("{res} {id} never decides a flow: every flow it matches is decided first by {by}"),
+                        format!("move it before {by} (an earlier tier or a lower order), or narrow that rule"),
+                    ),
+                    Unused::MatchesNoFlow => (
+                        format!("{res} {id} never decides a flow: it matches no flow of the pods its policy selects (its protocol, ports or peers exclude them all)"),
+                        "check the rule's protocol, ports and peers against the pods it is meant for".to_string(),
+                    ),
+                };
+                out.push(ctx.finding(&RULE, Some(res.clone()), at, message, &help));
             }
         }
     }
@@ -460,4 +474,84 @@ fn reaches_no_pod(
                 && pod_selector.as_ref().is_none_or(|s| s.matches(&q.labels))
         }),
     })
+}
+
+/// Why an ordered rule never appears in an explanation.
+enum Unused {
+    /// Every sampled flow it matches is decided earlier: by this rule, Pass or tier end.
+    DecidedFirstBy(String),
+    /// Its selectors match, but not with the protocol and ports of any sampled flow.
+    MatchesNoFlow,
+}
+
+/// Asks which sampled flows the rule would decide if it ran first, and who decides them now.
+fn why_unused(
+    engine: &Engine<'_>,
+    policy: &bulkhead_model::TieredPolicy,
+    direction: Direction,
+    rule_index: usize,
+    subjects: &[usize],
+    remotes: &[Endpoint],
+    samples: &Samples,
+) -> Unused {
+    let mut deciders: std::collections::BTreeMap<String, usize> = Default::default();
+    for &s in subjects {
+        for &r in remotes {
+            if r == Endpoint::Pod(s) {
+                continue;
+            }
+            for &(protocol, port) in &samples.ports {
+                let ports = engine.tiered_rule_ports(policy, direction, rule_index, s, r, protocol);
+                if !ports.contains(port) {
+                    continue;
+                }
+                let (src, dst) = match direction {
+                    Direction::Egress => (Endpoint::Pod(s), r),
+                    Direction::Ingress => (r, Endpoint::Pod(s)),
+                };
+                let verdict = engine.evaluate(&Flow {
+                    src,
+                    dst,
+                    protocol,
+                    port: Some(port),
+                    icmp: None,
+                });
+                let half = match direction {
+                    Direction::Egress => &verdict.egress,
+                    Direction::Ingress => &verdict.ingress,
+                };
+                // In the rule's own tier, the step there (an earlier rule, a Pass) is what
+                // keeps it from deciding; otherwise an earlier tier decided.
+                let step = half
+                    .decided_by
+                    .iter()
+                    .find(|step| step.tier == policy.tier)
+                    .or(half.decided_by.last());
+                if let Some(step) = step {
+                    *deciders.entry(describe_step(step)).or_default() += 1;
+                }
+            }
+        }
+    }
+    match deciders.into_iter().max_by_key(|(_, n)| *n) {
+        Some((by, _)) => Unused::DecidedFirstBy(by),
+        None => Unused::MatchesNoFlow,
+    }
+}
+
+fn describe_step(step: &bulkhead_engine::RuleRef) -> String {
+    let name = match &step.namespace {
+        Some(ns) => format!("{ns}/{}", step.name),
+        None => step.name.clone(),
+    };
+    match &step.rule {
+        Some(rule) => format!(
+            "{} {name} {rule} ({}, tier {})",
+            step.kind, step.action, step.tier
+        ),
+        None => format!(
+            "the end of tier {} ({} {name} selects the pod and no rule matched: {})",
+            step.tier, step.kind, step.action
+        ),
+    }
 }

@@ -2,7 +2,11 @@
 //!
 //! ## What it flags
 //! A `namespaceSelector` in a rule that matches no namespace of the snapshot, or a
-//! `podSelector` that matches no pod in the namespaces it looks in.
+//! `podSelector` that matches no pod in the namespaces it looks in; for Calico rules, a
+//! `selector` (pods and network sets) or `namespaceSelector` that matches nothing; for
+//! AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules, peers that
+//! all match nothing (a `networks` or `domainNames` peer always can). The finding quotes the
+//! selector and, when an existing label is a likely typo of it, the label.
 //!
 //! ## Why it matters
 //! The rule allows nothing, silently. The classic case is the playbook's
@@ -17,7 +21,9 @@
 //! Only judged when the snapshot defines namespaces (or pods) to match against.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_model::{Diagnostic, Direction, NetworkPolicyPeer, Severity};
+use bulkhead_model::{
+    Cluster, ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
+};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH102",
@@ -70,12 +76,27 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                                 .take(3)
                                 .map(|n| format!("{}: {:?}", n.name, n.labels))
                                 .collect();
+                            let typo = crate::nearest::nearest(
+                                &crate::nearest::label_wants(s),
+                                cluster.namespaces.iter().map(|n| &n.labels),
+                            )
+                            .filter(|(k, _)| s.requirements().iter().any(|r| &r.key == k));
+                            let (message, help) = match typo {
+                                Some((k, v)) => (
+                                    format!("{res} {place}: namespaceSelector {s} matches no namespace; did you mean {k}={v}?"),
+                                    format!("fix the selector: {k}={v}"),
+                                ),
+                                None => (
+                                    format!("{res} {place}: namespaceSelector {s} matches no namespace (namespaces carry e.g. {})", labels.join("; ")),
+                                    "select namespaces by kubernetes.io/metadata.name=<name>, which the API server sets on every namespace".to_string(),
+                                ),
+                            };
                             out.push(ctx.finding(
                                 &RULE,
                                 Some(res.clone()),
                                 rule.location.as_ref().or(policy.source.as_ref()),
-                                format!("{res} {place}: namespaceSelector {s} matches no namespace (namespaces carry e.g. {})", labels.join("; ")),
-                                "select namespaces by kubernetes.io/metadata.name=<name>, which the API server sets on every namespace",
+                                message,
+                                &help,
                             ));
                             continue;
                         }
@@ -89,12 +110,28 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                                 && s.matches(&p.labels)
                         });
                         if has_pods && !matched {
+                            let typo = crate::nearest::nearest(
+                                &crate::nearest::label_wants(s),
+                                cluster
+                                    .pods
+                                    .iter()
+                                    .filter(|p| scope.contains(&p.namespace.as_str()))
+                                    .map(|p| &p.labels),
+                            );
+                            let suggestion = typo
+                                .as_ref()
+                                .map(|(k, v)| format!("; did you mean {k}={v}?"))
+                                .unwrap_or_default();
+                            let help = match &typo {
+                                Some((k, v)) => format!("fix the selector: {k}={v}"),
+                                None => "check the labels of the pods you mean (kubectl get pods --show-labels)".to_string(),
+                            };
                             out.push(ctx.finding(
                                 &RULE,
                                 Some(res.clone()),
                                 rule.location.as_ref().or(policy.source.as_ref()),
-                                format!("{res} {place}: podSelector {s} matches no pod in {}", scope.join(", ")),
-                                "check the labels of the pods you mean (kubectl get pods --show-labels)",
+                                format!("{res} {place}: podSelector {s} matches no pod in {}{suggestion}", scope.join(", ")),
+                                &help,
                             ));
                         }
                     }
@@ -102,5 +139,162 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             }
         }
     }
+    // Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules.
+    if ctx.has_pods() && namespaces_known {
+        for policy in cluster
+            .tiered_policies
+            .iter()
+            .filter(|p| !p.host_endpoints_only)
+        {
+            let res = resource(
+                policy.kind.as_str(),
+                policy.namespace.as_deref(),
+                &policy.name,
+            );
+            for direction in [Direction::Ingress, Direction::Egress] {
+                for (i, rule) in policy.rules(direction).iter().enumerate() {
+                    let Some(dead) = tiered_peer_matching_nothing(cluster, policy, direction, i)
+                    else {
+                        continue;
+                    };
+                    let message = format!(
+                        "{res} {direction}[{i}]: {} {} matches nothing in the snapshot{}",
+                        dead.what,
+                        dead.selector,
+                        dead.suggestion
+                            .as_ref()
+                            .map(|s| format!("; did you mean {s}?"))
+                            .unwrap_or_default()
+                    );
+                    let help = match &dead.suggestion {
+                        Some(s) => format!("fix the selector: {s}"),
+                        None => "check the labels of the endpoints you mean (kubectl get pods,namespaces --show-labels)".to_string(),
+                    };
+                    out.push(ctx.finding(
+                        &RULE,
+                        Some(res.clone()),
+                        rule.location.as_ref().or(policy.source.as_ref()),
+                        message,
+                        &help,
+                    ));
+                }
+            }
+        }
+    }
     out
+}
+
+/// A peer selector of a tiered rule that matches nothing in the snapshot.
+pub(crate) struct DeadPeer {
+    /// `destination selector`, `source namespaceSelector`, `peer`.
+    pub what: &'static str,
+    /// Quoted as written: `` `app == 'dbb'` ``.
+    pub selector: String,
+    /// The nearest existing label, quoted in the selector's syntax.
+    pub suggestion: Option<String>,
+}
+
+/// The peer selector of a Calico/ANP/BANP/CNP rule that matches no endpoint (a Calico rule:
+/// its selector or namespaceSelector; an ANP rule: every peer), with the nearest label.
+pub(crate) fn tiered_peer_matching_nothing(
+    cluster: &Cluster,
+    policy: &bulkhead_model::TieredPolicy,
+    direction: Direction,
+    rule_index: usize,
+) -> Option<DeadPeer> {
+    use crate::nearest::{calico_wants, label_wants, nearest};
+    let rule = policy.rules(direction).get(rule_index)?;
+    let endpoints = || {
+        cluster
+            .pods
+            .iter()
+            .filter(|p| p.is_endpoint() && !p.host_network)
+            .map(|p| &p.labels)
+            .chain(cluster.network_sets.iter().map(|n| &n.labels))
+    };
+    let namespaces = || cluster.namespaces.iter().map(|n| &n.labels);
+    match &rule.matcher {
+        RuleMatcher::Calico(r) => {
+            let (entity, side) = match direction {
+                Direction::Egress => (&r.destination, "destination"),
+                Direction::Ingress => (&r.source, "source"),
+            };
+            if let Some(s) = &entity.namespace_selector
+                && !namespaces().any(|l| s.matches(l))
+            {
+                return Some(DeadPeer {
+                    what: if side == "source" {
+                        "source namespaceSelector"
+                    } else {
+                        "destination namespaceSelector"
+                    },
+                    selector: format!("`{s}`"),
+                    suggestion: nearest(&calico_wants(s), namespaces())
+                        .map(|(k, v)| format!("`{k} == '{v}'`")),
+                });
+            }
+            if let Some(s) = &entity.selector
+                && !endpoints().any(|l| s.matches(l))
+            {
+                return Some(DeadPeer {
+                    what: if side == "source" {
+                        "source selector"
+                    } else {
+                        "destination selector"
+                    },
+                    selector: format!("`{s}`"),
+                    suggestion: nearest(&calico_wants(s), endpoints())
+                        .map(|(k, v)| format!("`{k} == '{v}'`")),
+                });
+            }
+            None
+        }
+        RuleMatcher::Cluster(r) => {
+            // Every peer must match nothing for the rule to match nothing; name the first.
+            let mut first = None;
+            for peer in &r.peers {
+                let (matches, suggestion) = match peer {
+                    ClusterPeer::Namespaces(s) => (
+                        namespaces().any(|l| s.matches(l)),
+                        nearest(&label_wants(s), namespaces()),
+                    ),
+                    ClusterPeer::Pods {
+                        namespace_selector,
+                        pod_selector,
+                    } => {
+                        let any_namespace = namespaces().any(|l| namespace_selector.matches(l));
+                        let any_pod = cluster.pods.iter().any(|p| {
+                            p.is_endpoint()
+                                && !p.host_network
+                                && pod_selector.matches(&p.labels)
+                                && cluster
+                                    .namespace(&p.namespace)
+                                    .is_some_and(|n| namespace_selector.matches(&n.labels))
+                        });
+                        let suggestion = if any_namespace {
+                            nearest(&label_wants(pod_selector), endpoints())
+                        } else {
+                            nearest(&label_wants(namespace_selector), namespaces())
+                        };
+                        (any_pod, suggestion)
+                    }
+                    ClusterPeer::Nodes(s) => (
+                        cluster.nodes.is_empty()
+                            || cluster.nodes.iter().any(|n| s.matches(&n.labels)),
+                        None,
+                    ),
+                    ClusterPeer::Networks(_) | ClusterPeer::DomainNames(_) => (true, None),
+                };
+                if matches {
+                    return None;
+                }
+                first.get_or_insert((peer.to_string(), suggestion));
+            }
+            first.map(|(selector, suggestion)| DeadPeer {
+                what: "peer",
+                selector: format!("`{selector}`"),
+                suggestion: suggestion.map(|(k, v)| format!("`{k}={v}`")),
+            })
+        }
+    }
 }
