@@ -480,18 +480,12 @@ impl Engine<'_> {
             })
         };
         let set_in_scope = |i: usize| {
-            let set = &cluster.network_sets[i];
-            match e.namespace_selector.as_ref() {
-                Some(CalicoSelector::Global) => set.namespace.is_none(),
-                Some(s) => set
-                    .namespace
-                    .as_ref()
-                    .is_some_and(|n| labelling.namespace(n).is_some_and(|l| s.matches(l))),
-                None => match policy_namespace {
-                    Some(ns) => set.namespace.as_deref() == Some(ns),
-                    None => true,
-                },
-            }
+            crate::tiered_matching::network_set_in_scope(
+                labelling,
+                &cluster.network_sets[i],
+                e.namespace_selector.as_ref(),
+                policy_namespace,
+            )
         };
         let sets_matching = |selector: Option<&CalicoSelector>| {
             (0..cluster.network_sets.len())

@@ -252,17 +252,8 @@ impl RuleContext<'_, '_> {
                 .is_some_and(|l| s.matches(l)),
             None => policy_namespace.is_none_or(|ns| ns == pod.namespace),
         };
-        let set_in_scope = |set: &NetworkSet| match ns_selector {
-            Some(CalicoSelector::Global) => set.namespace.is_none(),
-            Some(s) => set
-                .namespace
-                .as_ref()
-                .is_some_and(|n| labelling.namespace(n).is_some_and(|l| s.matches(l))),
-            None => match policy_namespace {
-                Some(ns) => set.namespace.as_deref() == Some(ns),
-                None => true,
-            },
-        };
+        let set_in_scope =
+            |set: &NetworkSet| network_set_in_scope(labelling, set, ns_selector, policy_namespace);
         let pod = match side {
             Endpoint::Pod(i) if pod_in_scope(&cluster.pods[i]) => Some(i),
             _ => None,
@@ -345,5 +336,27 @@ impl<'c> Engine<'c> {
             }
             bulkhead_model::RuleMatcher::Cluster(r) => context.cluster_rule_ports(r, &mut notes),
         }
+    }
+}
+
+/// Whether a Calico rule's entity can see network set `set` (CAL-ENT-5): `global()` sees the
+/// GlobalNetworkSets, a namespaceSelector the NetworkSets of matching namespaces, and without
+/// one a namespaced policy sees its own namespace's sets, a global policy every set.
+pub(crate) fn network_set_in_scope(
+    labelling: &crate::labelling::Labelling,
+    set: &NetworkSet,
+    namespace_selector: Option<&CalicoSelector>,
+    policy_namespace: Option<&str>,
+) -> bool {
+    match namespace_selector {
+        Some(CalicoSelector::Global) => set.namespace.is_none(),
+        Some(s) => set
+            .namespace
+            .as_ref()
+            .is_some_and(|n| labelling.namespace(n).is_some_and(|l| s.matches(l))),
+        None => match policy_namespace {
+            Some(ns) => set.namespace.as_deref() == Some(ns),
+            None => true,
+        },
     }
 }
