@@ -1,7 +1,10 @@
 //! BH110 ipblock-contains-pod-ips.
 //!
 //! ## What it flags
-//! An `ipBlock` whose range (minus its excepts) contains pod IPs of the snapshot.
+//! An `ipBlock` whose range (minus its excepts) contains pod IPs of the snapshot; the same for
+//! the `nets` of a Calico rule's peer side and the `networks` peers of AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules that allow (a Deny of the pod
+//! range is deliberate).
 //!
 //! ## Why it matters
 //! The Kubernetes documentation recommends ipBlock for cluster-external addresses: pod IPs are
@@ -15,7 +18,9 @@
 //! Use pod and namespace selectors for pods; `except` the pod CIDR from broad blocks.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_model::{Diagnostic, Direction, NetworkPolicyPeer, Severity};
+use bulkhead_model::{
+    ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
+};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH110",
@@ -50,6 +55,60 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     let count = ips.iter().filter(|ip| block.contains(**ip)).count();
                     if count > 0 {
                         out.push(ctx.finding(&RULE, Some(res.clone()), rule.location.as_ref().or(policy.source.as_ref()), format!("{res} {direction}[{i}].{field}[{j}] ipBlock {block} contains {count} pod IP{}", if count == 1 { "" } else { "s" }), "match pods with selectors; except the pod CIDR from broad ipBlocks"));
+                    }
+                }
+            }
+        }
+    }
+    for policy in &ctx.cluster.tiered_policies {
+        let res = resource(
+            policy.kind.as_str(),
+            policy.namespace.as_deref(),
+            &policy.name,
+        );
+        for direction in [Direction::Ingress, Direction::Egress] {
+            for (i, rule) in policy.rules(direction).iter().enumerate() {
+                // A Deny of the pod range is deliberate; an Allow of it is the surprise.
+                if rule.action != bulkhead_model::Action::Allow {
+                    continue;
+                }
+                let (field, nets): (&str, Vec<ipnet::IpNet>) = match &rule.matcher {
+                    RuleMatcher::Calico(c) => {
+                        let entity = match direction {
+                            Direction::Egress => &c.destination,
+                            Direction::Ingress => &c.source,
+                        };
+                        let side = if direction == Direction::Egress {
+                            "destination"
+                        } else {
+                            "source"
+                        };
+                        (side, entity.nets.clone())
+                    }
+                    RuleMatcher::Cluster(c) => (
+                        "networks",
+                        c.peers
+                            .iter()
+                            .flat_map(|p| match p {
+                                ClusterPeer::Networks(n) => n.clone(),
+                                _ => Vec::new(),
+                            })
+                            .collect(),
+                    ),
+                };
+                for net in nets {
+                    let count = ips.iter().filter(|ip| net.contains(*ip)).count();
+                    if count > 0 {
+                        out.push(ctx.finding(
+                            &RULE,
+                            Some(res.clone()),
+                            rule.location.as_ref().or(policy.source.as_ref()),
+                            format!(
+                                "{res} {direction}[{i}] {field} net {net} contains {count} pod IP{}",
+                                if count == 1 { "" } else { "s" }
+                            ),
+                            "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)",
+                        ));
                     }
                 }
             }
