@@ -3,7 +3,11 @@
 //! ## What it flags
 //! A policy that selects specific pods but has a rule that allows everything: a rule with no
 //! peers and no ports (`ingress: [{}]`), or a peer `namespaceSelector: {}` without a narrowing
-//! `podSelector` (every pod of every namespace).
+//! `podSelector` (every pod of every namespace). For Calico, a policy whose `selector` is not
+//! `all()` with an Allow rule that constrains nothing on the peer side and no protocol, or a
+//! peer `namespaceSelector: all()` without a `selector`; for AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy and ClusterNetworkPolicy, a subject that names pods with an Allow
+//! rule whose peer is every namespace (`namespaces: {}`).
 //!
 //! ## Why it matters
 //! The policy reads as narrow (its name and selector say `db`), but one rule opens it to the
@@ -17,7 +21,10 @@
 //! own namespace.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_model::{Diagnostic, Direction, NetworkPolicyPeer, Severity};
+use bulkhead_model::{
+    Action, CalicoSelector, ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher,
+    Severity, Subject,
+};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH109",
@@ -67,6 +74,76 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                             policy.pod_selector
                         ),
                         "name the namespaces and pods that need access",
+                    ));
+                }
+            }
+        }
+    }
+    for policy in &ctx.cluster.tiered_policies {
+        let narrow = match &policy.subject {
+            Subject::Calico { selector, .. } => {
+                (!matches!(selector, CalicoSelector::All)).then(|| format!("`{selector}`"))
+            }
+            Subject::Pods { pod_selector, .. } if !pod_selector.is_empty() => {
+                Some(format!("pods `{pod_selector}`"))
+            }
+            _ => None,
+        };
+        let Some(narrow) = narrow else { continue };
+        let res = resource(
+            policy.kind.as_str(),
+            policy.namespace.as_deref(),
+            &policy.name,
+        );
+        for direction in [Direction::Ingress, Direction::Egress] {
+            if !policy.types.contains(direction) {
+                continue;
+            }
+            for (i, rule) in policy.rules(direction).iter().enumerate() {
+                if rule.action != Action::Allow {
+                    continue;
+                }
+                let what = match &rule.matcher {
+                    RuleMatcher::Calico(c) => {
+                        let peer = match direction {
+                            Direction::Ingress => &c.source,
+                            Direction::Egress => &c.destination,
+                        };
+                        let unconstrained = peer.nets.is_empty()
+                            && peer.not_nets.is_empty()
+                            && peer.selector.is_none()
+                            && peer.not_selector.is_none()
+                            && peer.namespace_selector.is_none()
+                            && peer.service_accounts.is_none()
+                            && !peer.services
+                            && c.destination.ports.is_empty()
+                            && c.protocol.is_none();
+                        if unconstrained {
+                            Some("allows everything (no peer, no protocol, no port)".to_string())
+                        } else if matches!(peer.namespace_selector, Some(CalicoSelector::All))
+                            && peer.selector.is_none()
+                        {
+                            Some("allows every endpoint of every namespace (namespaceSelector: all())".to_string())
+                        } else {
+                            None
+                        }
+                    }
+                    RuleMatcher::Cluster(c) => c.peers.iter().find_map(|p| match p {
+                        ClusterPeer::Namespaces(ns) if ns.is_empty() => {
+                            Some("allows every pod of every namespace (namespaces: {})".to_string())
+                        }
+                        _ => None,
+                    }),
+                };
+                if let Some(what) = what {
+                    out.push(ctx.finding(
+                        &RULE,
+                        Some(res.clone()),
+                        rule.location.as_ref().or(policy.source.as_ref()),
+                        format!(
+                            "{res} {direction}[{i}] {what}, though the policy selects {narrow}"
+                        ),
+                        "name the namespaces and endpoints that need access",
                     ));
                 }
             }

@@ -1,7 +1,11 @@
 //! BH112 policy-types-omitted-with-egress.
 //!
 //! ## What it flags
-//! A NetworkPolicy without `policyTypes` that has egress rules.
+//! A NetworkPolicy without `policyTypes` that has egress rules. The mistake cannot be written
+//! in the other APIs: Calico defaults `types` to Egress alone for a policy with only egress
+//! rules (CAL-TYPES-1), and AdminNetworkPolicy, BaselineAdminNetworkPolicy and
+//! ClusterNetworkPolicy have no such field (a direction applies exactly when rules for it are
+//! written).
 //!
 //! ## Why it matters
 //! The API server then defaults `policyTypes` to `[Ingress, Egress]`: the selected pods also
