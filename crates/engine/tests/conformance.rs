@@ -46,6 +46,17 @@ struct Case {
     file: String,
     description: String,
     expect_valid: bool,
+    /// The semantics.md rule the case is about (`K8S-VAL-4`), named in failures.
+    #[serde(default)]
+    rule: String,
+}
+
+/// `diagnostics.yaml` beside `cases.yaml`: file -> the error it must produce.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct ExpectedDiagnostic {
+    code: String,
+    /// `line:column`.
+    at: String,
 }
 
 fn root() -> PathBuf {
@@ -150,20 +161,49 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
     }
 }
 
-fn run_validation_case(dir: &Path, case: &Case) -> Result<(), Failed> {
+fn run_validation_case(
+    dir: &Path,
+    case: &Case,
+    expected: Option<&ExpectedDiagnostic>,
+) -> Result<(), Failed> {
     let snapshot = load(&[read(&dir.join(&case.file))], &LoadOptions::default());
-    let errors: Vec<String> = snapshot
+    let errors: Vec<(String, String)> = snapshot
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
-        .map(|d| format!("{} {}", d.code, d.message))
+        .map(|d| {
+            let at = d
+                .location
+                .as_ref()
+                .map(|l| format!("{}:{}", l.line, l.column))
+                .unwrap_or_default();
+            (
+                format!("{} at {at}: {}", d.code, d.message),
+                format!("{} {at}", d.code),
+            )
+        })
         .collect();
-    match (case.expect_valid, errors.is_empty()) {
-        (true, false) => {
-            Err(format!("{}: expected valid, got {errors:?}", case.description).into())
-        }
-        (false, true) => Err(format!("{}: expected an error, got none", case.description).into()),
-        _ => Ok(()),
+    let what = format!("{} ({})", case.description, case.rule);
+    if case.expect_valid {
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{what}: expected valid, got {errors:?}").into())
+        };
+    }
+    // Not "some error": the code and the place the case is about.
+    let Some(expected) = expected else {
+        return Err(format!(
+            "{what}: no entry for {} in diagnostics.yaml (the code and line:column it must report)",
+            case.file
+        )
+        .into());
+    };
+    let want = format!("{} {}", expected.code, expected.at);
+    if errors.iter().any(|(_, key)| *key == want) {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {want}, got {errors:#?}").into())
     }
 }
 
@@ -196,13 +236,22 @@ fn main() {
             if dir.join("cases.yaml").exists() {
                 let cases: Cases = yaml(&dir.join("cases.yaml"));
                 assert_eq!(cases.id, id);
+                let expected: std::collections::BTreeMap<String, ExpectedDiagnostic> =
+                    if dir.join("diagnostics.yaml").exists() {
+                        yaml(&dir.join("diagnostics.yaml"))
+                    } else {
+                        Default::default()
+                    };
                 for case in cases.cases {
                     let dir = dir.clone();
                     let name = format!(
                         "{topic_name}::{id}::{}",
                         case.file.trim_end_matches(".yaml")
                     );
-                    trials.push(Trial::test(name, move || run_validation_case(&dir, &case)));
+                    let expected = expected.get(&case.file).cloned();
+                    trials.push(Trial::test(name, move || {
+                        run_validation_case(&dir, &case, expected.as_ref())
+                    }));
                 }
                 continue;
             }
