@@ -256,6 +256,32 @@ pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
 }
 
 /// `Kind ns/name` (or `Kind name`), the resource naming shared with the loader.
+/// The resource an engine explanation names (`kind` as the engine prints it: Calico's own kind
+/// `NetworkPolicy` for a Calico namespaced policy), in the form every finding and the
+/// `bulkhead.io/ignore` suppressions use: `CalicoNetworkPolicy ns/name` for Calico's.
+pub fn engine_resource(
+    cluster: &Cluster,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> String {
+    let calico = kind == "NetworkPolicy"
+        && !cluster
+            .network_policies
+            .iter()
+            .any(|p| Some(p.namespace.as_str()) == namespace && p.name == name)
+        && cluster.tiered_policies.iter().any(|p| {
+            p.kind == bulkhead_model::TieredKind::CalicoNetworkPolicy
+                && p.namespace.as_deref() == namespace
+                && p.name == name
+        });
+    resource(
+        if calico { "CalicoNetworkPolicy" } else { kind },
+        namespace,
+        name,
+    )
+}
+
 pub fn resource(kind: &str, namespace: Option<&str>, name: &str) -> String {
     match namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),

@@ -56,3 +56,39 @@ fn a_succeeded_pod_is_still_not_an_endpoint() {
     let snapshot = load(&[Input::new("p.yaml", text)], &LoadOptions::default());
     assert!(!snapshot.cluster.pods[0].is_endpoint());
 }
+
+#[test]
+fn the_ignore_annotation_silences_a_calico_policy_too() {
+    let app = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clean-app/app.yaml"
+    ))
+    .expect("fixture");
+    let policy = |annotations: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: orphan\n  namespace: development\n{annotations}spec:\n  selector: tier == 'cache'\n  types: [Ingress]\n"
+        )
+    };
+    let findings = |text: String| -> Vec<String> {
+        let snapshot = load(
+            &[
+                Input::new("app.yaml", app.clone()),
+                Input::new("p.yaml", text),
+            ],
+            &LoadOptions::default(),
+        );
+        lint(&snapshot.cluster, &Config::default())
+            .into_iter()
+            .filter(|d| d.code == "BH103")
+            .map(|d| d.message)
+            .collect()
+    };
+    let loud = findings(policy(""));
+    assert_eq!(loud.len(), 1, "{loud:?}");
+    assert!(
+        loud[0].starts_with("CalicoNetworkPolicy development/orphan"),
+        "{loud:?}"
+    );
+    let quiet = findings(policy("  annotations: {bulkhead.io/ignore: BH103}\n"));
+    assert!(quiet.is_empty(), "{quiet:?}");
+}

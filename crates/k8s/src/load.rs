@@ -322,10 +322,18 @@ impl Loader<'_> {
                 .filter(|n| !n.is_empty())
                 .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
         };
+        // Calico's namespaced NetworkPolicy shares its kind with Kubernetes'; findings and the
+        // `bulkhead.io/ignore` suppressions tell them apart.
+        let shown = match (group, kind) {
+            ("projectcalico.org" | "crd.projectcalico.org", "NetworkPolicy") => {
+                "CalicoNetworkPolicy"
+            }
+            _ => kind,
+        };
         let resource = if cluster_scoped {
-            format!("{kind} {name}")
+            format!("{shown} {name}")
         } else {
-            format!("{kind} {namespace}/{name}")
+            format!("{shown} {namespace}/{name}")
         };
         record_suppressions(&mut self.snapshot.cluster, node, &resource);
         let ctx = ObjectContext {

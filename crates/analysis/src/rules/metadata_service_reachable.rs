@@ -16,7 +16,7 @@
 //! `ipBlock: {cidr: 0.0.0.0/0, except: [169.254.169.254/32]}`, or a higher-priority deny
 //! (AdminNetworkPolicy, Calico GlobalNetworkPolicy).
 
-use crate::lint::{LintContext, RuleInfo, resource};
+use crate::lint::{LintContext, RuleInfo, engine_resource};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
 use std::collections::BTreeMap;
@@ -60,7 +60,12 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         let Some(rule) = verdict.egress.decided_by.last() else {
             continue;
         };
-        let res = resource(rule.kind, rule.namespace.as_deref(), &rule.name);
+        let res = engine_resource(
+            ctx.cluster,
+            rule.kind,
+            rule.namespace.as_deref(),
+            &rule.name,
+        );
         let pod = &ctx.cluster.pods[i];
         *by_rule
             .entry((

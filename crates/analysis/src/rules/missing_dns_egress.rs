@@ -16,7 +16,7 @@
 //! kube-system}}` + `podSelector: {matchLabels: {k8s-app: kube-dns}}` on UDP and TCP 53
 //! (`bulkhead scaffold NAMESPACE` writes it).
 
-use crate::lint::{LintContext, RuleInfo, resource};
+use crate::lint::{LintContext, RuleInfo, engine_resource};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
 use std::collections::BTreeMap;
@@ -77,7 +77,12 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             continue;
         }
         let key = (
-            resource(first.kind, first.namespace.as_deref(), &first.name),
+            engine_resource(
+                ctx.cluster,
+                first.kind,
+                first.namespace.as_deref(),
+                &first.name,
+            ),
             first.source.clone(),
         );
         let entry = by_policy.entry(key).or_default();
