@@ -302,7 +302,26 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
             } else {
                 (&RULE, format!("{res} {place}"))
             };
-            out.push(ctx.finding(info, Some(res), source, format!("{what} has no effect: removing it changes no verdict (redundant with other rules, or shadowed by earlier ones)"), "delete it, or fix the selector or order that makes it dead"));
+            let Target::Kubernetes(k, rule) = target;
+            let (message, help) = match deciding_instead(
+                cluster, k, rule, options, &after, subjects, &samples,
+            ) {
+                Some(others) => (
+                    format!(
+                        "{what} has no effect: every flow it decides is decided the same way by {others}"
+                    ),
+                    format!(
+                        "delete it (redundant with {others}), or narrow the other rule if this one is the one meant"
+                    ),
+                ),
+                None => (
+                    format!(
+                        "{what} has no effect: it decides no flow of the pods its policy selects"
+                    ),
+                    "delete it, or fix the peers and ports that keep it from matching".to_string(),
+                ),
+            };
+            out.push(ctx.finding(info, Some(res), source, message, &help));
         }
     };
     for (k, p) in cluster.network_policies.iter().enumerate() {
@@ -553,5 +572,120 @@ fn describe_step(step: &bulkhead_engine::RuleRef) -> String {
             "the end of tier {} ({} {name} selects the pod and no rule matched: {})",
             step.tier, step.kind, step.action
         ),
+    }
+}
+
+/// What decides, once the policy (or rule) is gone, the flows it decides alone: those a
+/// cluster holding only it (reduced to the rule) explains with it. Most frequent first, at
+/// most three; `None` when it decides no sampled flow at all.
+fn deciding_instead(
+    cluster: &Cluster,
+    policy_index: usize,
+    rule: Option<(Direction, usize)>,
+    options: EngineOptions,
+    after: &Engine<'_>,
+    subjects: &[usize],
+    samples: &Samples,
+) -> Option<String> {
+    let policy = &cluster.network_policies[policy_index];
+    let mut alone = cluster.clone();
+    let mut only = policy.clone();
+    if let Some((d, i)) = rule {
+        let kept = only.rules(d)[i].clone();
+        only.ingress.clear();
+        only.egress.clear();
+        match d {
+            Direction::Ingress => only.ingress.push(kept),
+            Direction::Egress => only.egress.push(kept),
+        }
+    }
+    alone.network_policies = vec![only];
+    alone.tiered_policies.clear();
+    alone.staged_network_policies.clear();
+    let alone = Engine::new(&alone, options);
+    let remotes = remotes(after, samples);
+    let mut others: std::collections::BTreeMap<String, usize> = Default::default();
+    for &s in subjects {
+        for &r in &remotes {
+            if r == Endpoint::Pod(s) {
+                continue;
+            }
+            for &(protocol, port) in &samples.ports {
+                for (src, dst, direction) in [
+                    (Endpoint::Pod(s), r, Direction::Egress),
+                    (r, Endpoint::Pod(s), Direction::Ingress),
+                ] {
+                    if rule.is_some_and(|(d, _)| d != direction) {
+                        continue;
+                    }
+                    let flow = Flow {
+                        src,
+                        dst,
+                        protocol,
+                        port: Some(port),
+                        icmp: None,
+                    };
+                    let by_itself = alone.evaluate(&flow);
+                    let half = match direction {
+                        Direction::Egress => &by_itself.egress,
+                        Direction::Ingress => &by_itself.ingress,
+                    };
+                    // A rule matters where it allows; a whole policy also where it isolates.
+                    let decides = half.decided_by.iter().any(|step| {
+                        step.name == policy.name && (rule.is_none() || step.rule.is_some())
+                    });
+                    if !decides {
+                        continue;
+                    }
+                    let now = after.evaluate(&flow);
+                    let half = match direction {
+                        Direction::Egress => &now.egress,
+                        Direction::Ingress => &now.ingress,
+                    };
+                    for step in &half.decided_by {
+                        *others
+                            .entry(describe_np_step(step, policy, rule))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(String, usize)> = others.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let names: Vec<String> = ranked.into_iter().take(3).map(|(w, _)| w).collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// A step of an explanation after a rule was removed, named as the user wrote it: rules of
+/// the same policy after the removed one moved up by one, and are moved back here.
+fn describe_np_step(
+    step: &bulkhead_engine::RuleRef,
+    policy: &bulkhead_model::NetworkPolicy,
+    removed: Option<(Direction, usize)>,
+) -> String {
+    let same_policy =
+        step.namespace.as_deref() == Some(policy.namespace.as_str()) && step.name == policy.name;
+    let rule = step.rule.as_ref().map(|r| match removed {
+        Some((d, i)) if same_policy => {
+            let prefix = format!("{d}[");
+            match r
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) if n >= i => format!("{d}[{}]", n + 1),
+                _ => r.clone(),
+            }
+        }
+        _ => r.clone(),
+    });
+    let name = match &step.namespace {
+        Some(ns) => format!("{ns}/{}", step.name),
+        None => step.name.clone(),
+    };
+    match rule {
+        Some(r) => format!("{} {name} {r}", step.kind),
+        None => format!("{} {name}", step.kind),
     }
 }
