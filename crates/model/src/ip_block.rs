@@ -47,9 +47,11 @@ impl IpBlock {
         &self.except
     }
 
-    /// True when the CIDR covers its whole address family (`0.0.0.0/0` or `::/0`).
+    /// True for `0.0.0.0/0` or `::/0` without excepts: the only blocks certain to hold an
+    /// address nobody knows yet (semantics.md §0.3). An except may hold it, so a block with
+    /// one is not certain to.
     pub fn covers_whole_family(&self) -> bool {
-        self.cidr.prefix_len() == 0
+        self.cidr.prefix_len() == 0 && self.except.is_empty()
     }
 
     /// K8S-IPB-1: inside the CIDR, outside every except, same family.
