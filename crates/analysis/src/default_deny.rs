@@ -50,6 +50,7 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         tiered_policies: cluster.tiered_policies.clone(),
         network_sets: cluster.network_sets.clone(),
         suppressions: Default::default(),
+        crown_jewels: Default::default(),
     };
     let probe_engine = Engine::new(&probe_cluster, engine.options());
     probe_cluster

@@ -4,6 +4,7 @@
 //!
 //! Invariant: pure; no files, no clock, no kernel. Callers load snapshots and render results.
 
+pub mod blast_radius;
 pub mod coverage;
 pub mod default_deny;
 pub mod diff;

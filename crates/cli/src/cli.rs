@@ -115,6 +115,15 @@ pub enum Command {
     /// `bulkhead agent uninstall` removes them.
     #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// What a compromised pod of each workload reaches, directly and within K hops, and the
+    /// shortest paths to crown jewels, the cloud metadata service and the internet.
+    ///
+    /// A hop is any allowed connection (any port the policies allow). Targets are pods marked
+    /// with the annotation `bulkhead.io/crown-jewel: "true"` (on the pod, the workload or its
+    /// pod template) and those `--target` selects. The score is the mean over workloads of
+    /// the share of the other pods reachable within the hops: 0 fully segmented, 1 flat.
+    #[command(after_help = BLAST_RADIUS_EXAMPLES)]
+    BlastRadius(BlastRadiusArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion {
@@ -652,3 +661,36 @@ Examples:
   sudo bulkhead agent flows                  the live flow log of denied connections
   sudo bulkhead agent break-glass on         fail open now; `off` to end it
   sudo bulkhead agent uninstall              remove Bulkhead's table";
+
+const BLAST_RADIUS_EXAMPLES: &str = "\
+Examples:
+  bulkhead blast-radius manifests/                              every workload, 3 hops
+  bulkhead blast-radius manifests/ --from shop/deployment/web --target app=db
+  bulkhead blast-radius manifests/ --hops 1 -o json             direct reach only, for machines";
+
+#[derive(Debug, Args)]
+pub struct BlastRadiusArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// Only this workload (or the workloads of a namespace): NS, NS/POD or NS/KIND/NAME.
+    #[arg(long, value_name = "REF")]
+    pub from: Option<String>,
+    /// Hops of lateral movement to follow.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub hops: u16,
+    /// Also target the pods this label selector matches (`app=db`, `tier=data,env=prod`).
+    #[arg(long, value_name = "SELECTOR")]
+    pub target: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = BlastRadiusFormat::Text)]
+    pub output: BlastRadiusFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BlastRadiusFormat {
+    /// For people (the default); `human` and `table` are accepted too.
+    #[value(aliases = ["human", "table"])]
+    Text,
+    Json,
+}

@@ -336,6 +336,7 @@ impl Loader<'_> {
             format!("{shown} {namespace}/{name}")
         };
         record_suppressions(&mut self.snapshot.cluster, node, &resource);
+        record_crown_jewel(&mut self.snapshot.cluster, node, kind, &namespace, &name);
         let ctx = ObjectContext {
             input,
             node,
@@ -807,6 +808,39 @@ fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
 /// The annotation that suppresses lint findings on one resource: `bulkhead.io/ignore: "BH101,BH104"`
 /// (or `all`).
 pub const IGNORE_ANNOTATION: &str = "bulkhead.io/ignore";
+
+/// The annotation that marks a workload or pod as a crown jewel for `blast-radius`.
+pub const CROWN_JEWEL_ANNOTATION: &str = "bulkhead.io/crown-jewel";
+
+/// On the object, or on a workload's pod template (`spec.template`, a CronJob's job template).
+fn record_crown_jewel(
+    cluster: &mut bulkhead_model::Cluster,
+    node: &Node,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) {
+    let marked = |meta: Option<&Node>| {
+        meta.and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(CROWN_JEWEL_ANNOTATION))
+            .is_some_and(|v| match &v.value {
+                Value::Bool(b) => *b,
+                Value::String(s) => !matches!(s.trim(), "" | "false" | "False" | "no"),
+                _ => true,
+            })
+    };
+    let spec = node.get("spec");
+    let template = spec.and_then(|s| s.get("template")).or_else(|| {
+        spec.and_then(|s| s.get("jobTemplate"))
+            .and_then(|j| j.get("spec"))
+            .and_then(|s| s.get("template"))
+    });
+    if marked(node.get("metadata")) || marked(template.and_then(|t| t.get("metadata"))) {
+        cluster
+            .crown_jewels
+            .insert(format!("{namespace}/{}/{name}", kind.to_ascii_lowercase()));
+    }
+}
 
 fn record_suppressions(cluster: &mut bulkhead_model::Cluster, node: &Node, resource: &str) {
     let codes = node

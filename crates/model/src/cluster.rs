@@ -128,6 +128,20 @@ pub struct Cluster {
     /// Lint codes suppressed per resource (`NetworkPolicy x/web` -> [`BH101`]), from the
     /// `bulkhead.io/ignore` annotation.
     pub suppressions: std::collections::BTreeMap<String, Vec<String>>,
+    /// Workloads and pods marked `bulkhead.io/crown-jewel`, as `ns/kind/name` with the kind in
+    /// lower case (`shop/statefulset/db`, `shop/pod/vault-0`): blast-radius targets.
+    pub crown_jewels: std::collections::BTreeSet<String>,
+}
+
+impl Cluster {
+    /// Whether pod `pod` is a crown jewel: it, or the workload that owns it, is marked.
+    pub fn is_crown_jewel(&self, pod: &Pod) -> bool {
+        self.crown_jewels
+            .contains(&format!("{}/pod/{}", pod.namespace, pod.name))
+            || self
+                .crown_jewels
+                .contains(&format!("{}/{}", pod.namespace, pod.workload))
+    }
 }
 
 impl Cluster {

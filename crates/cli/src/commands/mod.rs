@@ -2,6 +2,7 @@
 
 mod agent;
 mod analysis;
+mod blast_radius;
 mod check;
 mod demo;
 mod explain;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             None => anyhow::bail!("no rule {code:?}; `bulkhead rules` lists them"),
         },
         Command::Test(args) => analysis::test(&args),
+        Command::BlastRadius(args) => blast_radius::run(&args),
         Command::Diff(args) => analysis::diff(&args),
         Command::Audit(args) => analysis::audit(&args),
         Command::Generate(args) => analysis::generate(&args),

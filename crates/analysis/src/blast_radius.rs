@@ -1,0 +1,475 @@
+//! Blast radius: what a compromised pod of each workload reaches directly and within K hops
+//! through allowed connections (a hop may use any port the policies allow), the shortest paths
+//! to crown jewels, the cloud metadata service and the internet, and the cluster's score.
+//!
+//! Computed on identities (pods no policy can tell apart, [`CompiledConnectivity`]): a
+//! breadth-first search over identity rows, so every workload's search costs the allowed
+//! identity pairs it touches, not pods squared. Counts weigh a workload template by its
+//! replicas; a template reaching "itself" reaches its other replicas.
+
+use bulkhead_engine::{CompiledConnectivity, Endpoint, Engine, Flow};
+use bulkhead_model::{LabelSelector, PortSet, Protocol};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// The cloud metadata service every public cloud serves on the link-local address.
+pub const METADATA_SERVICE: &str = "169.254.169.254";
+/// An address that stands for "the internet" (a public resolver's; never a pod's).
+pub const INTERNET: &str = "8.8.8.8";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Hops of lateral movement to follow (1 = direct reach only).
+    pub hops: usize,
+    /// Only these workloads (`ns/kind/name`); all when `None`.
+    pub only: Option<BTreeSet<String>>,
+    /// Pods that are targets besides the crown jewels (`--target app=db`).
+    pub target: Option<LabelSelector>,
+}
+
+/// Reach within a number of hops (cumulative).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reach {
+    pub hops: usize,
+    pub pods: usize,
+    pub workloads: usize,
+    pub namespaces: usize,
+    /// Shares of the cluster's other pods, and of its workloads and namespaces.
+    pub pods_share: f64,
+    pub workloads_share: f64,
+    pub namespaces_share: f64,
+}
+
+/// One hop of a path: the connection and the rules that allow it (egress, then ingress).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hop {
+    pub from: String,
+    pub to: String,
+    pub protocol: String,
+    pub ports: String,
+    pub rules: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Path {
+    /// A pod (`ns/pod`), `metadata-service` or `internet`.
+    pub target: String,
+    pub hops: Vec<Hop>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkloadRadius {
+    /// `ns/kind/name`.
+    pub workload: String,
+    /// The pod standing for the workload (its first pod).
+    pub pod: String,
+    pub reach: Vec<Reach>,
+    /// Workloads reached within the hops, with the hop count of the nearest.
+    pub reached_workloads: BTreeMap<String, usize>,
+    pub paths: Vec<Path>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BlastRadius {
+    pub hops: usize,
+    /// Mean over the workloads of the pods reachable within the hops divided by (pods - 1):
+    /// 0 is fully segmented, 1 is flat.
+    pub score: f64,
+    pub pods: usize,
+    pub workloads: Vec<WorkloadRadius>,
+}
+
+/// Where the search stands for one source pod.
+struct Search {
+    /// Hops to each identity (the source's own identity: 0 for the source itself).
+    distance: Vec<Option<usize>>,
+    parent: Vec<Option<usize>>,
+    /// Hops to the other pods of the source's own identity, and from which identity.
+    own_identity: Option<(usize, usize)>,
+}
+
+pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
+    let compiled = engine.compile();
+    let cluster = engine.cluster();
+    let endpoints = engine.pod_endpoints();
+    let weight = |i: usize| cluster.pods[i].replicas;
+    let total_pods: usize = endpoints.iter().map(|&i| weight(i)).sum();
+    let all_workloads: BTreeSet<String> =
+        endpoints.iter().map(|&i| workload_key(engine, i)).collect();
+    let all_namespaces: BTreeSet<&str> = endpoints
+        .iter()
+        .map(|&i| cluster.pods[i].namespace.as_str())
+        .collect();
+    let targets: Vec<usize> = endpoints
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let pod = &cluster.pods[i];
+            cluster.is_crown_jewel(pod)
+                || options
+                    .target
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&pod.labels))
+        })
+        .collect();
+    // Egress to the two special destinations, once per identity.
+    let external = |ip: &str| -> Vec<Option<(Protocol, PortSet)>> {
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            return vec![None; compiled.identities.len()];
+        };
+        compiled
+            .identities
+            .iter()
+            .map(|id| {
+                [Protocol::Tcp, Protocol::Udp].into_iter().find_map(|p| {
+                    let ports = engine.direction_ports(
+                        bulkhead_model::Direction::Egress,
+                        id.representative,
+                        Endpoint::External(ip),
+                        ip.is_ipv4(),
+                        p,
+                    );
+                    (!ports.is_empty()).then_some((p, ports))
+                })
+            })
+            .collect()
+    };
+    let metadata = external(METADATA_SERVICE);
+    let internet = external(INTERNET);
+
+    // One source pod per workload: its first pod in name order.
+    let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+    for &i in &endpoints {
+        sources.entry(workload_key(engine, i)).or_insert(i);
+    }
+    let mut workloads = Vec::new();
+    for (workload, source) in sources {
+        if options
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.contains(&workload))
+        {
+            continue;
+        }
+        let Some(start) = compiled.identity_of[source] else {
+            continue;
+        };
+        let search = search(&compiled, start, options.hops);
+        let reached_at = |i: usize| -> Option<usize> {
+            let id = compiled.identity_of[i]?;
+            if id == start {
+                search.own_identity.map(|(d, _)| d)
+            } else {
+                search.distance[id]
+            }
+        };
+        let mut reach = Vec::new();
+        let mut reached_workloads: BTreeMap<String, usize> = BTreeMap::new();
+        for &i in &endpoints {
+            // The source pod itself is not reached; its other replicas may be.
+            let (at, w) = match reached_at(i) {
+                Some(d) if i == source && weight(i) > 1 => (d, weight(i) - 1),
+                Some(_) if i == source => continue,
+                Some(d) => (d, weight(i)),
+                None => continue,
+            };
+            if w == 0 {
+                continue;
+            }
+            let entry = reached_workloads
+                .entry(workload_key(engine, i))
+                .or_insert(at);
+            *entry = (*entry).min(at);
+        }
+        for h in 1..=options.hops {
+            let mut pods = 0;
+            let mut wl = BTreeSet::new();
+            let mut ns = BTreeSet::new();
+            for &i in &endpoints {
+                let Some(d) = reached_at(i) else { continue };
+                if d > h || d == 0 {
+                    continue;
+                }
+                let w = if i == source {
+                    weight(i) - 1
+                } else {
+                    weight(i)
+                };
+                if w == 0 {
+                    continue;
+                }
+                pods += w;
+                wl.insert(workload_key(engine, i));
+                ns.insert(cluster.pods[i].namespace.as_str());
+            }
+            reach.push(Reach {
+                hops: h,
+                pods,
+                workloads: wl.len(),
+                namespaces: ns.len(),
+                pods_share: share(pods, total_pods.saturating_sub(1)),
+                workloads_share: share(wl.len(), all_workloads.len()),
+                namespaces_share: share(ns.len(), all_namespaces.len()),
+            });
+        }
+        let mut paths = Vec::new();
+        // The nearest crown jewel or target pod.
+        if let Some(&t) = targets
+            .iter()
+            .filter(|&&t| t != source)
+            .filter_map(|t| reached_at(*t).map(|d| (d, t)))
+            .min()
+            .map(|(_, t)| t)
+        {
+            let chain = identity_chain(&compiled, &search, start, compiled.identity_of[t]);
+            paths.push(Path {
+                target: cluster.pods[t].key(),
+                hops: pod_hops(engine, &compiled, source, &chain, Some(t)),
+            });
+        }
+        for (name, special, ip) in [
+            ("metadata-service", &metadata, METADATA_SERVICE),
+            ("internet", &internet, INTERNET),
+        ] {
+            // The nearest identity with egress to it; the source's own identity at 0.
+            let best = (0..compiled.identities.len())
+                .filter(|&id| special[id].is_some())
+                .filter_map(|id| {
+                    let d = if id == start {
+                        Some(0)
+                    } else {
+                        search.distance[id]
+                    };
+                    d.filter(|d| *d < options.hops).map(|d| (d, id))
+                })
+                .min();
+            if let Some((_, id)) = best {
+                let chain = if id == start {
+                    vec![start]
+                } else {
+                    identity_chain(&compiled, &search, start, Some(id))
+                };
+                let mut hops = pod_hops(engine, &compiled, source, &chain, None);
+                let last = hops
+                    .last()
+                    .map(|h| h.to.clone())
+                    .unwrap_or_else(|| cluster.pods[source].key());
+                let from = if id == start {
+                    source
+                } else {
+                    compiled.identities[id].representative
+                };
+                if let (Some((protocol, ports)), Ok(addr)) = (&special[id], ip.parse::<IpAddr>()) {
+                    hops.push(hop(
+                        engine,
+                        from,
+                        last,
+                        Endpoint::External(addr),
+                        format!("ip:{ip}"),
+                        *protocol,
+                        ports,
+                    ));
+                }
+                paths.push(Path {
+                    target: name.to_string(),
+                    hops,
+                });
+            }
+        }
+        workloads.push(WorkloadRadius {
+            workload,
+            pod: cluster.pods[source].key(),
+            reach,
+            reached_workloads,
+            paths,
+        });
+    }
+    let score = if workloads.is_empty() || total_pods < 2 {
+        0.0
+    } else {
+        workloads
+            .iter()
+            .map(|w| w.reach.last().map_or(0.0, |r| r.pods_share))
+            .sum::<f64>()
+            / workloads.len() as f64
+    };
+    BlastRadius {
+        hops: options.hops,
+        score,
+        pods: total_pods,
+        workloads,
+    }
+}
+
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// `ns/kind/name` of the pod's workload, as `explain` accepts it.
+pub fn workload_key(engine: &Engine<'_>, pod: usize) -> String {
+    let p = &engine.cluster().pods[pod];
+    format!("{}/{}", p.namespace, p.workload)
+}
+
+fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search {
+    let n = compiled.identities.len();
+    let mut distance = vec![None; n];
+    let mut parent = vec![None; n];
+    let mut own_identity = None;
+    distance[start] = Some(0);
+    let mut frontier = vec![start];
+    for h in 1..=hops {
+        let mut next = Vec::new();
+        for &x in &frontier {
+            for (y, _) in compiled.row(x) {
+                if *y == start {
+                    if own_identity.is_none() {
+                        own_identity = Some((h, x));
+                    }
+                    continue;
+                }
+                if distance[*y].is_none() {
+                    distance[*y] = Some(h);
+                    parent[*y] = Some(x);
+                    next.push(*y);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    Search {
+        distance,
+        parent,
+        own_identity,
+    }
+}
+
+/// Identities from the start to `goal`, both included.
+fn identity_chain(
+    compiled: &CompiledConnectivity,
+    search: &Search,
+    start: usize,
+    goal: Option<usize>,
+) -> Vec<usize> {
+    let Some(goal) = goal else {
+        return vec![start];
+    };
+    let _ = compiled;
+    let mut chain = vec![goal];
+    let mut at = if goal == start {
+        search.own_identity.map(|(_, from)| from)
+    } else {
+        search.parent[goal]
+    };
+    while let Some(x) = at {
+        chain.push(x);
+        if x == start {
+            break;
+        }
+        at = search.parent[x];
+    }
+    chain.reverse();
+    chain
+}
+
+/// The hops along an identity chain, pod by pod: the source first, each intermediate
+/// identity's representative (never the source again), the target pod last.
+fn pod_hops(
+    engine: &Engine<'_>,
+    compiled: &CompiledConnectivity,
+    source: usize,
+    chain: &[usize],
+    target: Option<usize>,
+) -> Vec<Hop> {
+    let cluster = engine.cluster();
+    let mut pods = vec![source];
+    for (k, &id) in chain.iter().enumerate().skip(1) {
+        let last = k == chain.len() - 1;
+        let pod = match (last, target) {
+            (true, Some(t)) => t,
+            _ => {
+                let identity = &compiled.identities[id];
+                identity
+                    .members
+                    .iter()
+                    .copied()
+                    .find(|&m| m != source)
+                    .unwrap_or(identity.representative)
+            }
+        };
+        pods.push(pod);
+    }
+    pods.windows(2)
+        .filter_map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let (ida, idb) = (compiled.identity_of[a]?, compiled.identity_of[b]?);
+            let ports = compiled.identity_ports(ida, idb)?;
+            let k = ports.iter().position(|p| !p.is_empty())?;
+            let protocol = Protocol::L4[k];
+            Some(hop(
+                engine,
+                a,
+                cluster.pods[a].key(),
+                Endpoint::Pod(b),
+                cluster.pods[b].key(),
+                protocol,
+                &ports[k],
+            ))
+        })
+        .collect()
+}
+
+fn hop(
+    engine: &Engine<'_>,
+    from_pod: usize,
+    from: String,
+    to: Endpoint,
+    to_name: String,
+    protocol: Protocol,
+    ports: &PortSet,
+) -> Hop {
+    let port = ports.ranges().first().map(|r| r.start());
+    let verdict = engine.evaluate(&Flow {
+        src: Endpoint::Pod(from_pod),
+        dst: to,
+        protocol,
+        port,
+        icmp: None,
+    });
+    let mut rules = Vec::new();
+    for (side, half) in [("egress", &verdict.egress), ("ingress", &verdict.ingress)] {
+        if half.decided_by.is_empty() {
+            // No rule to name: say why the side lets it through (not isolated, own node...).
+            rules.push(format!(
+                "{side}: {} [{}]",
+                half.reason.describe(),
+                half.reason.code()
+            ));
+        }
+        for r in &half.decided_by {
+            let name = match &r.namespace {
+                Some(ns) => format!("{ns}/{}", r.name),
+                None => r.name.clone(),
+            };
+            rules.push(match &r.rule {
+                Some(rule) => format!("{side}: {} {name} {rule} ({})", r.kind, r.action),
+                None => format!("{side}: {} {name} ({})", r.kind, r.action),
+            });
+        }
+    }
+    Hop {
+        from,
+        to: to_name,
+        protocol: protocol.to_string(),
+        ports: ports.to_string(),
+        rules,
+    }
+}

@@ -1,0 +1,137 @@
+//! Blast radius against a brute-force breadth-first search over per-flow verdicts (`explain`),
+//! on random clusters of every policy API: the identity-level search must count the same pods,
+//! workloads and namespaces at every hop, and every path it prints must be allowed hop by hop.
+
+#[path = "../../engine/tests/support/random_cluster.rs"]
+mod random_cluster;
+
+use bulkhead_analysis::blast_radius::{Options, blast_radius, workload_key};
+use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow, Semantics};
+use bulkhead_model::{Cluster, Protocol};
+use proptest::prelude::*;
+use random_cluster::{PORTS, cluster_strategy};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Whether any sampled port of any protocol is allowed from pod `s` to pod `d` (every port a
+/// random cluster's rules can name is among the samples).
+fn edge(engine: &Engine<'_>, s: usize, d: usize) -> bool {
+    [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+        .into_iter()
+        .any(|protocol| {
+            PORTS.iter().chain(&[1u16, 65535]).any(|&port| {
+                engine
+                    .evaluate(&Flow {
+                        src: Endpoint::Pod(s),
+                        dst: Endpoint::Pod(d),
+                        protocol,
+                        port: Some(port),
+                        icmp: None,
+                    })
+                    .allowed
+            })
+        })
+}
+
+fn check(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
+    let engine = Engine::new(
+        cluster,
+        EngineOptions {
+            semantics,
+            self_traffic_allowed: true,
+        },
+    );
+    let hops = 3;
+    let report = blast_radius(
+        &engine,
+        &Options {
+            hops,
+            only: None,
+            target: None,
+        },
+    );
+    let pods = engine.pod_endpoints();
+    for w in &report.workloads {
+        let source = pods
+            .iter()
+            .copied()
+            .find(|&i| cluster.pods[i].key() == w.pod)
+            .expect("the source pod exists");
+        // Brute force: BFS over pods with an edge wherever explain allows some port.
+        let mut distance: BTreeMap<usize, usize> = BTreeMap::from([(source, 0)]);
+        let mut queue = VecDeque::from([source]);
+        while let Some(p) = queue.pop_front() {
+            let d = distance[&p];
+            if d == hops {
+                continue;
+            }
+            for &q in &pods {
+                if q != p && !distance.contains_key(&q) && edge(&engine, p, q) {
+                    distance.insert(q, d + 1);
+                    queue.push_back(q);
+                }
+            }
+        }
+        for reach in &w.reach {
+            let within: Vec<usize> = distance
+                .iter()
+                .filter(|(q, d)| **q != source && **d <= reach.hops)
+                .map(|(q, _)| *q)
+                .collect();
+            let workloads: BTreeSet<String> =
+                within.iter().map(|&q| workload_key(&engine, q)).collect();
+            let namespaces: BTreeSet<&str> = within
+                .iter()
+                .map(|&q| cluster.pods[q].namespace.as_str())
+                .collect();
+            prop_assert_eq!(
+                reach.pods,
+                within.len(),
+                "{} within {} hops",
+                w.workload,
+                reach.hops
+            );
+            prop_assert_eq!(reach.workloads, workloads.len());
+            prop_assert_eq!(reach.namespaces, namespaces.len());
+        }
+        for path in &w.paths {
+            for hop in &path.hops {
+                let from = pods
+                    .iter()
+                    .copied()
+                    .find(|&i| cluster.pods[i].key() == hop.from);
+                let to = pods
+                    .iter()
+                    .copied()
+                    .find(|&i| cluster.pods[i].key() == hop.to);
+                if let (Some(a), Some(b)) = (from, to) {
+                    prop_assert!(
+                        edge(&engine, a, b),
+                        "{} -> {} is not allowed",
+                        hop.from,
+                        hop.to
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn network_policies_match_a_brute_force_search(cluster in cluster_strategy(false, false)) {
+        check(&cluster, Semantics::Kubernetes)?;
+    }
+
+    #[test]
+    fn admin_policies_match_a_brute_force_search(cluster in cluster_strategy(true, false)) {
+        check(&cluster, Semantics::Kubernetes)?;
+    }
+
+    #[test]
+    fn calico_tiers_match_a_brute_force_search(cluster in cluster_strategy(true, true)) {
+        check(&cluster, Semantics::Calico)?;
+    }
+}
