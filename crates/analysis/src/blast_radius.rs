@@ -302,6 +302,171 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
     }
 }
 
+/// The shortest path within `hops` from pod `source` to any of `targets`, hop by hop with the
+/// rules that allow it.
+pub fn path_between(
+    engine: &Engine<'_>,
+    compiled: &CompiledConnectivity,
+    source: usize,
+    targets: &[usize],
+    hops: usize,
+) -> Option<Path> {
+    let start = compiled.identity_of[source]?;
+    let search = search(compiled, start, hops);
+    let (_, t) = targets
+        .iter()
+        .filter(|&&t| t != source)
+        .filter_map(|&t| {
+            let id = compiled.identity_of[t]?;
+            let d = if id == start {
+                search.own_identity.map(|(d, _)| d)
+            } else {
+                search.distance[id]
+            }?;
+            Some((d, t))
+        })
+        .min()?;
+    let chain = identity_chain(compiled, &search, start, compiled.identity_of[t]);
+    Some(Path {
+        target: engine.cluster().pods[t].key(),
+        hops: pod_hops(engine, compiled, source, &chain, Some(t)),
+    })
+}
+
+/// How a change moves the blast radius: the score before and after, and the workloads whose
+/// reach grew, with what they newly reach and how.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RadiusChange {
+    pub hops: usize,
+    pub score_before: f64,
+    pub score_after: f64,
+    pub grown: Vec<Grown>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Grown {
+    pub workload: String,
+    pub pods_before: usize,
+    pub pods_after: usize,
+    /// Workloads reached after the change that were not before (or only in more hops), with
+    /// the hops they take now.
+    pub newly_reached: BTreeMap<String, usize>,
+    pub paths: Vec<Path>,
+}
+
+/// Compares the blast radius of two snapshots (`diff`); paths are found in `head`.
+pub fn compare(base: &Engine<'_>, head: &Engine<'_>, hops: usize) -> RadiusChange {
+    let options = Options {
+        hops,
+        only: None,
+        target: None,
+    };
+    let (before, after) = (blast_radius(base, &options), blast_radius(head, &options));
+    let compiled = head.compile();
+    let before_by: BTreeMap<&str, &WorkloadRadius> = before
+        .workloads
+        .iter()
+        .map(|w| (w.workload.as_str(), w))
+        .collect();
+    let mut grown = Vec::new();
+    for w in &after.workloads {
+        let old = before_by.get(w.workload.as_str());
+        let newly_reached: BTreeMap<String, usize> = w
+            .reached_workloads
+            .iter()
+            .filter(|(target, hops)| {
+                old.and_then(|o| o.reached_workloads.get(*target))
+                    .is_none_or(|was| *was > **hops)
+            })
+            .map(|(t, h)| (t.clone(), *h))
+            .collect();
+        if newly_reached.is_empty() {
+            continue;
+        }
+        let source = head
+            .pod_endpoints()
+            .into_iter()
+            .find(|&i| head.cluster().pods[i].key() == w.pod);
+        let paths = source
+            .map(|source| {
+                newly_reached
+                    .keys()
+                    .take(5)
+                    .filter_map(|target| {
+                        let pods = head.pods_for(target).ok()?;
+                        path_between(head, &compiled, source, &pods, hops)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        grown.push(Grown {
+            workload: w.workload.clone(),
+            pods_before: old.and_then(|o| o.reach.last()).map_or(0, |r| r.pods),
+            pods_after: w.reach.last().map_or(0, |r| r.pods),
+            newly_reached,
+            paths,
+        });
+    }
+    RadiusChange {
+        hops,
+        score_before: before.score,
+        score_after: after.score,
+        grown,
+    }
+}
+
+/// Markdown for a pull request: the score, and each workload whose reach grew with its paths.
+pub fn markdown(change: &RadiusChange) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "\n**Blast radius** within {} hop(s): score {:.2} -> {:.2} (0 fully segmented, 1 flat)\n",
+        change.hops, change.score_before, change.score_after
+    );
+    if change.grown.is_empty() {
+        out.push_str("\nNo workload reaches more than before.\n");
+        return out;
+    }
+    out.push_str("\n| workload | pods reachable before | after | newly reachable (hops) |\n|---|---|---|---|\n");
+    for g in &change.grown {
+        let new: Vec<String> = g
+            .newly_reached
+            .iter()
+            .map(|(w, h)| format!("`{w}` ({h})"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            g.workload,
+            g.pods_before,
+            g.pods_after,
+            new.join("<br>")
+        );
+    }
+    for g in &change.grown {
+        for p in &g.paths {
+            let _ = writeln!(
+                out,
+                "\n`{}` now reaches `{}` in {} hop(s):",
+                g.workload,
+                p.target,
+                p.hops.len()
+            );
+            for h in &p.hops {
+                let _ = writeln!(
+                    out,
+                    "- `{}` -> `{}` {} {}: {}",
+                    h.from,
+                    h.to,
+                    h.protocol,
+                    h.ports,
+                    h.rules.join("; ")
+                );
+            }
+        }
+    }
+    out
+}
+
 fn share(part: usize, whole: usize) -> f64 {
     if whole == 0 {
         0.0

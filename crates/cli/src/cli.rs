@@ -495,6 +495,9 @@ pub struct DiffArgs {
     /// Exit 1 when the change adds access.
     #[arg(long)]
     pub fail_on_new_access: bool,
+    /// Hops of lateral movement for the blast-radius change.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub hops: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

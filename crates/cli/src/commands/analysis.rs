@@ -229,15 +229,20 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     let report = bulkhead_analysis::diff::diff(&b, &h);
+    let radius = bulkhead_analysis::blast_radius::compare(&b, &h, usize::from(args.hops));
     match args.output {
-        DiffFormat::Markdown => super::print(&bulkhead_analysis::diff::markdown(&report))?,
+        DiffFormat::Markdown => super::print(&format!(
+            "{}{}",
+            bulkhead_analysis::diff::markdown(&report),
+            bulkhead_analysis::blast_radius::markdown(&radius)
+        ))?,
         DiffFormat::Json => {
             let rows = |changes: &[bulkhead_analysis::diff::Change]| -> Vec<serde_json::Value> {
                 changes.iter().map(|c| json!({"from": c.from, "to": c.to, "protocol": c.protocol.to_string(), "ports": c.ports.to_string(), "policies": c.policies})).collect()
             };
             super::print(&format!(
                 "{:#}\n",
-                json!({"added": rows(&report.added), "removed": rows(&report.removed)})
+                json!({"added": rows(&report.added), "removed": rows(&report.removed), "blast_radius": radius})
             ))?;
         }
     }
