@@ -11,8 +11,9 @@ unset CARGO_TARGET_DIR
 log() { printf '\n== %s ==\n' "$*"; }
 
 # Debian packages the suites use: the privileged dataplane suite needs nftables, iproute2, the
-# CNI plugins, conntrack and ping; the external contract check needs python3-yaml.
-packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml)
+# CNI plugins, conntrack and ping; the external contract check needs python3-yaml; the HTML
+# report is rendered in Debian's headless Chromium.
+packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -40,6 +41,7 @@ if [ ! -s "$schema_dir/sarif-2.1.0-rtm.5.json" ]; then
     && mv package/lib/schemas/sarif-2.1.0-rtm.5.json . && rm -rf package ./*.tgz)
 fi
 export BULKHEAD_REQUIRE_SARIF_SCHEMA=1
+export BULKHEAD_REQUIRE_CHROMIUM=1
 
 # README's first command, exactly as written: a new user runs it before anything else.
 log "README's first command: cargo run --release -p bulkhead-cli -- demo"

@@ -13,6 +13,7 @@ pub mod flows;
 pub mod generate;
 pub mod lint;
 pub mod nearest;
+pub mod report;
 pub mod rules;
 pub mod scaffold;
 

@@ -124,6 +124,12 @@ pub enum Command {
     /// the share of the other pods reachable within the hops: 0 fully segmented, 1 flat.
     #[command(after_help = BLAST_RADIUS_EXAMPLES)]
     BlastRadius(BlastRadiusArgs),
+    /// One document for a security review or an auditor: coverage, policy sprawl, blast
+    /// radius with the worst paths, DNS and metadata-service findings, and a compliance table
+    /// (PCI-DSS v4.0 1.2-1.4, CIS Kubernetes Benchmark 5.3.2, NSA/CISA Kubernetes Hardening),
+    /// each row with pass / fail / not evaluated, why, and links to its evidence.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion {
@@ -695,5 +701,38 @@ pub enum BlastRadiusFormat {
     /// For people (the default); `human` and `table` are accepted too.
     #[value(aliases = ["human", "table"])]
     Text,
+    Json,
+}
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  bulkhead report manifests/ > review.md
+  bulkhead report manifests/ --cde app=payments -o html > review.html
+  bulkhead report manifests/ -o json";
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// The cardholder data environment's pods (`app=payments`), for PCI-DSS 1.3; without it
+    /// that row is "not evaluated".
+    #[arg(long, value_name = "SELECTOR")]
+    pub cde: Option<String>,
+    /// Hops of lateral movement for the blast radius.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub hops: u16,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportFormat::Markdown)]
+    pub output: ReportFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown, which reads as plain text too (`-o text`).
+    #[value(alias = "text")]
+    Markdown,
+    /// A self-contained page.
+    Html,
     Json,
 }

@@ -7,6 +7,7 @@ mod check;
 mod demo;
 mod explain;
 mod map;
+mod report;
 
 use crate::cli::{Cli, Command};
 pub use check::rule_markdown;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Test(args) => analysis::test(&args),
         Command::BlastRadius(args) => blast_radius::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Diff(args) => analysis::diff(&args),
         Command::Audit(args) => analysis::audit(&args),
         Command::Generate(args) => analysis::generate(&args),

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 /// Above this many endpoints the matrix is left out (it would be unreadable).
 const MATRIX_LIMIT: usize = 80;
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -5,3 +5,4 @@ pub mod diagnostics;
 pub mod explain;
 pub mod map;
 pub mod map_html;
+pub mod report;
