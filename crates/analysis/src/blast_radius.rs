@@ -26,6 +26,9 @@ pub struct Options {
     pub only: Option<BTreeSet<String>>,
     /// Pods that are targets besides the crown jewels (`--target app=db`).
     pub target: Option<LabelSelector>,
+    /// Also list every workload each one reaches (`reached_workloads`): for `diff` and for a
+    /// single workload; for a whole large cluster it is the size of the reach relation.
+    pub detail: bool,
 }
 
 /// Reach within a number of hops (cumulative).
@@ -65,7 +68,9 @@ pub struct WorkloadRadius {
     /// The pod standing for the workload (its first pod).
     pub pod: String,
     pub reach: Vec<Reach>,
-    /// Workloads reached within the hops, with the hop count of the nearest.
+    /// Workloads reached within the hops, with the hop count of the nearest (with
+    /// [`Options::detail`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reached_workloads: BTreeMap<String, usize>,
     pub paths: Vec<Path>,
 }
@@ -87,6 +92,8 @@ struct Search {
     parent: Vec<Option<usize>>,
     /// Hops to the other pods of the source's own identity, and from which identity.
     own_identity: Option<(usize, usize)>,
+    /// Every identity reached (not the start), with its hops, in search order.
+    reached: Vec<(usize, usize)>,
 }
 
 pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
@@ -95,12 +102,6 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
     let endpoints = engine.pod_endpoints();
     let weight = |i: usize| cluster.pods[i].replicas;
     let total_pods: usize = endpoints.iter().map(|&i| weight(i)).sum();
-    let all_workloads: BTreeSet<String> =
-        endpoints.iter().map(|&i| workload_key(engine, i)).collect();
-    let all_namespaces: BTreeSet<&str> = endpoints
-        .iter()
-        .map(|&i| cluster.pods[i].namespace.as_str())
-        .collect();
     let targets: Vec<usize> = endpoints
         .iter()
         .copied()
@@ -138,13 +139,58 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
     let metadata = external(METADATA_SERVICE);
     let internet = external(INTERNET);
 
+    // Workloads and namespaces as small integers, and per identity what it holds, so each
+    // workload's search costs the identities it reaches, not every pod.
+    let mut workload_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut namespace_ids: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut pod_workload = vec![usize::MAX; cluster.pods.len()];
+    let mut pod_namespace = vec![usize::MAX; cluster.pods.len()];
+    for &i in &endpoints {
+        let next = workload_ids.len();
+        pod_workload[i] = *workload_ids.entry(workload_key(engine, i)).or_insert(next);
+        let next = namespace_ids.len();
+        pod_namespace[i] = *namespace_ids
+            .entry(cluster.pods[i].namespace.as_str())
+            .or_insert(next);
+    }
+    let mut workload_names = vec![String::new(); workload_ids.len()];
+    for (name, &id) in &workload_ids {
+        workload_names[id].clone_from(name);
+    }
+    /// What an identity holds: pods (replica-weighted), workloads, namespaces.
+    struct Holds {
+        pods: usize,
+        workloads: Vec<usize>,
+        namespaces: Vec<usize>,
+    }
+    let holds: Vec<Holds> = compiled
+        .identities
+        .iter()
+        .map(|id| {
+            let mut workloads: Vec<usize> = id.members.iter().map(|&m| pod_workload[m]).collect();
+            let mut namespaces: Vec<usize> = id.members.iter().map(|&m| pod_namespace[m]).collect();
+            workloads.sort_unstable();
+            workloads.dedup();
+            namespaces.sort_unstable();
+            namespaces.dedup();
+            Holds {
+                pods: id.members.iter().map(|&m| weight(m)).sum(),
+                workloads,
+                namespaces,
+            }
+        })
+        .collect();
+    // Generation-stamped "seen" marks, reused by every workload's count.
+    let mut workload_seen = vec![usize::MAX; workload_ids.len()];
+    let mut namespace_seen = vec![usize::MAX; namespace_ids.len()];
+
     // One source pod per workload: its first pod in name order.
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     for &i in &endpoints {
         sources.entry(workload_key(engine, i)).or_insert(i);
     }
     let mut workloads = Vec::new();
-    for (workload, source) in sources {
+    for (stamp, (workload, source)) in sources.into_iter().enumerate() {
         if options
             .only
             .as_ref()
@@ -164,53 +210,74 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
                 search.distance[id]
             }
         };
+        // (hops, what is reached then): the other identities as wholes, and of the source's
+        // own identity its other pods and the source's other replicas.
+        let mut reached: Vec<(usize, usize, Vec<usize>, Vec<usize>)> = search
+            .reached
+            .iter()
+            .map(|&(id, d)| {
+                let h = &holds[id];
+                (d, h.pods, h.workloads.clone(), h.namespaces.clone())
+            })
+            .collect();
+        if let Some((d, _)) = search.own_identity {
+            let others: Vec<usize> = compiled.identities[start]
+                .members
+                .iter()
+                .copied()
+                .filter(|&m| m != source || weight(m) > 1)
+                .collect();
+            let pods = others
+                .iter()
+                .map(|&m| {
+                    if m == source {
+                        weight(m) - 1
+                    } else {
+                        weight(m)
+                    }
+                })
+                .sum();
+            reached.push((
+                d,
+                pods,
+                others.iter().map(|&m| pod_workload[m]).collect(),
+                others.iter().map(|&m| pod_namespace[m]).collect(),
+            ));
+        }
+        reached.sort_by_key(|r| r.0);
         let mut reach = Vec::new();
         let mut reached_workloads: BTreeMap<String, usize> = BTreeMap::new();
-        for &i in &endpoints {
-            // The source pod itself is not reached; its other replicas may be.
-            let (at, w) = match reached_at(i) {
-                Some(d) if i == source && weight(i) > 1 => (d, weight(i) - 1),
-                Some(_) if i == source => continue,
-                Some(d) => (d, weight(i)),
-                None => continue,
-            };
-            if w == 0 {
-                continue;
-            }
-            let entry = reached_workloads
-                .entry(workload_key(engine, i))
-                .or_insert(at);
-            *entry = (*entry).min(at);
-        }
+        let (mut pods, mut wl, mut ns) = (0, 0, 0);
+        let mut next = 0;
         for h in 1..=options.hops {
-            let mut pods = 0;
-            let mut wl = BTreeSet::new();
-            let mut ns = BTreeSet::new();
-            for &i in &endpoints {
-                let Some(d) = reached_at(i) else { continue };
-                if d > h || d == 0 {
-                    continue;
+            while next < reached.len() && reached[next].0 <= h {
+                let (d, p, w, n) = &reached[next];
+                pods += p;
+                for &x in w {
+                    if workload_seen[x] != stamp {
+                        workload_seen[x] = stamp;
+                        wl += 1;
+                        if options.detail {
+                            reached_workloads.insert(workload_names[x].clone(), *d);
+                        }
+                    }
                 }
-                let w = if i == source {
-                    weight(i) - 1
-                } else {
-                    weight(i)
-                };
-                if w == 0 {
-                    continue;
+                for &x in n {
+                    if namespace_seen[x] != stamp {
+                        namespace_seen[x] = stamp;
+                        ns += 1;
+                    }
                 }
-                pods += w;
-                wl.insert(workload_key(engine, i));
-                ns.insert(cluster.pods[i].namespace.as_str());
+                next += 1;
             }
             reach.push(Reach {
                 hops: h,
                 pods,
-                workloads: wl.len(),
-                namespaces: ns.len(),
+                workloads: wl,
+                namespaces: ns,
                 pods_share: share(pods, total_pods.saturating_sub(1)),
-                workloads_share: share(wl.len(), all_workloads.len()),
-                namespaces_share: share(ns.len(), all_namespaces.len()),
+                workloads_share: share(wl, workload_ids.len()),
+                namespaces_share: share(ns, namespace_ids.len()),
             });
         }
         let mut paths = Vec::new();
@@ -360,6 +427,7 @@ pub fn compare(base: &Engine<'_>, head: &Engine<'_>, hops: usize) -> RadiusChang
         hops,
         only: None,
         target: None,
+        detail: true,
     };
     let (before, after) = (blast_radius(base, &options), blast_radius(head, &options));
     let compiled = head.compile();
@@ -486,6 +554,7 @@ fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search 
     let mut distance = vec![None; n];
     let mut parent = vec![None; n];
     let mut own_identity = None;
+    let mut reached = Vec::new();
     distance[start] = Some(0);
     let mut frontier = vec![start];
     for h in 1..=hops {
@@ -501,6 +570,7 @@ fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search 
                 if distance[*y].is_none() {
                     distance[*y] = Some(h);
                     parent[*y] = Some(x);
+                    reached.push((*y, h));
                     next.push(*y);
                 }
             }
@@ -514,6 +584,7 @@ fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search 
         distance,
         parent,
         own_identity,
+        reached,
     }
 }
 

@@ -97,6 +97,7 @@ pub fn report(engine: &Engine<'_>, options: &ReportOptions) -> Report {
             hops: options.hops,
             only: None,
             target: options.cde.clone(),
+            detail: false,
         },
     );
     let limit = config.thresholds.policies_per_namespace;

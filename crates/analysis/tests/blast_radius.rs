@@ -47,6 +47,7 @@ fn check(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
             hops,
             only: None,
             target: None,
+            detail: true,
         },
     );
     let pods = engine.pod_endpoints();
@@ -93,6 +94,14 @@ fn check(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
             prop_assert_eq!(reach.workloads, workloads.len());
             prop_assert_eq!(reach.namespaces, namespaces.len());
         }
+        let mut nearest: BTreeMap<String, usize> = BTreeMap::new();
+        for (&q, &d) in &distance {
+            if q != source {
+                let e = nearest.entry(workload_key(&engine, q)).or_insert(d);
+                *e = (*e).min(d);
+            }
+        }
+        prop_assert_eq!(&w.reached_workloads, &nearest, "{}", w.workload);
         for path in &w.paths {
             for hop in &path.hops {
                 let from = pods

@@ -195,6 +195,25 @@ fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Resu
         pct(0.5).as_secs_f64() * 1e6,
         pct(0.99).as_secs_f64() * 1e6
     );
+    // Blast radius of every workload, 3 hops (its own compile included, as the command runs it).
+    if s.name != "XL" {
+        let t = Instant::now();
+        let radius = bulkhead_analysis::blast_radius::blast_radius(
+            &engine,
+            &bulkhead_analysis::blast_radius::Options {
+                hops: 3,
+                only: None,
+                target: None,
+                detail: false,
+            },
+        );
+        println!(
+            "blast radius    {}  (K=3, {} workloads, score {:.2})",
+            secs(t.elapsed()),
+            radius.workloads.len(),
+            radius.score
+        );
+    }
     println!("peak RSS        {:.0} MiB", peak_rss_mib());
     Ok(())
 }

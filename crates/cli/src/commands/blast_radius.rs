@@ -39,6 +39,7 @@ pub fn run(args: &BlastRadiusArgs) -> anyhow::Result<ExitCode> {
         &engine,
         &Options {
             hops: usize::from(args.hops),
+            detail: only.is_some(),
             only,
             target,
         },
