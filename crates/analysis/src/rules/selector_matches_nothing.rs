@@ -219,35 +219,33 @@ pub(crate) fn tiered_peer_matching_nothing(
                 Direction::Egress => (&r.destination, "destination"),
                 Direction::Ingress => (&r.source, "source"),
             };
-            if let Some(s) = &entity.namespace_selector
-                && !namespaces().any(|l| s.matches(l))
-            {
-                return Some(DeadPeer {
-                    what: if side == "source" {
-                        "source namespaceSelector"
-                    } else {
-                        "destination namespaceSelector"
-                    },
+            let namespace_labels: Vec<&bulkhead_model::Labels> = namespaces().collect();
+            let endpoint_labels: Vec<&bulkhead_model::Labels> = endpoints().collect();
+            let dead = |what: &'static str,
+                        s: &bulkhead_model::CalicoSelector,
+                        pool: &[&bulkhead_model::Labels]| {
+                (!pool.iter().any(|l| s.matches(l))).then(|| DeadPeer {
+                    what,
                     selector: format!("`{s}`"),
-                    suggestion: nearest(&calico_wants(s), namespaces())
+                    suggestion: nearest(&calico_wants(s), pool.iter().copied())
                         .map(|(k, v)| format!("`{k} == '{v}'`")),
-                });
-            }
-            if let Some(s) = &entity.selector
-                && !endpoints().any(|l| s.matches(l))
-            {
-                return Some(DeadPeer {
-                    what: if side == "source" {
-                        "source selector"
-                    } else {
-                        "destination selector"
-                    },
-                    selector: format!("`{s}`"),
-                    suggestion: nearest(&calico_wants(s), endpoints())
-                        .map(|(k, v)| format!("`{k} == '{v}'`")),
-                });
-            }
-            None
+                })
+            };
+            let (ns_what, sel_what) = if side == "source" {
+                ("source namespaceSelector", "source selector")
+            } else {
+                ("destination namespaceSelector", "destination selector")
+            };
+            entity
+                .namespace_selector
+                .as_ref()
+                .and_then(|s| dead(ns_what, s, &namespace_labels))
+                .or_else(|| {
+                    entity
+                        .selector
+                        .as_ref()
+                        .and_then(|s| dead(sel_what, s, &endpoint_labels))
+                })
         }
         RuleMatcher::Cluster(r) => {
             // Every peer must match nothing for the rule to match nothing; name the first.
