@@ -153,31 +153,49 @@ fn from_hubble(v: &serde_json::Value) -> Result<Option<FlowRecord>, String> {
 }
 
 /// Recorded flows of one (source, destination, protocol, port) that the policies deny.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeniedFlow {
     /// Workload (`ns/kind/name`), `node:NAME` or the address.
     pub from: String,
     pub to: String,
+    #[serde(serialize_with = "protocol_text")]
     pub protocol: Protocol,
     pub port: Option<u16>,
     /// Records (or packets, when the records count them) seen.
     pub seen: u64,
+    /// The first and last record time, as the records give it.
+    pub first_seen: Option<serde_json::Value>,
+    pub last_seen: Option<serde_json::Value>,
     /// The deciding rules, per direction that denied: `egress: NetworkPolicy x/y (...)`.
     pub denied_by: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+fn protocol_text<S: serde::Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string())
+}
+
+/// Records whose endpoints name something the snapshot does not have, grouped by the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unresolved {
+    pub reason: String,
+    pub records: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
     pub flows: usize,
     pub allowed: usize,
     /// Records the policies deny; `denied` groups them.
     pub denied_records: usize,
     pub denied: Vec<DeniedFlow>,
-    /// Records naming a pod (`src`/`dst`) whose address the snapshot gives to nobody or to
-    /// someone else: the snapshot is stale or the log is from another cluster.
-    pub unknown: Vec<String>,
+    /// Records that name a pod the snapshot does not have (stale snapshot, another cluster):
+    /// not evaluated, and never counted as allowed.
+    pub unresolved: Vec<Unresolved>,
+    pub unresolved_records: usize,
     /// Records whose protocol is not one the engine knows.
     pub unreadable: Vec<String>,
+    /// Allow rules no recorded flow was allowed by: candidates to narrow or delete.
+    pub unused_rules: Vec<String>,
 }
 
 fn endpoint_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
@@ -192,46 +210,110 @@ fn endpoint_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
     }
 }
 
+/// The endpoint a record's side stands for. A pod name (`ns/pod`) is the exact pod, else its
+/// owner: `web-5d8f7c9b4-x7k2p` and Calico's aggregated `web-5d8f7c9b4-*` are Deployment
+/// `web`, `db-0` is StatefulSet `db` (so live names match templates from Git); `ns/kind/name`
+/// is that workload. Without a name the address decides: a pod's, a node's, or outside.
+pub fn resolve(engine: &Engine<'_>, name: Option<&str>, ip: IpAddr) -> Result<Endpoint, String> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty() && *n != "-") else {
+        return Ok(engine.endpoint_for_ip(ip));
+    };
+    let cluster = engine.cluster();
+    let pods = engine.pod_endpoints();
+    let parts: Vec<&str> = name.split('/').collect();
+    let found = match parts.as_slice() {
+        [ns, pod] => {
+            let pod = pod.trim_end_matches("-*").trim_end_matches('*');
+            let exact = pods
+                .iter()
+                .copied()
+                .find(|&i| cluster.pods[i].namespace == *ns && cluster.pods[i].name == pod);
+            exact
+                .or_else(|| {
+                    // Owners by the controllers' naming: drop one or two generated segments.
+                    let mut candidates = vec![pod.to_string()];
+                    let segments: Vec<&str> = pod.split('-').collect();
+                    for drop in 1..=2 {
+                        if segments.len() > drop {
+                            candidates.push(segments[..segments.len() - drop].join("-"));
+                        }
+                    }
+                    candidates.iter().find_map(|owner| {
+                        pods.iter().copied().find(|&i| {
+                            let p = &cluster.pods[i];
+                            p.namespace == *ns
+                                && p.workload.kind != "pod"
+                                && p.workload.name == *owner
+                        })
+                    })
+                })
+                .or_else(|| {
+                    engine
+                        .pods_for(&format!("{ns}/{pod}"))
+                        .ok()
+                        .and_then(|p| p.first().copied())
+                })
+        }
+        [_, _, _] => engine.pods_for(name).ok().and_then(|p| p.first().copied()),
+        _ => None,
+    };
+    // A name the snapshot does not have is not guessed from the address: the address may
+    // belong to another pod by now (a stale snapshot), and a guess could read as "allowed".
+    found
+        .map(Endpoint::Pod)
+        .ok_or_else(|| format!("{name} ({ip}): no such pod or workload in the snapshot"))
+}
+
 /// Replays `records` against the engine's policies.
 pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
     let mut report = AuditReport {
         flows: records.len(),
         ..AuditReport::default()
     };
-    let cluster = engine.cluster();
     let mut denied: BTreeMap<(String, String, Protocol, Option<u16>), DeniedFlow> = BTreeMap::new();
+    let mut unresolved: BTreeMap<String, u64> = BTreeMap::new();
+    let mut used_rules: std::collections::BTreeSet<String> = Default::default();
+    // Records repeat: one verdict per distinct (src, dst, protocol, port).
+    let mut verdicts: std::collections::HashMap<
+        (Endpoint, Endpoint, Protocol, Option<u16>),
+        bulkhead_engine::Verdict,
+    > = Default::default();
     for r in records {
-        let (src, dst) = (
-            engine.endpoint_for_ip(r.src_ip),
-            engine.endpoint_for_ip(r.dst_ip),
-        );
-        for (named, endpoint, ip) in [(&r.src, src, r.src_ip), (&r.dst, dst, r.dst_ip)] {
-            if let Some(name) = named {
-                let matches =
-                    matches!(endpoint, Endpoint::Pod(i) if cluster.pods[i].key() == *name);
-                if !matches {
-                    report.unknown.push(format!(
-                        "{name} ({ip}): the snapshot has {}",
-                        match endpoint {
-                            Endpoint::External(_) => "no pod with this address".to_string(),
-                            other => format!("{} at this address", endpoint_name(engine, other)),
-                        }
-                    ));
-                }
+        let (src, dst) = match (
+            resolve(engine, r.src.as_deref(), r.src_ip),
+            resolve(engine, r.dst.as_deref(), r.dst_ip),
+        ) {
+            (Ok(s), Ok(d)) => (s, d),
+            (Err(e), _) | (_, Err(e)) => {
+                *unresolved.entry(e).or_default() += 1;
+                report.unresolved_records += 1;
+                continue;
             }
-        }
+        };
         let Ok(protocol) = r.protocol.parse::<Protocol>() else {
             report.unreadable.push(format!("protocol {:?}", r.protocol));
             continue;
         };
         let port = r.dst_port.filter(|_| protocol.has_ports());
-        let verdict = engine.evaluate(&Flow {
-            src,
-            dst,
-            protocol,
-            port,
-            icmp: None,
-        });
+        let verdict = verdicts
+            .entry((src, dst, protocol, port))
+            .or_insert_with(|| {
+                engine.evaluate(&Flow {
+                    src,
+                    dst,
+                    protocol,
+                    port,
+                    icmp: None,
+                })
+            })
+            .clone();
+        for half in [&verdict.egress, &verdict.ingress] {
+            for d in &half.decided_by {
+                if let Some(rule) = &d.rule {
+                    used_rules.insert(rule_key(d.kind, d.namespace.as_deref(), &d.name, rule));
+                }
+            }
+        }
         if verdict.allowed {
             report.allowed += 1;
             continue;
@@ -272,16 +354,74 @@ pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
                 protocol,
                 port,
                 seen: 0,
+                first_seen: r.time.clone(),
+                last_seen: None,
                 denied_by,
             });
         entry.seen += r.packets.unwrap_or(1).max(1);
+        entry.last_seen.clone_from(&r.time);
     }
-    report.unknown.sort();
-    report.unknown.dedup();
+    report.unresolved = unresolved
+        .into_iter()
+        .map(|(reason, records)| Unresolved { reason, records })
+        .collect();
     report.unreadable.sort();
     report.unreadable.dedup();
     report.denied = denied.into_values().collect();
+    report.unused_rules = allow_rules(engine)
+        .into_iter()
+        .filter(|r| !used_rules.contains(r))
+        .collect();
     report
+}
+
+fn rule_key(kind: &str, namespace: Option<&str>, name: &str, rule: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name} {rule}"),
+        None => format!("{kind} {name} {rule}"),
+    }
+}
+
+/// Every allow rule of the snapshot, named as explanations name them.
+fn allow_rules(engine: &Engine<'_>) -> Vec<String> {
+    use bulkhead_model::{Action, Direction};
+    let cluster = engine.cluster();
+    let mut out = Vec::new();
+    for p in &cluster.network_policies {
+        for d in [Direction::Ingress, Direction::Egress] {
+            for i in 0..p.rules(d).len() {
+                out.push(rule_key(
+                    "NetworkPolicy",
+                    Some(&p.namespace),
+                    &p.name,
+                    &format!("{d}[{i}]"),
+                ));
+            }
+        }
+    }
+    for p in cluster
+        .tiered_policies
+        .iter()
+        .filter(|p| p.staged.is_none())
+    {
+        let kind = match p.kind {
+            bulkhead_model::TieredKind::CalicoNetworkPolicy => "NetworkPolicy",
+            other => other.as_str(),
+        };
+        for d in [Direction::Ingress, Direction::Egress] {
+            for (i, r) in p.rules(d).iter().enumerate() {
+                if r.action == Action::Allow {
+                    out.push(rule_key(
+                        kind,
+                        p.namespace.as_deref(),
+                        &p.name,
+                        &format!("{d}[{i}]"),
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

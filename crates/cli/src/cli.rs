@@ -566,13 +566,19 @@ pub struct AuditArgs {
     pub flows: std::path::PathBuf,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = AuditFormat::Human)]
     pub output: AuditFormat,
-    /// Exit 1 when a recorded flow would be denied.
+    /// Exit 1 when a recorded flow would be denied, or when records name pods the snapshot
+    /// does not have (unless --allow-unresolved): an unresolved flow is not an allowed one.
     #[arg(long)]
     pub fail_on_deny: bool,
+    /// With --fail-on-deny: unresolved records alone do not fail the run.
+    #[arg(long)]
+    pub allow_unresolved: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AuditFormat {
+    /// Markdown for a pull request.
+    Markdown,
     /// For people (the default); `human` and `table` are accepted too.
     #[value(name = "text", aliases = ["human", "table"])]
     Human,

@@ -997,7 +997,7 @@ fn audit_replays_recorded_flows_and_names_what_would_be_denied() {
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["flows"], 4);
     assert_eq!(v["allowed"], 1, "web -> api on 8080 is allowed");
-    let denied: Vec<String> = v["would_deny"]
+    let denied: Vec<String> = v["denied"]
         .as_array()
         .expect("list")
         .iter()
@@ -1014,17 +1014,17 @@ fn audit_replays_recorded_flows_and_names_what_would_be_denied() {
         .collect();
     assert_eq!(
         denied,
-        vec![
-            "shop/pod/api-0 -> shop/pod/web-0 TCP/8080 x1",
-            "shop/pod/web-0 -> shop/pod/db-0 TCP/5432 x4",
-        ],
+        vec!["shop/pod/web-0 -> shop/pod/db-0 TCP/5432 x4"],
         "grouped per flow, packets counted"
     );
+    // A pod name the snapshot does not have is unresolved: not evaluated, never "allowed",
+    // and not guessed from an address that belongs to another pod now.
+    assert_eq!(v["unresolved_records"], 1, "{v}");
     assert!(
-        v["unknown"][0]
+        v["unresolved"][0]["reason"]
             .as_str()
             .is_some_and(|u| u.contains("shop/api-7")),
-        "a pod name the snapshot does not have is reported: {v}"
+        "{v}"
     );
     assert_eq!(v["bad_lines"], 1);
     assert!(

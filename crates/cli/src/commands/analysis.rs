@@ -340,25 +340,11 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let report = bulkhead_analysis::flows::audit(&engine, &records);
     match args.output {
         AuditFormat::Json => {
-            let denied: Vec<serde_json::Value> = report
-                .denied
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "from": d.from, "to": d.to, "protocol": d.protocol.to_string(),
-                        "port": d.port, "seen": d.seen, "denied_by": d.denied_by,
-                    })
-                })
-                .collect();
-            super::print(&format!(
-                "{:#}\n",
-                serde_json::json!({
-                    "flows": report.flows, "allowed": report.allowed,
-                    "would_deny": denied, "unknown": report.unknown,
-                    "unreadable": report.unreadable, "bad_lines": bad.len(),
-                })
-            ))?;
+            let mut value = serde_json::to_value(&report)?;
+            value["bad_lines"] = serde_json::json!(bad.len());
+            super::print(&format!("{value:#}\n"))?;
         }
+        AuditFormat::Markdown => super::print(&audit_markdown(&report, bad.len()))?,
         AuditFormat::Human => {
             let mut out = String::new();
             for d in &report.denied {
@@ -374,32 +360,93 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                     out.push_str(&format!("            {why}\n"));
                 }
             }
-            for u in &report.unknown {
-                out.push_str(&format!("UNKNOWN     {u}\n"));
+            for u in &report.unresolved {
+                out.push_str(&format!(
+                    "UNRESOLVED  {} ({} record(s))\n",
+                    u.reason, u.records
+                ));
             }
             for u in &report.unreadable {
                 out.push_str(&format!("UNREADABLE  {u}\n"));
             }
             out.push_str(&format!(
-                "\n{} flow record(s): {} allowed, {} would be denied ({} distinct flows){}\n",
+                "\n{} flow record(s): {} allowed, {} would be denied ({} distinct flows), {} unresolved{}\n",
                 report.flows,
                 report.allowed,
                 report.denied_records,
                 report.denied.len(),
+                report.unresolved_records,
                 if bad.is_empty() {
                     String::new()
                 } else {
                     format!("; {} unreadable line(s)", bad.len())
                 }
             ));
+            if !report.unused_rules.is_empty() {
+                out.push_str(&format!(
+                    "{} allow rule(s) decided no recorded flow: {}\n",
+                    report.unused_rules.len(),
+                    report.unused_rules.join(", ")
+                ));
+            }
             super::print(&out)?;
         }
     }
-    Ok(if args.fail_on_deny && !report.denied.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let unresolved_fails = report.unresolved_records > 0 && !args.allow_unresolved;
+    Ok(
+        if args.fail_on_deny && (!report.denied.is_empty() || unresolved_fails) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// The audit for a pull request: what the proposed policies would break, grouped.
+fn audit_markdown(report: &bulkhead_analysis::flows::AuditReport, bad_lines: usize) -> String {
+    let mut out = format!(
+        "### Bulkhead audit: recorded flows against the proposed policies\n\n{} record(s): {} allowed, **{} would be denied** ({} distinct flows), {} unresolved, {} unreadable line(s).\n",
+        report.flows,
+        report.allowed,
+        report.denied_records,
+        report.denied.len(),
+        report.unresolved_records,
+        bad_lines
+    );
+    if !report.denied.is_empty() {
+        out.push_str("\n| from | to | protocol/port | records | first seen | last seen | denied by |\n|---|---|---|---|---|---|---|\n");
+        for d in &report.denied {
+            let time = |t: &Option<serde_json::Value>| {
+                t.as_ref()
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "| `{}` | `{}` | {}{} | {} | {} | {} | {} |\n",
+                d.from,
+                d.to,
+                d.protocol,
+                d.port.map(|p| format!("/{p}")).unwrap_or_default(),
+                d.seen,
+                time(&d.first_seen),
+                time(&d.last_seen),
+                d.denied_by.join("<br>")
+            ));
+        }
+    }
+    if !report.unresolved.is_empty() {
+        out.push_str("\n**Unresolved** (not evaluated; the snapshot is stale or the log is from another cluster):\n\n");
+        for u in &report.unresolved {
+            out.push_str(&format!("- {} ({} record(s))\n", u.reason, u.records));
+        }
+    }
+    if !report.unused_rules.is_empty() {
+        out.push_str("\n**Allow rules that decided no recorded flow:**\n\n");
+        for r in &report.unused_rules {
+            out.push_str(&format!("- {r}\n"));
+        }
+    }
+    out
 }
 
 /// The flow log at `path` (`-`: stdin); bad lines are reported on stderr with file:line.
