@@ -1,9 +1,15 @@
-//! `bulkhead generate`: least-privilege NetworkPolicies from observed flows. Per workload that
-//! received traffic, an ingress policy admitting exactly the observed sources on the observed
-//! ports; per workload that sent traffic, an egress policy to exactly the observed
-//! destinations. Pods are selected by the labels all pods of their workload share; peers in
-//! other namespaces by `kubernetes.io/metadata.name`; addresses outside the snapshot as /32
-//! (/128) ipBlocks.
+//! `bulkhead generate`: least-privilege NetworkPolicies from observed flows, safe to apply.
+//! Per namespace it covers, the playbook's first two policies: a default deny and DNS egress
+//! for every pod. Per workload that received traffic, an ingress policy admitting exactly the
+//! observed sources on the observed ports; per workload that sent traffic, an egress policy to
+//! exactly the observed destinations, each rule with a comment naming the flows it came from.
+//! Pods are selected by the labels all pods of their workload share (never per-pod labels such
+//! as `pod-template-hash`); peers in other namespaces by `kubernetes.io/metadata.name`;
+//! addresses outside the snapshot as CIDRs (`/32` unless widened).
+//!
+//! The cluster DNS server gets no policy at all, and its namespace no default deny: an ingress
+//! policy on it admitting only the pods seen resolving names would cut DNS for every other
+//! pod, so it is left out with a note. [`verify`] checks the result against the flows.
 
 use crate::flows::FlowRecord;
 use bulkhead_engine::{Endpoint, Engine};
@@ -22,9 +28,9 @@ const PER_POD_LABELS: &[&str] = &[
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Peer {
-    /// (namespace, workload name, selector labels)
-    Workload(String, String, Vec<(String, String)>),
-    Address(std::net::IpAddr),
+    /// (namespace, selector labels): workloads a selector cannot tell apart are one peer.
+    Workload(String, Vec<(String, String)>),
+    Network(ipnet::IpNet),
 }
 
 type Ports = BTreeSet<(String, Option<u16>)>;
@@ -36,7 +42,31 @@ pub struct Generated {
     pub policies: usize,
     /// Why some flows or workloads were left out.
     pub skipped: Vec<String>,
+    /// Namespaces given a default deny (and DNS egress).
+    pub namespaces: Vec<String>,
+    /// The DNS server pods (snapshot indices), which get no policy.
+    pub dns_servers: Vec<usize>,
 }
+
+/// How `generate` writes what it proposes.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateOptions {
+    /// Prefix length for addresses outside the snapshot (`/32` for one address).
+    pub cidr_prefix_v4: u8,
+    pub cidr_prefix_v6: u8,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            cidr_prefix_v4: 32,
+            cidr_prefix_v6: 128,
+        }
+    }
+}
+
+/// NodeLocal DNSCache's link-local address: DNS to it is name resolution too.
+pub const NODE_LOCAL_DNS: &str = "169.254.20.10";
 
 /// The labels every pod of `namespace/workload` carries (minus per-pod ones).
 fn workload_selector(engine: &Engine<'_>, pod: usize) -> Vec<(String, String)> {
@@ -95,7 +125,7 @@ fn ports_yaml(ports: &Ports, indent: &str) -> String {
 
 fn peer_yaml(peer: &Peer, own_namespace: &str, indent: &str) -> String {
     match peer {
-        Peer::Workload(ns, _, labels) => {
+        Peer::Workload(ns, labels) => {
             let mut out = String::new();
             let pods = format!(
                 "{indent}  podSelector:\n{}",
@@ -112,54 +142,122 @@ fn peer_yaml(peer: &Peer, own_namespace: &str, indent: &str) -> String {
             }
             out
         }
-        Peer::Address(ip) => {
-            let prefix = if ip.is_ipv4() { 32 } else { 128 };
-            format!("{indent}- ipBlock:\n{indent}    cidr: {ip}/{prefix}\n")
-        }
+        Peer::Network(net) => format!("{indent}- ipBlock:\n{indent}    cidr: {net}\n"),
     }
 }
 
 /// Policies for the observed `records`.
-pub fn generate(engine: &Engine<'_>, records: &[FlowRecord]) -> Generated {
+pub fn generate(
+    engine: &Engine<'_>,
+    records: &[FlowRecord],
+    options: &GenerateOptions,
+) -> Generated {
     let cluster = engine.cluster();
     let mut generated = Generated::default();
-    // (namespace, workload name, selector) -> peer -> ports, per direction.
-    type Key = (String, String, Vec<(String, String)>);
-    let mut ingress: BTreeMap<Key, BTreeMap<Peer, Ports>> = BTreeMap::new();
-    let mut egress: BTreeMap<Key, BTreeMap<Peer, Ports>> = BTreeMap::new();
+    // (namespace, selector) -> peer -> (ports, flows it came from), per direction; workloads a
+    // selector cannot tell apart share one policy, named after the first.
+    type Key = (String, Vec<(String, String)>);
+    let mut policy_name: BTreeMap<Key, String> = BTreeMap::new();
+    type Seen = BTreeMap<Peer, (Ports, BTreeMap<String, u64>)>;
+    let mut ingress: BTreeMap<Key, Seen> = BTreeMap::new();
+    let mut egress: BTreeMap<Key, Seen> = BTreeMap::new();
     let mut skipped = BTreeSet::new();
+    let network = |ip: std::net::IpAddr| -> Peer {
+        let prefix = if ip.is_ipv4() {
+            options.cidr_prefix_v4.min(32)
+        } else {
+            options.cidr_prefix_v6.min(128)
+        };
+        Peer::Network(
+            ipnet::IpNet::new(ip, prefix)
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| ipnet::IpNet::from(ip)),
+        )
+    };
     let as_peer = |endpoint: Endpoint| -> Option<Peer> {
         match endpoint {
             Endpoint::Pod(i) => {
                 let p = &cluster.pods[i];
                 Some(Peer::Workload(
                     p.namespace.clone(),
-                    p.workload.name.clone(),
                     workload_selector(engine, i),
                 ))
             }
-            Endpoint::External(ip) => Some(Peer::Address(ip)),
-            Endpoint::Node(i) => cluster.nodes[i].ips.first().map(|ip| Peer::Address(*ip)),
+            Endpoint::External(ip) => Some(network(ip)),
+            Endpoint::Node(i) => cluster.nodes[i].ips.first().map(|ip| network(*ip)),
         }
     };
-    for r in records {
-        let Ok(protocol) = r.protocol.parse::<Protocol>() else {
-            skipped.insert(format!(
-                "protocol {:?} is not one a policy can name",
-                r.protocol
-            ));
-            continue;
-        };
-        let port = r.dst_port.filter(|_| protocol.has_ports());
-        let ports_entry = (protocol.to_string(), port);
-        let (src, dst) = (
-            engine.endpoint_for_ip(r.src_ip),
-            engine.endpoint_for_ip(r.dst_ip),
-        );
-        for (side, other, map) in [(dst, src, &mut ingress), (src, dst, &mut egress)] {
+    // The DNS server: the `k8s-app: kube-dns` convention, or pods that answered on UDP/53.
+    let mut dns_servers: BTreeSet<usize> = engine
+        .pod_endpoints()
+        .into_iter()
+        .filter(|&i| {
+            cluster.pods[i]
+                .labels
+                .get("k8s-app")
+                .is_some_and(|v| v == "kube-dns")
+        })
+        .collect();
+    let mut node_local_dns = false;
+    let resolved: Vec<(Endpoint, Endpoint, Protocol, Option<u16>, &FlowRecord)> = records
+        .iter()
+        .filter_map(|r| {
+            let Ok(protocol) = r.protocol.parse::<Protocol>() else {
+                skipped.insert(format!(
+                    "protocol {:?} is not one a policy can name",
+                    r.protocol
+                ));
+                return None;
+            };
+            let port = r.dst_port.filter(|_| protocol.has_ports());
+            match (
+                crate::flows::resolve(engine, r.src.as_deref(), r.src_ip),
+                crate::flows::resolve(engine, r.dst.as_deref(), r.dst_ip),
+            ) {
+                (Ok(s), Ok(d)) => Some((s, d, protocol, port, r)),
+                (Err(e), _) | (_, Err(e)) => {
+                    skipped.insert(format!("unresolved: {e}"));
+                    None
+                }
+            }
+        })
+        .collect();
+    for (_, dst, protocol, port, r) in &resolved {
+        if *port == Some(53) && *protocol == Protocol::Udp {
+            match dst {
+                Endpoint::Pod(i) => {
+                    dns_servers.insert(*i);
+                }
+                Endpoint::External(_) if r.dst_ip.to_string() == NODE_LOCAL_DNS => {
+                    node_local_dns = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    let dns_workloads: BTreeSet<(String, String)> = dns_servers
+        .iter()
+        .map(|&i| {
+            (
+                cluster.pods[i].namespace.clone(),
+                cluster.pods[i].workload.name.clone(),
+            )
+        })
+        .collect();
+    let dns_namespaces: BTreeSet<String> = dns_workloads.iter().map(|(ns, _)| ns.clone()).collect();
+    for (src, dst, protocol, port, _) in &resolved {
+        let ports_entry = (protocol.to_string(), *port);
+        for (side, other, map) in [(*dst, *src, &mut ingress), (*src, *dst, &mut egress)] {
             let Endpoint::Pod(i) = side else { continue };
             let pod = &cluster.pods[i];
             if pod.host_network {
+                continue;
+            }
+            if dns_workloads.contains(&(pod.namespace.clone(), pod.workload.name.clone())) {
+                skipped.insert(format!(
+                    "{}/{}: the cluster DNS server gets no policy (an ingress policy must admit every pod that resolves names, not only those seen)",
+                    pod.namespace, pod.workload
+                ));
                 continue;
             }
             let labels = workload_selector(engine, i);
@@ -171,47 +269,101 @@ pub fn generate(engine: &Engine<'_>, records: &[FlowRecord]) -> Generated {
                 continue;
             }
             let Some(peer) = as_peer(other) else { continue };
-            if matches!(&peer, Peer::Workload(_, _, l) if l.is_empty()) {
+            if matches!(&peer, Peer::Workload(_, l) if l.is_empty()) {
                 skipped.insert(format!(
                     "a peer of {}/{} shares no label to select it by",
                     pod.namespace, pod.workload
                 ));
                 continue;
             }
-            map.entry((pod.namespace.clone(), pod.workload.name.clone(), labels))
-                .or_default()
-                .entry(peer)
-                .or_default()
-                .insert(ports_entry.clone());
+            let flow = format!(
+                "{} -> {} {protocol}{}",
+                peer_name(engine, *src),
+                peer_name(engine, *dst),
+                port.map(|p| format!("/{p}")).unwrap_or_default()
+            );
+            let key = (pod.namespace.clone(), labels);
+            policy_name
+                .entry(key.clone())
+                .or_insert_with(|| pod.workload.name.clone());
+            let entry = map.entry(key).or_default().entry(peer).or_default();
+            entry.0.insert(ports_entry.clone());
+            *entry.1.entry(flow).or_default() += 1;
         }
     }
-    // The cluster DNS pods, when the snapshot has them (the `k8s-app: kube-dns` convention).
-    let dns = cluster
-        .pods
+    // Namespaces covered: every namespace a policy is written for, but the DNS server's.
+    let namespaces: BTreeSet<String> = ingress
+        .keys()
+        .chain(egress.keys())
+        .map(|(ns, _)| ns.clone())
+        .filter(|ns| !dns_namespaces.contains(ns))
+        .collect();
+    for ns in &dns_namespaces {
+        skipped.insert(format!(
+            "namespace {ns}: no default deny, it runs the cluster DNS server"
+        ));
+    }
+    let dns_peers: Vec<Peer> = dns_workloads
         .iter()
-        .position(|p| p.labels.get("k8s-app").is_some_and(|v| v == "kube-dns"))
-        .and_then(|i| as_peer(Endpoint::Pod(i)));
+        .filter_map(|(ns, w)| {
+            dns_servers
+                .iter()
+                .find(|&&i| cluster.pods[i].namespace == *ns && cluster.pods[i].workload.name == *w)
+                .and_then(|&i| as_peer(Endpoint::Pod(i)))
+        })
+        .chain(
+            node_local_dns
+                .then(|| {
+                    NODE_LOCAL_DNS
+                        .parse()
+                        .ok()
+                        .map(|ip: std::net::IpAddr| Peer::Network(ipnet::IpNet::from(ip)))
+                })
+                .flatten(),
+        )
+        .collect();
     let mut out = String::from(
-        "# Generated by `bulkhead generate` from observed flows: least privilege, review before\n# committing. Pair it with a default deny (`bulkhead scaffold NAMESPACE`).\n",
+        "# Generated by `bulkhead generate` from observed flows: least privilege, review before\n# committing.\n",
     );
+    for ns in &namespaces {
+        generated.policies += 2;
+        let _ = write!(
+            out,
+            "---\n# Deny everything not allowed below, in both directions (the playbook's first policy).\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny-all\n  namespace: {}\nspec:\n  podSelector: {{}}\n  policyTypes:\n  - Ingress\n  - Egress\n",
+            quote(ns)
+        );
+        let _ = write!(
+            out,
+            "---\n# Every pod of the namespace resolves names: UDP and TCP 53 to the cluster DNS.\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-dns\n  namespace: {}\nspec:\n  podSelector: {{}}\n  policyTypes:\n  - Egress\n  egress:\n",
+            quote(ns)
+        );
+        if dns_peers.is_empty() {
+            // No DNS server in the snapshot: allow port 53 to anywhere rather than cut DNS.
+            out.push_str("  - ports:\n    - protocol: UDP\n      port: 53\n    - protocol: TCP\n      port: 53\n");
+        } else {
+            out.push_str("  - to:\n");
+            for peer in &dns_peers {
+                out.push_str(&peer_yaml(peer, ns, "    "));
+            }
+            out.push_str("    ports:\n    - protocol: UDP\n      port: 53\n    - protocol: TCP\n      port: 53\n");
+        }
+    }
     for (direction, map, field, kind) in [
         ("ingress", &ingress, "from", "Ingress"),
         ("egress", &egress, "to", "Egress"),
     ] {
-        for ((namespace, workload, labels), peers) in map {
+        for (key, peers) in map {
+            let (namespace, labels) = key;
+            let workload = &policy_name[key];
+            let rules: Vec<(&Peer, &(Ports, BTreeMap<String, u64>))> = peers
+                .iter()
+                // DNS is the namespace's allow-dns policy.
+                .filter(|(peer, _)| !(direction == "egress" && dns_peers.contains(peer)))
+                .collect();
+            if rules.is_empty() {
+                continue;
+            }
             generated.policies += 1;
-            // Name lookups often go to the DNS Service address and are then missing from the
-            // log under the pods' addresses; every pod needs them, so egress always has DNS.
-            let dns_rule = if direction == "egress" {
-                dns.as_ref().map(|peer| {
-                    format!(
-                        "  - to:\n{}    ports:\n    - protocol: UDP\n      port: 53\n    - protocol: TCP\n      port: 53\n",
-                        peer_yaml(peer, namespace, "    ")
-                    )
-                })
-            } else {
-                None
-            };
             let _ = write!(
                 out,
                 "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n  podSelector:\n{}  policyTypes:\n  - {kind}\n  {direction}:\n",
@@ -219,10 +371,13 @@ pub fn generate(engine: &Engine<'_>, records: &[FlowRecord]) -> Generated {
                 quote(namespace),
                 selector(labels, "    "),
             );
-            // One rule per peer: its own ports, nothing more.
-            for (peer, ports) in peers {
-                if direction == "egress" && dns.as_ref().is_some_and(|d| d == peer) {
-                    continue;
+            // One rule per peer: its own ports, nothing more; the flows it came from above it.
+            for (peer, (ports, flows)) in rules {
+                for (flow, n) in flows.iter().take(5) {
+                    let _ = writeln!(out, "  # {n} record(s): {flow}");
+                }
+                if flows.len() > 5 {
+                    let _ = writeln!(out, "  # ... and {} more flows", flows.len() - 5);
                 }
                 let _ = write!(
                     out,
@@ -231,12 +386,164 @@ pub fn generate(engine: &Engine<'_>, records: &[FlowRecord]) -> Generated {
                     ports_yaml(ports, "    ")
                 );
             }
-            if let Some(rule) = dns_rule {
-                out.push_str(&rule);
-            }
         }
     }
     generated.yaml = out;
     generated.skipped = skipped.into_iter().collect();
+    generated.namespaces = namespaces.into_iter().collect();
+    generated.dns_servers = dns_servers.into_iter().collect();
     generated
+}
+
+fn peer_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
+    let cluster = engine.cluster();
+    match endpoint {
+        Endpoint::Pod(i) => format!("{}/{}", cluster.pods[i].namespace, cluster.pods[i].workload),
+        Endpoint::Node(i) => format!("node:{}", cluster.nodes[i].name),
+        Endpoint::External(ip) => ip.to_string(),
+    }
+}
+
+/// What [`verify`] found. Empty lists: the proposal is exact and safe.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Observed flows that the snapshot's policies plus the proposal would deny.
+    pub denied: Vec<String>,
+    /// Connections the proposal alone allows beyond the observed flows and DNS.
+    pub extra: Vec<String>,
+    /// Pods of a default-denied namespace that cannot resolve names over UDP or TCP.
+    pub without_dns: Vec<String>,
+    pub observed: usize,
+}
+
+/// Checks a proposal: `with` is the snapshot plus the generated policies, `only` the
+/// snapshot's endpoints with the generated policies alone. Every observed flow must be allowed
+/// by `with`; every connection `only` allows to or from a covered namespace must be an
+/// observed flow or DNS; every pod of a covered namespace must reach DNS on UDP and TCP 53.
+pub fn verify(
+    with: &Engine<'_>,
+    only: &Engine<'_>,
+    records: &[FlowRecord],
+    generated: &Generated,
+) -> Verification {
+    use bulkhead_engine::{Aggregation, ConnectivityOptions, Flow};
+    let mut v = Verification::default();
+    let audit = crate::flows::audit(with, records);
+    v.observed = audit.flows;
+    v.denied = audit
+        .denied
+        .iter()
+        .map(|d| {
+            format!(
+                "{} -> {} {}{}",
+                d.from,
+                d.to,
+                d.protocol,
+                d.port.map(|p| format!("/{p}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    // Policies select by labels: workloads of one namespace with the same selector labels are
+    // one group, and an observed flow of one stands for the group.
+    let cluster = only.cluster();
+    let mut group: BTreeMap<String, String> = BTreeMap::new();
+    for i in only.pod_endpoints() {
+        let p = &cluster.pods[i];
+        group
+            .entry(format!("{}/{}", p.namespace, p.workload))
+            .or_insert_with(|| format!("{} {:?}", p.namespace, workload_selector(only, i)));
+    }
+    let group_of = |w: &str| group.get(w).cloned().unwrap_or_else(|| w.to_string());
+    // Observed (source group, destination group, protocol) -> ports.
+    let mut observed: BTreeMap<(String, String, Protocol), BTreeSet<Option<u16>>> = BTreeMap::new();
+    for r in records {
+        let (Ok(s), Ok(d), Ok(protocol)) = (
+            crate::flows::resolve(only, r.src.as_deref(), r.src_ip),
+            crate::flows::resolve(only, r.dst.as_deref(), r.dst_ip),
+            r.protocol.parse::<Protocol>(),
+        ) else {
+            continue;
+        };
+        observed
+            .entry((
+                group_of(&peer_name(only, s)),
+                group_of(&peer_name(only, d)),
+                protocol.canonical(),
+            ))
+            .or_default()
+            .insert(r.dst_port.filter(|_| protocol.has_ports()));
+    }
+    let dns: BTreeSet<String> = generated
+        .dns_servers
+        .iter()
+        .map(|&i| format!("{}/{}", cluster.pods[i].namespace, cluster.pods[i].workload))
+        .collect();
+    let covered = |workload: &str| {
+        generated
+            .namespaces
+            .iter()
+            .any(|ns| workload.starts_with(&format!("{ns}/")))
+    };
+    for c in only.connectivity(&ConnectivityOptions {
+        aggregation: Aggregation::Workload,
+        ..ConnectivityOptions::default()
+    }) {
+        if !(covered(&c.from) || covered(&c.to)) || c.from == c.to {
+            continue;
+        }
+        let seen = observed.get(&(group_of(&c.from), group_of(&c.to), c.protocol));
+        let any_port_seen = seen.is_some_and(|p| p.contains(&None));
+        let extra: Vec<String> = c
+            .ports
+            .ranges()
+            .iter()
+            .flat_map(|r| {
+                // A range wider than a few ports is extra by itself unless "any" was seen.
+                if r.end() - r.start() > 64 {
+                    vec![format!("{}-{}", r.start(), r.end())]
+                } else {
+                    (r.start()..=r.end())
+                        .filter(|p| {
+                            !(seen.is_some_and(|s| s.contains(&Some(*p)))
+                                || (*p == 53 && dns.contains(&c.to)))
+                        })
+                        .map(|p| p.to_string())
+                        .collect()
+                }
+            })
+            .collect();
+        if !extra.is_empty() && !any_port_seen {
+            v.extra.push(format!(
+                "{} -> {} {} {}",
+                c.from,
+                c.to,
+                c.protocol,
+                extra.join(",")
+            ));
+        }
+    }
+    // DNS for every pod of a covered namespace, over both protocols.
+    if let Some(&server) = generated.dns_servers.first() {
+        for i in with.pod_endpoints() {
+            let pod = &with.cluster().pods[i];
+            if !generated.namespaces.contains(&pod.namespace) {
+                continue;
+            }
+            for protocol in [Protocol::Udp, Protocol::Tcp] {
+                let allowed = with
+                    .evaluate(&Flow {
+                        src: Endpoint::Pod(i),
+                        dst: Endpoint::Pod(server),
+                        protocol,
+                        port: Some(53),
+                        icmp: None,
+                    })
+                    .allowed;
+                if !allowed {
+                    v.without_dns.push(format!("{} {protocol}/53", pod.key()));
+                }
+            }
+        }
+    }
+    v
 }

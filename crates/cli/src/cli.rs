@@ -595,6 +595,10 @@ pub struct GenerateArgs {
     /// json`); `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
+    /// Widen addresses outside the cluster to this IPv4 prefix length (`24`: one rule per
+    /// /24 instead of per address).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub cidr_prefix: u8,
 }
 
 const CHECK_EXAMPLES: &str = "\

@@ -101,3 +101,164 @@ fn live_pod_names_find_their_templates_and_unknown_names_stay_unresolved() {
         "{md}"
     );
 }
+
+/// Pod addresses and declared ports of a generated cluster, read back from its pods.yaml.
+fn pods_of(pods_yaml: &str) -> Vec<(String, Vec<u16>)> {
+    let mut out = Vec::new();
+    let mut ports = Vec::new();
+    for line in pods_yaml.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.split("containerPort: ").nth(1) {
+            if let Some(p) = rest
+                .split([',', '}'])
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                ports.push(p);
+            }
+        }
+        if let Some(ip) = line.strip_prefix("podIP: ") {
+            out.push((ip.trim().to_string(), std::mem::take(&mut ports)));
+        }
+    }
+    out
+}
+
+#[test]
+fn generate_round_trips_on_generated_clusters() {
+    for seed in 1..=3u64 {
+        let g = bulkhead_bench::generate(bulkhead_bench::size("S").expect("size S"), seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The workloads without their policies: generate writes the policies.
+        std::fs::write(dir.path().join("namespaces.yaml"), &g.namespaces).expect("write");
+        std::fs::write(dir.path().join("pods.yaml"), &g.pods).expect("write");
+        let pods = pods_of(&g.pods);
+        assert!(pods.len() > 50, "seed {seed}: {} pods", pods.len());
+        let dns: Vec<&(String, Vec<u16>)> = pods.iter().filter(|(_, p)| p.contains(&53)).collect();
+        assert!(!dns.is_empty(), "the generated cluster runs DNS");
+        // Observed traffic: some pods resolve names, some call others on a declared port,
+        // some call outside.
+        let mut rng = bulkhead_bench::Rng::new(seed);
+        let mut flows = String::new();
+        for k in 0..120 {
+            let (src, _) = &pods[rng.below(pods.len())];
+            let line = match k % 4 {
+                0 => {
+                    let (dst, _) = dns[rng.below(dns.len())];
+                    format!(
+                        r#"{{"src_ip": "{src}", "dst_ip": "{dst}", "dst_port": 53, "protocol": "UDP"}}"#
+                    )
+                }
+                3 => format!(
+                    r#"{{"src_ip": "{src}", "dst_ip": "203.0.113.{}", "dst_port": 443, "protocol": "TCP"}}"#,
+                    rng.below(200) + 1
+                ),
+                _ => {
+                    let (dst, ports) = &pods[rng.below(pods.len())];
+                    if dst == src || ports.is_empty() {
+                        continue;
+                    }
+                    let port = ports[rng.below(ports.len())];
+                    let protocol = if port == 53 { "UDP" } else { "TCP" };
+                    format!(
+                        r#"{{"src_ip": "{src}", "dst_ip": "{dst}", "dst_port": {port}, "protocol": "{protocol}"}}"#
+                    )
+                }
+            };
+            flows.push_str(&line);
+            flows.push('\n');
+        }
+        let flows_path = dir.path().join("flows.jsonl.log");
+        std::fs::write(&flows_path, &flows).expect("write");
+        let (d, f) = (
+            dir.path().to_string_lossy().into_owned(),
+            flows_path.to_string_lossy().into_owned(),
+        );
+        // The built-in verification passes (exit 0), and says so.
+        let (code, proposal) = run(&["generate", &d, "--flows", &f]);
+        assert_eq!(
+            code,
+            0,
+            "seed {seed}: verification failed:\n{}",
+            proposal.lines().take(8).collect::<Vec<_>>().join("\n")
+        );
+        for line in [
+            "#   0 observed flow(s) denied",
+            "#   0 connection(s) allowed beyond the observed flows and DNS",
+            "#   0 pod(s) of a default-denied namespace without DNS",
+            "#   bulkhead check on these policies (all rules but BH107/BH108): 0 error(s) or warning(s)",
+        ] {
+            assert!(proposal.contains(line), "seed {seed}: {line} missing");
+        }
+        // Independently: applied, the proposal denies no observed flow...
+        std::fs::write(dir.path().join("generated.yaml"), &proposal).expect("write");
+        let (code, audit) = run(&["audit", &d, "--flows", &f, "-o", "json", "--fail-on-deny"]);
+        let report: Value = serde_json::from_str(&audit).expect("json");
+        assert_eq!(code, 0, "seed {seed}: {report}");
+        assert_eq!(report["denied_records"], 0);
+        // ...and every pod of a default-denied namespace keeps DNS over UDP and TCP.
+        let (dns_ip, _) = dns[0];
+        let denied_namespaces: Vec<String> = proposal
+            .split("---")
+            .filter(|doc| doc.contains("name: default-deny-all"))
+            .filter_map(|doc| {
+                doc.lines()
+                    .find_map(|l| l.trim().strip_prefix("namespace: "))
+                    .map(|n| n.trim_matches('"').to_string())
+            })
+            .collect();
+        assert!(
+            !denied_namespaces.is_empty(),
+            "seed {seed}: a default deny is written"
+        );
+        let checked = pods.iter().filter(|(ip, _)| ip != dns_ip).take(8);
+        for (ip, _) in checked {
+            for protocol in ["UDP", "TCP"] {
+                let (code, out) = run(&[
+                    "explain",
+                    &d,
+                    "--from",
+                    ip,
+                    "--to",
+                    dns_ip,
+                    "--port",
+                    "53",
+                    "--protocol",
+                    protocol,
+                    "--fail-on-deny",
+                ]);
+                assert_eq!(
+                    code, 0,
+                    "seed {seed}: {ip} loses DNS over {protocol}:\n{out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dns_server_gets_no_policy_when_only_one_pod_was_seen_resolving() {
+    let cluster = path("tests/traffic/dns-cluster");
+    let flows = path("tests/traffic/dns-only-backend.jsonl");
+    let output = Command::cargo_bin("bulkhead")
+        .expect("binary")
+        .args(["generate", &cluster, "--flows", &flows])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    let proposal = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !proposal.contains("namespace: \"kube-system\"\nspec"),
+        "no policy for the DNS server's namespace:\n{proposal}"
+    );
+    assert!(
+        stderr.contains("the cluster DNS server gets no policy"),
+        "{stderr}"
+    );
+    // The namespace is default-denied, and every pod of it (not only backend) resolves names.
+    assert!(proposal.contains("name: default-deny-all\n  namespace: \"shop\""));
+    assert!(proposal.contains("name: allow-dns\n  namespace: \"shop\""));
+    assert!(proposal.contains("# 1 record(s): shop/pod/web-0 -> shop/pod/backend-0 TCP/8080"));
+    assert!(proposal.contains("cidr: 93.184.216.34/32"));
+}

@@ -480,22 +480,131 @@ fn read_flows(
 }
 
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = snapshot::load(&args.input)?;
+    let (snapshot, inputs) = snapshot::load_with_inputs(&args.input)?;
+    snapshot::warn_about_input(&snapshot);
     snapshot::warn_about_errors(&snapshot);
-    let engine = Engine::new(
-        &snapshot.cluster,
-        snapshot::engine_options(&args.semantics, &snapshot),
-    );
+    let options = snapshot::engine_options(&args.semantics, &snapshot);
+    let engine = Engine::new(&snapshot.cluster, options);
     let (records, _) = read_flows(&args.flows)?;
-    let generated = bulkhead_analysis::generate::generate(&engine, &records);
+    let generated = bulkhead_analysis::generate::generate(
+        &engine,
+        &records,
+        &bulkhead_analysis::generate::GenerateOptions {
+            cidr_prefix_v4: args.cidr_prefix,
+            ..Default::default()
+        },
+    );
     for why in &generated.skipped {
         eprintln!("left out: {why}");
     }
-    eprintln!(
-        "{} policies from {} flow record(s)",
-        generated.policies,
-        records.len()
+    // Built-in verification: the proposal with the snapshot, and alone, as a reviewer would
+    // check it by hand.
+    let load = |inputs: &[Input]| {
+        bulkhead_k8s::load(
+            inputs,
+            &LoadOptions {
+                default_namespace: args.input.namespace().to_string(),
+            },
+        )
+    };
+    let proposal = Input::new("generated.yaml", generated.yaml.clone());
+    let mut all = inputs.clone();
+    all.push(proposal.clone());
+    let with = load(&all);
+    let mut only_cluster = snapshot.cluster.clone();
+    only_cluster.network_policies = load(std::slice::from_ref(&proposal))
+        .cluster
+        .network_policies;
+    only_cluster.tiered_policies.clear();
+    only_cluster.staged_network_policies.clear();
+    let verification = bulkhead_analysis::generate::verify(
+        &Engine::new(&with.cluster, options),
+        &Engine::new(&only_cluster, options),
+        &records,
+        &generated,
     );
-    super::print(&generated.yaml)?;
-    Ok(ExitCode::SUCCESS)
+    let check: Vec<String> = with
+        .diagnostics
+        .iter()
+        .cloned()
+        .chain(bulkhead_analysis::lint(&with.cluster, &{
+            // The effect analysis (BH107/BH108) re-evaluates the cluster once per rule, and a
+            // proposal has a rule per observed peer: `bulkhead check` runs it on request.
+            let mut config = bulkhead_analysis::Config::default();
+            config.rules.disable = vec!["BH107".into(), "BH108".into()];
+            config
+        }))
+        .filter(|d| {
+            d.severity != bulkhead_model::Severity::Info
+                && d.location
+                    .as_ref()
+                    .is_some_and(|l| l.file == "generated.yaml")
+        })
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect();
+    let mut summary = vec![format!(
+        "verified against {} observed flow record(s):",
+        verification.observed
+    )];
+    summary.push(format!(
+        "  {} observed flow(s) denied by the snapshot's policies plus these{}",
+        verification.denied.len(),
+        list(&verification.denied)
+    ));
+    summary.push(format!(
+        "  {} connection(s) allowed beyond the observed flows and DNS{}",
+        verification.extra.len(),
+        list(&verification.extra)
+    ));
+    summary.push(format!(
+        "  {} pod(s) of a default-denied namespace without DNS{}",
+        verification.without_dns.len(),
+        list(&verification.without_dns)
+    ));
+    summary.push(format!(
+        "  bulkhead check on these policies (all rules but BH107/BH108): {} error(s) or warning(s){}",
+        check.len(),
+        list(&check)
+    ));
+    let ok = verification.denied.is_empty()
+        && verification.extra.is_empty()
+        && verification.without_dns.is_empty()
+        && check.is_empty();
+    for line in &summary {
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "{} policies from {} flow record(s){}",
+        generated.policies,
+        records.len(),
+        if ok {
+            ""
+        } else {
+            ": verification FAILED, review before applying"
+        }
+    );
+    let mut out = String::new();
+    for line in &summary {
+        out.push_str(&format!("# {line}\n"));
+    }
+    out.push_str(&generated.yaml);
+    super::print(&out)?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        let shown: Vec<&str> = items.iter().take(10).map(String::as_str).collect();
+        format!(
+            ": {}{}",
+            shown.join("; "),
+            if items.len() > 10 { "; ..." } else { "" }
+        )
+    }
 }
