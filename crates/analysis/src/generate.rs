@@ -35,6 +35,9 @@ enum Peer {
 
 type Ports = BTreeSet<(String, Option<u16>)>;
 
+/// A peer's ports, and the flows (by description) they came from with their record counts.
+type PeerSeen = (Ports, BTreeMap<String, u64>);
+
 #[derive(Debug, Default)]
 pub struct Generated {
     /// Multi-document YAML, ready for review and commit.
@@ -158,7 +161,7 @@ pub fn generate(
     // selector cannot tell apart share one policy, named after the first.
     type Key = (String, Vec<(String, String)>);
     let mut policy_name: BTreeMap<Key, String> = BTreeMap::new();
-    type Seen = BTreeMap<Peer, (Ports, BTreeMap<String, u64>)>;
+    type Seen = BTreeMap<Peer, PeerSeen>;
     let mut ingress: BTreeMap<Key, Seen> = BTreeMap::new();
     let mut egress: BTreeMap<Key, Seen> = BTreeMap::new();
     let mut skipped = BTreeSet::new();
@@ -355,7 +358,7 @@ pub fn generate(
         for (key, peers) in map {
             let (namespace, labels) = key;
             let workload = &policy_name[key];
-            let rules: Vec<(&Peer, &(Ports, BTreeMap<String, u64>))> = peers
+            let rules: Vec<(&Peer, &PeerSeen)> = peers
                 .iter()
                 // DNS is the namespace's allow-dns policy.
                 .filter(|(peer, _)| !(direction == "egress" && dns_peers.contains(peer)))
