@@ -108,14 +108,13 @@ fn pods_of(pods_yaml: &str) -> Vec<(String, Vec<u16>)> {
     let mut ports = Vec::new();
     for line in pods_yaml.lines() {
         let line = line.trim();
-        if let Some(rest) = line.split("containerPort: ").nth(1) {
-            if let Some(p) = rest
-                .split([',', '}'])
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                ports.push(p);
-            }
+        if let Some(p) = line
+            .split("containerPort: ")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|p| p.trim().parse().ok())
+        {
+            ports.push(p);
         }
         if let Some(ip) = line.strip_prefix("podIP: ") {
             out.push((ip.trim().to_string(), std::mem::take(&mut ports)));
