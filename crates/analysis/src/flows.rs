@@ -18,10 +18,13 @@ pub struct FlowRecord {
     /// Seconds since the Unix epoch (Bulkhead's agent), or the producer's own timestamp text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<serde_json::Value>,
-    pub src_ip: IpAddr,
+    /// Absent in logs that name endpoints only (Calico's Goldmane/Whisker flows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
-    pub dst_ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
     /// `TCP`, `UDP`, `SCTP`, `ICMP`, `ICMPv6` or a protocol number.
@@ -42,6 +45,12 @@ pub struct FlowRecord {
     pub packets: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The last record's time, when records of one flow were merged ([`Aggregator`]).
+    #[serde(skip)]
+    pub last_time: Option<serde_json::Value>,
+    /// How many records were merged into this one (0 and 1: one).
+    #[serde(skip)]
+    pub merged: u64,
 }
 
 /// A line that is not a flow record.
@@ -55,24 +64,7 @@ pub struct BadLine {
 pub fn parse(text: &str) -> (Vec<FlowRecord>, Vec<BadLine>) {
     let (mut records, mut bad) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let parsed = serde_json::from_str::<serde_json::Value>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|v| {
-                if v.get("src_ip").is_some() {
-                    serde_json::from_value::<FlowRecord>(v)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                } else if v.get("flow").is_some() || v.get("IP").is_some() {
-                    from_hubble(&v)
-                } else {
-                    Err("neither a Bulkhead flow record (src_ip, dst_ip, ...) nor a Hubble flow (IP, l4, ...)".to_string())
-                }
-            });
-        match parsed {
+        match parse_json_line(line) {
             Ok(Some(r)) => records.push(r),
             Ok(None) => {}
             Err(message) => bad.push(BadLine {
@@ -82,6 +74,286 @@ pub fn parse(text: &str) -> (Vec<FlowRecord>, Vec<BadLine>) {
         }
     }
     (records, bad)
+}
+
+/// One JSON line of any format Bulkhead reads, recognised by its fields: Bulkhead's own
+/// (`src_ip`, including the agent's `WOULD-DENY` records), Cilium Hubble's (`IP`, or
+/// `{"flow": ...}`), Calico Enterprise's (`source_ip`/`dest_ip` with names) and Calico Open
+/// Source's Goldmane/Whisker flows (`source_name`, `dest_name`, no addresses). `Ok(None)` for
+/// blank lines, comments and records that are not flows of their own (replies).
+pub fn parse_json_line(line: &str) -> Result<Option<FlowRecord>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let v = serde_json::from_str::<serde_json::Value>(line).map_err(|e| e.to_string())?;
+    if v.get("src_ip").is_some() {
+        serde_json::from_value::<FlowRecord>(v)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    } else if v.get("flow").is_some() || v.get("IP").is_some() {
+        from_hubble(&v)
+    } else if v.get("source_name").is_some()
+        || v.get("dest_name").is_some()
+        || v.get("source_ip").is_some()
+    {
+        from_calico(&v).map(Some)
+    } else {
+        Err("not a flow record of a known format: Bulkhead (src_ip, dst_ip, ...), Hubble (IP, l4, ...), Calico (source_name, dest_name, ...)".to_string())
+    }
+}
+
+/// A Calico flow log record: Calico Enterprise's (Elasticsearch JSON: `source_ip`, `dest_ip`
+/// (null when aggregated), `*_name`, `*_namespace`, `*_type`, `dest_port`, `proto`, `action`,
+/// `start_time`, `num_flows`) or Calico Open Source's Goldmane/Whisker flow (`source_name`,
+/// `source_namespace`, `source_type`, `dest_*`, `proto`, `action`, `start_time`,
+/// `num_connections_started`), as `../shared/dataplane.md` §2.1 documents them.
+fn from_calico(v: &serde_json::Value) -> Result<FlowRecord, String> {
+    let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::trim);
+    let ip = |k: &str| -> Result<Option<IpAddr>, String> {
+        match text(k) {
+            None | Some("" | "-") => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(|e| format!("{k}: {e}")),
+        }
+    };
+    // A workload endpoint is named `namespace/name` (aggregated names end in `-*`); a network
+    // (`pub`, `pvt`) or host endpoint has no pod name to resolve.
+    let name = |side: &str| -> Option<String> {
+        let kind = text(&format!("{side}_type")).unwrap_or("wep");
+        let ns = text(&format!("{side}_namespace")).filter(|n| !n.is_empty() && *n != "-");
+        let name = text(&format!("{side}_name"))
+            .or_else(|| text(&format!("{side}_name_aggr")))
+            .filter(|n| !n.is_empty() && *n != "-");
+        match (kind, ns, name) {
+            ("wep" | "WorkloadEndpoint" | "workload_endpoint", Some(ns), Some(name)) => {
+                Some(format!("{ns}/{name}"))
+            }
+            (_, _, Some(name)) if matches!(name, "pub" | "pvt") => Some(format!("network:{name}")),
+            _ => None,
+        }
+    };
+    let protocol = match v.get("proto") {
+        Some(serde_json::Value::String(p)) => p.to_ascii_uppercase(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err("a Calico flow without proto".to_string()),
+    };
+    let dst_port = match v.get("dest_port") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        Some(serde_json::Value::String(p)) => p.parse().ok(),
+        _ => None,
+    };
+    let count = ["num_flows", "num_connections_started", "num_flows_started"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_u64))
+        .filter(|n| *n > 0);
+    let (src_ip, dst_ip) = (ip("source_ip")?, ip("dest_ip")?);
+    // A network endpoint's name is only its aggregate (`pub`, `pvt`): its address, when the
+    // record has it, is what decides.
+    let named = |side: &str, address: Option<IpAddr>| match name(side) {
+        Some(n) if n.starts_with("network:") && address.is_some() => None,
+        other => other,
+    };
+    let (src, dst) = (named("source", src_ip), named("dest", dst_ip));
+    if (src_ip.is_none() && src.is_none()) || (dst_ip.is_none() && dst.is_none()) {
+        return Err(
+            "a Calico flow with neither an address nor a workload name on one side".to_string(),
+        );
+    }
+    Ok(FlowRecord {
+        time: v.get("start_time").cloned(),
+        src_ip,
+        src_port: None,
+        dst_ip,
+        dst_port,
+        protocol,
+        src,
+        dst,
+        verdict: text("action").map(str::to_ascii_lowercase),
+        policy: None,
+        rule: None,
+        packets: count,
+        bytes: None,
+        last_time: None,
+        merged: 0,
+    })
+}
+
+/// Reads a CSV flow log with a header line. Columns are found by name (any of Bulkhead's,
+/// Calico's or common spellings): `src_ip|source_ip|srcIP`, `dst_ip|dest_ip|dstIP`,
+/// `dst_port|dest_port|dstPort`, `protocol|proto`, `src|source|src_pod`, `dst|dest|dst_pod`,
+/// `time|start_time|startTime`, `packets|count|num_flows`. Bad rows are reported by line.
+pub fn parse_csv(
+    reader: impl std::io::Read,
+    mut on_record: impl FnMut(FlowRecord),
+    mut on_bad: impl FnMut(BadLine),
+) {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(reader);
+    let headers = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            on_bad(BadLine {
+                line: 1,
+                message: format!("no CSV header: {e}"),
+            });
+            return;
+        }
+    };
+    let column = |names: &[&str]| {
+        headers
+            .iter()
+            .position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)))
+    };
+    let src_ip = column(&["src_ip", "source_ip", "srcIP", "src_addr"]);
+    let dst_ip = column(&["dst_ip", "dest_ip", "dstIP", "dst_addr"]);
+    let dst_port = column(&["dst_port", "dest_port", "dstPort"]);
+    let protocol = column(&["protocol", "proto"]);
+    let src = column(&["src", "source", "src_pod"]);
+    let dst = column(&["dst", "dest", "dst_pod"]);
+    let time = column(&["time", "start_time", "startTime"]);
+    let packets = column(&["packets", "count", "num_flows"]);
+    if protocol.is_none()
+        || (src_ip.is_none() && src.is_none())
+        || (dst_ip.is_none() && dst.is_none())
+    {
+        on_bad(BadLine {
+            line: 1,
+            message: format!(
+                "the CSV header names no protocol or no source/destination column: {:?}",
+                headers.iter().collect::<Vec<_>>()
+            ),
+        });
+        return;
+    }
+    for row in csv.records() {
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                on_bad(BadLine {
+                    line,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = row
+            .position()
+            .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+        let field = |c: Option<usize>| {
+            c.and_then(|c| row.get(c))
+                .map(str::trim)
+                .filter(|f| !f.is_empty() && *f != "-")
+        };
+        let parse_ip = |c: Option<usize>, what: &str| -> Result<Option<IpAddr>, String> {
+            field(c)
+                .map(|t| t.parse().map_err(|e| format!("{what} {t:?}: {e}")))
+                .transpose()
+        };
+        let record = (|| -> Result<FlowRecord, String> {
+            let dst_port = field(dst_port)
+                .map(|p| p.parse::<u16>().map_err(|e| format!("dst_port {p:?}: {e}")))
+                .transpose()?;
+            Ok(FlowRecord {
+                time: field(time).map(|t| serde_json::Value::String(t.to_string())),
+                src_ip: parse_ip(src_ip, "src_ip")?,
+                src_port: None,
+                dst_ip: parse_ip(dst_ip, "dst_ip")?,
+                dst_port,
+                protocol: field(protocol).ok_or("no protocol")?.to_string(),
+                src: field(src).map(str::to_string),
+                dst: field(dst).map(str::to_string),
+                verdict: None,
+                policy: None,
+                rule: None,
+                packets: field(packets).and_then(|p| p.parse().ok()),
+                bytes: None,
+                last_time: None,
+                merged: 0,
+            })
+        })();
+        match record {
+            Ok(r) if r.src_ip.is_some() || r.src.is_some() => on_record(r),
+            Ok(_) => on_bad(BadLine {
+                line,
+                message: "no source address or name".into(),
+            }),
+            Err(message) => on_bad(BadLine { line, message }),
+        }
+    }
+}
+
+/// (source name, source address, destination name, destination address, protocol, port).
+type FlowKey = (
+    Option<String>,
+    Option<IpAddr>,
+    Option<String>,
+    Option<IpAddr>,
+    String,
+    Option<u16>,
+);
+
+/// Merges records of one (source, destination, protocol, port) as they stream in: memory
+/// grows with the distinct flows, not with the records. Counts add up; the first and last
+/// times are kept.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    flows: std::collections::HashMap<FlowKey, FlowRecord>,
+    pub records: u64,
+}
+
+impl Aggregator {
+    pub fn add(&mut self, r: FlowRecord) {
+        self.records += 1;
+        let key = (
+            r.src.clone(),
+            r.src_ip,
+            r.dst.clone(),
+            r.dst_ip,
+            r.protocol.to_ascii_uppercase(),
+            r.dst_port,
+        );
+        match self.flows.get_mut(&key) {
+            Some(seen) => {
+                seen.merged += 1;
+                // Packet counts add up when the records carry them; else records count.
+                seen.packets = match (seen.packets, r.packets) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(1) + b.unwrap_or(1)),
+                };
+                if r.time.is_some() {
+                    seen.last_time.clone_from(&r.time);
+                }
+            }
+            None => {
+                let mut r = r;
+                r.merged = 1;
+                r.last_time.clone_from(&r.time);
+                self.flows.insert(key, r);
+            }
+        }
+    }
+
+    /// The distinct flows, in a stable order.
+    pub fn into_records(self) -> Vec<FlowRecord> {
+        let mut out: Vec<FlowRecord> = self.flows.into_values().collect();
+        out.sort_by(|a, b| {
+            (&a.src, a.src_ip, &a.dst, a.dst_ip, &a.protocol, a.dst_port).cmp(&(
+                &b.src,
+                b.src_ip,
+                &b.dst,
+                b.dst_ip,
+                &b.protocol,
+                b.dst_port,
+            ))
+        });
+        out
+    }
 }
 
 /// A Cilium Hubble flow (`hubble observe -o json`, or the exporter's `{"flow": ...}` lines).
@@ -137,9 +409,9 @@ fn from_hubble(v: &serde_json::Value) -> Result<Option<FlowRecord>, String> {
     });
     Ok(Some(FlowRecord {
         time: flow.get("time").cloned(),
-        src_ip,
+        src_ip: Some(src_ip),
         src_port,
-        dst_ip,
+        dst_ip: Some(dst_ip),
         dst_port,
         protocol,
         src: pod("source"),
@@ -149,6 +421,8 @@ fn from_hubble(v: &serde_json::Value) -> Result<Option<FlowRecord>, String> {
         rule: None,
         packets: None,
         bytes: None,
+        last_time: None,
+        merged: 0,
     }))
 }
 
@@ -214,10 +488,26 @@ fn endpoint_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
 /// owner: `web-5d8f7c9b4-x7k2p` and Calico's aggregated `web-5d8f7c9b4-*` are Deployment
 /// `web`, `db-0` is StatefulSet `db` (so live names match templates from Git); `ns/kind/name`
 /// is that workload. Without a name the address decides: a pod's, a node's, or outside.
-pub fn resolve(engine: &Engine<'_>, name: Option<&str>, ip: IpAddr) -> Result<Endpoint, String> {
+pub fn resolve(
+    engine: &Engine<'_>,
+    name: Option<&str>,
+    ip: Option<IpAddr>,
+) -> Result<Endpoint, String> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty() && *n != "-") else {
-        return Ok(engine.endpoint_for_ip(ip));
+        return ip
+            .map(|ip| engine.endpoint_for_ip(ip))
+            .ok_or_else(|| "a record with neither an address nor a name".to_string());
     };
+    if let Some(range) = name.strip_prefix("network:") {
+        return Err(format!(
+            "{name}: Calico aggregated the address into {range:?} ({}); the audit needs the address",
+            if range == "pub" {
+                "a public address"
+            } else {
+                "a private address outside the cluster"
+            }
+        ));
+    }
     let cluster = engine.cluster();
     let pods = engine.pod_endpoints();
     let parts: Vec<&str> = name.split('/').collect();
@@ -259,15 +549,17 @@ pub fn resolve(engine: &Engine<'_>, name: Option<&str>, ip: IpAddr) -> Result<En
     };
     // A name the snapshot does not have is not guessed from the address: the address may
     // belong to another pod by now (a stale snapshot), and a guess could read as "allowed".
-    found
-        .map(Endpoint::Pod)
-        .ok_or_else(|| format!("{name} ({ip}): no such pod or workload in the snapshot"))
+    found.map(Endpoint::Pod).ok_or_else(|| match ip {
+        Some(ip) => format!("{name} ({ip}): no such pod or workload in the snapshot"),
+        None => format!("{name}: no such pod or workload in the snapshot"),
+    })
 }
 
 /// Replays `records` against the engine's policies.
 pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
+    let weight = |r: &FlowRecord| usize::try_from(r.merged.max(1)).unwrap_or(usize::MAX);
     let mut report = AuditReport {
-        flows: records.len(),
+        flows: records.iter().map(weight).sum(),
         ..AuditReport::default()
     };
     let mut denied: BTreeMap<(String, String, Protocol, Option<u16>), DeniedFlow> = BTreeMap::new();
@@ -285,8 +577,8 @@ pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
         ) {
             (Ok(s), Ok(d)) => (s, d),
             (Err(e), _) | (_, Err(e)) => {
-                *unresolved.entry(e).or_default() += 1;
-                report.unresolved_records += 1;
+                *unresolved.entry(e).or_default() += r.merged.max(1);
+                report.unresolved_records += weight(r);
                 continue;
             }
         };
@@ -315,10 +607,10 @@ pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
             }
         }
         if verdict.allowed {
-            report.allowed += 1;
+            report.allowed += weight(r);
             continue;
         }
-        report.denied_records += 1;
+        report.denied_records += weight(r);
         let mut denied_by = Vec::new();
         for half in [&verdict.egress, &verdict.ingress] {
             if half.allowed {
@@ -358,8 +650,12 @@ pub fn audit(engine: &Engine<'_>, records: &[FlowRecord]) -> AuditReport {
                 last_seen: None,
                 denied_by,
             });
-        entry.seen += r.packets.unwrap_or(1).max(1);
-        entry.last_seen.clone_from(&r.time);
+        entry.seen += r.packets.unwrap_or(r.merged).max(1);
+        entry.last_seen.clone_from(if r.last_time.is_some() {
+            &r.last_time
+        } else {
+            &r.time
+        });
     }
     report.unresolved = unresolved
         .into_iter()
@@ -445,7 +741,7 @@ mod tests {
         let (records, bad) = parse(text);
         assert_eq!(records.len(), 3, "{records:#?}");
         let first = &records[0];
-        assert_eq!(first.src_ip, "10.244.1.60".parse::<IpAddr>().expect("ip"));
+        assert_eq!(first.src_ip, "10.244.1.60".parse::<IpAddr>().ok());
         assert_eq!(
             (first.protocol.as_str(), first.src_port, first.dst_port),
             ("TCP", Some(44916), Some(80))

@@ -231,7 +231,9 @@ pub fn generate(
                 Endpoint::Pod(i) => {
                     dns_servers.insert(*i);
                 }
-                Endpoint::External(_) if r.dst_ip.to_string() == NODE_LOCAL_DNS => {
+                Endpoint::External(_)
+                    if r.dst_ip.is_some_and(|ip| ip.to_string() == NODE_LOCAL_DNS) =>
+                {
                     node_local_dns = true;
                 }
                 _ => {}
@@ -248,7 +250,7 @@ pub fn generate(
         })
         .collect();
     let dns_namespaces: BTreeSet<String> = dns_workloads.iter().map(|(ns, _)| ns.clone()).collect();
-    for (src, dst, protocol, port, _) in &resolved {
+    for (src, dst, protocol, port, record) in &resolved {
         let ports_entry = (protocol.to_string(), *port);
         for (side, other, map) in [(*dst, *src, &mut ingress), (*src, *dst, &mut egress)] {
             let Endpoint::Pod(i) = side else { continue };
@@ -291,7 +293,7 @@ pub fn generate(
                 .or_insert_with(|| pod.workload.name.clone());
             let entry = map.entry(key).or_default().entry(peer).or_default();
             entry.0.insert(ports_entry.clone());
-            *entry.1.entry(flow).or_default() += 1;
+            *entry.1.entry(flow).or_default() += record.merged.max(1);
         }
     }
     // Namespaces covered: every namespace a policy is written for, but the DNS server's.

@@ -564,6 +564,10 @@ pub struct AuditArgs {
     /// reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
+    /// The flow log's format; `auto` sniffs it (JSON lines: Bulkhead's, Hubble's or Calico's,
+    /// recognised per line; otherwise CSV with a header). Gzip is recognised either way.
+    #[arg(long, value_enum, default_value_t = FlowFormat::Auto)]
+    pub format: FlowFormat,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = AuditFormat::Human)]
     pub output: AuditFormat,
     /// Exit 1 when a recorded flow would be denied, or when records name pods the snapshot
@@ -595,6 +599,10 @@ pub struct GenerateArgs {
     /// json`); `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub flows: std::path::PathBuf,
+    /// The flow log's format; `auto` sniffs it (JSON lines: Bulkhead's, Hubble's or Calico's,
+    /// recognised per line; otherwise CSV with a header). Gzip is recognised either way.
+    #[arg(long, value_enum, default_value_t = FlowFormat::Auto)]
+    pub format: FlowFormat,
     /// Widen addresses outside the cluster to this IPv4 prefix length (`24`: one rule per
     /// /24 instead of per address).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
@@ -745,4 +753,14 @@ pub enum ReportFormat {
     /// A self-contained page.
     Html,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowFormat {
+    Auto,
+    /// JSON lines: Bulkhead (`agent flows -o json`), Cilium Hubble, Calico Enterprise and
+    /// Calico Open Source (Goldmane/Whisker), recognised line by line.
+    Json,
+    /// CSV with a header naming the columns (src_ip, dst_ip, dst_port, protocol, ...).
+    Csv,
 }

@@ -261,3 +261,93 @@ fn the_dns_server_gets_no_policy_when_only_one_pod_was_seen_resolving() {
     assert!(proposal.contains("# 1 record(s): shop/pod/web-0 -> shop/pod/backend-0 TCP/8080"));
     assert!(proposal.contains("cidr: 93.184.216.34/32"));
 }
+
+/// `audit -o json` of a flow log against the demo, and its stderr.
+fn audit_json(flows: &str, extra: &[&str]) -> (Value, String) {
+    let demo = path("../../examples/three-tier");
+    let flows = path(&format!("tests/traffic/{flows}"));
+    let output = Command::cargo_bin("bulkhead")
+        .expect("binary")
+        .args(["audit", &demo, "--flows", &flows, "-o", "json"])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let value = serde_json::from_slice(&output.stdout).expect("json");
+    (value, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn denied_to(v: &Value) -> Vec<String> {
+    v["denied"]
+        .as_array()
+        .expect("denied")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} -> {} {}",
+                d["from"].as_str().unwrap_or(""),
+                d["to"].as_str().unwrap_or(""),
+                d["port"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_importer_reads_its_format_and_reports_a_corrupted_line_by_number() {
+    // Calico Enterprise (Elasticsearch JSON): aggregated names, an address where there is one.
+    let (v, err) = audit_json("calico-enterprise.jsonl", &[]);
+    assert!(
+        err.contains("calico-enterprise.jsonl:4: not a flow record"),
+        "{err}"
+    );
+    assert_eq!(v["allowed"], 1, "{v}");
+    assert_eq!(
+        denied_to(&v),
+        vec!["development/deployment/api-client -> 169.254.169.254 80"]
+    );
+    assert_eq!(
+        v["unresolved_records"], 1,
+        "the `pub` aggregate has no address: {v}"
+    );
+    assert_eq!(v["denied"][0]["seen"], 3, "num_flows counts");
+
+    // Calico Open Source (Goldmane / Whisker): names only.
+    let (v, err) = audit_json("calico-goldmane.jsonl", &[]);
+    assert!(
+        err.contains("calico-goldmane.jsonl:3: not a flow record"),
+        "{err}"
+    );
+    assert_eq!(v["allowed"], 1, "{v}");
+    assert_eq!(
+        denied_to(&v),
+        vec!["development/deployment/backend -> development/statefulset/database 5433"]
+    );
+
+    // CSV with a header: columns by name; bad rows by line.
+    let (v, err) = audit_json("flows.csv", &["--format", "csv"]);
+    assert!(err.contains("flows.csv:4: not a flow record"), "{err}");
+    assert!(err.contains("flows.csv:5: not a flow record"), "{err}");
+    assert_eq!(
+        (v["allowed"].as_u64(), v["denied_records"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let (sniffed, _) = audit_json("flows.csv", &[]);
+    assert_eq!(sniffed["denied"], v["denied"], "--format auto finds CSV");
+
+    // The agent's own records, WOULD-DENY included: what breaks if the audit is promoted.
+    let (v, err) = audit_json("agent-would-deny.jsonl", &[]);
+    assert!(
+        err.contains("agent-would-deny.jsonl:3: not a flow record"),
+        "{err}"
+    );
+    assert_eq!(
+        denied_to(&v),
+        vec!["development/deployment/api-client -> 169.254.169.254 80"]
+    );
+
+    // Gzip, recognised by its magic bytes.
+    let (gz, _) = audit_json("demo-flows.jsonl.gz", &[]);
+    let (plain, _) = audit_json("demo-flows.jsonl", &[]);
+    assert_eq!(gz, plain);
+}

@@ -309,9 +309,9 @@ fn flow_record(record: &bulkhead_agent::flowlog::DenyRecord, protocol: &str) -> 
     let egress = record.direction == "egress";
     let flow = bulkhead_analysis::flows::FlowRecord {
         time: Some(serde_json::json!((time * 1000.0).round() / 1000.0)),
-        src_ip: record.src,
+        src_ip: Some(record.src),
         src_port: record.sport,
-        dst_ip: record.dst,
+        dst_ip: Some(record.dst),
         dst_port: record.dport,
         protocol: protocol.to_string(),
         src: egress.then(|| record.pod.clone()),
@@ -321,6 +321,8 @@ fn flow_record(record: &bulkhead_agent::flowlog::DenyRecord, protocol: &str) -> 
         rule: Some(rule),
         packets: None,
         bytes: None,
+        last_time: None,
+        merged: 0,
     };
     let mut value = serde_json::to_value(&flow).unwrap_or_default();
     value["direction"] = serde_json::json!(record.direction);

@@ -1,8 +1,8 @@
 //! `bulkhead test`, `diff`, `audit`, `coverage` and `scaffold`: the CI analyses.
 
 use crate::cli::{
-    AuditArgs, AuditFormat, CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, GenerateArgs,
-    ScaffoldArgs, TestArgs, TestFormat,
+    AuditArgs, AuditFormat, CoverageArgs, CoverageFormat, DiffArgs, DiffFormat, FlowFormat,
+    GenerateArgs, ScaffoldArgs, TestArgs, TestFormat,
 };
 use crate::snapshot;
 use anyhow::{Context as _, bail};
@@ -316,24 +316,7 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         &snapshot.cluster,
         snapshot::engine_options(&args.semantics, &snapshot),
     );
-    let text = if args.flows.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("reading flows from stdin")?;
-        text
-    } else {
-        std::fs::read_to_string(&args.flows)
-            .with_context(|| format!("reading {}", args.flows.display()))?
-    };
-    let (records, bad) = bulkhead_analysis::flows::parse(&text);
-    for b in &bad {
-        eprintln!(
-            "{}:{}: not a flow record: {}",
-            args.flows.display(),
-            b.line,
-            b.message
-        );
-    }
+    let (records, bad) = read_flows(&args.flows, args.format)?;
     if records.is_empty() {
         bail!("{}: no flow records", args.flows.display());
     }
@@ -449,34 +432,97 @@ fn audit_markdown(report: &bulkhead_analysis::flows::AuditReport, bad_lines: usi
     out
 }
 
-/// The flow log at `path` (`-`: stdin); bad lines are reported on stderr with file:line.
+/// The flow log at `path` (`-`: stdin), streamed: gzip is recognised by its magic bytes, the
+/// format by `--format` or sniffed (`{` starts JSON lines, anything else is CSV with a
+/// header), records of one flow are merged as they arrive (memory grows with distinct flows,
+/// not records), bad lines are reported on stderr with file:line and counted. On a terminal,
+/// progress every million records.
 fn read_flows(
     path: &Path,
+    format: FlowFormat,
 ) -> anyhow::Result<(
     Vec<bulkhead_analysis::flows::FlowRecord>,
     Vec<bulkhead_analysis::flows::BadLine>,
 )> {
-    let text = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("reading flows from stdin")?;
-        text
+    use bulkhead_analysis::flows::{Aggregator, BadLine, parse_csv, parse_json_line};
+    use std::io::{BufRead as _, BufReader, IsTerminal as _, Read};
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        Box::new(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?)
     };
-    let (records, bad) = bulkhead_analysis::flows::parse(&text);
-    for b in &bad {
+    let mut buffered = BufReader::with_capacity(1 << 20, raw);
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn std::io::BufRead> = if gzip {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    let json = match format {
+        FlowFormat::Json => true,
+        FlowFormat::Csv => false,
+        FlowFormat::Auto => {
+            let head = reader.fill_buf()?;
+            let first = head.iter().find(|b| !b.is_ascii_whitespace());
+            first.is_none_or(|b| *b == b'{' || *b == b'#')
+        }
+    };
+    let interactive = std::io::stderr().is_terminal();
+    let mut aggregator = Aggregator::default();
+    let mut bad: Vec<BadLine> = Vec::new();
+    let mut bad_count = 0usize;
+    let name = path.display().to_string();
+    let mut note_bad = |b: BadLine| {
+        bad_count += 1;
+        // The first hundred are named; the rest are counted.
+        if bad_count <= 100 {
+            eprintln!("{name}:{}: not a flow record: {}", b.line, b.message);
+        }
+        bad.push(b);
+    };
+    if json {
+        let mut line = String::new();
+        let mut number = 0usize;
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            match parse_json_line(&line) {
+                Ok(Some(r)) => {
+                    aggregator.add(r);
+                    if interactive && aggregator.records % 1_000_000 == 0 {
+                        eprint!("\rread {} records...", aggregator.records);
+                    }
+                }
+                Ok(None) => {}
+                Err(message) => note_bad(BadLine {
+                    line: number,
+                    message,
+                }),
+            }
+        }
+    } else {
+        parse_csv(reader, |r| aggregator.add(r), &mut note_bad);
+    }
+    if interactive && aggregator.records >= 1_000_000 {
+        eprintln!("\rread {} records", aggregator.records);
+    }
+    if bad_count > 100 {
         eprintln!(
-            "{}:{}: not a flow record: {}",
+            "{}: {} more bad line(s) not shown",
             path.display(),
-            b.line,
-            b.message
+            bad_count - 100
         );
     }
-    if records.is_empty() {
-        bail!("{}: no flow records", path.display());
-    }
-    Ok((records, bad))
+    Ok((aggregator.into_records(), bad))
 }
 
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -485,7 +531,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     snapshot::warn_about_errors(&snapshot);
     let options = snapshot::engine_options(&args.semantics, &snapshot);
     let engine = Engine::new(&snapshot.cluster, options);
-    let (records, _) = read_flows(&args.flows)?;
+    let (records, _) = read_flows(&args.flows, args.format)?;
     let generated = bulkhead_analysis::generate::generate(
         &engine,
         &records,
