@@ -288,54 +288,167 @@ pub fn parse_csv(
     }
 }
 
-/// (source name, source address, destination name, destination address, protocol, port).
-type FlowKey = (
-    Option<String>,
-    Option<IpAddr>,
-    Option<String>,
-    Option<IpAddr>,
-    String,
-    Option<u16>,
-);
+/// A flow's identity with names interned: hashing it allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    src: Option<u32>,
+    src_ip: Option<IpAddr>,
+    dst: Option<u32>,
+    dst_ip: Option<IpAddr>,
+    protocol: u32,
+    port: Option<u16>,
+}
+
+/// Bulkhead's own record, borrowed from the line: the fast path for the common format.
+#[derive(Deserialize)]
+struct Borrowed<'a> {
+    #[serde(default)]
+    time: Option<serde_json::Number>,
+    #[serde(borrow, default)]
+    src_ip: Option<&'a str>,
+    #[serde(default)]
+    src_port: Option<u16>,
+    #[serde(borrow, default)]
+    dst_ip: Option<&'a str>,
+    #[serde(default)]
+    dst_port: Option<u16>,
+    #[serde(borrow)]
+    protocol: &'a str,
+    #[serde(borrow, default)]
+    src: Option<&'a str>,
+    #[serde(borrow, default)]
+    dst: Option<&'a str>,
+    #[serde(default)]
+    packets: Option<u64>,
+}
 
 /// Merges records of one (source, destination, protocol, port) as they stream in: memory
 /// grows with the distinct flows, not with the records. Counts add up; the first and last
-/// times are kept.
+/// times are kept. [`Aggregator::add_line`] reads Bulkhead's own records without building a
+/// JSON tree and without allocating for a flow already seen.
 #[derive(Debug, Default)]
 pub struct Aggregator {
     flows: std::collections::HashMap<FlowKey, FlowRecord>,
+    names: std::collections::HashMap<String, u32>,
     pub records: u64,
 }
 
 impl Aggregator {
-    pub fn add(&mut self, r: FlowRecord) {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.names.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.insert(name.to_string(), id);
+        id
+    }
+
+    fn key(
+        &mut self,
+        src: Option<&str>,
+        src_ip: Option<IpAddr>,
+        dst: Option<&str>,
+        dst_ip: Option<IpAddr>,
+        protocol: &str,
+        port: Option<u16>,
+    ) -> FlowKey {
+        let protocol = if protocol.bytes().any(|b| b.is_ascii_lowercase()) {
+            self.intern(&protocol.to_ascii_uppercase())
+        } else {
+            self.intern(protocol)
+        };
+        FlowKey {
+            src: src.map(|n| self.intern(n)),
+            src_ip,
+            dst: dst.map(|n| self.intern(n)),
+            dst_ip,
+            protocol,
+            port,
+        }
+    }
+
+    fn merge(
+        &mut self,
+        key: FlowKey,
+        time: Option<serde_json::Value>,
+        packets: Option<u64>,
+        record: impl FnOnce() -> FlowRecord,
+    ) {
         self.records += 1;
-        let key = (
-            r.src.clone(),
-            r.src_ip,
-            r.dst.clone(),
-            r.dst_ip,
-            r.protocol.to_ascii_uppercase(),
-            r.dst_port,
-        );
         match self.flows.get_mut(&key) {
             Some(seen) => {
                 seen.merged += 1;
                 // Packet counts add up when the records carry them; else records count.
-                seen.packets = match (seen.packets, r.packets) {
+                seen.packets = match (seen.packets, packets) {
                     (None, None) => None,
                     (a, b) => Some(a.unwrap_or(1) + b.unwrap_or(1)),
                 };
-                if r.time.is_some() {
-                    seen.last_time.clone_from(&r.time);
+                if time.is_some() {
+                    seen.last_time = time;
                 }
             }
             None => {
-                let mut r = r;
+                let mut r = record();
                 r.merged = 1;
                 r.last_time.clone_from(&r.time);
                 self.flows.insert(key, r);
             }
+        }
+    }
+
+    pub fn add(&mut self, r: FlowRecord) {
+        let key = self.key(
+            r.src.as_deref(),
+            r.src_ip,
+            r.dst.as_deref(),
+            r.dst_ip,
+            &r.protocol,
+            r.dst_port,
+        );
+        let (time, packets) = (r.time.clone(), r.packets);
+        self.merge(key, time, packets, || r);
+    }
+
+    /// Reads one line of any JSON format [`parse_json_line`] knows; Bulkhead's own records
+    /// take the fast path. `Ok(false)`: a blank line, a comment or a reply.
+    pub fn add_line(&mut self, line: &str) -> Result<bool, String> {
+        let trimmed = line.trim();
+        if trimmed.starts_with('{') && trimmed.contains("\"src_ip\"") {
+            if let Ok(b) = serde_json::from_str::<Borrowed<'_>>(trimmed) {
+                let ip = |t: Option<&str>| -> Result<Option<IpAddr>, String> {
+                    t.map(|t| t.parse().map_err(|e| format!("address {t:?}: {e}")))
+                        .transpose()
+                };
+                let (src_ip, dst_ip) = (ip(b.src_ip)?, ip(b.dst_ip)?);
+                let key = self.key(b.src, src_ip, b.dst, dst_ip, b.protocol, b.dst_port);
+                let time = b.time.map(serde_json::Value::Number);
+                let record = || FlowRecord {
+                    time: time.clone(),
+                    src_ip,
+                    src_port: b.src_port,
+                    dst_ip,
+                    dst_port: b.dst_port,
+                    protocol: b.protocol.to_string(),
+                    src: b.src.map(str::to_string),
+                    dst: b.dst.map(str::to_string),
+                    verdict: None,
+                    policy: None,
+                    rule: None,
+                    packets: b.packets,
+                    bytes: None,
+                    last_time: None,
+                    merged: 0,
+                };
+                self.merge(key, time.clone(), b.packets, record);
+                return Ok(true);
+            }
+        }
+        match parse_json_line(line)? {
+            Some(r) => {
+                self.add(r);
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

@@ -33,6 +33,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a synthetic flow log (Bulkhead JSON lines, about 200 bytes a record) between the
+    /// pods of a generated cluster: `--records` lines over `--distinct` 5-tuples.
+    Flows {
+        #[arg(long)]
+        size: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 10_000)]
+        distinct: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure every stage on the given sizes and print one block of figures per size.
     Run {
         /// Comma-separated sizes.
@@ -68,6 +82,52 @@ fn main() -> anyhow::Result<()> {
                 s.name,
                 g.pod_count,
                 g.policy_count,
+                out.display()
+            );
+        }
+        Command::Flows {
+            size: name,
+            seed,
+            records,
+            distinct,
+            out,
+        } => {
+            let s = size(&name).with_context(|| format!("unknown size {name}"))?;
+            let g = generate(s, seed);
+            let ips: Vec<&str> = g
+                .pods
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("podIP: "))
+                .collect();
+            let ports = [53u16, 80, 443, 5432, 6379, 8080, 9090];
+            let mut rng = bulkhead_bench::Rng::new(seed ^ 0xF1);
+            let tuples: Vec<(usize, usize, u16)> = (0..distinct.max(1))
+                .map(|_| {
+                    (
+                        rng.below(ips.len()),
+                        rng.below(ips.len()),
+                        ports[rng.below(ports.len())],
+                    )
+                })
+                .collect();
+            let file = std::fs::File::create(&out)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            for n in 0..records {
+                let (a, b, port) = tuples[rng.below(tuples.len())];
+                use std::io::Write as _;
+                writeln!(
+                    w,
+                    r#"{{"time": {}, "src_ip": "{}", "src_port": {}, "dst_ip": "{}", "dst_port": {port}, "protocol": "TCP", "verdict": "allow", "packets": 1, "bytes": 60}}"#,
+                    1_700_000_000 + n / 1000,
+                    ips[a],
+                    32768 + rng.below(28000),
+                    ips[b],
+                )?;
+            }
+            println!(
+                "{records} records over {} 5-tuples of {} pods written to {}",
+                tuples.len(),
+                ips.len(),
                 out.display()
             );
         }

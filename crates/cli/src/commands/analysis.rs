@@ -444,7 +444,7 @@ fn read_flows(
     Vec<bulkhead_analysis::flows::FlowRecord>,
     Vec<bulkhead_analysis::flows::BadLine>,
 )> {
-    use bulkhead_analysis::flows::{Aggregator, BadLine, parse_csv, parse_json_line};
+    use bulkhead_analysis::flows::{Aggregator, BadLine, parse_csv};
     use std::io::{BufRead as _, BufReader, IsTerminal as _, Read};
     let raw: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -495,14 +495,13 @@ fn read_flows(
                 break;
             }
             number += 1;
-            match parse_json_line(&line) {
-                Ok(Some(r)) => {
-                    aggregator.add(r);
+            match aggregator.add_line(&line) {
+                Ok(true) => {
                     if interactive && aggregator.records % 1_000_000 == 0 {
                         eprint!("\rread {} records...", aggregator.records);
                     }
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(message) => note_bad(BadLine {
                     line: number,
                     message,
