@@ -413,8 +413,11 @@ impl Aggregator {
     /// take the fast path. `Ok(false)`: a blank line, a comment or a reply.
     pub fn add_line(&mut self, line: &str) -> Result<bool, String> {
         let trimmed = line.trim();
-        if trimmed.starts_with('{') && trimmed.contains("\"src_ip\"") {
-            if let Ok(b) = serde_json::from_str::<Borrowed<'_>>(trimmed) {
+        if trimmed.starts_with('{')
+            && trimmed.contains("\"src_ip\"")
+            && let Ok(b) = serde_json::from_str::<Borrowed<'_>>(trimmed)
+        {
+            {
                 let ip = |t: Option<&str>| -> Result<Option<IpAddr>, String> {
                     t.map(|t| t.parse().map_err(|e| format!("address {t:?}: {e}")))
                         .transpose()
