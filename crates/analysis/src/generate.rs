@@ -57,6 +57,8 @@ pub struct GenerateOptions {
     /// Prefix length for addresses outside the snapshot (`/32` for one address).
     pub cidr_prefix_v4: u8,
     pub cidr_prefix_v6: u8,
+    /// Kubernetes NetworkPolicy, or Calico v3 `projectcalico.org/v3` NetworkPolicy.
+    pub calico: bool,
 }
 
 impl Default for GenerateOptions {
@@ -64,8 +66,82 @@ impl Default for GenerateOptions {
         Self {
             cidr_prefix_v4: 32,
             cidr_prefix_v6: 128,
+            calico: false,
         }
     }
+}
+
+/// A Calico selector for labels: `app == 'web' && tier == 'api'`.
+fn calico_selector(labels: &[(String, String)]) -> String {
+    let terms: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k} == '{}'", v.replace('\'', "")))
+        .collect();
+    if terms.is_empty() {
+        "all()".to_string()
+    } else {
+        terms.join(" && ")
+    }
+}
+
+/// The Calico entity (`source`/`destination`) a peer is, as YAML under `indent`.
+fn calico_entity(peer: &Peer, own_namespace: &str, indent: &str) -> String {
+    match peer {
+        Peer::Workload(ns, labels) => {
+            let mut out = format!("{indent}selector: {}\n", quote(&calico_selector(labels)));
+            if ns != own_namespace {
+                let _ = writeln!(
+                    out,
+                    "{indent}namespaceSelector: {}",
+                    quote(&format!("projectcalico.org/name == '{ns}'"))
+                );
+            }
+            out
+        }
+        Peer::Network(net) => format!("{indent}nets:\n{indent}- {net}\n"),
+    }
+}
+
+/// Calico rules for one peer: one per protocol (Calico names one protocol a rule).
+fn calico_rules(direction: &str, peer: &Peer, ports: &Ports, own_namespace: &str) -> String {
+    let side = if direction == "ingress" {
+        "source"
+    } else {
+        "destination"
+    };
+    let mut by_protocol: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+    let mut any_port = Vec::new();
+    for (protocol, port) in ports {
+        match port {
+            Some(p) => by_protocol.entry(protocol.as_str()).or_default().push(*p),
+            None => any_port.push(protocol.as_str()),
+        }
+    }
+    let mut out = String::new();
+    for protocol in any_port {
+        let _ = write!(
+            out,
+            "  - action: Allow\n    protocol: {protocol}\n    {side}:\n{}",
+            calico_entity(peer, own_namespace, "      ")
+        );
+    }
+    for (protocol, numbers) in by_protocol {
+        let list: Vec<String> = numbers.iter().map(ToString::to_string).collect();
+        let entity = calico_entity(peer, own_namespace, "      ");
+        let _ = match direction {
+            "ingress" => write!(
+                out,
+                "  - action: Allow\n    protocol: {protocol}\n    source:\n{entity}    destination:\n      ports: [{}]\n",
+                list.join(", ")
+            ),
+            _ => write!(
+                out,
+                "  - action: Allow\n    protocol: {protocol}\n    destination:\n{entity}      ports: [{}]\n",
+                list.join(", ")
+            ),
+        };
+    }
+    out
 }
 
 /// NodeLocal DNSCache's link-local address: DNS to it is name resolution too.
@@ -332,6 +408,28 @@ pub fn generate(
     );
     for ns in &namespaces {
         generated.policies += 2;
+        if options.calico {
+            let _ = write!(
+                out,
+                "---\n# Deny everything not allowed below, in both directions (the playbook's first policy):\n# the policy selects every pod and allows nothing, so the tier's end denies.\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: default-deny-all\n  namespace: {}\nspec:\n  selector: all()\n  types:\n  - Ingress\n  - Egress\n",
+                quote(ns)
+            );
+            let _ = write!(
+                out,
+                "---\n# Every pod of the namespace resolves names: UDP and TCP 53 to the cluster DNS.\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: allow-dns\n  namespace: {}\nspec:\n  selector: all()\n  types:\n  - Egress\n  egress:\n",
+                quote(ns)
+            );
+            let dns_ports: Ports = [("UDP".to_string(), Some(53)), ("TCP".to_string(), Some(53))]
+                .into_iter()
+                .collect();
+            if dns_peers.is_empty() {
+                out.push_str("  - action: Allow\n    protocol: UDP\n    destination:\n      ports: [53]\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [53]\n");
+            }
+            for peer in &dns_peers {
+                out.push_str(&calico_rules("egress", peer, &dns_ports, ns));
+            }
+            continue;
+        }
         let _ = write!(
             out,
             "---\n# Deny everything not allowed below, in both directions (the playbook's first policy).\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny-all\n  namespace: {}\nspec:\n  podSelector: {{}}\n  policyTypes:\n  - Ingress\n  - Egress\n",
@@ -369,6 +467,22 @@ pub fn generate(
                 continue;
             }
             generated.policies += 1;
+            if options.calico {
+                let _ = write!(
+                    out,
+                    "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n  selector: {}\n  types:\n  - {kind}\n  {direction}:\n",
+                    quote(&format!("{workload}-{direction}")),
+                    quote(namespace),
+                    quote(&calico_selector(labels)),
+                );
+                for (peer, (ports, flows)) in rules {
+                    for (flow, n) in flows.iter().take(5) {
+                        let _ = writeln!(out, "  # {n} record(s): {flow}");
+                    }
+                    out.push_str(&calico_rules(direction, peer, ports, namespace));
+                }
+                continue;
+            }
             let _ = write!(
                 out,
                 "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n  podSelector:\n{}  policyTypes:\n  - {kind}\n  {direction}:\n",

@@ -607,6 +607,18 @@ pub struct GenerateArgs {
     /// /24 instead of per address).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     pub cidr_prefix: u8,
+    /// The policies to write: Kubernetes NetworkPolicy, or Calico v3 NetworkPolicy.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = GenerateFormat::Kubernetes)]
+    pub output: GenerateFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateFormat {
+    /// `networking.k8s.io/v1` NetworkPolicy YAML (`text` is accepted too).
+    #[value(alias = "text", alias = "yaml")]
+    Kubernetes,
+    /// `projectcalico.org/v3` NetworkPolicy YAML.
+    Calico,
 }
 
 const CHECK_EXAMPLES: &str = "\

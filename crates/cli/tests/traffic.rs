@@ -173,6 +173,15 @@ fn generate_round_trips_on_generated_clusters() {
             dir.path().to_string_lossy().into_owned(),
             flows_path.to_string_lossy().into_owned(),
         );
+        // Calico v3 output verifies as well (its own semantics judge it).
+        let (code, calico) = run(&["generate", &d, "--flows", &f, "-o", "calico"]);
+        assert_eq!(
+            code,
+            0,
+            "seed {seed}: Calico verification failed:\n{}",
+            calico.lines().take(8).collect::<Vec<_>>().join("\n")
+        );
+        assert!(calico.contains("apiVersion: projectcalico.org/v3"));
         // The built-in verification passes (exit 0), and says so.
         let (code, proposal) = run(&["generate", &d, "--flows", &f]);
         assert_eq!(

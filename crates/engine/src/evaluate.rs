@@ -542,3 +542,21 @@ impl Engine<'_> {
             .collect()
     }
 }
+
+impl Engine<'_> {
+    /// The labels Calico selectors see on pod `i`: its own plus `projectcalico.org/namespace`,
+    /// `projectcalico.org/orchestrator` and `projectcalico.org/serviceaccount` (CAL-SEL-*).
+    pub fn calico_pod_labels(&self, i: usize) -> &bulkhead_model::Labels {
+        &self.labelling().calico_pod[i]
+    }
+
+    /// The labels Calico namespace selectors see: the namespace's plus `projectcalico.org/name`.
+    pub fn calico_namespace_labels(&self) -> Vec<&bulkhead_model::Labels> {
+        self.labelling().calico_namespace.values().collect()
+    }
+
+    /// The labels Calico selectors see on each network set.
+    pub fn calico_network_set_labels(&self) -> &[bulkhead_model::Labels] {
+        &self.labelling().network_set
+    }
+}

@@ -435,7 +435,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
                 // A rule whose peer selector matches nothing is dead for that reason, and
                 // BH102 says so with the selector; calling it shadowed would mislead.
                 if crate::rules::selector_matches_nothing::tiered_peer_matching_nothing(
-                    cluster, p, d, i,
+                    &engine, p, d, i,
                 )
                 .is_some()
                 {

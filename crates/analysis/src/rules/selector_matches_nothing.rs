@@ -22,7 +22,7 @@
 
 use crate::lint::{LintContext, RuleInfo, resource};
 use bulkhead_model::{
-    Cluster, ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
+    ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
 };
 
 pub const RULE: RuleInfo = RuleInfo {
@@ -153,7 +153,8 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             );
             for direction in [Direction::Ingress, Direction::Egress] {
                 for (i, rule) in policy.rules(direction).iter().enumerate() {
-                    let Some(dead) = tiered_peer_matching_nothing(cluster, policy, direction, i)
+                    let Some(dead) =
+                        tiered_peer_matching_nothing(&ctx.engine, policy, direction, i)
                     else {
                         continue;
                     };
@@ -197,12 +198,13 @@ pub(crate) struct DeadPeer {
 /// The peer selector of a Calico/ANP/BANP/CNP rule that matches no endpoint (a Calico rule:
 /// its selector or namespaceSelector; an ANP rule: every peer), with the nearest label.
 pub(crate) fn tiered_peer_matching_nothing(
-    cluster: &Cluster,
+    engine: &bulkhead_engine::Engine<'_>,
     policy: &bulkhead_model::TieredPolicy,
     direction: Direction,
     rule_index: usize,
 ) -> Option<DeadPeer> {
     use crate::nearest::{calico_wants, label_wants, nearest};
+    let cluster = engine.cluster();
     let rule = policy.rules(direction).get(rule_index)?;
     let endpoints = || {
         cluster
@@ -219,8 +221,14 @@ pub(crate) fn tiered_peer_matching_nothing(
                 Direction::Egress => (&r.destination, "destination"),
                 Direction::Ingress => (&r.source, "source"),
             };
-            let namespace_labels: Vec<&bulkhead_model::Labels> = namespaces().collect();
-            let endpoint_labels: Vec<&bulkhead_model::Labels> = endpoints().collect();
+            // What Calico selectors see: the projectcalico.org/* labels too (CAL-SEL-7).
+            let namespace_labels: Vec<&bulkhead_model::Labels> = engine.calico_namespace_labels();
+            let endpoint_labels: Vec<&bulkhead_model::Labels> = engine
+                .pod_endpoints()
+                .into_iter()
+                .map(|i| engine.calico_pod_labels(i))
+                .chain(engine.calico_network_set_labels())
+                .collect();
             let dead = |what: &'static str,
                         s: &bulkhead_model::CalicoSelector,
                         pool: &[&bulkhead_model::Labels]| {

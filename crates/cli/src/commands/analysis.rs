@@ -536,6 +536,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         &records,
         &bulkhead_analysis::generate::GenerateOptions {
             cidr_prefix_v4: args.cidr_prefix,
+            calico: args.output == crate::cli::GenerateFormat::Calico,
             ..Default::default()
         },
     );
@@ -556,15 +557,20 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut all = inputs.clone();
     all.push(proposal.clone());
     let with = load(&all);
+    let alone = load(std::slice::from_ref(&proposal)).cluster;
     let mut only_cluster = snapshot.cluster.clone();
-    only_cluster.network_policies = load(std::slice::from_ref(&proposal))
-        .cluster
-        .network_policies;
-    only_cluster.tiered_policies.clear();
+    only_cluster.network_policies = alone.network_policies;
+    only_cluster.tiered_policies = alone.tiered_policies;
     only_cluster.staged_network_policies.clear();
+    // Calico output makes the combined cluster a Calico one: its own semantics decide.
+    let with_options = snapshot::engine_options(&args.semantics, &with);
+    let only_options = bulkhead_engine::EngineOptions {
+        semantics: Engine::auto_semantics(&only_cluster),
+        ..options
+    };
     let verification = bulkhead_analysis::generate::verify(
-        &Engine::new(&with.cluster, options),
-        &Engine::new(&only_cluster, options),
+        &Engine::new(&with.cluster, with_options),
+        &Engine::new(&only_cluster, only_options),
         &records,
         &generated,
     );
