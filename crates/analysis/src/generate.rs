@@ -267,16 +267,7 @@ pub fn generate(
         }
     };
     // The DNS server: the `k8s-app: kube-dns` convention, or pods that answered on UDP/53.
-    let mut dns_servers: BTreeSet<usize> = engine
-        .pod_endpoints()
-        .into_iter()
-        .filter(|&i| {
-            cluster.pods[i]
-                .labels
-                .get("k8s-app")
-                .is_some_and(|v| v == "kube-dns")
-        })
-        .collect();
+    let mut dns_servers: BTreeSet<usize> = crate::dns::servers(engine).into_iter().collect();
     let mut node_local_dns = false;
     let resolved: Vec<(Endpoint, Endpoint, Protocol, Option<u16>, &FlowRecord)> = records
         .iter()

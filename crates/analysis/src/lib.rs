@@ -8,6 +8,7 @@ pub mod blast_radius;
 pub mod coverage;
 pub mod default_deny;
 pub mod diff;
+pub mod dns;
 pub mod expectations;
 pub mod flows;
 pub mod generate;

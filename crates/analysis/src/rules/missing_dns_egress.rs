@@ -34,17 +34,7 @@ type PolicyKey = (String, Option<bulkhead_model::SourceLocation>);
 
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
-    let dns: Vec<usize> = ctx
-        .engine
-        .pod_endpoints()
-        .into_iter()
-        .filter(|&i| {
-            cluster.pods[i]
-                .labels
-                .get("k8s-app")
-                .is_some_and(|v| v == "kube-dns")
-        })
-        .collect();
+    let dns = crate::dns::servers(&ctx.engine);
     if dns.is_empty() {
         return Vec::new();
     }

@@ -195,6 +195,48 @@ fn remotes(engine: &Engine<'_>, samples: &Samples) -> Vec<Endpoint> {
         .collect()
 }
 
+/// Every sampled flow of the subjects, in both directions: (subject, flow, the direction
+/// the subject's policies act on). Flows of a pod to itself are left out.
+fn sampled_flows<'a>(
+    subjects: &'a [usize],
+    remotes: &'a [Endpoint],
+    samples: &'a Samples,
+) -> impl Iterator<Item = (Flow, Direction)> + 'a {
+    subjects.iter().flat_map(move |&s| {
+        remotes
+            .iter()
+            .filter(move |&&r| r != Endpoint::Pod(s))
+            .flat_map(move |&r| {
+                samples.ports.iter().flat_map(move |&(protocol, port)| {
+                    [
+                        (Endpoint::Pod(s), r, Direction::Egress),
+                        (r, Endpoint::Pod(s), Direction::Ingress),
+                    ]
+                    .map(|(src, dst, direction)| {
+                        (
+                            Flow {
+                                src,
+                                dst,
+                                protocol,
+                                port: Some(port),
+                                icmp: None,
+                            },
+                            direction,
+                        )
+                    })
+                })
+            })
+    })
+}
+
+/// The half of a verdict the given direction's policies decide.
+fn half(v: &bulkhead_engine::Verdict, direction: Direction) -> &bulkhead_engine::DirectionVerdict {
+    match direction {
+        Direction::Egress => &v.egress,
+        Direction::Ingress => &v.ingress,
+    }
+}
+
 fn same_verdicts(
     before: &Engine<'_>,
     after: &Engine<'_>,
@@ -202,38 +244,12 @@ fn same_verdicts(
     samples: &Samples,
 ) -> bool {
     let remotes = remotes(before, samples);
-    for &s in subjects {
-        for &r in &remotes {
-            if r == Endpoint::Pod(s) {
-                continue;
-            }
-            for &(protocol, port) in &samples.ports {
-                // Judge the half the policy acts on: a rule is not redundant just because the
-                // other side blocks the flow today.
-                for (src, dst, egress) in
-                    [(Endpoint::Pod(s), r, true), (r, Endpoint::Pod(s), false)]
-                {
-                    let flow = Flow {
-                        src,
-                        dst,
-                        protocol,
-                        port: Some(port),
-                        icmp: None,
-                    };
-                    let (b, a) = (before.evaluate(&flow), after.evaluate(&flow));
-                    let changed = if egress {
-                        b.egress.allowed != a.egress.allowed
-                    } else {
-                        b.ingress.allowed != a.ingress.allowed
-                    };
-                    if changed {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-    true
+    // Judge the half the policy acts on: a rule is not redundant just because the other side
+    // blocks the flow today.
+    sampled_flows(subjects, &remotes, samples).all(|(flow, direction)| {
+        half(&before.evaluate(&flow), direction).allowed
+            == half(&after.evaluate(&flow), direction).allowed
+    })
 }
 
 fn subjects_of(engine: &Engine<'_>, name: &str, namespace: Option<&str>) -> Vec<usize> {
@@ -379,37 +395,13 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         }
         let mut used: std::collections::BTreeSet<Option<String>> =
             std::collections::BTreeSet::new();
-        for &s in &subjects {
-            for &r in &remotes {
-                if r == Endpoint::Pod(s) {
-                    continue;
-                }
-                for &(protocol, port) in &samples.ports {
-                    for (src, dst, direction) in [
-                        (Endpoint::Pod(s), r, Direction::Egress),
-                        (r, Endpoint::Pod(s), Direction::Ingress),
-                    ] {
-                        if !p.types.contains(direction) {
-                            continue;
-                        }
-                        let v = engine.evaluate(&Flow {
-                            src,
-                            dst,
-                            protocol,
-                            port: Some(port),
-                            icmp: None,
-                        });
-                        let half = if direction == Direction::Egress {
-                            &v.egress
-                        } else {
-                            &v.ingress
-                        };
-                        for step in &half.decided_by {
-                            if step.name == p.name && step.namespace == p.namespace {
-                                used.insert(step.rule.clone());
-                            }
-                        }
-                    }
+        for (flow, direction) in sampled_flows(&subjects, &remotes, &samples) {
+            if !p.types.contains(direction) {
+                continue;
+            }
+            for step in &half(&engine.evaluate(&flow), direction).decided_by {
+                if step.name == p.name && step.namespace == p.namespace {
+                    used.insert(step.rule.clone());
                 }
             }
         }
@@ -514,42 +506,32 @@ fn why_unused(
     samples: &Samples,
 ) -> Unused {
     let mut deciders: std::collections::BTreeMap<String, usize> = Default::default();
-    for &s in subjects {
-        for &r in remotes {
-            if r == Endpoint::Pod(s) {
-                continue;
-            }
-            for &(protocol, port) in &samples.ports {
-                let ports = engine.tiered_rule_ports(policy, direction, rule_index, s, r, protocol);
-                if !ports.contains(port) {
-                    continue;
-                }
-                let (src, dst) = match direction {
-                    Direction::Egress => (Endpoint::Pod(s), r),
-                    Direction::Ingress => (r, Endpoint::Pod(s)),
-                };
-                let verdict = engine.evaluate(&Flow {
-                    src,
-                    dst,
-                    protocol,
-                    port: Some(port),
-                    icmp: None,
-                });
-                let half = match direction {
-                    Direction::Egress => &verdict.egress,
-                    Direction::Ingress => &verdict.ingress,
-                };
-                // In the rule's own tier, the step there (an earlier rule, a Pass) is what
-                // keeps it from deciding; otherwise an earlier tier decided.
-                let step = half
-                    .decided_by
-                    .iter()
-                    .find(|step| step.tier == policy.tier)
-                    .or(half.decided_by.last());
-                if let Some(step) = step {
-                    *deciders.entry(describe_step(step)).or_default() += 1;
-                }
-            }
+    for (flow, d) in sampled_flows(subjects, remotes, samples).filter(|(_, d)| *d == direction) {
+        let (subject, remote) = match d {
+            Direction::Egress => (flow.src, flow.dst),
+            Direction::Ingress => (flow.dst, flow.src),
+        };
+        let Endpoint::Pod(s) = subject else { continue };
+        let (Some(port), protocol) = (flow.port, flow.protocol) else {
+            continue;
+        };
+        if !engine
+            .tiered_rule_ports(policy, direction, rule_index, s, remote, protocol)
+            .contains(port)
+        {
+            continue;
+        }
+        let verdict = engine.evaluate(&flow);
+        let half = half(&verdict, direction);
+        // In the rule's own tier, the step there (an earlier rule, a Pass) is what keeps it
+        // from deciding; otherwise an earlier tier decided.
+        let step = half
+            .decided_by
+            .iter()
+            .find(|step| step.tier == policy.tier)
+            .or(half.decided_by.last());
+        if let Some(step) = step {
+            *deciders.entry(describe_step(step)).or_default() += 1;
         }
     }
     match deciders.into_iter().max_by_key(|(_, n)| *n) {
@@ -605,50 +587,22 @@ fn deciding_instead(
     let alone = Engine::new(&alone, options);
     let remotes = remotes(after, samples);
     let mut others: std::collections::BTreeMap<String, usize> = Default::default();
-    for &s in subjects {
-        for &r in &remotes {
-            if r == Endpoint::Pod(s) {
-                continue;
-            }
-            for &(protocol, port) in &samples.ports {
-                for (src, dst, direction) in [
-                    (Endpoint::Pod(s), r, Direction::Egress),
-                    (r, Endpoint::Pod(s), Direction::Ingress),
-                ] {
-                    if rule.is_some_and(|(d, _)| d != direction) {
-                        continue;
-                    }
-                    let flow = Flow {
-                        src,
-                        dst,
-                        protocol,
-                        port: Some(port),
-                        icmp: None,
-                    };
-                    let by_itself = alone.evaluate(&flow);
-                    let half = match direction {
-                        Direction::Egress => &by_itself.egress,
-                        Direction::Ingress => &by_itself.ingress,
-                    };
-                    // A rule matters where it allows; a whole policy also where it isolates.
-                    let decides = half.decided_by.iter().any(|step| {
-                        step.name == policy.name && (rule.is_none() || step.rule.is_some())
-                    });
-                    if !decides {
-                        continue;
-                    }
-                    let now = after.evaluate(&flow);
-                    let half = match direction {
-                        Direction::Egress => &now.egress,
-                        Direction::Ingress => &now.ingress,
-                    };
-                    for step in &half.decided_by {
-                        *others
-                            .entry(describe_np_step(step, policy, rule))
-                            .or_default() += 1;
-                    }
-                }
-            }
+    for (flow, direction) in sampled_flows(subjects, &remotes, samples) {
+        if rule.is_some_and(|(d, _)| d != direction) {
+            continue;
+        }
+        // A rule matters where it allows; a whole policy also where it isolates.
+        let decides = half(&alone.evaluate(&flow), direction)
+            .decided_by
+            .iter()
+            .any(|step| step.name == policy.name && (rule.is_none() || step.rule.is_some()));
+        if !decides {
+            continue;
+        }
+        for step in &half(&after.evaluate(&flow), direction).decided_by {
+            *others
+                .entry(describe_np_step(step, policy, rule))
+                .or_default() += 1;
         }
     }
     let mut ranked: Vec<(String, usize)> = others.into_iter().collect();
