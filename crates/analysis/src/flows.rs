@@ -577,6 +577,8 @@ pub struct AuditReport {
     pub allowed: usize,
     /// Records the policies deny; `denied` groups them.
     pub denied_records: usize,
+    /// `would_deny` in JSON, the name `audit -o json` has always used.
+    #[serde(rename = "would_deny")]
     pub denied: Vec<DeniedFlow>,
     /// Records that name a pod the snapshot does not have (stale snapshot, another cluster):
     /// not evaluated, and never counted as allowed.

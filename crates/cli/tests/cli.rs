@@ -997,7 +997,7 @@ fn audit_replays_recorded_flows_and_names_what_would_be_denied() {
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["flows"], 4);
     assert_eq!(v["allowed"], 1, "web -> api on 8080 is allowed");
-    let denied: Vec<String> = v["denied"]
+    let denied: Vec<String> = v["would_deny"]
         .as_array()
         .expect("list")
         .iter()

@@ -32,7 +32,7 @@ fn the_demo_records_resolve_by_name_and_the_metadata_flow_is_denied() {
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["unresolved_records"], 0, "{v}");
     assert_eq!(v["allowed"], 1, "frontend -> backend on 8080: {v}");
-    let metadata = v["denied"]
+    let metadata = v["would_deny"]
         .as_array()
         .expect("denied")
         .iter()
@@ -286,7 +286,7 @@ fn audit_json(flows: &str, extra: &[&str]) -> (Value, String) {
 }
 
 fn denied_to(v: &Value) -> Vec<String> {
-    v["denied"]
+    v["would_deny"]
         .as_array()
         .expect("denied")
         .iter()
@@ -318,7 +318,7 @@ fn each_importer_reads_its_format_and_reports_a_corrupted_line_by_number() {
         v["unresolved_records"], 1,
         "the `pub` aggregate has no address: {v}"
     );
-    assert_eq!(v["denied"][0]["seen"], 3, "num_flows counts");
+    assert_eq!(v["would_deny"][0]["seen"], 3, "num_flows counts");
 
     // Calico Open Source (Goldmane / Whisker): names only.
     let (v, err) = audit_json("calico-goldmane.jsonl", &[]);
@@ -342,7 +342,7 @@ fn each_importer_reads_its_format_and_reports_a_corrupted_line_by_number() {
         "{v}"
     );
     let (sniffed, _) = audit_json("flows.csv", &[]);
-    assert_eq!(sniffed["denied"], v["denied"], "--format auto finds CSV");
+    assert_eq!(sniffed["would_deny"], v["would_deny"], "--format auto finds CSV");
 
     // The agent's own records, WOULD-DENY included: what breaks if the audit is promoted.
     let (v, err) = audit_json("agent-would-deny.jsonl", &[]);
