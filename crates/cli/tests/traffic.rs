@@ -342,7 +342,10 @@ fn each_importer_reads_its_format_and_reports_a_corrupted_line_by_number() {
         "{v}"
     );
     let (sniffed, _) = audit_json("flows.csv", &[]);
-    assert_eq!(sniffed["would_deny"], v["would_deny"], "--format auto finds CSV");
+    assert_eq!(
+        sniffed["would_deny"], v["would_deny"],
+        "--format auto finds CSV"
+    );
 
     // The agent's own records, WOULD-DENY included: what breaks if the audit is promoted.
     let (v, err) = audit_json("agent-would-deny.jsonl", &[]);
