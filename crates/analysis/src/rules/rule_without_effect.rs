@@ -408,7 +408,41 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         let res = resource(p.kind.as_str(), p.namespace.as_deref(), &p.name);
         if whole_policies {
             if used.is_empty() {
-                out.push(ctx.finding(&POLICY_RULE, Some(res.clone()), p.source.as_ref(), format!("{res} never decides a flow of the pods it selects: earlier tiers or policies decide everything first"), "delete it, or move it earlier (tier or order)"));
+                // Name what decides first, from the first of its rules that matches a flow.
+                let by = [Direction::Ingress, Direction::Egress]
+                    .into_iter()
+                    .filter(|d| p.types.contains(*d))
+                    .flat_map(|d| (0..p.rules(d).len()).map(move |i| (d, i)))
+                    .find_map(|(d, i)| {
+                        match why_unused(&engine, p, d, i, &subjects, &remotes, &samples) {
+                            Unused::DecidedFirstBy(by) => Some(by),
+                            Unused::MatchesNoFlow => None,
+                        }
+                    });
+                let (message, help) = match by {
+                    Some(by) => (
+                        format!(
+                            "{res} never decides a flow of the pods it selects: every flow its rules match is decided first by {by}"
+                        ),
+                        format!(
+                            "delete it, or move it before {by} (an earlier tier or a lower order)"
+                        ),
+                    ),
+                    None => (
+                        format!(
+                            "{res} never decides a flow of the pods it selects: its rules match none of their flows"
+                        ),
+                        "delete it, or fix the peers and ports that keep its rules from matching"
+                            .to_string(),
+                    ),
+                };
+                out.push(ctx.finding(
+                    &POLICY_RULE,
+                    Some(res.clone()),
+                    p.source.as_ref(),
+                    message,
+                    &help,
+                ));
             }
             continue;
         }
