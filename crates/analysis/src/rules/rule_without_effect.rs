@@ -237,18 +237,27 @@ fn half(v: &bulkhead_engine::Verdict, direction: Direction) -> &bulkhead_engine:
     }
 }
 
+/// Judges the half the policy acts on: a rule is not redundant just because the other side
+/// blocks the flow today. Only a flow whose explanation names the policy can change when it
+/// or one of its rules goes (a flow decided elsewhere keeps its verdict), so the reduced
+/// engine is asked about those alone.
 fn same_verdicts(
     before: &Engine<'_>,
     after: &Engine<'_>,
     subjects: &[usize],
     samples: &Samples,
+    policy: (&str, &str),
 ) -> bool {
     let remotes = remotes(before, samples);
-    // Judge the half the policy acts on: a rule is not redundant just because the other side
-    // blocks the flow today.
     sampled_flows(subjects, &remotes, samples).all(|(flow, direction)| {
-        half(&before.evaluate(&flow), direction).allowed
-            == half(&after.evaluate(&flow), direction).allowed
+        let verdict = before.evaluate(&flow);
+        let was = half(&verdict, direction);
+        let involved = was.decided_by.iter().any(|step| {
+            step.kind == "NetworkPolicy"
+                && step.namespace.as_deref() == Some(policy.0)
+                && step.name == policy.1
+        });
+        !involved || was.allowed == half(&after.evaluate(&flow), direction).allowed
     })
 }
 
@@ -312,7 +321,15 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         }
         let reduced = without(cluster, target);
         let after = Engine::new(&reduced, EngineOptions { ..options });
-        if same_verdicts(&engine, &after, subjects, &samples) {
+        let Target::Kubernetes(k, _) = target;
+        let policy = &cluster.network_policies[k];
+        if same_verdicts(
+            &engine,
+            &after,
+            subjects,
+            &samples,
+            (&policy.namespace, &policy.name),
+        ) {
             let (info, what) = if whole_policies {
                 (&POLICY_RULE, res.clone())
             } else {
