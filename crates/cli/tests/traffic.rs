@@ -173,15 +173,18 @@ fn generate_round_trips_on_generated_clusters() {
             dir.path().to_string_lossy().into_owned(),
             flows_path.to_string_lossy().into_owned(),
         );
-        // Calico v3 output verifies as well (its own semantics judge it).
-        let (code, calico) = run(&["generate", &d, "--flows", &f, "-o", "calico"]);
-        assert_eq!(
-            code,
-            0,
-            "seed {seed}: Calico verification failed:\n{}",
-            calico.lines().take(8).collect::<Vec<_>>().join("\n")
-        );
-        assert!(calico.contains("apiVersion: projectcalico.org/v3"));
+        // Calico v3 output verifies as well (its own semantics judge it); one seed is enough
+        // for the second format.
+        if seed == 1 {
+            let (code, calico) = run(&["generate", &d, "--flows", &f, "-o", "calico"]);
+            assert_eq!(
+                code,
+                0,
+                "seed {seed}: Calico verification failed:\n{}",
+                calico.lines().take(8).collect::<Vec<_>>().join("\n")
+            );
+            assert!(calico.contains("apiVersion: projectcalico.org/v3"));
+        }
         // The built-in verification passes (exit 0), and says so.
         let (code, proposal) = run(&["generate", &d, "--flows", &f]);
         assert_eq!(
@@ -194,7 +197,7 @@ fn generate_round_trips_on_generated_clusters() {
             "#   0 observed flow(s) denied",
             "#   0 connection(s) allowed beyond the observed flows and DNS",
             "#   0 pod(s) of a default-denied namespace without DNS",
-            "#   bulkhead check on these policies (all rules but BH107/BH108): 0 error(s) or warning(s)",
+            "#   bulkhead check on these policies: 0 error(s) or warning(s)",
         ] {
             assert!(proposal.contains(line), "seed {seed}: {line} missing");
         }

@@ -246,18 +246,33 @@ fn same_verdicts(
     after: &Engine<'_>,
     subjects: &[usize],
     samples: &Samples,
-    policy: (&str, &str),
 ) -> bool {
+    // Whole port sets per (pod, remote, protocol, direction), through the same pipeline as
+    // `evaluate`: exact on every port, not only the sampled ones, and one question per pair
+    // instead of one per sampled port. Judge the half the policy acts on: a rule is not
+    // redundant just because the other side blocks the flow today.
     let remotes = remotes(before, samples);
-    sampled_flows(subjects, &remotes, samples).all(|(flow, direction)| {
-        let verdict = before.evaluate(&flow);
-        let was = half(&verdict, direction);
-        let involved = was.decided_by.iter().any(|step| {
-            step.kind == "NetworkPolicy"
-                && step.namespace.as_deref() == Some(policy.0)
-                && step.name == policy.1
-        });
-        !involved || was.allowed == half(&after.evaluate(&flow), direction).allowed
+    let protocols: Vec<Protocol> = {
+        let mut p: Vec<Protocol> = samples.ports.iter().map(|(p, _)| *p).collect();
+        p.sort_unstable_by_key(|p| p.to_string());
+        p.dedup();
+        p
+    };
+    subjects.iter().all(|&s| {
+        remotes
+            .iter()
+            .filter(|&&r| r != Endpoint::Pod(s))
+            .all(|&r| {
+                let ipv4 = before.flow_is_ipv4(Endpoint::Pod(s), r);
+                protocols.iter().all(|&protocol| {
+                    [Direction::Egress, Direction::Ingress]
+                        .into_iter()
+                        .all(|d| {
+                            before.direction_ports(d, s, r, ipv4, protocol)
+                                == after.direction_ports(d, s, r, ipv4, protocol)
+                        })
+                })
+            })
     })
 }
 
@@ -321,15 +336,7 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
         }
         let reduced = without(cluster, target);
         let after = Engine::new(&reduced, EngineOptions { ..options });
-        let Target::Kubernetes(k, _) = target;
-        let policy = &cluster.network_policies[k];
-        if same_verdicts(
-            &engine,
-            &after,
-            subjects,
-            &samples,
-            (&policy.namespace, &policy.name),
-        ) {
+        if same_verdicts(&engine, &after, subjects, &samples) {
             let (info, what) = if whole_policies {
                 (&POLICY_RULE, res.clone())
             } else {

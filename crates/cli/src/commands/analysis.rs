@@ -578,13 +578,10 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         .diagnostics
         .iter()
         .cloned()
-        .chain(bulkhead_analysis::lint(&with.cluster, &{
-            // The effect analysis (BH107/BH108) re-evaluates the cluster once per rule, and a
-            // proposal has a rule per observed peer: `bulkhead check` runs it on request.
-            let mut config = bulkhead_analysis::Config::default();
-            config.rules.disable = vec!["BH107".into(), "BH108".into()];
-            config
-        }))
+        .chain(bulkhead_analysis::lint(
+            &with.cluster,
+            &bulkhead_analysis::Config::default(),
+        ))
         .filter(|d| {
             d.severity != bulkhead_model::Severity::Info
                 && d.location
@@ -613,7 +610,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         list(&verification.without_dns)
     ));
     summary.push(format!(
-        "  bulkhead check on these policies (all rules but BH107/BH108): {} error(s) or warning(s){}",
+        "  bulkhead check on these policies: {} error(s) or warning(s){}",
         check.len(),
         list(&check)
     ));
