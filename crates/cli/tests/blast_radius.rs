@@ -1,28 +1,19 @@
 //! `bulkhead blast-radius` and the blast-radius part of `diff`, on the demo (issue "Blast
 //! radius": a compromised frontend reaches the backend in 1 hop and the database in 2).
 
-use assert_cmd::Command;
+mod support;
+
 use serde_json::Value;
-use std::path::PathBuf;
+use support::{crate_path, run};
 
 fn example(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(path)
-        .to_string_lossy()
-        .into_owned()
+    crate_path(&format!("../../examples/{path}"))
 }
 
+/// Exit code and standard output as JSON.
 fn json(args: &[&str]) -> (i32, Value) {
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
-        .args(args)
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&output.stderr)));
-    (output.status.code().unwrap_or(-1), value)
+    let r = run(args);
+    (r.code, r.json())
 }
 
 #[test]
@@ -198,15 +189,11 @@ fn attributes(dom: &str, attribute: &str) -> Vec<String> {
 #[test]
 fn the_html_report_renders_in_chromium_and_every_evidence_link_resolves() {
     let demo = example("three-tier");
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
-        .args(["report", &demo, "-o", "html"])
-        .output()
-        .expect("runs");
-    assert!(output.status.success());
+    let r = run(&["report", &demo, "-o", "html"]);
+    assert_eq!(r.code, 0);
     let dir = tempfile::tempdir().expect("tempdir");
     let page = dir.path().join("review.html");
-    std::fs::write(&page, &output.stdout).expect("write");
+    std::fs::write(&page, &r.stdout).expect("write");
     let Some(dom) = chromium_dom(&page) else {
         return;
     };
@@ -231,12 +218,7 @@ fn the_html_report_renders_in_chromium_and_every_evidence_link_resolves() {
 #[test]
 fn the_markdown_report_maps_findings_to_controls() {
     let demo = example("three-tier");
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
-        .args(["report", &demo])
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = run(&["report", &demo]).stdout;
     for control in [
         "| 1.2 ",
         "| 1.3 ",

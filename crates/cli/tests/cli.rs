@@ -1,33 +1,16 @@
 //! End-to-end tests of the `bulkhead` binary: exit codes, locations in diagnostics, and the
 //! JSON contract of design.md §4.
 
-use assert_cmd::Command;
+mod support;
+
 use serde_json::Value;
 use std::path::PathBuf;
+use support::{bulkhead, output, run};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn bulkhead() -> Command {
-    Command::cargo_bin("bulkhead").expect("binary is built")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    let output = bulkhead().args(args).output().expect("runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 fn check_json(path: &str) -> (i32, Vec<Value>) {
@@ -598,16 +581,11 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        let output = bulkhead()
+        let mut command = bulkhead();
+        command
             .current_dir(&parent)
-            .args(["check", &name, "-o", "sarif"])
-            .output()
-            .expect("runs");
-        let r = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+            .args(["check", &name, "-o", "sarif"]);
+        let r = output(command);
         let sarif: Value = serde_json::from_str(&r.stdout).expect("sarif JSON");
         for result in sarif["runs"][0]["results"].as_array().expect("results") {
             let location = &result["locations"][0]["physicalLocation"]["artifactLocation"];

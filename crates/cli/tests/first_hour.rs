@@ -1,43 +1,17 @@
 //! What a new user meets in the first hour: every input gets a clear answer. Each test is the
 //! smallest case of one report in the "First hour" issue and failed before its fix.
 
+mod support;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::{Run, bin, output, run};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/first-hour")
         .join(name)
-}
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("bulkhead")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn output(mut command: Command) -> Run {
-    // A generous hang guard: a hang fails the test instead of the whole run.
-    let output = command
-        .timeout(Duration::from_secs(120))
-        .output()
-        .expect("runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn run(args: &[&str]) -> Run {
-    let mut c = Command::new(bin());
-    c.args(args);
-    output(c)
 }
 
 /// Runs bulkhead with its address space limited to 200 MB (RLIMIT_AS), as the issue asks:
@@ -252,7 +226,7 @@ fn empty_input_says_there_is_nothing_to_check() {
         "{}",
         r.stdout
     );
-    let mut c = Command::new(bin());
+    let mut c = support::bulkhead();
     c.args(["check", "-"]).write_stdin("");
     let r = output(c);
     assert!(r.stdout.contains("BH017"), "{}", r.stdout);
@@ -368,7 +342,7 @@ fn an_ignore_path_matches_however_the_path_is_typed() {
     )
     .expect("copy");
     let findings = |cwd: &Path, args: &[&str]| -> usize {
-        let mut c = Command::new(bin());
+        let mut c = support::bulkhead();
         c.current_dir(cwd).args(["check", "-o", "json"]).args(args);
         let r = output(c);
         let json: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");

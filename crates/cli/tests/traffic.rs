@@ -1,26 +1,18 @@
 //! `bulkhead audit` resolves flow records exactly (issue "Traffic you can trust").
 
-use assert_cmd::Command;
+mod support;
+
 use serde_json::Value;
-use std::path::PathBuf;
+use support::{bulkhead, crate_path, output};
 
 fn path(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
+    crate_path(p)
 }
 
+/// Exit code and standard output.
 fn run(args: &[&str]) -> (i32, String) {
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let r = support::run(args);
+    (r.code, r.stdout)
 }
 
 #[test]
@@ -251,14 +243,9 @@ fn generate_round_trips_on_generated_clusters() {
 fn the_dns_server_gets_no_policy_when_only_one_pod_was_seen_resolving() {
     let cluster = path("tests/traffic/dns-cluster");
     let flows = path("tests/traffic/dns-only-backend.jsonl");
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
-        .args(["generate", &cluster, "--flows", &flows])
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(0));
-    let proposal = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let r = support::run(&["generate", &cluster, "--flows", &flows]);
+    assert_eq!(r.code, 0);
+    let (proposal, stderr) = (&r.stdout, &r.stderr);
     assert!(
         !proposal.contains("namespace: \"kube-system\"\nspec"),
         "no policy for the DNS server's namespace:\n{proposal}"
@@ -278,14 +265,12 @@ fn the_dns_server_gets_no_policy_when_only_one_pod_was_seen_resolving() {
 fn audit_json(flows: &str, extra: &[&str]) -> (Value, String) {
     let demo = path("../../examples/three-tier");
     let flows = path(&format!("tests/traffic/{flows}"));
-    let output = Command::cargo_bin("bulkhead")
-        .expect("binary")
+    let mut command = bulkhead();
+    command
         .args(["audit", &demo, "--flows", &flows, "-o", "json"])
-        .args(extra)
-        .output()
-        .expect("runs");
-    let value = serde_json::from_slice(&output.stdout).expect("json");
-    (value, String::from_utf8_lossy(&output.stderr).into_owned())
+        .args(extra);
+    let r = output(command);
+    (r.json(), r.stderr)
 }
 
 fn denied_to(v: &Value) -> Vec<String> {
