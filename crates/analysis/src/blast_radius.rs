@@ -54,6 +54,17 @@ pub struct Hop {
     pub rules: Vec<String>,
 }
 
+impl std::fmt::Display for Hop {
+    /// `ns/a -> ns/b TCP 8080`: the connection, without its rules.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {} {} {}",
+            self.from, self.to, self.protocol, self.ports
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Path {
     /// A pod (`ns/pod`), `metadata-service` or `internet`.

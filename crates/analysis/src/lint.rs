@@ -256,6 +256,52 @@ pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
 }
 
 /// `Kind ns/name` (or `Kind name`), the resource naming shared with the loader.
+/// One rule of an ordered policy (Calico, ANP, BANP, CNP), with what findings name it by.
+#[derive(Debug)]
+pub struct TieredRuleRef<'c> {
+    pub policy: &'c bulkhead_model::TieredPolicy,
+    /// `CalicoNetworkPolicy shop/web`, as [`resource`] writes it.
+    pub resource: String,
+    pub direction: bulkhead_model::Direction,
+    pub index: usize,
+    pub rule: &'c bulkhead_model::TieredRule,
+}
+
+impl TieredRuleRef<'_> {
+    /// Where a finding about the rule points: the rule, else its policy.
+    pub fn source(&self) -> Option<&SourceLocation> {
+        self.rule.location.as_ref().or(self.policy.source.as_ref())
+    }
+}
+
+/// Every rule of every ordered policy, ingress before egress, in policy order.
+pub fn tiered_rules(cluster: &Cluster) -> impl Iterator<Item = TieredRuleRef<'_>> {
+    use bulkhead_model::Direction;
+    cluster.tiered_policies.iter().flat_map(|policy| {
+        let res = resource(
+            policy.kind.as_str(),
+            policy.namespace.as_deref(),
+            &policy.name,
+        );
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .flat_map(move |direction| {
+                let res = res.clone();
+                policy
+                    .rules(direction)
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, rule)| TieredRuleRef {
+                        policy,
+                        resource: res.clone(),
+                        direction,
+                        index,
+                        rule,
+                    })
+            })
+    })
+}
+
 /// The resource an engine explanation names (`kind` as the engine prints it: Calico's own kind
 /// `NetworkPolicy` for a Calico namespaced policy), in the form every finding and the
 /// `bulkhead.io/ignore` suppressions use: `CalicoNetworkPolicy ns/name` for Calico's.

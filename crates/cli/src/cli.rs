@@ -172,6 +172,12 @@ impl InputArgs {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("default")
     }
+
+    /// The paths as the user gave them, for the title of a page or a report.
+    pub fn title(&self) -> String {
+        let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        paths.join(" ")
+    }
 }
 
 #[derive(Debug, Args)]

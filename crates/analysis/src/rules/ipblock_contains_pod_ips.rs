@@ -60,57 +60,42 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             }
         }
     }
-    for policy in &ctx.cluster.tiered_policies {
-        let res = resource(
-            policy.kind.as_str(),
-            policy.namespace.as_deref(),
-            &policy.name,
-        );
-        for direction in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
-                // A Deny of the pod range is deliberate; an Allow of it is the surprise.
-                if rule.action != bulkhead_model::Action::Allow {
-                    continue;
-                }
-                let (field, nets): (&str, Vec<ipnet::IpNet>) = match &rule.matcher {
-                    RuleMatcher::Calico(c) => {
-                        let entity = match direction {
-                            Direction::Egress => &c.destination,
-                            Direction::Ingress => &c.source,
-                        };
-                        let side = if direction == Direction::Egress {
-                            "destination"
-                        } else {
-                            "source"
-                        };
-                        (side, entity.nets.clone())
-                    }
-                    RuleMatcher::Cluster(c) => (
-                        "networks",
-                        c.peers
-                            .iter()
-                            .flat_map(|p| match p {
-                                ClusterPeer::Networks(n) => n.clone(),
-                                _ => Vec::new(),
-                            })
-                            .collect(),
+    // A Deny of the pod range is deliberate; an Allow of it is the surprise.
+    for r in crate::lint::tiered_rules(ctx.cluster)
+        .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
+    {
+        let (field, nets): (&str, Vec<ipnet::IpNet>) = match &r.rule.matcher {
+            RuleMatcher::Calico(c) => match r.direction {
+                Direction::Egress => ("destination", c.destination.nets.clone()),
+                Direction::Ingress => ("source", c.source.nets.clone()),
+            },
+            RuleMatcher::Cluster(c) => (
+                "networks",
+                c.peers
+                    .iter()
+                    .flat_map(|p| match p {
+                        ClusterPeer::Networks(n) => n.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            ),
+        };
+        for net in nets {
+            let count = ips.iter().filter(|ip| net.contains(*ip)).count();
+            if count > 0 {
+                out.push(ctx.finding(
+                    &RULE,
+                    Some(r.resource.clone()),
+                    r.source(),
+                    format!(
+                        "{} {}[{}] {field} net {net} contains {count} pod IP{}",
+                        r.resource,
+                        r.direction,
+                        r.index,
+                        if count == 1 { "" } else { "s" }
                     ),
-                };
-                for net in nets {
-                    let count = ips.iter().filter(|ip| net.contains(*ip)).count();
-                    if count > 0 {
-                        out.push(ctx.finding(
-                            &RULE,
-                            Some(res.clone()),
-                            rule.location.as_ref().or(policy.source.as_ref()),
-                            format!(
-                                "{res} {direction}[{i}] {field} net {net} contains {count} pod IP{}",
-                                if count == 1 { "" } else { "s" }
-                            ),
-                            "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)",
-                        ));
-                    }
-                }
+                    "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)",
+                ));
             }
         }
     }

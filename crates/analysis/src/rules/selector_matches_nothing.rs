@@ -141,45 +141,29 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     }
     // Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules.
     if ctx.has_pods() && namespaces_known {
-        for policy in cluster
-            .tiered_policies
-            .iter()
-            .filter(|p| !p.host_endpoints_only)
-        {
-            let res = resource(
-                policy.kind.as_str(),
-                policy.namespace.as_deref(),
-                &policy.name,
+        for r in crate::lint::tiered_rules(cluster).filter(|r| !r.policy.host_endpoints_only) {
+            let Some(dead) =
+                tiered_peer_matching_nothing(&ctx.engine, r.policy, r.direction, r.index)
+            else {
+                continue;
+            };
+            let message = format!(
+                "{} {}[{}]: {} {} matches nothing in the snapshot{}",
+                r.resource,
+                r.direction,
+                r.index,
+                dead.what,
+                dead.selector,
+                dead.suggestion
+                    .as_ref()
+                    .map(|s| format!("; did you mean {s}?"))
+                    .unwrap_or_default()
             );
-            for direction in [Direction::Ingress, Direction::Egress] {
-                for (i, rule) in policy.rules(direction).iter().enumerate() {
-                    let Some(dead) =
-                        tiered_peer_matching_nothing(&ctx.engine, policy, direction, i)
-                    else {
-                        continue;
-                    };
-                    let message = format!(
-                        "{res} {direction}[{i}]: {} {} matches nothing in the snapshot{}",
-                        dead.what,
-                        dead.selector,
-                        dead.suggestion
-                            .as_ref()
-                            .map(|s| format!("; did you mean {s}?"))
-                            .unwrap_or_default()
-                    );
-                    let help = match &dead.suggestion {
-                        Some(s) => format!("fix the selector: {s}"),
-                        None => "check the labels of the endpoints you mean (kubectl get pods,namespaces --show-labels)".to_string(),
-                    };
-                    out.push(ctx.finding(
-                        &RULE,
-                        Some(res.clone()),
-                        rule.location.as_ref().or(policy.source.as_ref()),
-                        message,
-                        &help,
-                    ));
-                }
-            }
+            let help = match &dead.suggestion {
+                Some(s) => format!("fix the selector: {s}"),
+                None => "check the labels of the endpoints you mean (kubectl get pods,namespaces --show-labels)".to_string(),
+            };
+            out.push(ctx.finding(&RULE, Some(r.resource.clone()), r.source(), message, &help));
         }
     }
     out

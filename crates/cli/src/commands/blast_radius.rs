@@ -117,7 +117,7 @@ pub fn text(report: &BlastRadius) -> String {
                 p.hops.len()
             );
             for h in &p.hops {
-                let _ = writeln!(paths, "  {} -> {} {} {}", h.from, h.to, h.protocol, h.ports);
+                let _ = writeln!(paths, "  {h}");
                 for r in &h.rules {
                     let _ = writeln!(paths, "      {r}");
                 }

@@ -68,18 +68,13 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
         port,
         port_name,
     };
-    let title: Vec<String> = args
-        .input
-        .paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let title = args.input.title();
     super::print(&render_filtered(
         &engine,
         args.by,
         args.output,
         filter,
-        &title.join(" "),
+        &title,
     ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -26,15 +26,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             cde,
         },
     );
-    let title: Vec<String> = args
-        .input
-        .paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let title = args.input.title();
     match args.output {
-        ReportFormat::Markdown => super::print(&report::markdown(&r, &title.join(" ")))?,
-        ReportFormat::Html => super::print(&report::html(&r, &title.join(" ")))?,
+        ReportFormat::Markdown => super::print(&report::markdown(&r, &title))?,
+        ReportFormat::Html => super::print(&report::html(&r, &title))?,
         ReportFormat::Json => super::print(&format!("{:#}\n", serde_json::to_value(&r)?))?,
     }
     Ok(ExitCode::SUCCESS)

@@ -137,11 +137,7 @@ fn blocks(r: &Report, title: &str) -> Vec<Block> {
                     .paths
                     .first()
                     .map(|p| {
-                        let hops: Vec<String> = p
-                            .hops
-                            .iter()
-                            .map(|h| format!("{} -> {} {} {}", h.from, h.to, h.protocol, h.ports))
-                            .collect();
+                        let hops: Vec<String> = p.hops.iter().map(ToString::to_string).collect();
                         format!("to {}: {}", p.target, hops.join("; "))
                     })
                     .unwrap_or_default();
