@@ -300,7 +300,7 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
             .min()
             .map(|(_, t)| t)
         {
-            let chain = identity_chain(&compiled, &search, start, compiled.identity_of[t]);
+            let chain = identity_chain(&search, start, compiled.identity_of[t]);
             paths.push(Path {
                 target: cluster.pods[t].key(),
                 hops: pod_hops(engine, &compiled, source, &chain, Some(t)),
@@ -326,7 +326,7 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
                 let chain = if id == start {
                     vec![start]
                 } else {
-                    identity_chain(&compiled, &search, start, Some(id))
+                    identity_chain(&search, start, Some(id))
                 };
                 let mut hops = pod_hops(engine, &compiled, source, &chain, None);
                 let last = hops
@@ -404,7 +404,7 @@ pub fn path_between(
             Some((d, t))
         })
         .min()?;
-    let chain = identity_chain(compiled, &search, start, compiled.identity_of[t]);
+    let chain = identity_chain(&search, start, compiled.identity_of[t]);
     Some(Path {
         target: engine.cluster().pods[t].key(),
         hops: pod_hops(engine, compiled, source, &chain, Some(t)),
@@ -600,16 +600,10 @@ fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search 
 }
 
 /// Identities from the start to `goal`, both included.
-fn identity_chain(
-    compiled: &CompiledConnectivity,
-    search: &Search,
-    start: usize,
-    goal: Option<usize>,
-) -> Vec<usize> {
+fn identity_chain(search: &Search, start: usize, goal: Option<usize>) -> Vec<usize> {
     let Some(goal) = goal else {
         return vec![start];
     };
-    let _ = compiled;
     let mut chain = vec![goal];
     let mut at = if goal == start {
         search.own_identity.map(|(_, from)| from)

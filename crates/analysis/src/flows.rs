@@ -60,22 +60,6 @@ pub struct BadLine {
     pub message: String,
 }
 
-/// Reads JSON lines; blank lines and `#` comments are skipped, every other bad line reported.
-pub fn parse(text: &str) -> (Vec<FlowRecord>, Vec<BadLine>) {
-    let (mut records, mut bad) = (Vec::new(), Vec::new());
-    for (i, line) in text.lines().enumerate() {
-        match parse_json_line(line) {
-            Ok(Some(r)) => records.push(r),
-            Ok(None) => {}
-            Err(message) => bad.push(BadLine {
-                line: i + 1,
-                message,
-            }),
-        }
-    }
-    (records, bad)
-}
-
 /// One JSON line of any format Bulkhead reads, recognised by its fields: Bulkhead's own
 /// (`src_ip`, including the agent's `WOULD-DENY` records), Cilium Hubble's (`IP`, or
 /// `{"flow": ...}`), Calico Enterprise's (`source_ip`/`dest_ip` with names) and Calico Open
@@ -841,6 +825,22 @@ fn allow_rules(engine: &Engine<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads JSON lines; blank lines and `#` comments are skipped, every other bad line reported.
+    fn parse(text: &str) -> (Vec<FlowRecord>, Vec<BadLine>) {
+        let (mut records, mut bad) = (Vec::new(), Vec::new());
+        for (i, line) in text.lines().enumerate() {
+            match parse_json_line(line) {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => {}
+                Err(message) => bad.push(BadLine {
+                    line: i + 1,
+                    message,
+                }),
+            }
+        }
+        (records, bad)
+    }
 
     #[test]
     fn hubble_flows_are_read_and_replies_skipped() {

@@ -95,8 +95,8 @@ impl Engine<'_> {
                     .map(|(i, _)| i)
                     .collect();
                 if exact.is_empty() {
-                    let ordinal = self.statefulset_replica(ns, name);
-                    if let Some((i, _)) = ordinal {
+                    let replica = self.statefulset_replica(ns, name);
+                    if let Some(i) = replica {
                         notes.push(Note {
                             code: "STATEFULSET_REPLICA",
                             message: format!(
@@ -105,7 +105,7 @@ impl Engine<'_> {
                             ),
                         });
                     }
-                    ordinal.map(|(i, _)| i).into_iter().collect()
+                    replica.into_iter().collect()
                 } else {
                     exact
                 }
@@ -205,8 +205,8 @@ impl Engine<'_> {
 impl Engine<'_> {
     /// `db-2` in a snapshot from Git: replica 2 of the StatefulSet `db` (its pods are named
     /// NAME-ORDINAL), when the template stands for at least 3 replicas and no live pod has the
-    /// name. Returns the template pod and the ordinal.
-    fn statefulset_replica(&self, namespace: &str, name: &str) -> Option<(usize, usize)> {
+    /// name. Returns the template pod.
+    fn statefulset_replica(&self, namespace: &str, name: &str) -> Option<usize> {
         let (base, ordinal) = name.rsplit_once('-')?;
         let ordinal: usize = ordinal.parse().ok()?;
         self.cluster().pods.iter().enumerate().find_map(|(i, p)| {
@@ -215,7 +215,7 @@ impl Engine<'_> {
                 && p.workload.kind == "statefulset"
                 && p.workload.name == base
                 && ordinal < p.replicas)
-                .then_some((i, ordinal))
+                .then_some(i)
         })
     }
 
@@ -236,10 +236,7 @@ impl Engine<'_> {
                     .filter(|&i| cluster.pods[i].namespace == *ns && cluster.pods[i].name == *name)
                     .collect();
                 if exact.is_empty() {
-                    self.statefulset_replica(ns, name)
-                        .map(|(i, _)| i)
-                        .into_iter()
-                        .collect()
+                    self.statefulset_replica(ns, name).into_iter().collect()
                 } else {
                     exact
                 }
