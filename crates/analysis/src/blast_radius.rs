@@ -557,7 +557,7 @@ fn share(part: usize, whole: usize) -> f64 {
 /// `ns/kind/name` of the pod's workload, as `explain` accepts it.
 pub fn workload_key(engine: &Engine<'_>, pod: usize) -> String {
     let p = &engine.cluster().pods[pod];
-    format!("{}/{}", p.namespace, p.workload)
+    p.workload_key()
 }
 
 fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search {

@@ -106,7 +106,7 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
                 exposed
                     .entry(pod.namespace.clone())
                     .or_default()
-                    .insert(format!("{}/{}", pod.namespace, pod.workload));
+                    .insert(pod.workload_key());
             }
         }
     }

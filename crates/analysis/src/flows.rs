@@ -579,7 +579,7 @@ fn endpoint_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
     match endpoint {
         Endpoint::Pod(i) => {
             let p = &cluster.pods[i];
-            format!("{}/{}", p.namespace, p.workload)
+            p.workload_key()
         }
         Endpoint::Node(i) => format!("node:{}", cluster.nodes[i].name),
         Endpoint::External(ip) => ip.to_string(),

@@ -511,7 +511,7 @@ pub fn generate(
 fn peer_name(engine: &Engine<'_>, endpoint: Endpoint) -> String {
     let cluster = engine.cluster();
     match endpoint {
-        Endpoint::Pod(i) => format!("{}/{}", cluster.pods[i].namespace, cluster.pods[i].workload),
+        Endpoint::Pod(i) => cluster.pods[i].workload_key(),
         Endpoint::Node(i) => format!("node:{}", cluster.nodes[i].name),
         Endpoint::External(ip) => ip.to_string(),
     }
@@ -563,7 +563,7 @@ pub fn verify(
     for i in only.pod_endpoints() {
         let p = &cluster.pods[i];
         group
-            .entry(format!("{}/{}", p.namespace, p.workload))
+            .entry(p.workload_key())
             .or_insert_with(|| format!("{} {:?}", p.namespace, workload_selector(only, i)));
     }
     let group_of = |w: &str| group.get(w).cloned().unwrap_or_else(|| w.to_string());
@@ -589,7 +589,7 @@ pub fn verify(
     let dns: BTreeSet<String> = generated
         .dns_servers
         .iter()
-        .map(|&i| format!("{}/{}", cluster.pods[i].namespace, cluster.pods[i].workload))
+        .map(|&i| cluster.pods[i].workload_key())
         .collect();
     let covered = |workload: &str| {
         generated

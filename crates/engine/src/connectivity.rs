@@ -44,6 +44,17 @@ pub enum Aggregation {
     Namespace,
 }
 
+impl Aggregation {
+    /// The row a pod belongs to at this level: `ns/pod`, `ns/kind/name` or `ns`.
+    pub fn group_of(self, pod: &bulkhead_model::Pod) -> String {
+        match self {
+            Aggregation::Pod => pod.key(),
+            Aggregation::Workload => pod.workload_key(),
+            Aggregation::Namespace => pod.namespace.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ConnectivityOptions {
     pub aggregation: Aggregation,
@@ -113,14 +124,7 @@ impl Engine<'_> {
         options: &ConnectivityOptions,
     ) -> Vec<Connection> {
         let cluster = self.cluster();
-        let group_of = |i: usize| -> String {
-            let p = &cluster.pods[i];
-            match options.aggregation {
-                Aggregation::Pod => p.key(),
-                Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
-                Aggregation::Namespace => p.namespace.clone(),
-            }
-        };
+        let group_of = |i: usize| options.aggregation.group_of(&cluster.pods[i]);
         let in_set = |set: &Option<Vec<usize>>| -> Vec<bool> {
             let mut mask = vec![set.is_none(); cluster.pods.len()];
             for &i in set.iter().flatten() {

@@ -7,7 +7,7 @@
 //! representative address decides the whole region exactly (pod and node addresses are
 //! endpoints of their own and are never chosen).
 
-use crate::connectivity::{Aggregation, Connection, ConnectivityOptions};
+use crate::connectivity::{Connection, ConnectivityOptions};
 use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
 use bulkhead_model::{Direction, PortSet, Protocol};
@@ -92,11 +92,7 @@ impl Engine<'_> {
         let mut rows: BTreeMap<(String, usize), [Slot; 3]> = BTreeMap::new();
         for &src in &sources {
             let pod = &cluster.pods[src];
-            let group = match options.aggregation {
-                Aggregation::Pod => pod.key(),
-                Aggregation::Workload => format!("{}/{}", pod.namespace, pod.workload),
-                Aggregation::Namespace => pod.namespace.clone(),
-            };
+            let group = options.aggregation.group_of(pod);
             for (r, region) in regions.iter().enumerate() {
                 let ipv4 = region.representative.is_ipv4();
                 // A pod with addresses but none of this family never sends such packets.

@@ -136,7 +136,7 @@ impl Engine<'_> {
             let all = cluster
                 .pods
                 .iter()
-                .flat_map(|p| [p.key(), format!("{}/{}", p.namespace, p.workload)]);
+                .flat_map(|p| [p.key(), p.workload_key()]);
             return Err(ReferenceError::NotFound {
                 reference: reference.to_string(),
                 suggestions: close_matches(reference, all),
@@ -258,13 +258,10 @@ impl Engine<'_> {
             }
         };
         if found.is_empty() {
-            let all = cluster.pods.iter().flat_map(|p| {
-                [
-                    p.namespace.clone(),
-                    p.key(),
-                    format!("{}/{}", p.namespace, p.workload),
-                ]
-            });
+            let all = cluster
+                .pods
+                .iter()
+                .flat_map(|p| [p.namespace.clone(), p.key(), p.workload_key()]);
             return Err(ReferenceError::NotFound {
                 reference: reference.to_string(),
                 suggestions: close_matches(reference, all),

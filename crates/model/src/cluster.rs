@@ -75,6 +75,12 @@ impl Pod {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// `namespace/kind/name` of its workload (`shop/deployment/web`), the reference form of
+    /// workload-level rows and findings.
+    pub fn workload_key(&self) -> String {
+        format!("{}/{}", self.namespace, self.workload)
+    }
+
     /// Whether the pod takes part in policy as a workload endpoint (§0.3, K8S-PEER-4).
     pub fn is_endpoint(&self) -> bool {
         match self.origin {
@@ -138,9 +144,7 @@ impl Cluster {
     pub fn is_crown_jewel(&self, pod: &Pod) -> bool {
         self.crown_jewels
             .contains(&format!("{}/pod/{}", pod.namespace, pod.name))
-            || self
-                .crown_jewels
-                .contains(&format!("{}/{}", pod.namespace, pod.workload))
+            || self.crown_jewels.contains(&pod.workload_key())
     }
 }
 

@@ -74,7 +74,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 rule.source.clone(),
             ))
             .or_default()
-            .entry(format!("{}/{}", pod.namespace, pod.workload))
+            .entry(pod.workload_key())
             .or_default() += 1;
     }
     by_rule

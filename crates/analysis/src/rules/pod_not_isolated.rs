@@ -50,7 +50,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             };
             if !denied {
                 let entry = groups
-                    .entry((format!("{}/{}", pod.namespace, pod.workload), name))
+                    .entry((pod.workload_key(), name))
                     .or_insert((0, pod.source.as_ref()));
                 entry.0 += 1;
             }

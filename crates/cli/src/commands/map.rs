@@ -103,11 +103,7 @@ fn narrow_to_named_port(
     let mut declared: std::collections::BTreeMap<(String, Protocol), PortSet> = Default::default();
     for i in engine.pod_endpoints() {
         let p = &cluster.pods[i];
-        let group = match aggregation {
-            Aggregation::Pod => p.key(),
-            Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
-            Aggregation::Namespace => p.namespace.clone(),
-        };
+        let group = aggregation.group_of(p);
         for port in p.ports.iter().filter(|x| x.name.as_deref() == Some(name)) {
             let slot = declared.entry((group.clone(), port.protocol)).or_default();
             *slot = slot.union(&PortSet::from_ranges([PortRange::single(port.port)]));
@@ -150,14 +146,7 @@ pub fn render_filtered(
                 || chosen(&filter.from)
                 || chosen(&filter.to)
         })
-        .map(|i| {
-            let p = &cluster.pods[i];
-            match aggregation {
-                Aggregation::Pod => p.key(),
-                Aggregation::Workload => format!("{}/{}", p.namespace, p.workload),
-                Aggregation::Namespace => p.namespace.clone(),
-            }
-        })
+        .map(|i| aggregation.group_of(&cluster.pods[i]))
         .collect();
     let options = ConnectivityOptions {
         aggregation,
