@@ -527,6 +527,70 @@ pub struct Verification {
     /// Pods of a default-denied namespace that cannot resolve names over UDP or TCP.
     pub without_dns: Vec<String>,
     pub observed: usize,
+    /// Errors and warnings `bulkhead check` gives on the proposal (validation and every lint
+    /// rule, located in the proposal's file).
+    pub check: Vec<String>,
+}
+
+impl Verification {
+    /// Nothing found: the proposal allows exactly the observed flows and DNS, and is clean.
+    pub fn passed(&self) -> bool {
+        self.denied.is_empty()
+            && self.extra.is_empty()
+            && self.without_dns.is_empty()
+            && self.check.is_empty()
+    }
+}
+
+/// A proposal as the caller loaded it: into the snapshot, and alone.
+#[derive(Debug)]
+pub struct Proposal<'a> {
+    /// The snapshot the proposal was generated from.
+    pub snapshot: &'a bulkhead_model::Cluster,
+    /// The snapshot with the proposal, and what loading them said.
+    pub with: &'a bulkhead_model::Cluster,
+    pub with_diagnostics: &'a [bulkhead_model::Diagnostic],
+    pub with_options: bulkhead_engine::EngineOptions,
+    /// The proposal loaded on its own (only its policies are used).
+    pub alone: &'a bulkhead_model::Cluster,
+    /// The file name the proposal was loaded under, to pick its findings.
+    pub file: &'a str,
+}
+
+/// The whole built-in check of a proposal: [`verify`] on the snapshot with it and on the
+/// snapshot's endpoints with its policies alone (under the semantics those policies call
+/// for), plus `bulkhead check` on it.
+pub fn check_proposal(
+    proposal: &Proposal<'_>,
+    records: &[FlowRecord],
+    generated: &Generated,
+) -> Verification {
+    let mut only = proposal.snapshot.clone();
+    only.network_policies = proposal.alone.network_policies.clone();
+    only.tiered_policies = proposal.alone.tiered_policies.clone();
+    only.staged_network_policies.clear();
+    let only_options = bulkhead_engine::EngineOptions {
+        semantics: Engine::auto_semantics(&only),
+        ..proposal.with_options
+    };
+    let mut v = verify(
+        &Engine::new(proposal.with, proposal.with_options),
+        &Engine::new(&only, only_options),
+        records,
+        generated,
+    );
+    v.check = proposal
+        .with_diagnostics
+        .iter()
+        .cloned()
+        .chain(crate::lint(proposal.with, &crate::Config::default()))
+        .filter(|d| {
+            d.severity != bulkhead_model::Severity::Info
+                && d.location.as_ref().is_some_and(|l| l.file == proposal.file)
+        })
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect();
+    v
 }
 
 /// Checks a proposal: `with` is the snapshot plus the generated policies, `only` the

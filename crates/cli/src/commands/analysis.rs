@@ -558,38 +558,19 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     all.push(proposal.clone());
     let with = load(&all);
     let alone = load(std::slice::from_ref(&proposal)).cluster;
-    let mut only_cluster = snapshot.cluster.clone();
-    only_cluster.network_policies = alone.network_policies;
-    only_cluster.tiered_policies = alone.tiered_policies;
-    only_cluster.staged_network_policies.clear();
     // Calico output makes the combined cluster a Calico one: its own semantics decide.
-    let with_options = snapshot::engine_options(&args.semantics, &with);
-    let only_options = bulkhead_engine::EngineOptions {
-        semantics: Engine::auto_semantics(&only_cluster),
-        ..options
-    };
-    let verification = bulkhead_analysis::generate::verify(
-        &Engine::new(&with.cluster, with_options),
-        &Engine::new(&only_cluster, only_options),
+    let verification = bulkhead_analysis::generate::check_proposal(
+        &bulkhead_analysis::generate::Proposal {
+            snapshot: &snapshot.cluster,
+            with: &with.cluster,
+            with_diagnostics: &with.diagnostics,
+            with_options: snapshot::engine_options(&args.semantics, &with),
+            alone: &alone,
+            file: &proposal.name,
+        },
         &records,
         &generated,
     );
-    let check: Vec<String> = with
-        .diagnostics
-        .iter()
-        .cloned()
-        .chain(bulkhead_analysis::lint(
-            &with.cluster,
-            &bulkhead_analysis::Config::default(),
-        ))
-        .filter(|d| {
-            d.severity != bulkhead_model::Severity::Info
-                && d.location
-                    .as_ref()
-                    .is_some_and(|l| l.file == "generated.yaml")
-        })
-        .map(|d| format!("{} {}", d.code, d.message))
-        .collect();
     let mut summary = vec![format!(
         "verified against {} observed flow record(s):",
         verification.observed
@@ -611,13 +592,10 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     ));
     summary.push(format!(
         "  bulkhead check on these policies: {} error(s) or warning(s){}",
-        check.len(),
-        list(&check)
+        verification.check.len(),
+        list(&verification.check)
     ));
-    let ok = verification.denied.is_empty()
-        && verification.extra.is_empty()
-        && verification.without_dns.is_empty()
-        && check.is_empty();
+    let ok = verification.passed();
     for line in &summary {
         eprintln!("{line}");
     }
