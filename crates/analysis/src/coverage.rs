@@ -61,15 +61,10 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
                 ..Default::default()
             });
         entry.policies = cluster
-            .network_policies
+            .policies
             .iter()
-            .filter(|p| p.namespace == ns.name)
-            .count()
-            + cluster
-                .tiered_policies
-                .iter()
-                .filter(|p| p.namespace.as_deref() == Some(&ns.name))
-                .count();
+            .filter(|p| p.namespace.as_deref() == Some(&ns.name))
+            .count();
         let state = defaults.get(&ns.name).copied().unwrap_or_default();
         entry.default_deny_ingress = state.ingress;
         entry.default_deny_egress = state.egress;

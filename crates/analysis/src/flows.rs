@@ -785,27 +785,8 @@ fn allow_rules(engine: &Engine<'_>) -> Vec<String> {
     use bulkhead_model::{Action, Direction};
     let cluster = engine.cluster();
     let mut out = Vec::new();
-    for p in &cluster.network_policies {
-        for d in [Direction::Ingress, Direction::Egress] {
-            for i in 0..p.rules(d).len() {
-                out.push(rule_key(
-                    "NetworkPolicy",
-                    Some(&p.namespace),
-                    &p.name,
-                    &format!("{d}[{i}]"),
-                ));
-            }
-        }
-    }
-    for p in cluster
-        .tiered_policies
-        .iter()
-        .filter(|p| p.staged.is_none())
-    {
-        let kind = match p.kind {
-            bulkhead_model::TieredKind::CalicoNetworkPolicy => "NetworkPolicy",
-            other => other.as_str(),
-        };
+    for p in cluster.policies.iter().filter(|p| p.staged.is_none()) {
+        let kind = p.kind.display_name();
         for d in [Direction::Ingress, Direction::Egress] {
             for (i, r) in p.rules(d).iter().enumerate() {
                 if r.action == Action::Allow {

@@ -566,9 +566,8 @@ pub fn check_proposal(
     generated: &Generated,
 ) -> Verification {
     let mut only = proposal.snapshot.clone();
-    only.network_policies = proposal.alone.network_policies.clone();
-    only.tiered_policies = proposal.alone.tiered_policies.clone();
-    only.staged_network_policies.clear();
+    only.policies = proposal.alone.policies.clone();
+    only.policies.retain(|p| p.staged.is_none());
     let only_options = bulkhead_engine::EngineOptions {
         semantics: Engine::auto_semantics(&only),
         ..proposal.with_options

@@ -258,26 +258,27 @@ pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
 /// `Kind ns/name` (or `Kind name`), the resource naming shared with the loader.
 /// One rule of an ordered policy (Calico, ANP, BANP, CNP), with what findings name it by.
 #[derive(Debug)]
-pub struct TieredRuleRef<'c> {
-    pub policy: &'c bulkhead_model::TieredPolicy,
+pub struct PolicyRuleRef<'c> {
+    pub policy: &'c bulkhead_model::Policy,
     /// `CalicoNetworkPolicy shop/web`, as [`resource`] writes it.
     pub resource: String,
     pub direction: bulkhead_model::Direction,
     pub index: usize,
-    pub rule: &'c bulkhead_model::TieredRule,
+    pub rule: &'c bulkhead_model::PolicyRule,
 }
 
-impl TieredRuleRef<'_> {
+impl PolicyRuleRef<'_> {
     /// Where a finding about the rule points: the rule, else its policy.
     pub fn source(&self) -> Option<&SourceLocation> {
         self.rule.location.as_ref().or(self.policy.source.as_ref())
     }
 }
 
-/// Every rule of every ordered policy, ingress before egress, in policy order.
-pub fn tiered_rules(cluster: &Cluster) -> impl Iterator<Item = TieredRuleRef<'_>> {
+/// Every rule of every policy of every API (staged ones included), ingress before egress, in
+/// policy order.
+pub fn policy_rules(cluster: &Cluster) -> impl Iterator<Item = PolicyRuleRef<'_>> {
     use bulkhead_model::Direction;
-    cluster.tiered_policies.iter().flat_map(|policy| {
+    cluster.policies.iter().flat_map(|policy| {
         let res = resource(
             policy.kind.as_str(),
             policy.namespace.as_deref(),
@@ -291,7 +292,7 @@ pub fn tiered_rules(cluster: &Cluster) -> impl Iterator<Item = TieredRuleRef<'_>
                     .rules(direction)
                     .iter()
                     .enumerate()
-                    .map(move |(index, rule)| TieredRuleRef {
+                    .map(move |(index, rule)| PolicyRuleRef {
                         policy,
                         resource: res.clone(),
                         direction,
@@ -313,11 +314,11 @@ pub fn engine_resource(
 ) -> String {
     let calico = kind == "NetworkPolicy"
         && !cluster
-            .network_policies
+            .policies
             .iter()
-            .any(|p| Some(p.namespace.as_str()) == namespace && p.name == name)
-        && cluster.tiered_policies.iter().any(|p| {
-            p.kind == bulkhead_model::TieredKind::CalicoNetworkPolicy
+            .any(|p| p.is_kubernetes() && p.namespace.as_deref() == namespace && p.name == name)
+        && cluster.policies.iter().any(|p| {
+            p.kind == bulkhead_model::PolicyKind::CalicoNetworkPolicy
                 && p.namespace.as_deref() == namespace
                 && p.name == name
         });

@@ -112,7 +112,7 @@ pub fn report(engine: &Engine<'_>, options: &ReportOptions) -> Report {
         })
         .collect();
     let global_policies = cluster
-        .tiered_policies
+        .policies
         .iter()
         .filter(|p| p.namespace.is_none())
         .count();

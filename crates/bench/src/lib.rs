@@ -323,7 +323,7 @@ mod tests {
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
         assert_eq!(snapshot.cluster.pods.len(), g.pod_count);
-        assert_eq!(snapshot.cluster.network_policies.len(), g.policy_count);
+        assert_eq!(snapshot.cluster.policies.len(), g.policy_count);
         assert!(
             snapshot
                 .cluster

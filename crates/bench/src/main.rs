@@ -229,7 +229,7 @@ fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Resu
     println!(
         "pods {}, policies {}, identities {}, YAML {:.1} MB",
         snapshot.cluster.pods.len(),
-        snapshot.cluster.network_policies.len(),
+        snapshot.cluster.policies.len(),
         compiled.identities.len(),
         bytes as f64 / 1e6
     );

@@ -10,11 +10,10 @@
 use crate::endpoint::Endpoint;
 use crate::evaluate::{Engine, Oracle, Semantics};
 use crate::matching;
-use crate::pipeline::{PolicySource, RuleOracle, Walk, direction_index};
+use crate::pipeline::{RuleOracle, Walk, direction_index};
 use crate::tiered_matching::RuleContext;
 use bulkhead_model::{
-    CalicoRule, ClusterPeer, ClusterRule, Direction, NetworkPolicyPeer, PortSet, Protocol,
-    RuleMatcher,
+    Atom, ClusterRule, Direction, NetworkPolicyPeer, Policy, PortSet, Protocol, RuleMatcher,
 };
 use ipnet::IpNet;
 use rayon::prelude::*;
@@ -111,47 +110,15 @@ impl Engine<'_> {
     pub fn mentioned_cidrs(&self) -> Vec<IpNet> {
         let cluster = self.cluster();
         let mut nets = Vec::new();
-        let mut push_all = |list: &[IpNet]| nets.extend_from_slice(list);
-        for p in cluster
-            .network_policies
-            .iter()
-            .chain(cluster.staged_network_policies.iter().map(|(p, _)| p))
-        {
-            for d in [Direction::Ingress, Direction::Egress] {
-                for rule in p.rules(d) {
-                    for peer in rule.peers.iter().flatten() {
-                        if let NetworkPolicyPeer::IpBlock(b) = peer {
-                            push_all(&[b.cidr()]);
-                            push_all(b.except());
-                        }
-                    }
+        for p in &cluster.policies {
+            p.visit_atoms(&mut |atom| {
+                if let Atom::Net(net) = atom {
+                    nets.push(net);
                 }
-            }
-        }
-        for p in &cluster.tiered_policies {
-            for d in [Direction::Ingress, Direction::Egress] {
-                for rule in p.rules(d) {
-                    match &rule.matcher {
-                        RuleMatcher::Cluster(r) => {
-                            for peer in &r.peers {
-                                if let ClusterPeer::Networks(n) = peer {
-                                    push_all(n);
-                                }
-                            }
-                        }
-                        RuleMatcher::Calico(r) => {
-                            let r: &CalicoRule = r;
-                            for e in [&r.source, &r.destination] {
-                                push_all(&e.nets);
-                                push_all(&e.not_nets);
-                            }
-                        }
-                    }
-                }
-            }
+            });
         }
         for set in &cluster.network_sets {
-            push_all(&set.nets);
+            nets.extend_from_slice(&set.nets);
         }
         nets.sort();
         nets.dedup();
@@ -372,74 +339,68 @@ impl Reach {
             .policies
             .par_iter()
             .map(|entry| {
+                let policy = entry.policy;
                 let per_direction = |direction: Direction| -> Vec<Option<[Vec<u64>; 2]>> {
-                    let count = match entry.source {
-                        PolicySource::Kubernetes(p) => p.rules(direction).len(),
-                        PolicySource::Tiered(p) => p.rules(direction).len(),
-                    };
-                    (0..count)
-                        .map(|i| {
+                    policy
+                        .rules(direction)
+                        .iter()
+                        .map(|rule| {
                             let mut out = [vec![0u64; words], vec![0u64; words]];
                             let mut scratch = Vec::new();
-                            if let PolicySource::Kubernetes(p) = entry.source {
-                                for (family, ipv4) in [(0, true), (1, false)] {
-                                    match &p.rules(direction)[i].peers {
-                                        None => out[family].iter_mut().for_each(|w| *w = u64::MAX),
-                                        Some(entries) => {
-                                            for e in entries {
-                                                for b in candidates(&p.namespace, e) {
-                                                    let peer =
-                                                        engine.peer(Endpoint::Pod(reps[b]), ipv4);
-                                                    if matching::peer_matches(
-                                                        cluster,
-                                                        &p.namespace,
-                                                        e,
-                                                        peer,
-                                                        &mut scratch,
-                                                    ) {
-                                                        out[family][b / 64] |= 1 << (b % 64);
-                                                    }
+                            match &rule.matcher {
+                                RuleMatcher::Kubernetes(rule) => {
+                                    let namespace = policy.namespace.as_deref().unwrap_or_default();
+                                    for (family, ipv4) in [(0, true), (1, false)] {
+                                        let Some(entries) = &rule.peers else {
+                                            out[family].iter_mut().for_each(|w| *w = u64::MAX);
+                                            continue;
+                                        };
+                                        for e in entries {
+                                            for b in candidates(namespace, e) {
+                                                let peer =
+                                                    engine.peer(Endpoint::Pod(reps[b]), ipv4);
+                                                if matching::peer_matches(
+                                                    cluster,
+                                                    namespace,
+                                                    e,
+                                                    peer,
+                                                    &mut scratch,
+                                                ) {
+                                                    out[family][b / 64] |= 1 << (b % 64);
                                                 }
                                             }
                                         }
                                     }
                                 }
-                                return Some(out);
-                            }
-                            for (family, ipv4) in [(0, true), (1, false)] {
-                                for (b, &rep) in reps.iter().enumerate() {
-                                    let remote = Endpoint::Pod(rep);
-                                    let hit = match entry.source {
-                                        // Kubernetes rules returned above.
-                                        PolicySource::Kubernetes(_) => false,
-                                        PolicySource::Tiered(p) => match &p.rules(direction)[i]
-                                            .matcher
-                                        {
-                                            RuleMatcher::Cluster(r) => {
-                                                let context = RuleContext {
-                                                    engine,
-                                                    direction,
-                                                    subject: rep,
-                                                    remote,
-                                                    ipv4,
-                                                    protocol: Protocol::Tcp,
-                                                    icmp: None,
-                                                };
-                                                let everything = ClusterRule {
-                                                    peers: r.peers.clone(),
-                                                    ports: None,
-                                                };
-                                                !context
-                                                    .cluster_rule_ports(&everything, &mut scratch)
-                                                    .is_empty()
-                                            }
-                                            RuleMatcher::Calico(_) => return None,
-                                        },
+                                RuleMatcher::Cluster(r) => {
+                                    // Reach is about peers: every port, so any match shows.
+                                    let everything = ClusterRule {
+                                        peers: r.peers.clone(),
+                                        ports: None,
                                     };
-                                    if hit {
-                                        out[family][b / 64] |= 1 << (b % 64);
+                                    for (family, ipv4) in [(0, true), (1, false)] {
+                                        for (b, &rep) in reps.iter().enumerate() {
+                                            let context = RuleContext {
+                                                engine,
+                                                direction,
+                                                subject: rep,
+                                                remote: Endpoint::Pod(rep),
+                                                ipv4,
+                                                protocol: Protocol::Tcp,
+                                                icmp: None,
+                                            };
+                                            if !context
+                                                .cluster_rule_ports(&everything, &mut scratch)
+                                                .is_empty()
+                                            {
+                                                out[family][b / 64] |= 1 << (b % 64);
+                                            }
+                                        }
                                     }
                                 }
+                                // Calico's matches depend on both sides and on ports: no
+                                // precomputed reach, the per-flow code decides.
+                                RuleMatcher::Calico(_) => return None,
                             }
                             Some(out)
                         })
@@ -466,7 +427,7 @@ impl RuleOracle for ReachOracle<'_, '_, '_> {
     fn rule_ports(
         &mut self,
         index: usize,
-        policy: PolicySource<'_>,
+        policy: &Policy,
         direction: Direction,
         rule_index: usize,
     ) -> PortSet {
@@ -474,22 +435,18 @@ impl RuleOracle for ReachOracle<'_, '_, '_> {
         match &self.reach.reach[index][direction_index(direction)][rule_index] {
             Some(bits) if !bit(&bits[family], self.remote_identity) => PortSet::empty(),
             Some(_) => {
-                let c = &self.inner.context;
-                match policy {
-                    PolicySource::Kubernetes(p) => {
+                let rule = &policy.rules(direction)[rule_index];
+                match &rule.matcher {
+                    // The bit said the peer matches: only the ports are left to decide.
+                    RuleMatcher::Kubernetes(r) => {
+                        let c = &self.inner.context;
                         let destination = match direction {
                             Direction::Ingress => Some(&c.engine.cluster().pods[c.subject]),
                             Direction::Egress => c.engine.pod_of(c.remote),
                         };
-                        matching::rule_ports(
-                            &p.rules(direction)[rule_index],
-                            destination,
-                            c.protocol.canonical(),
-                        )
+                        matching::rule_ports(r, destination, c.protocol.canonical())
                     }
-                    PolicySource::Tiered(_) => {
-                        self.inner.rule_ports(index, policy, direction, rule_index)
-                    }
+                    _ => self.inner.rule_ports(index, policy, direction, rule_index),
                 }
             }
             None => self.inner.rule_ports(index, policy, direction, rule_index),
@@ -576,7 +533,7 @@ impl Shortcut {
 struct NothingMatches;
 
 impl RuleOracle for NothingMatches {
-    fn rule_ports(&mut self, _: usize, _: PolicySource<'_>, _: Direction, _: usize) -> PortSet {
+    fn rule_ports(&mut self, _: usize, _: &Policy, _: Direction, _: usize) -> PortSet {
         PortSet::empty()
     }
 

@@ -1,66 +1,41 @@
 //! Rules in words, for explanations: what a rule's peers and ports are.
 
-use crate::pipeline::PolicySource;
-use bulkhead_model::{CalicoRule, Direction, EntityRule, RuleMatcher};
+use bulkhead_model::{CalicoRule, Direction, EntityRule, Policy, RuleMatcher};
 
-pub(crate) fn rule(source: PolicySource<'_>, direction: Direction, index: usize) -> String {
-    match source {
-        PolicySource::Kubernetes(p) => {
-            let rule = &p.rules(direction)[index];
-            let field = if direction == Direction::Ingress {
-                "from"
-            } else {
-                "to"
-            };
+fn list<T: ToString>(items: &[T], separator: &str) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+pub(crate) fn rule(policy: &Policy, direction: Direction, index: usize) -> String {
+    let field = if direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
+    match &policy.rules(direction)[index].matcher {
+        RuleMatcher::Kubernetes(rule) => {
             let peers = match &rule.peers {
                 None => format!("any {field}"),
-                Some(list) => format!(
-                    "{field} [{}]",
-                    list.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                Some(peers) => format!("{field} [{}]", list(peers, "; ")),
             };
             let ports = match &rule.ports {
                 None => "any port".to_string(),
-                Some(list) => format!(
-                    "ports [{}]",
-                    list.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                Some(ports) => format!("ports [{}]", list(ports, ", ")),
             };
             format!("{peers}, {ports}")
         }
-        PolicySource::Tiered(p) => match &p.rules(direction)[index].matcher {
-            RuleMatcher::Cluster(r) => {
-                let field = if direction == Direction::Ingress {
-                    "from"
-                } else {
-                    "to"
-                };
-                let peers = r
-                    .peers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let ports = match &r.ports {
-                    None => "any port".to_string(),
-                    Some(list) => format!(
-                        "ports [{}]",
-                        list.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                format!("{field} [{peers}], {ports}")
-            }
-            RuleMatcher::Calico(r) => calico(r),
-        },
+        RuleMatcher::Cluster(r) => {
+            let ports = match &r.ports {
+                None => "any port".to_string(),
+                Some(ports) => format!("ports [{}]", list(ports, ", ")),
+            };
+            format!("{field} [{}], {ports}", list(&r.peers, "; "))
+        }
+        RuleMatcher::Calico(r) => calico(r),
     }
 }
 

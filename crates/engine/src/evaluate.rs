@@ -2,11 +2,11 @@
 
 use crate::endpoint::{Endpoint, Flow};
 use crate::labelling::Labelling;
-use crate::matching::{self, Peer};
-use crate::pipeline::{Pipeline, PolicySource, RuleOracle, Segment, Walk};
+use crate::matching::Peer;
+use crate::pipeline::{Pipeline, RuleOracle, Segment, Walk};
 use crate::tiered_matching::RuleContext;
 use crate::verdict::{DirectionVerdict, Note, Reason, Verdict};
-use bulkhead_model::{Cluster, Direction, Pod, PortSet, Protocol, RuleMatcher};
+use bulkhead_model::{Cluster, Direction, Pod, Policy, PortSet, Protocol, RuleMatcher};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -64,11 +64,10 @@ impl<'c> Engine<'c> {
         let labelling = Labelling::new(cluster);
         let calico = options.semantics == Semantics::Calico;
         let pipeline = Pipeline::build(cluster, &labelling, calico, false);
-        let has_staged = !cluster.staged_network_policies.is_empty()
-            || cluster
-                .tiered_policies
-                .iter()
-                .any(|p| p.staged.is_some() && (calico || !p.kind.is_calico()));
+        let has_staged = cluster
+            .policies
+            .iter()
+            .any(|p| p.staged.is_some() && (calico || !p.kind.is_calico()));
         let staged = has_staged.then(|| Pipeline::build(cluster, &labelling, calico, true));
         let mut ip_owners = HashMap::new();
         for (i, node) in cluster.nodes.iter().enumerate() {
@@ -97,8 +96,10 @@ impl<'c> Engine<'c> {
     pub fn auto_semantics(cluster: &Cluster) -> Semantics {
         let calico = !cluster.tiers.is_empty()
             || !cluster.network_sets.is_empty()
-            || !cluster.staged_network_policies.is_empty()
-            || cluster.tiered_policies.iter().any(|p| p.kind.is_calico());
+            || cluster
+                .policies
+                .iter()
+                .any(|p| p.kind.is_calico() || (p.is_kubernetes() && p.staged.is_some()));
         if calico {
             Semantics::Calico
         } else {
@@ -421,42 +422,15 @@ impl RuleOracle for Oracle<'_, '_> {
     fn rule_ports(
         &mut self,
         _index: usize,
-        policy: PolicySource<'_>,
+        policy: &Policy,
         direction: Direction,
         rule_index: usize,
     ) -> PortSet {
-        let c = &self.context;
-        match policy {
-            PolicySource::Kubernetes(p) => {
-                let rule = &p.rules(direction)[rule_index];
-                let peer = c.engine.peer(c.remote, c.ipv4);
-                let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
-                    entries.iter().any(|e| {
-                        matching::peer_matches(
-                            c.engine.cluster(),
-                            &p.namespace,
-                            e,
-                            peer,
-                            &mut self.notes,
-                        )
-                    })
-                });
-                if !peer_ok {
-                    return PortSet::empty();
-                }
-                let destination = match direction {
-                    Direction::Ingress => Some(&c.engine.cluster().pods[c.subject]),
-                    Direction::Egress => c.engine.pod_of(c.remote),
-                };
-                matching::rule_ports(rule, destination, c.protocol.canonical())
-            }
-            PolicySource::Tiered(p) => match &p.rules(direction)[rule_index].matcher {
-                RuleMatcher::Cluster(r) => c.cluster_rule_ports(r, &mut self.notes),
-                RuleMatcher::Calico(r) => {
-                    c.calico_rule_ports(r, p.namespace.as_deref(), &mut self.notes)
-                }
-            },
-        }
+        self.context.rule_ports(
+            policy,
+            &policy.rules(direction)[rule_index],
+            &mut self.notes,
+        )
     }
 
     fn egress_to_own_node(&self) -> bool {
@@ -479,14 +453,17 @@ impl Engine<'_> {
     /// Namespace selectors that select nothing, the classic `name: kube-system` mistake.
     pub fn unmatched_namespace_selectors(&self) -> Vec<UnmatchedNamespaceSelector> {
         let mut out = Vec::new();
-        for policy in &self.cluster.network_policies {
+        for policy in self.cluster.policies.iter().filter(|p| p.is_kubernetes()) {
             for direction in [Direction::Ingress, Direction::Egress] {
                 let field = if direction == Direction::Ingress {
                     "from"
                 } else {
                     "to"
                 };
-                for (i, rule) in policy.rules(direction).iter().enumerate() {
+                for (i, rule) in policy.indexed_rules(direction) {
+                    let RuleMatcher::Kubernetes(rule) = &rule.matcher else {
+                        continue;
+                    };
                     for (j, peer) in rule.peers.iter().flatten().enumerate() {
                         if let bulkhead_model::NetworkPolicyPeer::Pods {
                             namespace_selector: Some(selector),
@@ -532,11 +509,11 @@ impl Engine<'_> {
             .map(|&j| {
                 let entry = &pipeline.policies[j];
                 AppliedPolicy {
-                    kind: entry.source.kind_name(),
-                    namespace: entry.source.namespace(),
-                    name: entry.source.name(),
+                    kind: entry.policy.kind.display_name(),
+                    namespace: entry.policy.namespace.clone(),
+                    name: entry.policy.name.clone(),
                     tier: pipeline.tiers[entry.tier].name.clone(),
-                    source: entry.source.source(),
+                    source: entry.policy.source.clone(),
                 }
             })
             .collect()

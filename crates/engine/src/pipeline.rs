@@ -14,103 +14,38 @@
 use crate::labelling::Labelling;
 use crate::verdict::{Note, Reason, RuleRef};
 use bulkhead_model::{
-    Action, Cluster, Direction, NetworkPolicy, PortSet, StagedAction, Subject, Tier, TierDefault,
-    TieredKind, TieredPolicy,
+    Action, Cluster, Direction, Policy, PolicyKind, PortSet, StagedAction, Subject, Tier,
+    TierDefault,
 };
 use rayon::prelude::*;
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum PolicySource<'c> {
-    Kubernetes(&'c NetworkPolicy),
-    Tiered(&'c TieredPolicy),
-}
-
 #[derive(Debug)]
 pub(crate) struct PolicyEntry<'c> {
-    pub source: PolicySource<'c>,
+    pub policy: &'c Policy,
     pub tier: usize,
 }
 
-impl PolicySource<'_> {
-    pub fn kind_name(self) -> &'static str {
-        match self {
-            PolicySource::Kubernetes(_) => "NetworkPolicy",
-            PolicySource::Tiered(p) => match p.kind {
-                TieredKind::CalicoNetworkPolicy => "NetworkPolicy",
-                other => other.as_str(),
-            },
-        }
-    }
+/// Where one rule is written; the policy's location when the rule's is not known.
+pub(crate) fn rule_source(
+    policy: &Policy,
+    direction: Direction,
+    index: usize,
+) -> Option<bulkhead_model::SourceLocation> {
+    policy
+        .rules(direction)
+        .get(index)
+        .and_then(|r| r.location.clone())
+        .or_else(|| policy.source.clone())
+}
 
-    pub fn namespace(self) -> Option<String> {
-        match self {
-            PolicySource::Kubernetes(p) => Some(p.namespace.clone()),
-            PolicySource::Tiered(p) => p.namespace.clone(),
-        }
-    }
-
-    pub fn name(self) -> String {
-        match self {
-            PolicySource::Kubernetes(p) => p.name.clone(),
-            PolicySource::Tiered(p) => p.name.clone(),
-        }
-    }
-
-    fn order(self) -> Option<f64> {
-        match self {
-            PolicySource::Kubernetes(_) => Some(1000.0),
-            PolicySource::Tiered(p) => p.order,
-        }
-    }
-
-    fn applies_to(self, direction: Direction) -> bool {
-        match self {
-            PolicySource::Kubernetes(p) => p.policy_types.contains(direction),
-            PolicySource::Tiered(p) => p.types.contains(direction),
-        }
-    }
-
-    pub fn source(self) -> Option<bulkhead_model::SourceLocation> {
-        match self {
-            PolicySource::Kubernetes(p) => p.source.clone(),
-            PolicySource::Tiered(p) => p.source.clone(),
-        }
-    }
-
-    /// Where one rule is written; the policy's location when the rule's is not known.
-    pub fn rule_source(
-        self,
-        direction: Direction,
-        index: usize,
-    ) -> Option<bulkhead_model::SourceLocation> {
-        let rule = match self {
-            PolicySource::Kubernetes(p) => p.rules(direction).get(index).map(|r| &r.location),
-            PolicySource::Tiered(p) => p.rules(direction).get(index).map(|r| &r.location),
-        };
-        rule.cloned().flatten().or_else(|| self.source())
-    }
-
-    /// Felix's tie-break string (CAL-ORD-3): name, namespace, kind.
-    fn sort_key(self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.name(),
-            self.namespace().unwrap_or_default(),
-            self.kind_name()
-        )
-    }
-
-    fn is_cluster_kind(self) -> bool {
-        matches!(
-            self,
-            PolicySource::Tiered(TieredPolicy {
-                kind: TieredKind::AdminNetworkPolicy
-                    | TieredKind::BaselineAdminNetworkPolicy
-                    | TieredKind::ClusterNetworkPolicy,
-                ..
-            })
-        )
-    }
+/// Felix's tie-break string (CAL-ORD-3): name, namespace, kind.
+fn sort_key(policy: &Policy) -> String {
+    format!(
+        "{}/{}/{}",
+        policy.name,
+        policy.namespace.as_deref().unwrap_or_default(),
+        policy.kind.display_name()
+    )
 }
 
 /// The tiers and policies of one view of the cluster (enforced, or with staged policies).
@@ -132,33 +67,26 @@ pub(crate) fn direction_index(direction: Direction) -> usize {
 
 impl<'c> Pipeline<'c> {
     pub fn build(cluster: &'c Cluster, labelling: &Labelling, calico: bool, staged: bool) -> Self {
-        let mut kubernetes: Vec<&'c NetworkPolicy> = cluster.network_policies.iter().collect();
-        let mut tiered: Vec<&'c TieredPolicy> = cluster
-            .tiered_policies
+        // Kubernetes NetworkPolicies are in every semantics; Calico's kinds only in Calico's.
+        let in_semantics = |p: &Policy| !p.host_endpoints_only && (calico || !p.kind.is_calico());
+        let mut enforced: Vec<&'c Policy> = cluster
+            .policies
             .iter()
-            .filter(|p| {
-                p.staged.is_none() && !p.host_endpoints_only && (calico || !p.kind.is_calico())
-            })
+            .filter(|p| p.staged.is_none() && in_semantics(p))
             .collect();
         if staged {
-            for (policy, action) in &cluster.staged_network_policies {
-                kubernetes.retain(|p| !(p.namespace == policy.namespace && p.name == policy.name));
-                if *action == StagedAction::Set {
-                    kubernetes.push(policy);
-                }
-            }
             for policy in cluster
-                .tiered_policies
+                .policies
                 .iter()
-                .filter(|p| p.staged.is_some())
+                .filter(|p| p.staged.is_some() && (calico || !p.kind.is_calico()))
             {
-                tiered.retain(|p| {
+                enforced.retain(|p| {
                     !(p.kind == policy.kind
                         && p.namespace == policy.namespace
                         && p.name == policy.name)
                 });
                 if policy.staged == Some(StagedAction::Set) && !policy.host_endpoints_only {
-                    tiered.push(policy);
+                    enforced.push(policy);
                 }
             }
         }
@@ -170,7 +98,7 @@ impl<'c> Pipeline<'c> {
                     None => tiers.push(t.clone()),
                 }
             }
-            for p in &tiered {
+            for p in &enforced {
                 if !tiers.iter().any(|t| t.name == p.tier) {
                     // Calico refuses policies in a missing tier; the loader could not check
                     // across files, so the tier is taken to exist with Calico's defaults.
@@ -189,27 +117,21 @@ impl<'c> Pipeline<'c> {
             oa.total_cmp(&ob).then_with(|| a.name.cmp(&b.name))
         });
         let tier_of = |name: &str| tiers.iter().position(|t| t.name == name).unwrap_or(0);
-        let mut policies: Vec<PolicyEntry<'c>> = kubernetes
+        let mut policies: Vec<PolicyEntry<'c>> = enforced
             .into_iter()
             .map(|p| PolicyEntry {
-                source: PolicySource::Kubernetes(p),
-                tier: tier_of(Tier::DEFAULT),
-            })
-            .chain(tiered.into_iter().map(|p| PolicyEntry {
-                source: PolicySource::Tiered(p),
+                policy: p,
                 tier: tier_of(&p.tier),
-            }))
+            })
             .collect();
         policies.sort_by(|a, b| {
             a.tier
                 .cmp(&b.tier)
                 .then_with(|| {
-                    a.source
-                        .order()
-                        .unwrap_or(f64::INFINITY)
-                        .total_cmp(&b.source.order().unwrap_or(f64::INFINITY))
+                    let order = |e: &PolicyEntry<'_>| e.policy.order.unwrap_or(f64::INFINITY);
+                    order(a).total_cmp(&order(b))
                 })
-                .then_with(|| a.source.sort_key().cmp(&b.source.sort_key()))
+                .then_with(|| sort_key(a.policy).cmp(&sort_key(b.policy)))
         });
         // Namespaced policies only ever select pods of their namespace: index them so selection
         // costs (policies of the namespace + cluster-scoped policies) per pod, not all policies.
@@ -217,8 +139,8 @@ impl<'c> Pipeline<'c> {
             std::collections::HashMap::new();
         let mut cluster_scoped = Vec::new();
         for (j, e) in policies.iter().enumerate() {
-            match e.source.namespace() {
-                Some(ns) => by_namespace.entry(ns).or_default().push(j),
+            match &e.policy.namespace {
+                Some(ns) => by_namespace.entry(ns.clone()).or_default().push(j),
                 None => cluster_scoped.push(j),
             }
         }
@@ -236,14 +158,14 @@ impl<'c> Pipeline<'c> {
                     .flatten()
                     .chain(&cluster_scoped)
                     .copied()
-                    .filter(|&j| selects(cluster, labelling, policies[j].source, i))
+                    .filter(|&j| selects(cluster, labelling, policies[j].policy, i))
                     .collect();
                 selecting.sort_unstable();
                 let of = |d| {
                     selecting
                         .iter()
                         .copied()
-                        .filter(|&j| policies[j].source.applies_to(d))
+                        .filter(|&j| policies[j].policy.types.contains(d))
                         .collect()
                 };
                 [of(Direction::Ingress), of(Direction::Egress)]
@@ -258,50 +180,42 @@ impl<'c> Pipeline<'c> {
 }
 
 /// Whether a policy selects pod `index` (K8S-ISO-1, CAL-SEL-*, ANP-SUBJ-1).
-fn selects(
-    cluster: &Cluster,
-    labelling: &Labelling,
-    source: PolicySource<'_>,
-    index: usize,
-) -> bool {
+fn selects(cluster: &Cluster, labelling: &Labelling, policy: &Policy, index: usize) -> bool {
     let pod = &cluster.pods[index];
-    match source {
-        PolicySource::Kubernetes(p) => {
-            p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels)
+    let namespace_labels = cluster.namespace(&pod.namespace).map(|n| &n.labels);
+    match &policy.subject {
+        Subject::PodsInNamespace(pod_selector) => {
+            policy.namespace.as_deref() == Some(pod.namespace.as_str())
+                && pod_selector.matches(&pod.labels)
         }
-        PolicySource::Tiered(p) => {
-            let namespace_labels = cluster.namespace(&pod.namespace).map(|n| &n.labels);
-            match &p.subject {
-                Subject::Calico {
-                    selector,
-                    namespace_selector,
-                    service_account_selector,
-                } => {
-                    let scope_ok = match &p.namespace {
-                        Some(ns) => *ns == pod.namespace,
-                        None => namespace_selector.as_ref().is_none_or(|s| {
-                            labelling
-                                .namespace(&pod.namespace)
-                                .is_some_and(|l| s.matches(l))
-                        }),
-                    };
-                    scope_ok
-                        && selector.matches(&labelling.calico_pod[index])
-                        && service_account_selector.as_ref().is_none_or(|s| {
-                            labelling
-                                .service_account_of(pod)
-                                .is_some_and(|l| s.matches(l))
-                        })
-                }
-                Subject::Namespaces(s) => namespace_labels.is_some_and(|l| s.matches(l)),
-                Subject::Pods {
-                    namespace_selector,
-                    pod_selector,
-                } => {
-                    namespace_labels.is_some_and(|l| namespace_selector.matches(l))
-                        && pod_selector.matches(&pod.labels)
-                }
-            }
+        Subject::Calico {
+            selector,
+            namespace_selector,
+            service_account_selector,
+        } => {
+            let scope_ok = match &policy.namespace {
+                Some(ns) => *ns == pod.namespace,
+                None => namespace_selector.as_ref().is_none_or(|s| {
+                    labelling
+                        .namespace(&pod.namespace)
+                        .is_some_and(|l| s.matches(l))
+                }),
+            };
+            scope_ok
+                && selector.matches(&labelling.calico_pod[index])
+                && service_account_selector.as_ref().is_none_or(|s| {
+                    labelling
+                        .service_account_of(pod)
+                        .is_some_and(|l| s.matches(l))
+                })
+        }
+        Subject::Namespaces(s) => namespace_labels.is_some_and(|l| s.matches(l)),
+        Subject::Pods {
+            namespace_selector,
+            pod_selector,
+        } => {
+            namespace_labels.is_some_and(|l| namespace_selector.matches(l))
+                && pod_selector.matches(&pod.labels)
         }
     }
 }
@@ -321,7 +235,7 @@ pub(crate) trait RuleOracle {
     fn rule_ports(
         &mut self,
         index: usize,
-        policy: PolicySource<'_>,
+        policy: &Policy,
         direction: Direction,
         rule_index: usize,
     ) -> PortSet;
@@ -362,12 +276,8 @@ impl Pipeline<'_> {
             }
             let mut passed: Vec<(PortSet, Vec<RuleRef>)> = Vec::new();
             for &j in in_tier {
-                let source = self.policies[j].source;
-                let rule_count = match source {
-                    PolicySource::Kubernetes(p) => p.rules(direction).len(),
-                    PolicySource::Tiered(p) => p.rules(direction).len(),
-                };
-                for i in 0..rule_count {
+                let source = self.policies[j].policy;
+                for (i, rule) in source.indexed_rules(direction) {
                     if active.iter().all(|(p, _)| p.is_empty()) {
                         break;
                     }
@@ -375,10 +285,7 @@ impl Pipeline<'_> {
                     if matched.is_empty() {
                         continue;
                     }
-                    let action = match source {
-                        PolicySource::Kubernetes(_) => Action::Allow,
-                        PolicySource::Tiered(p) => p.rules(direction)[i].action,
-                    };
+                    let action = rule.action;
                     for (ports, trail) in &mut active {
                         let hit = ports.intersection(&matched);
                         if hit.is_empty() {
@@ -445,20 +352,20 @@ impl Pipeline<'_> {
                     }
                     TierDefault::Deny => {
                         let mut t = trail;
-                        let only_kubernetes = in_tier.iter().all(|&j| {
-                            matches!(self.policies[j].source, PolicySource::Kubernetes(_))
-                        });
+                        let only_kubernetes = in_tier
+                            .iter()
+                            .all(|&j| self.policies[j].policy.is_kubernetes());
                         for &j in in_tier.iter().filter(|_| walk.explain) {
-                            let source = self.policies[j].source;
+                            let source = self.policies[j].policy;
                             t.push(RuleRef {
-                                kind: source.kind_name(),
-                                namespace: source.namespace(),
-                                name: source.name(),
+                                kind: source.kind.display_name(),
+                                namespace: source.namespace.clone(),
+                                name: source.name.clone(),
                                 tier: tier.name.clone(),
                                 rule: None,
                                 action: "Deny",
                                 detail: format!("selects the pod for {direction}; none of its {direction} rules matched (end of tier {})", tier.name),
-                                source: source.source(),
+                                source: source.source.clone(),
                             });
                         }
                         let reason = if only_kubernetes && !walk.calico {
@@ -498,15 +405,15 @@ impl Pipeline<'_> {
 
     fn note_priority_ties(&self, in_tier: &[usize], notes: &mut Vec<Note>) {
         for pair in in_tier.windows(2) {
-            let (a, b) = (self.policies[pair[0]].source, self.policies[pair[1]].source);
-            if a.is_cluster_kind() && b.is_cluster_kind() && a.order() == b.order() {
+            let (a, b) = (self.policies[pair[0]].policy, self.policies[pair[1]].policy);
+            if a.kind.is_cluster_kind() && b.kind.is_cluster_kind() && a.order == b.order {
                 notes.push(Note {
                     code: "ANP_PRIORITY_TIE",
                     message: format!(
                         "{} and {} share priority {}; upstream leaves their order undefined, Bulkhead orders them by name",
-                        a.name(),
-                        b.name(),
-                        a.order().unwrap_or_default()
+                        a.name,
+                        b.name,
+                        a.order.unwrap_or_default()
                     ),
                 });
             }
@@ -521,64 +428,53 @@ fn step_name(r: &RuleRef) -> String {
     }
 }
 
-fn decided_reason(source: PolicySource<'_>, action: Action, calico: bool) -> Reason {
+fn decided_reason(policy: &Policy, action: Action, calico: bool) -> Reason {
     let allow = action == Action::Allow;
-    match source {
-        PolicySource::Kubernetes(_) if calico => Reason::CalicoAllow,
-        PolicySource::Kubernetes(_) => Reason::NpAllow,
-        PolicySource::Tiered(p) => match (p.kind, p.tier.as_str()) {
-            (TieredKind::AdminNetworkPolicy, _)
-            | (TieredKind::ClusterNetworkPolicy, Tier::KUBE_ADMIN) => {
-                if allow {
-                    Reason::AnpAllow
-                } else {
-                    Reason::AnpDeny
-                }
+    match (policy.kind, policy.tier.as_str()) {
+        (PolicyKind::NetworkPolicy, _) if calico => Reason::CalicoAllow,
+        (PolicyKind::NetworkPolicy, _) => Reason::NpAllow,
+        (PolicyKind::AdminNetworkPolicy, _)
+        | (PolicyKind::ClusterNetworkPolicy, Tier::KUBE_ADMIN) => {
+            if allow {
+                Reason::AnpAllow
+            } else {
+                Reason::AnpDeny
             }
-            (TieredKind::BaselineAdminNetworkPolicy | TieredKind::ClusterNetworkPolicy, _) => {
-                if allow {
-                    Reason::BanpAllow
-                } else {
-                    Reason::BanpDeny
-                }
+        }
+        (PolicyKind::BaselineAdminNetworkPolicy | PolicyKind::ClusterNetworkPolicy, _) => {
+            if allow {
+                Reason::BanpAllow
+            } else {
+                Reason::BanpDeny
             }
-            _ => {
-                if allow {
-                    Reason::CalicoAllow
-                } else {
-                    Reason::CalicoDeny
-                }
+        }
+        _ => {
+            if allow {
+                Reason::CalicoAllow
+            } else {
+                Reason::CalicoDeny
             }
-        },
+        }
     }
 }
 
 fn rule_ref(
-    source: PolicySource<'_>,
+    policy: &Policy,
     tier: &str,
     direction: Direction,
     index: usize,
     action: Action,
 ) -> RuleRef {
-    let detail = crate::describe::rule(source, direction, index);
-    let rule_name = match source {
-        PolicySource::Kubernetes(_) => None,
-        PolicySource::Tiered(p) => p.rules(direction)[index].name.clone(),
-    };
-    let action = match (source, action) {
-        (
-            PolicySource::Tiered(TieredPolicy {
-                kind: TieredKind::ClusterNetworkPolicy,
-                ..
-            }),
-            Action::Allow,
-        ) => "Accept",
+    let detail = crate::describe::rule(policy, direction, index);
+    let rule_name = policy.rules(direction)[index].name.clone();
+    let action = match (policy.kind, action) {
+        (PolicyKind::ClusterNetworkPolicy, Action::Allow) => "Accept",
         (_, a) => a.as_str(),
     };
     RuleRef {
-        kind: source.kind_name(),
-        namespace: source.namespace(),
-        name: source.name(),
+        kind: policy.kind.display_name(),
+        namespace: policy.namespace.clone(),
+        name: policy.name.clone(),
         tier: tier.to_string(),
         rule: Some(format!("{direction}[{index}]")),
         action,
@@ -586,6 +482,6 @@ fn rule_ref(
             Some(n) => format!("rule {n:?}: {detail}"),
             None => detail,
         },
-        source: source.rule_source(direction, index),
+        source: rule_source(policy, direction, index),
     }
 }

@@ -10,11 +10,11 @@
 use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
 use crate::matching::{self, Peer};
-use crate::pipeline::{PolicySource, direction_index};
+use crate::pipeline::direction_index;
 use crate::tiered_matching::RuleContext;
 use bulkhead_model::{
     Action, AddrRanges, CalicoPort, CalicoRule, CalicoSelector, ClusterPeer, ClusterPort,
-    Direction, EntityRule, IcmpMatch, NetworkPolicyPeer, PortRange, PortSpec, Protocol,
+    Direction, EntityRule, IcmpMatch, NetworkPolicyPeer, Policy, PortRange, PortSpec, Protocol,
     RuleMatcher, TierDefault,
 };
 use std::net::IpAddr;
@@ -100,13 +100,9 @@ impl Engine<'_> {
                     rules: Vec::new(),
                 });
             }
-            let rules = match entry.source {
-                PolicySource::Kubernetes(p) => p.rules(direction).len(),
-                PolicySource::Tiered(p) => p.rules(direction).len(),
-            };
-            for i in 0..rules {
+            for i in 0..entry.policy.rules(direction).len() {
                 if let Some(rule) =
-                    self.program_rule(entry.source, direction, i, pod, &known, &known_set)
+                    self.program_rule(entry.policy, direction, i, pod, &known, &known_set)
                     && let Some(t) = tiers.last_mut()
                 {
                     t.rules.push(rule);
@@ -118,7 +114,7 @@ impl Engine<'_> {
 
     fn program_rule(
         &self,
-        source: PolicySource<'_>,
+        policy: &Policy,
         direction: Direction,
         index: usize,
         local: usize,
@@ -128,17 +124,19 @@ impl Engine<'_> {
         let cluster = self.cluster();
         let id = format!(
             "{} {}{} {direction}[{index}]",
-            source.kind_name(),
-            source
-                .namespace()
+            policy.kind.display_name(),
+            policy
+                .namespace
+                .as_ref()
                 .map(|n| format!("{n}/"))
                 .unwrap_or_default(),
-            source.name()
+            policy.name
         );
+        let policy_rule = &policy.rules(direction)[index];
         let mut scratch = Vec::new();
         let mut rule = ProgramRule {
             id,
-            action: Action::Allow,
+            action: policy_rule.action,
             remote: None,
             remote_not: None,
             protocol: None,
@@ -158,9 +156,9 @@ impl Engine<'_> {
                 }
                 set
             };
-        match source {
-            PolicySource::Kubernetes(p) => {
-                let r = &p.rules(direction)[index];
+        match &policy_rule.matcher {
+            RuleMatcher::Kubernetes(r) => {
+                let namespace = policy.namespace.as_deref().unwrap_or_default();
                 if let Some(entries) = &r.peers {
                     let mut external = AddrRanges::empty();
                     for e in entries {
@@ -178,7 +176,7 @@ impl Engine<'_> {
                             ip: Some(ip),
                         };
                         entries.iter().any(|x| {
-                            matching::peer_matches(cluster, &p.namespace, x, peer, &mut Vec::new())
+                            matching::peer_matches(cluster, namespace, x, peer, &mut Vec::new())
                         })
                     };
                     rule.remote = Some(combine(external, &matches));
@@ -210,84 +208,79 @@ impl Engine<'_> {
                     };
                 }
             }
-            PolicySource::Tiered(p) => {
-                let tiered_rule = &p.rules(direction)[index];
-                rule.action = tiered_rule.action;
-                match &tiered_rule.matcher {
-                    RuleMatcher::Cluster(r) => {
-                        let mut external = AddrRanges::empty();
-                        for peer in &r.peers {
-                            if let ClusterPeer::Networks(nets) = peer {
-                                for n in nets {
-                                    external = external.union(&AddrRanges::from_net(*n));
-                                }
-                            }
+
+            RuleMatcher::Cluster(r) => {
+                let mut external = AddrRanges::empty();
+                for peer in &r.peers {
+                    if let ClusterPeer::Networks(nets) = peer {
+                        for n in nets {
+                            external = external.union(&AddrRanges::from_net(*n));
                         }
-                        let matches = |ip: IpAddr, e: Endpoint| {
-                            let context = RuleContext {
-                                engine: self,
-                                direction,
-                                subject: local,
-                                remote: e,
-                                ipv4: ip.is_ipv4(),
-                                protocol: Protocol::Tcp,
-                                icmp: None,
-                            };
-                            let peers_only = bulkhead_model::ClusterRule {
-                                peers: r.peers.clone(),
-                                ports: None,
-                            };
-                            !context
-                                .cluster_rule_ports(&peers_only, &mut scratch.clone())
-                                .is_empty()
-                        };
-                        rule.remote = Some(combine(external, &matches));
-                        if let Some(ports) = &r.ports {
-                            let mut ranges = Vec::new();
-                            let mut named = Vec::new();
-                            for port in ports {
-                                match port {
-                                    ClusterPort::Range { protocol, range } => {
-                                        ranges.push((*protocol, *range))
-                                    }
-                                    ClusterPort::AllOf(protocol) => {
-                                        ranges.push((*protocol, PortRange::new(1, 65535)?))
-                                    }
-                                    ClusterPort::Named(name) => {
-                                        for protocol in Protocol::L4 {
-                                            self.resolve_named(
-                                                direction,
-                                                local,
-                                                name,
-                                                protocol,
-                                                known,
-                                                &mut ranges,
-                                                &mut named,
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                            rule.ports = PortMatch::Some {
-                                ranges,
-                                named,
-                                not_ranges: Vec::new(),
-                            };
-                        }
-                    }
-                    RuleMatcher::Calico(r) => {
-                        self.calico_program(
-                            r,
-                            p.namespace.as_deref(),
-                            direction,
-                            local,
-                            known,
-                            known_set,
-                            &mut rule,
-                            &mut scratch,
-                        )?;
                     }
                 }
+                let matches = |ip: IpAddr, e: Endpoint| {
+                    let context = RuleContext {
+                        engine: self,
+                        direction,
+                        subject: local,
+                        remote: e,
+                        ipv4: ip.is_ipv4(),
+                        protocol: Protocol::Tcp,
+                        icmp: None,
+                    };
+                    let peers_only = bulkhead_model::ClusterRule {
+                        peers: r.peers.clone(),
+                        ports: None,
+                    };
+                    !context
+                        .cluster_rule_ports(&peers_only, &mut scratch.clone())
+                        .is_empty()
+                };
+                rule.remote = Some(combine(external, &matches));
+                if let Some(ports) = &r.ports {
+                    let mut ranges = Vec::new();
+                    let mut named = Vec::new();
+                    for port in ports {
+                        match port {
+                            ClusterPort::Range { protocol, range } => {
+                                ranges.push((*protocol, *range))
+                            }
+                            ClusterPort::AllOf(protocol) => {
+                                ranges.push((*protocol, PortRange::new(1, 65535)?))
+                            }
+                            ClusterPort::Named(name) => {
+                                for protocol in Protocol::L4 {
+                                    self.resolve_named(
+                                        direction,
+                                        local,
+                                        name,
+                                        protocol,
+                                        known,
+                                        &mut ranges,
+                                        &mut named,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    rule.ports = PortMatch::Some {
+                        ranges,
+                        named,
+                        not_ranges: Vec::new(),
+                    };
+                }
+            }
+            RuleMatcher::Calico(r) => {
+                self.calico_program(
+                    r.as_ref(),
+                    policy.namespace.as_deref(),
+                    direction,
+                    local,
+                    known,
+                    known_set,
+                    &mut rule,
+                    &mut scratch,
+                )?;
             }
         }
         Some(rule)

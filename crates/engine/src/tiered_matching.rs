@@ -3,10 +3,12 @@
 
 use crate::endpoint::Endpoint;
 use crate::evaluate::Engine;
+use crate::matching;
 use crate::verdict::Note;
 use bulkhead_model::{
     CalicoPort, CalicoRule, CalicoSelector, ClusterPeer, ClusterPort, ClusterRule, Direction,
-    EntityRule, NetworkSet, Pod, PortRange, PortSet, Protocol,
+    EntityRule, NetworkPolicyRule, NetworkSet, Pod, Policy, PolicyRule, PortRange, PortSet,
+    Protocol, RuleMatcher,
 };
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -56,6 +58,38 @@ impl RuleContext<'_, '_> {
             Endpoint::Node(i) => format!("node:{}", self.engine.cluster().nodes[i].name),
             Endpoint::External(ip) => format!("ip:{ip}"),
         }
+    }
+
+    /// The ports of the flow's protocol that `rule` of `policy` matches, for any API.
+    pub fn rule_ports(&self, policy: &Policy, rule: &PolicyRule, notes: &mut Vec<Note>) -> PortSet {
+        match &rule.matcher {
+            RuleMatcher::Kubernetes(r) => self.kubernetes_rule_ports(
+                r,
+                policy.namespace.as_deref().unwrap_or_default(),
+                notes,
+            ),
+            RuleMatcher::Cluster(r) => self.cluster_rule_ports(r, notes),
+            RuleMatcher::Calico(r) => self.calico_rule_ports(r, policy.namespace.as_deref(), notes),
+        }
+    }
+
+    /// Kubernetes NetworkPolicy rule of a policy in `policy_namespace` (K8S-PEER-*, K8S-PORT-*).
+    pub fn kubernetes_rule_ports(
+        &self,
+        rule: &NetworkPolicyRule,
+        policy_namespace: &str,
+        notes: &mut Vec<Note>,
+    ) -> PortSet {
+        let peer = self.engine.peer(self.remote, self.ipv4);
+        let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
+            entries.iter().any(|e| {
+                matching::peer_matches(self.engine.cluster(), policy_namespace, e, peer, notes)
+            })
+        });
+        if !peer_ok {
+            return PortSet::empty();
+        }
+        matching::rule_ports(rule, self.destination_pod(), self.protocol.canonical())
     }
 
     /// ANP/BANP/CNP rule.
@@ -304,9 +338,9 @@ impl<'c> Engine<'c> {
     /// matches for the flow between pod `subject` (the policy's side) and `remote`, whatever
     /// runs before it. Lint uses it to ask "which flows would this rule decide if it ran
     /// first?", and then who decides them now.
-    pub fn tiered_rule_ports(
+    pub fn policy_rule_ports(
         &self,
-        policy: &bulkhead_model::TieredPolicy,
+        policy: &Policy,
         direction: Direction,
         rule_index: usize,
         subject: usize,
@@ -329,13 +363,7 @@ impl<'c> Engine<'c> {
             protocol,
             icmp: None,
         };
-        let mut notes = Vec::new();
-        match &rule.matcher {
-            bulkhead_model::RuleMatcher::Calico(r) => {
-                context.calico_rule_ports(r, policy.namespace.as_deref(), &mut notes)
-            }
-            bulkhead_model::RuleMatcher::Cluster(r) => context.cluster_rule_ports(r, &mut notes),
-        }
+        context.rule_ports(policy, rule, &mut Vec::new())
     }
 }
 

@@ -6,7 +6,10 @@
 mod random_cluster;
 
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow, Semantics};
-use bulkhead_model::{Cluster, Direction, NetworkPolicy, NetworkPolicyPeer, PortSpec, Protocol};
+use bulkhead_model::{
+    Cluster, Direction, NetworkPolicyPeer, NetworkPolicyRule, PortSpec, Protocol, RuleMatcher,
+    Subject,
+};
 use proptest::prelude::*;
 use random_cluster::{PORTS, cluster_strategy};
 use std::net::IpAddr;
@@ -30,13 +33,28 @@ fn reference_allows(
                             direction: Direction|
      -> bool {
         let pod = &cluster.pods[subject];
-        let policies: Vec<&NetworkPolicy> = cluster
-            .network_policies
+        // The Kubernetes policies as written: namespace, podSelector and their rules.
+        let policies: Vec<(&str, Vec<&NetworkPolicyRule>)> = cluster
+            .policies
             .iter()
             .filter(|p| {
-                p.namespace == pod.namespace
-                    && p.pod_selector.matches(&pod.labels)
-                    && p.policy_types.contains(direction)
+                let Subject::PodsInNamespace(pod_selector) = &p.subject else {
+                    return false;
+                };
+                p.namespace.as_deref() == Some(pod.namespace.as_str())
+                    && pod_selector.matches(&pod.labels)
+                    && p.types.contains(direction)
+            })
+            .map(|p| {
+                let rules = p
+                    .rules(direction)
+                    .iter()
+                    .filter_map(|r| match &r.matcher {
+                        RuleMatcher::Kubernetes(k) => Some(k),
+                        _ => None,
+                    })
+                    .collect();
+                (p.namespace.as_deref().unwrap_or_default(), rules)
             })
             .collect();
         if policies.is_empty() {
@@ -46,8 +64,8 @@ fn reference_allows(
             Direction::Ingress => Some(pod),
             Direction::Egress => peer.map(|p| &cluster.pods[p]),
         };
-        policies.iter().any(|policy| {
-            policy.rules(direction).iter().any(|rule| {
+        policies.iter().any(|(policy_namespace, rules)| {
+            rules.iter().any(|rule| {
                 let peer_ok = match &rule.peers {
                     None => true,
                     Some(peers) => peers.iter().any(|e| match e {
@@ -60,7 +78,7 @@ fn reference_allows(
                             Some(q) => {
                                 let q = &cluster.pods[q];
                                 let ns_ok = match namespace_selector {
-                                    None => q.namespace == policy.namespace,
+                                    None => q.namespace == *policy_namespace,
                                     Some(s) => s.matches(
                                         &cluster.namespace(&q.namespace).expect("namespace").labels,
                                     ),

@@ -7,8 +7,8 @@ use crate::document::{FieldPath, ObjectContext};
 use crate::names;
 use bulkhead_model::{
     Action, CalicoPort, CalicoRule, CalicoSelector, Diagnostic, EntityRule, IcmpMatch, NetworkSet,
-    PolicyTypes, PortRange, Protocol, ServiceAccountMatch, StagedAction, Subject, Tier,
-    TierDefault, TieredKind, TieredPolicy, TieredRule,
+    Policy, PolicyKind, PolicyRule, PolicyTypes, PortRange, Protocol, ServiceAccountMatch,
+    StagedAction, Subject, Tier, TierDefault,
 };
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -341,7 +341,7 @@ pub fn lower_policy(
     namespace: Option<&str>,
     name: &str,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<TieredPolicy> {
+) -> Option<Policy> {
     let mut v = Validator {
         ctx,
         diagnostics,
@@ -436,12 +436,12 @@ pub fn lower_policy(
             "preDNAT, doNotTrack and applyOnForward are only valid in a GlobalNetworkPolicy",
         );
     }
-    let ingress: Vec<Option<TieredRule>> = ingress_rules
+    let ingress: Vec<Option<PolicyRule>> = ingress_rules
         .iter()
         .enumerate()
         .map(|(i, r)| lower_rule(&mut v, r, &spec_path.key("ingress").index(i), true))
         .collect();
-    let egress: Vec<Option<TieredRule>> = egress_rules
+    let egress: Vec<Option<PolicyRule>> = egress_rules
         .iter()
         .enumerate()
         .map(|(i, r)| lower_rule(&mut v, r, &spec_path.key("egress").index(i), false))
@@ -455,11 +455,11 @@ pub fn lower_policy(
         return None;
     }
     let policy_kind = if global {
-        TieredKind::GlobalNetworkPolicy
+        PolicyKind::GlobalNetworkPolicy
     } else {
-        TieredKind::CalicoNetworkPolicy
+        PolicyKind::CalicoNetworkPolicy
     };
-    Some(TieredPolicy {
+    Some(Policy {
         kind: policy_kind,
         namespace: if global {
             None
@@ -492,7 +492,7 @@ fn lower_rule(
     rule: &RuleWire,
     path: &FieldPath,
     ingress: bool,
-) -> Option<TieredRule> {
+) -> Option<PolicyRule> {
     let before = v.errors;
     let action = match rule.action.as_deref() {
         Some("Allow") => Some(Action::Allow),
@@ -643,7 +643,7 @@ fn lower_rule(
     if v.errors > before {
         return None;
     }
-    Some(TieredRule {
+    Some(PolicyRule {
         name: None,
         action: action?,
         matcher: bulkhead_model::RuleMatcher::Calico(Box::new(CalicoRule {

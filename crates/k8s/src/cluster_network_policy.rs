@@ -6,8 +6,8 @@ use crate::codes;
 use crate::document::{FieldPath, ObjectContext};
 use crate::network_policy;
 use bulkhead_model::{
-    Action, ClusterPeer, ClusterPort, ClusterRule, Diagnostic, LabelSelector, PolicyTypes,
-    PortRange, Protocol, RuleMatcher, Subject, Tier, TieredKind, TieredPolicy, TieredRule,
+    Action, ClusterPeer, ClusterPort, ClusterRule, Diagnostic, LabelSelector, Policy, PolicyKind,
+    PolicyRule, PolicyTypes, PortRange, Protocol, RuleMatcher, Subject, Tier,
 };
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as WireSelector, ObjectMeta};
@@ -236,7 +236,7 @@ pub fn lower(
     kind: &str,
     name: &str,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<TieredPolicy> {
+) -> Option<Policy> {
     let flavor = match kind {
         "AdminNetworkPolicy" => Flavor::Admin,
         "BaselineAdminNetworkPolicy" => Flavor::Baseline,
@@ -318,7 +318,7 @@ pub fn lower(
                        rules: Option<&Vec<RuleWire>>,
                        field: &str,
                        ingress: bool|
-     -> Option<Vec<TieredRule>> {
+     -> Option<Vec<PolicyRule>> {
         let rules = rules.map(Vec::as_slice).unwrap_or_default();
         if rules.len() > limit {
             v.error(
@@ -339,11 +339,11 @@ pub fn lower(
     }
     let ingress = ingress?;
     let egress = egress?;
-    Some(TieredPolicy {
+    Some(Policy {
         kind: match flavor {
-            Flavor::Admin => TieredKind::AdminNetworkPolicy,
-            Flavor::Baseline => TieredKind::BaselineAdminNetworkPolicy,
-            Flavor::Cluster => TieredKind::ClusterNetworkPolicy,
+            Flavor::Admin => PolicyKind::AdminNetworkPolicy,
+            Flavor::Baseline => PolicyKind::BaselineAdminNetworkPolicy,
+            Flavor::Cluster => PolicyKind::ClusterNetworkPolicy,
         },
         namespace: None,
         name: name.to_string(),
@@ -383,7 +383,7 @@ impl Validator<'_, '_> {
         }
     }
 
-    fn rule(&mut self, rule: &RuleWire, path: &FieldPath, ingress: bool) -> Option<TieredRule> {
+    fn rule(&mut self, rule: &RuleWire, path: &FieldPath, ingress: bool) -> Option<PolicyRule> {
         let before = self.errors;
         if rule.name.as_ref().is_some_and(|n| n.len() > 100) {
             self.error(&path.key("name"), "rule names are at most 100 characters");
@@ -483,7 +483,7 @@ impl Validator<'_, '_> {
         if self.errors > before {
             return None;
         }
-        Some(TieredRule {
+        Some(PolicyRule {
             name: rule.name.clone(),
             action: action?,
             matcher: RuleMatcher::Cluster(ClusterRule {

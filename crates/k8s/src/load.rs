@@ -11,7 +11,8 @@ use crate::yaml_tree::{self, Node, SurpriseKind, Value};
 use crate::{calico, cluster_network_policy};
 use bulkhead_model::cluster::METADATA_NAME_LABEL;
 use bulkhead_model::{
-    Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, ServiceAccount, SourceLocation,
+    Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, Policy, ServiceAccount,
+    SourceLocation,
 };
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as networking,
@@ -440,14 +441,16 @@ impl Loader<'_> {
                     if let Some(lowered) =
                         network_policy::lower(&ctx, &policy, &namespace, &name, &mut diagnostics)
                     {
-                        cluster.staged_network_policies.push((lowered, action));
+                        cluster
+                            .policies
+                            .push(Policy::from_network_policy(lowered, Some(action)));
                     }
                 }
             }
             (TieredFamily::Calico, _) => {
                 if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics)
                 {
-                    cluster.tiered_policies.extend(calico::lower_policy(
+                    cluster.policies.extend(calico::lower_policy(
                         &ctx,
                         &wire,
                         kind,
@@ -462,15 +465,13 @@ impl Loader<'_> {
                     &ctx,
                     &mut diagnostics,
                 ) {
-                    cluster
-                        .tiered_policies
-                        .extend(cluster_network_policy::lower(
-                            &ctx,
-                            &wire,
-                            kind,
-                            &name,
-                            &mut diagnostics,
-                        ));
+                    cluster.policies.extend(cluster_network_policy::lower(
+                        &ctx,
+                        &wire,
+                        kind,
+                        &name,
+                        &mut diagnostics,
+                    ));
                 }
             }
         }
@@ -627,7 +628,10 @@ impl Loader<'_> {
                     } else if let Some(lowered) =
                         network_policy::lower(ctx, &policy, namespace, name, &mut diagnostics)
                     {
-                        self.snapshot.cluster.network_policies.push(lowered);
+                        self.snapshot
+                            .cluster
+                            .policies
+                            .push(Policy::from_network_policy(lowered, None));
                     }
                 }
             }

@@ -57,8 +57,8 @@ fn across_files_the_first_wins_and_the_second_is_still_validated() {
                 && code.starts_with("BH")),
         "the invalid port in the second definition is reported: {found:?}"
     );
-    assert_eq!(snapshot.cluster.network_policies.len(), 1);
-    let ports = format!("{:?}", snapshot.cluster.network_policies[0]);
+    assert_eq!(snapshot.cluster.policies.len(), 1);
+    let ports = format!("{:?}", snapshot.cluster.policies[0]);
     assert!(
         ports.contains("80"),
         "the first definition is used: {ports}"
@@ -80,7 +80,7 @@ fn in_one_file_a_second_definition_is_an_error_and_is_not_used() {
             && at == "a.yaml:15"),
         "{found:?}"
     );
-    assert_eq!(snapshot.cluster.network_policies.len(), 1);
+    assert_eq!(snapshot.cluster.policies.len(), 1);
 }
 
 #[test]

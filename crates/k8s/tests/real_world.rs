@@ -79,7 +79,7 @@ fn every_valid_set_loads_without_errors() {
             .map(|d| format!("{:?}: {} {}", d.location, d.code, d.message))
             .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", set.display());
-        policies += snapshot.cluster.network_policies.len();
+        policies += snapshot.cluster.policies.len();
     }
     assert!(policies >= 60, "NetworkPolicies loaded: {policies}");
 }

@@ -1,7 +1,6 @@
 //! The endpoints of a cluster snapshot: namespaces, pods, nodes, service accounts (semantics.md §0.3).
 
 use crate::labels::Labels;
-use crate::network_policy::NetworkPolicy;
 use crate::ports::Protocol;
 use crate::source::SourceLocation;
 use std::fmt;
@@ -124,13 +123,13 @@ pub struct Cluster {
     pub pods: Vec<Pod>,
     pub nodes: Vec<Node>,
     pub service_accounts: Vec<ServiceAccount>,
-    pub network_policies: Vec<NetworkPolicy>,
-    /// StagedKubernetesNetworkPolicy objects: previews that never change the enforced verdict.
-    pub staged_network_policies: Vec<(NetworkPolicy, crate::tiered::StagedAction)>,
     /// Tier objects of the input; the built-in tiers are added by the engine.
-    pub tiers: Vec<crate::tiered::Tier>,
-    pub tiered_policies: Vec<crate::tiered::TieredPolicy>,
-    pub network_sets: Vec<crate::tiered::NetworkSet>,
+    pub tiers: Vec<crate::policy::Tier>,
+    /// Every policy of every API, lowered into the one IR ([`crate::policy`]); staged ones
+    /// (Calico's Staged* kinds) carry [`crate::policy::Policy::staged`] and never change the
+    /// enforced verdict.
+    pub policies: Vec<crate::policy::Policy>,
+    pub network_sets: Vec<crate::policy::NetworkSet>,
     /// Lint codes suppressed per resource (`NetworkPolicy x/web` -> [`BH101`]), from the
     /// `bulkhead.io/ignore` annotation.
     pub suppressions: std::collections::BTreeMap<String, Vec<String>>,
@@ -172,13 +171,8 @@ impl Cluster {
             .pods
             .iter()
             .map(|p| p.namespace.clone())
-            .chain(self.network_policies.iter().map(|p| p.namespace.clone()))
             .chain(self.service_accounts.iter().map(|s| s.namespace.clone()))
-            .chain(
-                self.tiered_policies
-                    .iter()
-                    .filter_map(|p| p.namespace.clone()),
-            )
+            .chain(self.policies.iter().filter_map(|p| p.namespace.clone()))
             .collect();
         referenced.sort();
         referenced.dedup();
@@ -198,9 +192,7 @@ impl Cluster {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.service_accounts
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        self.network_policies
-            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        self.tiered_policies
+        self.policies
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         self.tiers.sort_by(|a, b| a.name.cmp(&b.name));
     }

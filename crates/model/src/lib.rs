@@ -13,9 +13,9 @@ pub mod edit_distance;
 pub mod ip_block;
 pub mod labels;
 pub mod network_policy;
+pub mod policy;
 pub mod ports;
 pub mod source;
-pub mod tiered;
 
 pub use addr_ranges::AddrRanges;
 pub use calico_selector::CalicoSelector;
@@ -27,10 +27,10 @@ pub use network_policy::{
     Direction, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PolicyTypes,
     PortSpec,
 };
+pub use policy::{
+    Action, Atom, CalicoPort, CalicoRule, ClusterPeer, ClusterPort, ClusterRule, EntityRule,
+    IcmpMatch, NetworkSet, Policy, PolicyKind, PolicyRule, RuleMatcher, ServiceAccountMatch,
+    StagedAction, Subject, Tier, TierDefault,
+};
 pub use ports::{PortRange, PortSet, Protocol};
 pub use source::SourceLocation;
-pub use tiered::{
-    Action, CalicoPort, CalicoRule, ClusterPeer, ClusterPort, ClusterRule, EntityRule, IcmpMatch,
-    NetworkSet, RuleMatcher, ServiceAccountMatch, StagedAction, Subject, Tier, TierDefault,
-    TieredKind, TieredPolicy, TieredRule,
-};

@@ -36,51 +36,11 @@ pub const RULE: RuleInfo = RuleInfo {
 
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for policy in &ctx.cluster.network_policies {
-        if policy.pod_selector.is_empty() {
-            continue;
-        }
-        let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
-        for direction in [Direction::Ingress, Direction::Egress] {
-            if !policy.policy_types.contains(direction) {
-                continue;
-            }
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
-                let what = match (&rule.peers, &rule.ports) {
-                    (None, None) => Some("allows everything (no peers, no ports)".to_string()),
-                    (Some(peers), _) => peers.iter().find_map(|p| match p {
-                        NetworkPolicyPeer::Pods {
-                            namespace_selector: Some(ns),
-                            pod_selector,
-                        } if ns.is_empty()
-                            && pod_selector.as_ref().is_none_or(|s| s.is_empty()) =>
-                        {
-                            Some(
-                                "allows every pod of every namespace (namespaceSelector: {})"
-                                    .to_string(),
-                            )
-                        }
-                        _ => None,
-                    }),
-                    _ => None,
-                };
-                if let Some(what) = what {
-                    out.push(ctx.finding(
-                        &RULE,
-                        Some(res.clone()),
-                        rule.location.as_ref().or(policy.source.as_ref()),
-                        format!(
-                            "{res} {direction}[{i}] {what}, though the policy selects {}",
-                            policy.pod_selector
-                        ),
-                        "name the namespaces and pods that need access",
-                    ));
-                }
-            }
-        }
-    }
-    for policy in &ctx.cluster.tiered_policies {
+    for policy in &ctx.cluster.policies {
         let narrow = match &policy.subject {
+            Subject::PodsInNamespace(pod_selector) if !pod_selector.is_empty() => {
+                Some(pod_selector.to_string())
+            }
             Subject::Calico { selector, .. } => {
                 (!matches!(selector, CalicoSelector::All)).then(|| format!("`{selector}`"))
             }
@@ -104,6 +64,24 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     continue;
                 }
                 let what = match &rule.matcher {
+                    RuleMatcher::Kubernetes(rule) => match (&rule.peers, &rule.ports) {
+                        (None, None) => Some("allows everything (no peers, no ports)".to_string()),
+                        (Some(peers), _) => peers.iter().find_map(|p| match p {
+                            NetworkPolicyPeer::Pods {
+                                namespace_selector: Some(ns),
+                                pod_selector,
+                            } if ns.is_empty()
+                                && pod_selector.as_ref().is_none_or(|s| s.is_empty()) =>
+                            {
+                                Some(
+                                    "allows every pod of every namespace (namespaceSelector: {})"
+                                        .to_string(),
+                                )
+                            }
+                            _ => None,
+                        }),
+                        _ => None,
+                    },
                     RuleMatcher::Calico(c) => {
                         let peer = match direction {
                             Direction::Ingress => &c.source,
@@ -143,7 +121,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         format!(
                             "{res} {direction}[{i}] {what}, though the policy selects {narrow}"
                         ),
-                        "name the namespaces and endpoints that need access",
+                        if policy.is_kubernetes() {
+                            "name the namespaces and pods that need access"
+                        } else {
+                            "name the namespaces and endpoints that need access"
+                        },
                     ));
                 }
             }

@@ -17,7 +17,7 @@
 //! ## Fix
 //! Use pod and namespace selectors for pods; `except` the pod CIDR from broad blocks.
 
-use crate::lint::{LintContext, RuleInfo, resource};
+use crate::lint::{LintContext, RuleInfo};
 use bulkhead_model::{
     ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
 };
@@ -39,32 +39,39 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         .flat_map(|p| p.ips.iter().copied())
         .collect();
     let mut out = Vec::new();
-    for policy in &ctx.cluster.network_policies {
-        let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let field = if direction == Direction::Ingress {
-                "from"
-            } else {
-                "to"
-            };
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
+    // A Deny of the pod range is deliberate; an Allow of it is the surprise.
+    for r in crate::lint::policy_rules(ctx.cluster)
+        .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
+    {
+        let (field, nets): (&str, Vec<ipnet::IpNet>) = match &r.rule.matcher {
+            RuleMatcher::Kubernetes(rule) => {
+                let field = match r.direction {
+                    Direction::Ingress => "from",
+                    Direction::Egress => "to",
+                };
                 for (j, peer) in rule.peers.iter().flatten().enumerate() {
                     let NetworkPolicyPeer::IpBlock(block) = peer else {
                         continue;
                     };
                     let count = ips.iter().filter(|ip| block.contains(**ip)).count();
                     if count > 0 {
-                        out.push(ctx.finding(&RULE, Some(res.clone()), rule.location.as_ref().or(policy.source.as_ref()), format!("{res} {direction}[{i}].{field}[{j}] ipBlock {block} contains {count} pod IP{}", if count == 1 { "" } else { "s" }), "match pods with selectors; except the pod CIDR from broad ipBlocks"));
+                        out.push(ctx.finding(
+                            &RULE,
+                            Some(r.resource.clone()),
+                            r.source(),
+                            format!(
+                                "{} {}[{}].{field}[{j}] ipBlock {block} contains {count} pod IP{}",
+                                r.resource,
+                                r.direction,
+                                r.index,
+                                if count == 1 { "" } else { "s" }
+                            ),
+                            "match pods with selectors; except the pod CIDR from broad ipBlocks",
+                        ));
                     }
                 }
+                continue;
             }
-        }
-    }
-    // A Deny of the pod range is deliberate; an Allow of it is the surprise.
-    for r in crate::lint::tiered_rules(ctx.cluster)
-        .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
-    {
-        let (field, nets): (&str, Vec<ipnet::IpNet>) = match &r.rule.matcher {
             RuleMatcher::Calico(c) => match r.direction {
                 Direction::Egress => ("destination", c.destination.nets.clone()),
                 Direction::Ingress => ("source", c.source.nets.clone()),

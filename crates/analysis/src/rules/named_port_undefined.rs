@@ -18,26 +18,7 @@
 //! Use the container port's name (`kubectl get pod -o jsonpath='{..ports}'`), or a number.
 
 use crate::lint::{LintContext, RuleInfo, resource};
-use bulkhead_engine::matching::{Peer, peer_matches};
-use bulkhead_model::{Cluster, Diagnostic, Direction, NetworkPolicyPeer, Pod, PortSpec, Severity};
-
-/// Whether a `to` entry selects pod `q`, as the engine matches peers: selectors on the pod,
-/// an ipBlock on any of its addresses (a pod without an address is not in any ipBlock here).
-fn selects(cluster: &Cluster, namespace: &str, peer: &NetworkPolicyPeer, q: &Pod) -> bool {
-    let matches = |ip| {
-        peer_matches(
-            cluster,
-            namespace,
-            peer,
-            Peer { pod: Some(q), ip },
-            &mut Vec::new(),
-        )
-    };
-    match peer {
-        NetworkPolicyPeer::Pods { .. } => matches(None),
-        NetworkPolicyPeer::IpBlock(_) => q.ips.iter().any(|ip| matches(Some(*ip))),
-    }
-}
+use bulkhead_model::{Diagnostic, Direction, Severity};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH111",
@@ -47,74 +28,17 @@ pub const RULE: RuleInfo = RuleInfo {
     doc: include_str!("named_port_undefined.rs"),
 };
 
+/// Named ports of any rule, resolved on the destination pods the rule's peers reach (asked of
+/// the engine with the ports left out) or, for ingress, on the pods the policy applies to.
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
-    let cluster = ctx.cluster;
-    let mut out = Vec::new();
-    for policy in &cluster.network_policies {
-        let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
-        let subjects: Vec<_> = cluster
-            .pods
-            .iter()
-            .filter(|p| {
-                p.is_endpoint()
-                    && !p.host_network
-                    && p.namespace == policy.namespace
-                    && policy.pod_selector.matches(&p.labels)
-            })
-            .collect();
-        if subjects.is_empty() {
-            continue;
-        }
-        for direction in [Direction::Ingress, Direction::Egress] {
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
-                let destinations: Vec<_> = match direction {
-                    Direction::Ingress => subjects.clone(),
-                    Direction::Egress => cluster
-                        .pods
-                        .iter()
-                        .filter(|q| q.is_endpoint() && !q.host_network)
-                        .filter(|q| {
-                            rule.peers.as_ref().is_none_or(|peers| {
-                                peers
-                                    .iter()
-                                    .any(|peer| selects(cluster, &policy.namespace, peer, q))
-                            })
-                        })
-                        .collect(),
-                };
-                if destinations.is_empty() {
-                    continue;
-                }
-                for port in rule.ports.iter().flatten() {
-                    let PortSpec::Named(name) = &port.port else {
-                        continue;
-                    };
-                    if !destinations
-                        .iter()
-                        .any(|d| d.named_port(name, port.protocol).is_some())
-                    {
-                        out.push(ctx.finding(&RULE, Some(res.clone()), rule.location.as_ref().or(policy.source.as_ref()), format!("{res} {direction}[{i}]: no destination pod defines a {} port named {name:?}", port.protocol), "use the container port's name and protocol, or the number"));
-                    }
-                }
-            }
-        }
-    }
-    out.extend(tiered(ctx));
-    out
-}
-
-/// Named ports of Calico and ANP/BANP/CNP rules, resolved on the destination pods the rule's
-/// peers reach (asked of the engine with the ports left out) or, for ingress, on the pods the
-/// policy applies to.
-fn tiered(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     use bulkhead_engine::Endpoint;
-    use bulkhead_model::{CalicoPort, ClusterPort, Protocol, RuleMatcher};
+    use bulkhead_model::{CalicoPort, ClusterPort, PortSpec, Protocol, RuleMatcher};
     let cluster = ctx.cluster;
     let engine = &ctx.engine;
     let pods: Vec<usize> = engine.pod_endpoints();
     let mut out = Vec::new();
     for policy in cluster
-        .tiered_policies
+        .policies
         .iter()
         .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
     {
@@ -140,6 +64,15 @@ fn tiered(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             for (i, rule) in policy.rules(direction).iter().enumerate() {
                 // (name, protocol the container port must have; None: any).
                 let named: Vec<(String, Option<Protocol>)> = match &rule.matcher {
+                    RuleMatcher::Kubernetes(k) => k
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| match &p.port {
+                            PortSpec::Named(n) => Some((n.clone(), Some(p.protocol))),
+                            _ => None,
+                        })
+                        .collect(),
                     RuleMatcher::Calico(c) => c
                         .destination
                         .ports
@@ -175,6 +108,7 @@ fn tiered(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                                     c.protocol = None;
                                 }
                                 RuleMatcher::Cluster(c) => c.ports = None,
+                                RuleMatcher::Kubernetes(k) => k.ports = None,
                             }
                         }
                         pods.iter()
@@ -183,7 +117,7 @@ fn tiered(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                                 subjects.iter().any(|&s| {
                                     s != q
                                         && !engine
-                                            .tiered_rule_ports(
+                                            .policy_rule_ports(
                                                 &any_port,
                                                 direction,
                                                 i,

@@ -32,11 +32,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         BTreeMap::new();
     for i in ctx.engine.pod_endpoints() {
         let pod = &cluster.pods[i];
-        if !cluster
-            .network_policies
-            .iter()
-            .any(|p| p.namespace == pod.namespace)
-        {
+        if !cluster.policies.iter().any(|p| {
+            p.is_kubernetes()
+                && p.staged.is_none()
+                && p.namespace.as_deref() == Some(pod.namespace.as_str())
+        }) {
             continue;
         }
         for (direction, name) in [

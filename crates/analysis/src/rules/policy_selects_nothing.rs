@@ -16,7 +16,7 @@
 
 use crate::lint::{LintContext, RuleInfo, resource};
 use crate::nearest::{calico_wants, label_wants, nearest};
-use bulkhead_model::{Cluster, Diagnostic, Direction, Severity, Subject, TieredPolicy};
+use bulkhead_model::{Cluster, Diagnostic, Direction, Policy, Severity, Subject};
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH103",
@@ -41,33 +41,9 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         })
     };
     let mut out = Vec::new();
-    for policy in &cluster.network_policies {
-        if !ctx.namespace_has_pods(&policy.namespace) {
-            continue;
-        }
-        let matches_a_pod = cluster.pods.iter().any(|p| {
-            p.is_endpoint()
-                && !p.host_network
-                && p.namespace == policy.namespace
-                && policy.pod_selector.matches(&p.labels)
-        });
-        if !matches_a_pod {
-            let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
-            out.push(ctx.finding(
-                &RULE,
-                Some(res.clone()),
-                policy.source.as_ref(),
-                format!(
-                    "{res}: podSelector {} selects no pod in namespace {}",
-                    policy.pod_selector, policy.namespace
-                ),
-                "update the selector to the pods' current labels, or delete the policy",
-            ));
-        }
-    }
     if ctx.has_pods() {
         for policy in cluster
-            .tiered_policies
+            .policies
             .iter()
             .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
         {
@@ -76,6 +52,28 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 .as_deref()
                 .is_some_and(|ns| !ctx.namespace_has_pods(ns))
             {
+                continue;
+            }
+            if let Subject::PodsInNamespace(pod_selector) = &policy.subject {
+                let namespace = policy.namespace.as_deref().unwrap_or_default();
+                let matches_a_pod = cluster.pods.iter().any(|p| {
+                    p.is_endpoint()
+                        && !p.host_network
+                        && p.namespace == namespace
+                        && pod_selector.matches(&p.labels)
+                });
+                if !matches_a_pod {
+                    let res = resource("NetworkPolicy", Some(namespace), &policy.name);
+                    out.push(ctx.finding(
+                        &RULE,
+                        Some(res.clone()),
+                        policy.source.as_ref(),
+                        format!(
+                            "{res}: podSelector {pod_selector} selects no pod in namespace {namespace}"
+                        ),
+                        "update the selector to the pods' current labels, or delete the policy",
+                    ));
+                }
                 continue;
             }
             if !selected(&policy.name, policy.namespace.as_deref()) {
@@ -108,7 +106,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
 
 /// The part of a tiered policy's subject that selects nothing, quoted, with the nearest
 /// existing label when it looks like a typo.
-fn subject_cause(cluster: &Cluster, policy: &TieredPolicy) -> (String, Option<String>) {
+fn subject_cause(cluster: &Cluster, policy: &Policy) -> (String, Option<String>) {
     let pods = || {
         cluster
             .pods
@@ -132,6 +130,10 @@ fn subject_cause(cluster: &Cluster, policy: &TieredPolicy) -> (String, Option<St
                 nearest(&calico_wants(selector), pods()).map(|(k, v)| format!("`{k} == '{v}'`")),
             ),
         },
+        Subject::PodsInNamespace(pod_selector) => (
+            format!("podSelector `{pod_selector}`"),
+            nearest(&label_wants(pod_selector), pods()).map(|(k, v)| format!("`{k}={v}`")),
+        ),
         Subject::Namespaces(ns) => (
             format!("subject namespaces `{ns}`"),
             nearest(&label_wants(ns), namespaces()).map(|(k, v)| format!("`{k}={v}`")),

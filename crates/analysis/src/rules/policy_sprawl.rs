@@ -32,18 +32,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let t = &ctx.config.thresholds;
     let mut per_namespace: BTreeMap<&str, Vec<Option<&bulkhead_model::SourceLocation>>> =
         BTreeMap::new();
-    for p in &ctx.cluster.network_policies {
-        per_namespace
-            .entry(&p.namespace)
-            .or_default()
-            .push(p.source.as_ref());
-    }
-    for p in ctx
-        .cluster
-        .tiered_policies
-        .iter()
-        .filter(|p| p.staged.is_none())
-    {
+    for p in ctx.cluster.policies.iter().filter(|p| p.staged.is_none()) {
         if let Some(ns) = &p.namespace {
             per_namespace.entry(ns).or_default().push(p.source.as_ref());
         }
@@ -67,7 +56,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         .collect();
     let global: Vec<_> = ctx
         .cluster
-        .tiered_policies
+        .policies
         .iter()
         .filter(|p| p.namespace.is_none() && p.staged.is_none())
         .collect();

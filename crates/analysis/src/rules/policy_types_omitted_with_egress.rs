@@ -30,12 +30,14 @@ pub const RULE: RuleInfo = RuleInfo {
 };
 
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
+    // Only the Kubernetes API defaults policyTypes from the rules; Calico's `types` default is
+    // documented and the policy.networking.k8s.io kinds have none (see the doc above).
     ctx.cluster
-        .network_policies
+        .policies
         .iter()
-        .filter(|p| p.policy_types.defaulted && p.policy_types.egress)
+        .filter(|p| p.is_kubernetes() && p.types.defaulted && p.types.egress)
         .map(|p| {
-            let res = resource("NetworkPolicy", Some(&p.namespace), &p.name);
+            let res = resource("NetworkPolicy", p.namespace.as_deref(), &p.name);
             ctx.finding(&RULE, Some(res.clone()), p.source.as_ref(), format!("{res} has egress rules but no policyTypes: the API server defaults it to [Ingress, Egress], so ingress to the selected pods is denied too"), "state policyTypes: [Egress] (or both, with ingress rules)")
         })
         .collect()

@@ -29,7 +29,8 @@
 use crate::lint::{LintContext, RuleInfo, resource};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_model::{
-    Cluster, Diagnostic, Direction, NetworkPolicyPeer, PortSpec, Protocol, RuleMatcher, Severity,
+    Atom, Cluster, Diagnostic, Direction, NetworkPolicyPeer, PolicyRule, Protocol, RuleMatcher,
+    Severity,
 };
 use std::net::IpAddr;
 
@@ -49,7 +50,8 @@ pub const POLICY_RULE: RuleInfo = RuleInfo {
     doc: include_str!("rule_without_effect.rs"),
 };
 
-/// Which Kubernetes policy, and optionally which rule, to take out.
+/// Which Kubernetes policy (its index in `Cluster::policies`), and optionally which rule, to
+/// take out.
 #[derive(Clone, Copy)]
 enum Target {
     Kubernetes(usize, Option<(Direction, usize)>),
@@ -59,15 +61,10 @@ fn without(cluster: &Cluster, target: Target) -> Cluster {
     let mut c = cluster.clone();
     match target {
         Target::Kubernetes(p, None) => {
-            c.network_policies.remove(p);
+            c.policies.remove(p);
         }
         Target::Kubernetes(p, Some((d, i))) => {
-            let policy = &mut c.network_policies[p];
-            if d == Direction::Ingress {
-                policy.ingress.remove(i)
-            } else {
-                policy.egress.remove(i)
-            };
+            c.policies[p].rules_mut(d).remove(i);
         }
     }
     c
@@ -85,45 +82,18 @@ fn samples(engine: &Engine<'_>) -> Samples {
     let mut ports = vec![1u16, 65535];
     // The engine's own list of address boundaries: the same atoms it decides on.
     let nets = engine.mentioned_cidrs();
-    for p in &cluster.network_policies {
-        for d in [Direction::Ingress, Direction::Egress] {
-            for r in p.rules(d) {
-                for port in r.ports.iter().flatten() {
-                    if let PortSpec::Range(range) = &port.port {
-                        ports.extend([
-                            range.start(),
-                            range.end(),
-                            range.start().saturating_sub(1).max(1),
-                            range.end().saturating_add(1),
-                        ]);
-                    }
-                }
-            }
-        }
-    }
-    for p in &cluster.tiered_policies {
-        for d in [Direction::Ingress, Direction::Egress] {
-            for r in p.rules(d) {
-                match &r.matcher {
-                    RuleMatcher::Cluster(c) => {
-                        for port in c.ports.iter().flatten() {
-                            if let bulkhead_model::ClusterPort::Range { range, .. } = port {
-                                ports.extend([range.start(), range.end()]);
-                            }
-                        }
-                    }
-                    RuleMatcher::Calico(c) => {
-                        for e in [&c.source, &c.destination] {
-                            for port in e.ports.iter().chain(&e.not_ports) {
-                                if let bulkhead_model::CalicoPort::Range(range) = port {
-                                    ports.extend([range.start().max(1), range.end()]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    let mut protocols = vec![Protocol::Tcp, Protocol::Udp];
+    for p in &cluster.policies {
+        p.visit_atoms(&mut |atom| match atom {
+            Atom::Ports(_, range) => ports.extend([
+                range.start().max(1),
+                range.end(),
+                range.start().saturating_sub(1).max(1),
+                range.end().saturating_add(1),
+            ]),
+            Atom::Protocol(Protocol::Sctp) => protocols.push(Protocol::Sctp),
+            _ => {}
+        });
     }
     for pod in &cluster.pods {
         ports.extend(pod.ports.iter().map(|p| p.port));
@@ -145,36 +115,16 @@ fn samples(engine: &Engine<'_>) -> Samples {
     }
     externals.sort_unstable();
     externals.dedup();
-    let mut protocols = vec![Protocol::Tcp, Protocol::Udp];
-    let sctp = cluster
-        .network_policies
+    if cluster
+        .pods
         .iter()
-        .flat_map(|p| p.ingress.iter().chain(&p.egress))
-        .flat_map(|r| r.ports.iter().flatten())
-        .any(|p| p.protocol == Protocol::Sctp)
-        || cluster
-            .tiered_policies
-            .iter()
-            .flat_map(|p| p.ingress.iter().chain(&p.egress))
-            .any(|r| match &r.matcher {
-                RuleMatcher::Cluster(c) => c.ports.iter().flatten().any(|p| {
-                    matches!(
-                        p,
-                        bulkhead_model::ClusterPort::Range {
-                            protocol: Protocol::Sctp,
-                            ..
-                        } | bulkhead_model::ClusterPort::AllOf(Protocol::Sctp)
-                    )
-                }),
-                RuleMatcher::Calico(c) => c.protocol == Some(Protocol::Sctp),
-            })
-        || cluster
-            .pods
-            .iter()
-            .any(|p| p.ports.iter().any(|x| x.protocol == Protocol::Sctp));
-    if sctp {
+        .any(|p| p.ports.iter().any(|x| x.protocol == Protocol::Sctp))
+    {
         protocols.push(Protocol::Sctp);
     }
+    protocols.sort_unstable();
+    protocols.dedup();
+
     Samples {
         ports: protocols
             .into_iter()
@@ -308,16 +258,10 @@ fn with_new_pods(cluster: &Cluster) -> Cluster {
 fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
     let rule_count: usize = ctx
         .cluster
-        .network_policies
+        .policies
         .iter()
         .map(|p| p.ingress.len() + p.egress.len())
-        .sum::<usize>()
-        + ctx
-            .cluster
-            .tiered_policies
-            .iter()
-            .map(|p| p.ingress.len() + p.egress.len())
-            .sum::<usize>();
+        .sum();
     if rule_count > ctx.config.thresholds.effect_analysis_max_rules || !ctx.has_pods() {
         return Vec::new();
     }
@@ -364,19 +308,25 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
             out.push(ctx.finding(info, Some(res), source, message, &help));
         }
     };
-    for (k, p) in cluster.network_policies.iter().enumerate() {
+    for (k, p) in cluster
+        .policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.is_kubernetes() && p.staged.is_none())
+    {
+        let namespace = p.namespace.as_deref().unwrap_or_default();
         // A rule whose peers select no pod is dead for that reason (BH102 says so); calling it
         // redundant would point the reader the wrong way. The same holds for its policy.
         let dead: Vec<bool> = [Direction::Ingress, Direction::Egress]
             .into_iter()
             .flat_map(|d| p.rules(d).iter().map(move |r| (d, r)))
-            .map(|(_, r)| reaches_no_pod(cluster, &p.namespace, r))
+            .map(|(_, r)| reaches_no_pod(cluster, namespace, r))
             .collect();
         if dead.iter().any(|d| *d) && whole_policies {
             continue;
         }
-        let subjects = subjects_of(&engine, &p.name, Some(&p.namespace));
-        let res = resource("NetworkPolicy", Some(&p.namespace), &p.name);
+        let subjects = subjects_of(&engine, &p.name, Some(namespace));
+        let res = resource("NetworkPolicy", Some(namespace), &p.name);
         if whole_policies {
             check(
                 Target::Kubernetes(k, None),
@@ -388,11 +338,11 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
             continue;
         }
         for d in [Direction::Ingress, Direction::Egress] {
-            if !p.policy_types.contains(d) {
+            if !p.types.contains(d) {
                 continue;
             }
             for i in 0..p.rules(d).len() {
-                if reaches_no_pod(cluster, &p.namespace, &p.rules(d)[i]) {
+                if reaches_no_pod(cluster, namespace, &p.rules(d)[i]) {
                     continue;
                 }
                 check(
@@ -409,9 +359,9 @@ fn run(ctx: &LintContext<'_>, whole_policies: bool) -> Vec<Diagnostic> {
     // appears in any explanation is shadowed by earlier rules, or matches nothing.
     let remotes = remotes(&engine, &samples);
     for p in cluster
-        .tiered_policies
+        .policies
         .iter()
-        .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
+        .filter(|p| !p.is_kubernetes() && p.staged.is_none() && !p.host_endpoints_only)
     {
         let subjects = subjects_of(&engine, &p.name, p.namespace.as_deref());
         if subjects.is_empty() {
@@ -517,12 +467,12 @@ pub fn check_policies(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     run(ctx, true)
 }
 
-/// Whether every peer of the rule is a pod/namespace selector that selects no pod endpoint.
-fn reaches_no_pod(
-    cluster: &Cluster,
-    policy_namespace: &str,
-    rule: &bulkhead_model::NetworkPolicyRule,
-) -> bool {
+/// Whether every peer of a Kubernetes rule is a pod/namespace selector that selects no pod
+/// endpoint.
+fn reaches_no_pod(cluster: &Cluster, policy_namespace: &str, rule: &PolicyRule) -> bool {
+    let RuleMatcher::Kubernetes(rule) = &rule.matcher else {
+        return false;
+    };
     let Some(peers) = &rule.peers else {
         return false;
     };
@@ -556,7 +506,7 @@ enum Unused {
 /// Asks which sampled flows the rule would decide if it ran first, and who decides them now.
 fn why_unused(
     engine: &Engine<'_>,
-    policy: &bulkhead_model::TieredPolicy,
+    policy: &bulkhead_model::Policy,
     direction: Direction,
     rule_index: usize,
     subjects: &[usize],
@@ -574,7 +524,7 @@ fn why_unused(
             continue;
         };
         if !engine
-            .tiered_rule_ports(policy, direction, rule_index, s, remote, protocol)
+            .policy_rule_ports(policy, direction, rule_index, s, remote, protocol)
             .contains(port)
         {
             continue;
@@ -627,7 +577,7 @@ fn deciding_instead(
     subjects: &[usize],
     samples: &Samples,
 ) -> Option<String> {
-    let policy = &cluster.network_policies[policy_index];
+    let policy = &cluster.policies[policy_index];
     let mut alone = cluster.clone();
     let mut only = policy.clone();
     if let Some((d, i)) = rule {
@@ -639,9 +589,7 @@ fn deciding_instead(
             Direction::Egress => only.egress.push(kept),
         }
     }
-    alone.network_policies = vec![only];
-    alone.tiered_policies.clear();
-    alone.staged_network_policies.clear();
+    alone.policies = vec![only];
     let alone = Engine::new(&alone, options);
     let remotes = remotes(after, samples);
     let mut others: std::collections::BTreeMap<String, usize> = Default::default();
@@ -673,11 +621,10 @@ fn deciding_instead(
 /// the same policy after the removed one moved up by one, and are moved back here.
 fn describe_np_step(
     step: &bulkhead_engine::RuleRef,
-    policy: &bulkhead_model::NetworkPolicy,
+    policy: &bulkhead_model::Policy,
     removed: Option<(Direction, usize)>,
 ) -> String {
-    let same_policy =
-        step.namespace.as_deref() == Some(policy.namespace.as_str()) && step.name == policy.name;
+    let same_policy = step.namespace == policy.namespace && step.name == policy.name;
     let rule = step.rule.as_ref().map(|r| match removed {
         Some((d, i)) if same_policy => {
             let prefix = format!("{d}[");

@@ -37,15 +37,23 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
     let namespaces_known = cluster.namespaces.iter().any(|n| n.defined);
     let mut out = Vec::new();
-    for policy in &cluster.network_policies {
-        let res = resource("NetworkPolicy", Some(&policy.namespace), &policy.name);
+    for policy in cluster
+        .policies
+        .iter()
+        .filter(|p| p.is_kubernetes() && p.staged.is_none())
+    {
+        let namespace = policy.namespace.as_deref().unwrap_or_default();
+        let res = resource("NetworkPolicy", Some(namespace), &policy.name);
         for direction in [Direction::Ingress, Direction::Egress] {
             let field = if direction == Direction::Ingress {
                 "from"
             } else {
                 "to"
             };
-            for (i, rule) in policy.rules(direction).iter().enumerate() {
+            for (i, rule) in policy.indexed_rules(direction) {
+                let RuleMatcher::Kubernetes(rule) = &rule.matcher else {
+                    continue;
+                };
                 for (j, peer) in rule.peers.iter().flatten().enumerate() {
                     let NetworkPolicyPeer::Pods {
                         namespace_selector,
@@ -55,7 +63,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         continue;
                     };
                     let scope: Vec<&str> = match namespace_selector {
-                        None => vec![policy.namespace.as_str()],
+                        None => vec![namespace],
                         Some(s) => cluster
                             .namespaces
                             .iter()
@@ -141,7 +149,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     }
     // Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules.
     if ctx.has_pods() && namespaces_known {
-        for r in crate::lint::tiered_rules(cluster).filter(|r| !r.policy.host_endpoints_only) {
+        for r in crate::lint::policy_rules(cluster).filter(|r| !r.policy.host_endpoints_only) {
             let Some(dead) =
                 tiered_peer_matching_nothing(&ctx.engine, r.policy, r.direction, r.index)
             else {
@@ -183,7 +191,7 @@ pub(crate) struct DeadPeer {
 /// its selector or namespaceSelector; an ANP rule: every peer), with the nearest label.
 pub(crate) fn tiered_peer_matching_nothing(
     engine: &bulkhead_engine::Engine<'_>,
-    policy: &bulkhead_model::TieredPolicy,
+    policy: &bulkhead_model::Policy,
     direction: Direction,
     rule_index: usize,
 ) -> Option<DeadPeer> {
@@ -239,6 +247,8 @@ pub(crate) fn tiered_peer_matching_nothing(
                         .and_then(|s| dead(sel_what, s, &endpoint_labels))
                 })
         }
+        // Kubernetes peers are judged above, with their own field names.
+        RuleMatcher::Kubernetes(_) => None,
         RuleMatcher::Cluster(r) => {
             // Every peer must match nothing for the rule to match nothing; name the first.
             let mut first = None;

@@ -5,8 +5,8 @@ use bulkhead_model::cluster::ContainerPort;
 use bulkhead_model::{
     Action, CalicoSelector, Cluster, ClusterPeer, ClusterPort, ClusterRule, IpBlock, LabelSelector,
     Labels, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule,
-    Operator, Pod, PodOrigin, PolicyTypes, PortRange, PortSpec, Protocol, Requirement, RuleMatcher,
-    Subject, TieredKind, TieredPolicy, TieredRule, WorkloadRef,
+    Operator, Pod, PodOrigin, Policy, PolicyKind, PolicyRule, PolicyTypes, PortRange, PortSpec,
+    Protocol, Requirement, RuleMatcher, Subject, WorkloadRef,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -149,7 +149,7 @@ pub fn policy_strategy() -> impl Strategy<Value = NetworkPolicy> {
         )
 }
 
-pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
+pub fn anp_strategy() -> impl Strategy<Value = Policy> {
     let rule = (
         prop_oneof![Just(Action::Allow), Just(Action::Deny), Just(Action::Pass)],
         prop_oneof![
@@ -169,7 +169,7 @@ pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
             range: PortRange::single(80),
         }])),
     )
-        .prop_map(|(action, peer, ports)| TieredRule {
+        .prop_map(|(action, peer, ports)| PolicyRule {
             name: None,
             action,
             matcher: RuleMatcher::Cluster(ClusterRule {
@@ -187,11 +187,11 @@ pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
     )
         .prop_map(|(priority, subject, ingress, egress, baseline)| {
             let (kind, tier) = if baseline {
-                (TieredKind::BaselineAdminNetworkPolicy, "kube-baseline")
+                (PolicyKind::BaselineAdminNetworkPolicy, "kube-baseline")
             } else {
-                (TieredKind::AdminNetworkPolicy, "kube-admin")
+                (PolicyKind::AdminNetworkPolicy, "kube-admin")
             };
-            let strip_pass = |rules: Vec<TieredRule>| -> Vec<TieredRule> {
+            let strip_pass = |rules: Vec<PolicyRule>| -> Vec<PolicyRule> {
                 rules
                     .into_iter()
                     .map(|mut r| {
@@ -203,7 +203,7 @@ pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
                     .collect()
             };
             let (ingress, egress) = (strip_pass(ingress), strip_pass(egress));
-            TieredPolicy {
+            Policy {
                 kind,
                 namespace: None,
                 name: String::new(),
@@ -224,7 +224,7 @@ pub fn anp_strategy() -> impl Strategy<Value = TieredPolicy> {
         })
 }
 
-pub fn gnp_strategy() -> impl Strategy<Value = TieredPolicy> {
+pub fn gnp_strategy() -> impl Strategy<Value = Policy> {
     let rule = (
         prop_oneof![
             Just(Action::Allow),
@@ -241,7 +241,7 @@ pub fn gnp_strategy() -> impl Strategy<Value = TieredPolicy> {
     )
         .prop_map(|(action, selector, ports)| {
             let protocol = ports.as_ref().map(|_| Protocol::Tcp);
-            TieredRule {
+            PolicyRule {
                 name: None,
                 action,
                 matcher: RuleMatcher::Calico(Box::new(bulkhead_model::CalicoRule {
@@ -269,8 +269,8 @@ pub fn gnp_strategy() -> impl Strategy<Value = TieredPolicy> {
         proptest::collection::vec(rule, 0..3),
         proptest::bool::ANY,
     )
-        .prop_map(|(order, app, ingress, custom_tier)| TieredPolicy {
-            kind: TieredKind::GlobalNetworkPolicy,
+        .prop_map(|(order, app, ingress, custom_tier)| Policy {
+            kind: PolicyKind::GlobalNetworkPolicy,
             namespace: None,
             name: String::new(),
             tier: if custom_tier {
@@ -356,25 +356,29 @@ pub fn cluster_strategy(with_anp: bool, with_calico: bool) -> impl Strategy<Valu
                 p.name = format!("np{i}");
             }
             for (i, p) in anps.iter_mut().enumerate() {
-                p.name = if p.kind == TieredKind::BaselineAdminNetworkPolicy {
+                p.name = if p.kind == PolicyKind::BaselineAdminNetworkPolicy {
                     "default".into()
                 } else {
                     format!("anp{i}")
                 };
             }
             anps.dedup_by(|a, b| {
-                a.kind == TieredKind::BaselineAdminNetworkPolicy
-                    && b.kind == TieredKind::BaselineAdminNetworkPolicy
+                a.kind == PolicyKind::BaselineAdminNetworkPolicy
+                    && b.kind == PolicyKind::BaselineAdminNetworkPolicy
             });
             for (i, p) in gnps.iter_mut().enumerate() {
                 p.name = format!("gnp{i}");
             }
-            cluster.network_policies = policies;
+            cluster.policies.extend(
+                policies
+                    .into_iter()
+                    .map(|p| bulkhead_model::Policy::from_network_policy(p, None)),
+            );
             if with_anp {
-                cluster.tiered_policies.extend(anps);
+                cluster.policies.extend(anps);
             }
             if with_calico {
-                cluster.tiered_policies.extend(gnps);
+                cluster.policies.extend(gnps);
             }
             cluster.finish();
             cluster

@@ -1,13 +1,21 @@
-//! Ordered, tiered policy: Calico v3 (NetworkPolicy, GlobalNetworkPolicy, their staged forms),
-//! AdminNetworkPolicy / BaselineAdminNetworkPolicy (v1alpha1) and ClusterNetworkPolicy
-//! (v1alpha2), normalised into one model (semantics.md §2, §3, §3.8).
+//! The one policy IR: every policy API lowered into ordered policies in tiers (semantics.md §2,
+//! §3, §3.8).
 //!
-//! Kubernetes NetworkPolicies keep their own type ([`crate::NetworkPolicy`]); the engine places
-//! them in tier `default` at order 1000 (CAL-K8S-1).
+//! * `networking.k8s.io/v1` NetworkPolicy: tier `default`, order 1000 (CAL-K8S-1), its rules
+//!   Allow-only, its subject the pods of its namespace ([`Subject::PodsInNamespace`]);
+//! * Calico v3 NetworkPolicy / GlobalNetworkPolicy (and their staged forms) in their own tiers;
+//! * AdminNetworkPolicy / BaselineAdminNetworkPolicy (v1alpha1) and ClusterNetworkPolicy
+//!   (v1alpha2) in `kube-admin` / `kube-baseline` with their priority as order.
+//!
+//! Every consumer (the engine's pipeline, the compiled map, the dataplane programs, the lint
+//! rules) walks one shape: [`Policy`] with [`PolicyRule`]s. What differs per API is only how a
+//! rule's peer is matched ([`RuleMatcher`]), and [`PolicyRule::visit_atoms`] yields the CIDRs,
+//! protocols and port boundaries of any rule, so no consumer walks the matchers itself to find
+//! them.
 
 use crate::calico_selector::CalicoSelector;
 use crate::labels::{LabelSelector, Labels};
-use crate::network_policy::PolicyTypes;
+use crate::network_policy::{NetworkPolicyPeer, NetworkPolicyRule, PolicyTypes, PortSpec};
 use crate::ports::{PortRange, Protocol};
 use crate::source::SourceLocation;
 use ipnet::IpNet;
@@ -79,7 +87,9 @@ impl Tier {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TieredKind {
+pub enum PolicyKind {
+    /// `networking.k8s.io/v1` NetworkPolicy.
+    NetworkPolicy,
     CalicoNetworkPolicy,
     GlobalNetworkPolicy,
     AdminNetworkPolicy,
@@ -87,22 +97,43 @@ pub enum TieredKind {
     ClusterNetworkPolicy,
 }
 
-impl TieredKind {
+impl PolicyKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            TieredKind::CalicoNetworkPolicy => "CalicoNetworkPolicy",
-            TieredKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
-            TieredKind::AdminNetworkPolicy => "AdminNetworkPolicy",
-            TieredKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
-            TieredKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::CalicoNetworkPolicy => "CalicoNetworkPolicy",
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
         }
+    }
+
+    /// The kind as a person reads it in a verdict: a Calico NetworkPolicy is a `NetworkPolicy`
+    /// there, as Calico's own tools print it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            PolicyKind::CalicoNetworkPolicy => "NetworkPolicy",
+            other => other.as_str(),
+        }
+    }
+
+    /// The policy.networking.k8s.io kinds (ANP, BANP, CNP), whose priority ties upstream
+    /// leaves undefined.
+    pub fn is_cluster_kind(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
+                | PolicyKind::ClusterNetworkPolicy
+        )
     }
 
     /// Calico kinds are only evaluated with Calico semantics.
     pub fn is_calico(self) -> bool {
         matches!(
             self,
-            TieredKind::CalicoNetworkPolicy | TieredKind::GlobalNetworkPolicy
+            PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy
         )
     }
 }
@@ -117,8 +148,8 @@ pub enum StagedAction {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct TieredPolicy {
-    pub kind: TieredKind,
+pub struct Policy {
+    pub kind: PolicyKind,
     /// `None` for cluster-scoped kinds.
     pub namespace: Option<String>,
     pub name: String,
@@ -128,18 +159,25 @@ pub struct TieredPolicy {
     pub staged: Option<StagedAction>,
     pub subject: Subject,
     pub types: PolicyTypes,
-    pub ingress: Vec<TieredRule>,
-    pub egress: Vec<TieredRule>,
+    pub ingress: Vec<PolicyRule>,
+    pub egress: Vec<PolicyRule>,
     /// `preDNAT`/`doNotTrack` policies only act on host endpoints (CAL-HEP-2).
     pub host_endpoints_only: bool,
     pub source: Option<SourceLocation>,
 }
 
-impl TieredPolicy {
-    pub fn rules(&self, direction: crate::Direction) -> &[TieredRule] {
+impl Policy {
+    pub fn rules(&self, direction: crate::Direction) -> &[PolicyRule] {
         match direction {
             crate::Direction::Ingress => &self.ingress,
             crate::Direction::Egress => &self.egress,
+        }
+    }
+
+    pub fn rules_mut(&mut self, direction: crate::Direction) -> &mut Vec<PolicyRule> {
+        match direction {
+            crate::Direction::Ingress => &mut self.ingress,
+            crate::Direction::Egress => &mut self.egress,
         }
     }
 
@@ -150,11 +188,144 @@ impl TieredPolicy {
             None => self.name.clone(),
         }
     }
+
+    /// Whether this is a `networking.k8s.io/v1` NetworkPolicy.
+    pub fn is_kubernetes(&self) -> bool {
+        self.kind == PolicyKind::NetworkPolicy
+    }
+
+    /// The rules of one direction with their index, for any API.
+    pub fn indexed_rules(
+        &self,
+        direction: crate::Direction,
+    ) -> impl Iterator<Item = (usize, &PolicyRule)> {
+        self.rules(direction).iter().enumerate()
+    }
+
+    /// Every atom of every rule (both directions): see [`PolicyRule::visit_atoms`].
+    pub fn visit_atoms(&self, visit: &mut dyn FnMut(Atom<'_>)) {
+        for rule in self.ingress.iter().chain(&self.egress) {
+            rule.visit_atoms(visit);
+        }
+    }
+
+    /// Lowers a Kubernetes NetworkPolicy into the IR: tier `default`, order 1000 (CAL-K8S-1),
+    /// Allow rules. `staged` is set for a StagedKubernetesNetworkPolicy.
+    pub fn from_network_policy(
+        policy: crate::NetworkPolicy,
+        staged: Option<StagedAction>,
+    ) -> Policy {
+        let lower = |rules: Vec<NetworkPolicyRule>| -> Vec<PolicyRule> {
+            rules
+                .into_iter()
+                .map(|rule| PolicyRule {
+                    name: None,
+                    action: Action::Allow,
+                    location: rule.location.clone(),
+                    matcher: RuleMatcher::Kubernetes(rule),
+                })
+                .collect()
+        };
+        Policy {
+            kind: PolicyKind::NetworkPolicy,
+            namespace: Some(policy.namespace),
+            name: policy.name,
+            tier: Tier::DEFAULT.to_string(),
+            order: Some(KUBERNETES_ORDER),
+            staged,
+            subject: Subject::PodsInNamespace(policy.pod_selector),
+            types: policy.policy_types,
+            ingress: lower(policy.ingress),
+            egress: lower(policy.egress),
+            host_endpoints_only: false,
+            source: policy.source,
+        }
+    }
+}
+
+/// The order Kubernetes NetworkPolicies have in tier `default` (CAL-K8S-1).
+pub const KUBERNETES_ORDER: f64 = 1000.0;
+
+/// What a rule is built from, as far as splitting the address and port spaces goes: the CIDRs it
+/// tests (including excepts and `notNets`), the protocols it names, its destination port ranges
+/// and named ports. Analyses probe at these boundaries; the compiled map cuts the address space
+/// at them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Atom<'a> {
+    Net(IpNet),
+    Protocol(Protocol),
+    /// A destination port range; `None` protocol: the rule does not name one (Calico).
+    Ports(Option<Protocol>, PortRange),
+    NamedPort(Option<Protocol>, &'a str),
+}
+
+impl PolicyRule {
+    /// Calls `visit` with every atom of the rule, whatever its API.
+    pub fn visit_atoms(&self, visit: &mut dyn FnMut(Atom<'_>)) {
+        match &self.matcher {
+            RuleMatcher::Kubernetes(rule) => {
+                for peer in rule.peers.iter().flatten() {
+                    if let NetworkPolicyPeer::IpBlock(block) = peer {
+                        visit(Atom::Net(block.cidr()));
+                        for except in block.except() {
+                            visit(Atom::Net(*except));
+                        }
+                    }
+                }
+                for port in rule.ports.iter().flatten() {
+                    visit(Atom::Protocol(port.protocol));
+                    match &port.port {
+                        PortSpec::Any => {}
+                        PortSpec::Range(range) => visit(Atom::Ports(Some(port.protocol), *range)),
+                        PortSpec::Named(name) => visit(Atom::NamedPort(Some(port.protocol), name)),
+                    }
+                }
+            }
+            RuleMatcher::Cluster(rule) => {
+                for peer in &rule.peers {
+                    if let ClusterPeer::Networks(nets) = peer {
+                        nets.iter().for_each(|n| visit(Atom::Net(*n)));
+                    }
+                }
+                for port in rule.ports.iter().flatten() {
+                    match port {
+                        ClusterPort::Range { protocol, range } => {
+                            visit(Atom::Protocol(*protocol));
+                            visit(Atom::Ports(Some(*protocol), *range));
+                        }
+                        ClusterPort::AllOf(protocol) => visit(Atom::Protocol(*protocol)),
+                        ClusterPort::Named(name) => visit(Atom::NamedPort(None, name)),
+                    }
+                }
+            }
+            RuleMatcher::Calico(rule) => {
+                let protocol = rule.protocol.map(Protocol::canonical);
+                for p in [rule.protocol, rule.not_protocol].into_iter().flatten() {
+                    visit(Atom::Protocol(p.canonical()));
+                }
+                for entity in [&rule.source, &rule.destination] {
+                    for net in entity.nets.iter().chain(&entity.not_nets) {
+                        visit(Atom::Net(*net));
+                    }
+                }
+                let destination = &rule.destination;
+                for port in destination.ports.iter().chain(&destination.not_ports) {
+                    match port {
+                        CalicoPort::Range(range) => visit(Atom::Ports(protocol, *range)),
+                        CalicoPort::Named(name) => visit(Atom::NamedPort(protocol, name)),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Which endpoints a policy applies to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Subject {
+    /// Kubernetes NetworkPolicy: the pods of the policy's own namespace that `podSelector`
+    /// matches (K8S-ISO-1).
+    PodsInNamespace(LabelSelector),
     /// Calico: `selector` over the pod's Calico labels; a GNP may add `namespaceSelector`, and
     /// either may add `serviceAccountSelector` (CAL-SEL-*). A namespaced policy only ever
     /// selects pods of its own namespace.
@@ -173,7 +344,7 @@ pub enum Subject {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct TieredRule {
+pub struct PolicyRule {
     pub name: Option<String>,
     pub action: Action,
     pub matcher: RuleMatcher,
@@ -183,6 +354,8 @@ pub struct TieredRule {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuleMatcher {
+    /// A Kubernetes rule: peers OR-ed, ports OR-ed, as the API server defaults them.
+    Kubernetes(NetworkPolicyRule),
     Calico(Box<CalicoRule>),
     Cluster(ClusterRule),
 }
