@@ -181,7 +181,10 @@ fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Resu
         bail!("generated input has {} errors", snapshot.error_count());
     }
     let t = Instant::now();
-    let engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let engine = Engine::new(
+        &snapshot.cluster,
+        EngineOptions::for_cluster(&snapshot.cluster),
+    );
     let compiled = engine.compile();
     let compile = t.elapsed();
     let aggregation = match map_by.unwrap_or(if s.name == "XL" { "workload" } else { "pod" }) {

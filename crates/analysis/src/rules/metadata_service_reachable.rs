@@ -3,7 +3,9 @@
 //! ## What it flags
 //! Egress-isolated pods that can still reach the cloud metadata service 169.254.169.254,
 //! typically through an egress rule to `0.0.0.0/0` (or any CIDR containing it) without an
-//! `except` for it. Decided by asking the engine for the flow.
+//! `except` for it. Decided by asking the engine for the flow, so the open rule may be an
+//! `ipBlock`, Calico `nets`, or the `networks` of an AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy or ClusterNetworkPolicy.
 //!
 //! ## Why it matters
 //! The metadata service hands out the node's cloud credentials; a compromised pod that can

@@ -2,7 +2,10 @@
 //!
 //! ## What it flags
 //! Pods that are isolated for egress but cannot reach the cluster's DNS pods (label
-//! `k8s-app: kube-dns`) on UDP/53 and TCP/53, as the engine decides it.
+//! `k8s-app: kube-dns`) on UDP/53 and TCP/53, as the engine decides it. Because the engine
+//! decides it, the isolation may come from any API: a NetworkPolicy, a Calico policy, or a
+//! Deny in an AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy; the
+//! finding names the policy that isolates the pods.
 //!
 //! ## Why it matters
 //! Every name lookup fails: the application breaks in ways that look unrelated to policy.

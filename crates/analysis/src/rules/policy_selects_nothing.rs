@@ -2,7 +2,10 @@
 //!
 //! ## What it flags
 //! A policy whose `podSelector` (or Calico `selector`) selects no pod, in a namespace that
-//! has pods in the snapshot: an orphaned policy.
+//! has pods in the snapshot: an orphaned policy. For Calico policies, and for the `subject` of
+//! AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy, the finding quotes
+//! the selector that matches nothing (the namespace part when no namespace matches) and the
+//! nearest existing label when it looks like a typo.
 //!
 //! ## Why it matters
 //! It protects nothing. Usually the workload was renamed or relabelled and the policy was left
