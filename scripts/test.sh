@@ -12,8 +12,8 @@ log() { printf '\n== %s ==\n' "$*"; }
 
 # Debian packages the suites use: the privileged dataplane suite needs nftables, iproute2, the
 # CNI plugins, conntrack and ping; the external contract check needs python3-yaml; the HTML
-# report is rendered in Debian's headless Chromium.
-packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium)
+# report and `bulkhead serve` are tested in Debian's headless Chromium (driven through chromium-driver).
+packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -17,5 +17,6 @@ pub mod nearest;
 pub mod report;
 pub mod rules;
 pub mod scaffold;
+pub mod view;
 
 pub use lint::{Config, LintContext, RuleInfo, lint};

@@ -130,6 +130,17 @@ pub enum Command {
     /// each row with pass / fail / not evaluated, why, and links to its evidence.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// A web view of the manifests on this machine: drill-down graph, matrix, explain on
+    /// click, what-if of a policy change, findings, and a JSON API.
+    ///
+    /// Binds 127.0.0.1 unless --listen says otherwise and refuses requests whose Host header
+    /// is not the listen address (DNS rebinding). Nothing it serves changes files or state:
+    /// a what-if is computed on a copy. The API: GET /api/map?by=&from=&to=, GET
+    /// /api/explain?from=&to=&port=&protocol=, GET /api/check (the JSON of `map -o json`,
+    /// `explain -o json` and `check -o json`), GET /api/graph, /api/matrix, /api/policies,
+    /// and POST /api/what-if (YAML, at most 1 MiB). See docs/guide.md.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion {
@@ -282,8 +293,10 @@ pub struct MapArgs {
     pub semantics: SemanticsArgs,
     /// Level of the rows: pods, workloads (Deployment, StatefulSet, ...) or namespaces.
     /// Grouped rows stay exact: `scope` says whether every member pair has the ports.
-    #[arg(long, value_enum, default_value_t = MapBy::Pod)]
-    pub by: MapBy,
+    /// [default: pod; for `-o html` above 250 pods, workload (or namespace above 250
+    /// workloads), so the page stays readable]
+    #[arg(long, value_enum)]
+    pub by: Option<MapBy>,
     /// Only connections from these pods: NS, NS/POD or NS/KIND/NAME ("what can X reach?").
     /// Rows to external address ranges (`ip:CIDR except ...`) are added: what X's egress
     /// allows outside the cluster.
@@ -706,6 +719,27 @@ Examples:
   sudo bulkhead agent flows                  the live flow log of denied connections
   sudo bulkhead agent break-glass on         fail open now; `off` to end it
   sudo bulkhead agent uninstall              remove Bulkhead's table";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  bulkhead serve manifests/                         http://127.0.0.1:8080
+  bulkhead serve manifests/ --listen 127.0.0.1:0    any free port (printed on start)
+  curl -s 'http://127.0.0.1:8080/api/explain?from=shop/web&to=shop/db&port=5432'";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub semantics: SemanticsArgs,
+    /// Address and port to listen on. Anything but a loopback address exposes your policies
+    /// to the network: do that only behind authentication.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Configuration for the findings panel (bulkhead.toml in the working directory when present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
 
 const BLAST_RADIUS_EXAMPLES: &str = "\
 Examples:

@@ -16,67 +16,84 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
         &snapshot.cluster,
         snapshot::engine_options(&args.semantics, &snapshot),
     );
-    let namespace = args.input.namespace.as_deref();
-    let select = |r: &str| engine.pods_for(&references::selection(&engine, r, namespace));
-    let from = args
-        .from
-        .as_deref()
-        .map(select)
-        .transpose()
-        .context("--from")?;
-    let to = args.to.as_deref().map(select).transpose().context("--to")?;
+    let filter = filter(
+        &engine,
+        &FilterArgs {
+            from: args.from.as_deref(),
+            to: args.to.as_deref(),
+            protocol: args.protocol.as_deref(),
+            port: args.port.as_deref(),
+            namespace: args.input.namespace.as_deref(),
+        },
+    )?;
+    let by = match args.by {
+        Some(by) => by,
+        None if args.output == MapFormat::Html => readable_level(&engine),
+        None => MapBy::Pod,
+    };
+    let title = args.input.title();
+    super::print(&render_filtered(&engine, by, args.output, filter, &title))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The filters of `map` as the user writes them (short references, port names).
+#[derive(Debug, Default)]
+pub struct FilterArgs<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub protocol: Option<&'a str>,
+    pub port: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+}
+
+/// Resolves the filters, with the command's errors for what does not resolve.
+pub fn filter(engine: &Engine<'_>, args: &FilterArgs<'_>) -> anyhow::Result<Filter> {
+    let cluster = engine.cluster();
+    let namespace = args.namespace;
+    let select = |r: &str| engine.pods_for(&references::selection(engine, r, namespace));
+    let from = args.from.map(select).transpose().context("--from")?;
+    let to = args.to.map(select).transpose().context("--to")?;
     let protocol = args
         .protocol
-        .as_deref()
         .map(str::parse::<Protocol>)
         .transpose()
         .context("--protocol")?;
     // A named port may mean a different number on each destination: the rows are narrowed
     // per destination to the number it declares under that name.
-    let (port, port_name) = match &args.port {
+    let (port, port_name) = match args.port {
         Some(value)
             if value.parse::<u16>().is_err() && !value.chars().all(|c| c.is_ascii_digit()) =>
         {
             let destinations = to.clone().unwrap_or_else(|| engine.pod_endpoints());
             // Fails with the declared names when no destination has this one.
             let declared = destinations.iter().any(|&i| {
-                snapshot.cluster.pods[i].ports.iter().any(|p| {
-                    p.name.as_deref() == Some(value.as_str())
-                        && protocol.is_none_or(|q| q == p.protocol)
+                cluster.pods[i].ports.iter().any(|p| {
+                    p.name.as_deref() == Some(value) && protocol.is_none_or(|q| q == p.protocol)
                 })
             });
             if !declared {
                 references::port(
-                    &engine,
+                    engine,
                     value,
                     &destinations,
                     protocol.unwrap_or(Protocol::Tcp),
                 )?;
             }
-            (None, Some(value.clone()))
+            (None, Some(value.to_string()))
         }
         Some(value) => (
-            Some(references::port(&engine, value, &[], Protocol::Tcp)?),
+            Some(references::port(engine, value, &[], Protocol::Tcp)?),
             None,
         ),
         None => (None, None),
     };
-    let filter = Filter {
+    Ok(Filter {
         from,
         to,
         protocol,
         port,
         port_name,
-    };
-    let title = args.input.title();
-    super::print(&render_filtered(
-        &engine,
-        args.by,
-        args.output,
-        filter,
-        &title,
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The row filters of `map` (`--from`, `--to`, `--protocol`, `--port`).
@@ -130,6 +147,18 @@ pub fn render_filtered(
     filter: Filter,
     title: &str,
 ) -> String {
+    render_compiled(engine, &engine.compile(), by, format, filter, title)
+}
+
+/// [`render_filtered`] on an identity map computed before (the server keeps one).
+pub fn render_compiled(
+    engine: &Engine<'_>,
+    compiled: &bulkhead_engine::CompiledConnectivity,
+    by: MapBy,
+    format: MapFormat,
+    filter: Filter,
+    title: &str,
+) -> String {
     let aggregation = match by {
         MapBy::Pod => Aggregation::Pod,
         MapBy::Workload => Aggregation::Workload,
@@ -155,7 +184,7 @@ pub fn render_filtered(
         protocol: filter.protocol,
         port: filter.port,
     };
-    let mut connections = engine.connectivity(&options);
+    let mut connections = engine.connectivity_from(compiled, &options);
     // "What can X reach?" includes the outside: the external address ranges X's egress
     // allows (explain to 8.8.8.8 says ALLOW, so the map must say so too).
     if options.from.is_some() && options.to.is_none() && filter.port_name.is_none() {
@@ -173,4 +202,34 @@ pub fn render_filtered(
         MapFormat::Mermaid => map::mermaid(&connections),
         MapFormat::Html => crate::render::map_html::page(title, &endpoints, &connections),
     }
+}
+
+/// The most nodes a static page draws one by one before it groups them.
+const HTML_NODES: usize = 250;
+
+/// The finest level whose rows fit on a static page, said on stderr when it is not pods.
+fn readable_level(engine: &Engine<'_>) -> MapBy {
+    let cluster = engine.cluster();
+    let endpoints = engine.pod_endpoints();
+    let count = |a: Aggregation| {
+        endpoints
+            .iter()
+            .map(|&i| a.group_of(&cluster.pods[i]))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let pods = endpoints.len();
+    if pods <= HTML_NODES {
+        return MapBy::Pod;
+    }
+    let workloads = count(Aggregation::Workload);
+    let (by, level) = if workloads <= HTML_NODES {
+        (MapBy::Workload, "workloads")
+    } else {
+        (MapBy::Namespace, "namespaces")
+    };
+    eprintln!(
+        "note: {pods} pods are too many to draw one by one; the page shows {level} (--by pod forces pods; `bulkhead serve` drills down)"
+    );
+    by
 }

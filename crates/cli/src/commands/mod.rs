@@ -5,9 +5,10 @@ mod analysis;
 mod blast_radius;
 mod check;
 mod demo;
-mod explain;
-mod map;
+pub(crate) mod explain;
+pub(crate) mod map;
 mod report;
+mod serve;
 
 use crate::cli::{Cli, Command};
 pub use check::rule_markdown;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => analysis::test(&args),
         Command::BlastRadius(args) => blast_radius::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Diff(args) => analysis::diff(&args),
         Command::Audit(args) => analysis::audit(&args),
         Command::Generate(args) => analysis::generate(&args),
