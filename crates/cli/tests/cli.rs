@@ -529,8 +529,9 @@ fn compile_output_is_deterministic_and_matches_its_snapshot() {
     );
     for needle in [
         "ct state vmap { established : accept, related : accept, invalid : drop }",
-        "\"veth-xa\" : jump eg_0",
-        "goto in_0_t1 comment \"AdminNetworkPolicy block-z ingress[1]\"",
+        // Chains are named by their pod (FNV-1a of `ns/name`), not by build order.
+        "\"veth-xa\" : jump eg_becfc1197f2d8bfb",
+        "goto in_becfc1197f2d8bfb_t1 comment \"AdminNetworkPolicy block-z ingress[1]\"",
         "ip daddr . meta l4proto . th dport @",
         "169.254.169.253",
     ] {

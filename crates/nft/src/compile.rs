@@ -2,7 +2,9 @@
 //! the pod's host-side interface, per applying tier a chain linked with `goto`, every peer and
 //! port list a shared set (dataplane.md §5.1).
 
-use crate::ruleset::{Chain, Enforcement, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict};
+use crate::ruleset::{
+    Chain, Enforcement, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict, stable_hash,
+};
 use bulkhead_engine::{DirectionProgram, Engine, PortMatch, ProgramRule};
 use bulkhead_model::{Action, AddrRanges, Direction, Protocol, TierDefault};
 use std::collections::{BTreeMap, HashMap};
@@ -25,27 +27,24 @@ pub struct CompileReport {
 }
 
 struct Builder {
-    sets: Vec<NamedSet>,
-    index: HashMap<String, usize>,
+    /// Set name -> contents; a name is a hash of the contents, so equal sets are shared.
+    sets: BTreeMap<String, SetData>,
     chains: Vec<Chain>,
 }
 
 impl Builder {
-    fn set(&mut self, data: SetData) -> usize {
-        let key = format!("{data:?}");
-        if let Some(&i) = self.index.get(&key) {
-            return i;
+    fn set(&mut self, data: SetData) -> String {
+        let mut name = format!("s_{:016x}", stable_hash(format!("{data:?}").as_bytes()));
+        // Two contents with one hash (never seen, but cheap to rule out): the later one gets
+        // a longer name, still derived from its content only.
+        while self.sets.get(&name).is_some_and(|d| *d != data) {
+            name = format!("{name}_{:x}", stable_hash(name.as_bytes()));
         }
-        let i = self.sets.len();
-        self.sets.push(NamedSet {
-            name: format!("s{i}"),
-            data,
-        });
-        self.index.insert(key, i);
-        i
+        self.sets.entry(name.clone()).or_insert(data);
+        name
     }
     /// The shared set of one family's addresses.
-    fn addr_set(&mut self, part: AddrRanges, ipv4: bool) -> usize {
+    fn addr_set(&mut self, part: AddrRanges, ipv4: bool) -> String {
         self.set(if ipv4 {
             SetData::Addr4(part)
         } else {
@@ -58,8 +57,7 @@ impl Builder {
 pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, CompileReport) {
     let cluster = engine.cluster();
     let mut b = Builder {
-        sets: Vec::new(),
-        index: HashMap::new(),
+        sets: BTreeMap::new(),
         chains: Vec::new(),
     };
     let mut egress_dispatch = BTreeMap::new();
@@ -79,7 +77,6 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
         }
     }
     let mut report = CompileReport::default();
-    let mut n = 0;
     for (i, pod) in cluster.pods.iter().enumerate() {
         if pod.node.as_deref() != Some(options.node.as_str())
             || !pod.is_endpoint()
@@ -95,13 +92,15 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
         report.pods += 1;
         for direction in [Direction::Egress, Direction::Ingress] {
             let program = engine.program(i, direction);
+            // Named by the pod, not by its position: adding a pod elsewhere renames nothing.
             let prefix = format!(
-                "{}_{n}",
+                "{}_{:016x}",
                 if direction == Direction::Egress {
                     "eg"
                 } else {
                     "in"
-                }
+                },
+                stable_hash(pod.key().as_bytes())
             );
             let endpoint = format!("{direction} of {}", pod.key());
             let mut entry = Chain {
@@ -167,12 +166,17 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                 dispatch.insert(interface.clone(), prefix);
             }
         }
-        n += 1;
     }
+    let mut chains = b.chains;
+    chains.sort_by(|a, b| a.name.cmp(&b.name));
     (
         Ruleset {
-            sets: b.sets,
-            chains: b.chains,
+            sets: b
+                .sets
+                .into_iter()
+                .map(|(name, data)| NamedSet { name, data })
+                .collect(),
+            chains,
             egress_dispatch,
             ingress_dispatch,
             egress_by_address,

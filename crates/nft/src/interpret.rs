@@ -55,7 +55,7 @@ impl Ruleset {
     }
 
     fn run(&self, chain: &str, packet: &Packet, depth: usize) -> Outcome {
-        let Some(chain) = self.chains.iter().find(|c| c.name == chain) else {
+        let Some(chain) = self.chain(chain) else {
             return Outcome::Return;
         };
         if depth > 64 {
@@ -84,8 +84,8 @@ impl Ruleset {
             Match::Family { ipv4 } => p.src.is_ipv4() == *ipv4,
             Match::Addr { side, set, negate } => {
                 let ip = addr(*side);
-                let inside = match &self.sets[*set].data {
-                    SetData::Addr4(r) | SetData::Addr6(r) => r.contains(ip),
+                let inside = match self.set(set).map(|s| &s.data) {
+                    Some(SetData::Addr4(r) | SetData::Addr6(r)) => r.contains(ip),
                     _ => false,
                 };
                 inside != *negate
@@ -98,8 +98,8 @@ impl Ruleset {
                 let Some(port) = p.dport.filter(|_| p.protocol.has_ports()) else {
                     return false;
                 };
-                let inside = match &self.sets[*set].data {
-                    SetData::ProtoPort(list) => list
+                let inside = match self.set(set).map(|s| &s.data) {
+                    Some(SetData::ProtoPort(list)) => list
                         .iter()
                         .any(|(proto, r)| *proto == p.protocol.canonical() && r.contains(port)),
                     _ => false,
@@ -110,8 +110,8 @@ impl Ruleset {
                 let Some(port) = p.dport.filter(|_| p.protocol.has_ports()) else {
                     return false;
                 };
-                match &self.sets[*set].data {
-                    SetData::AddrProtoPort4(list) | SetData::AddrProtoPort6(list) => {
+                match self.set(set).map(|s| &s.data) {
+                    Some(SetData::AddrProtoPort4(list) | SetData::AddrProtoPort6(list)) => {
                         list.iter().any(|(ip, proto, pt)| {
                             *ip == p.dst && *proto == p.protocol.canonical() && *pt == port
                         })

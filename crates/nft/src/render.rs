@@ -237,29 +237,24 @@ fn render_match(ruleset: &Ruleset, m: &Match) -> String {
         Match::Family { ipv4 } => format!("meta nfproto {}", if *ipv4 { "ipv4" } else { "ipv6" }),
         Match::DestinationIsLocal => "fib daddr type local".to_string(),
         Match::Addr { side, set, negate } => {
-            let v6 = matches!(ruleset.sets[*set].data, SetData::Addr6(_));
-            format!(
-                "{} {}@{}",
-                field(*side, v6),
-                not(*negate),
-                ruleset.sets[*set].name
-            )
+            let v6 = matches!(ruleset.set(set).map(|s| &s.data), Some(SetData::Addr6(_)));
+            format!("{} {}@{set}", field(*side, v6), not(*negate))
         }
         Match::AddrNot { side, addr } => format!("{} != {addr}", field(*side, addr.is_ipv6())),
         Match::L4Proto { protocol, negate } => {
             format!("meta l4proto {}{}", not(*negate), protocol_name(*protocol))
         }
-        Match::ProtoPort { set, negate } => format!(
-            "meta l4proto . th dport {}@{}",
-            not(*negate),
-            ruleset.sets[*set].name
-        ),
+        Match::ProtoPort { set, negate } => {
+            format!("meta l4proto . th dport {}@{set}", not(*negate))
+        }
         Match::AddrProtoPort { set } => {
-            let v6 = matches!(ruleset.sets[*set].data, SetData::AddrProtoPort6(_));
+            let v6 = matches!(
+                ruleset.set(set).map(|s| &s.data),
+                Some(SetData::AddrProtoPort6(_))
+            );
             format!(
-                "{} . meta l4proto . th dport @{}",
-                field(Side::Destination, v6),
-                ruleset.sets[*set].name
+                "{} . meta l4proto . th dport @{set}",
+                field(Side::Destination, v6)
             )
         }
         Match::Icmp {

@@ -6,10 +6,15 @@ use std::net::IpAddr;
 
 pub const TABLE: &str = "bulkhead";
 
+/// Names are stable identities, never positions: a chain is named by the pod it enforces
+/// (a hash of `ns/name`), a set by its content, so a change elsewhere in the cluster renames
+/// nothing here and a delta ([`crate::delta`]) touches only the objects that changed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ruleset {
+    /// Sorted by name.
     pub sets: Vec<NamedSet>,
-    /// Per-endpoint and per-tier chains (the base `forward` chain is fixed, see `render`).
+    /// Per-endpoint and per-tier chains, sorted by name (the base `forward` chain is fixed,
+    /// see `render`).
     pub chains: Vec<Chain>,
     /// Host-side interface of a local pod -> its egress chain (traffic *from* the pod).
     pub egress_dispatch: BTreeMap<String, String>,
@@ -90,10 +95,10 @@ pub enum Match {
     Family {
         ipv4: bool,
     },
-    /// `ip saddr @set` / `ip6 daddr != @set`, by set index.
+    /// `ip saddr @set` / `ip6 daddr != @set`, by set name.
     Addr {
         side: Side,
-        set: usize,
+        set: String,
         negate: bool,
     },
     /// `ip saddr != 10.0.0.1` (anti-spoofing).
@@ -107,12 +112,12 @@ pub enum Match {
     },
     /// `meta l4proto . th dport @set`.
     ProtoPort {
-        set: usize,
+        set: String,
         negate: bool,
     },
     /// `ip daddr . meta l4proto . th dport @set`.
     AddrProtoPort {
-        set: usize,
+        set: String,
     },
     /// `fib daddr type local`: the packet is for this node itself (input hook).
     DestinationIsLocal,
@@ -148,4 +153,33 @@ pub struct Rule {
     pub verdict: Verdict,
     /// The policy rule this implements (`NetworkPolicy x/allow-dns egress[0]`).
     pub comment: String,
+}
+
+impl Ruleset {
+    /// The set of this name.
+    pub fn set(&self, name: &str) -> Option<&NamedSet> {
+        self.sets
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.sets[i])
+    }
+
+    /// The chain of this name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains
+            .binary_search_by(|c| c.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.chains[i])
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash for names that must be the same in every process and
+/// every release (std's hasher promises neither).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
