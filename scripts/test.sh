@@ -56,7 +56,7 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test (all crates but the CLI)"
-cargo test --workspace --exclude bulkhead-cli
+BULKHEAD_REQUIRE_PRIVILEGED=1 cargo test --workspace --exclude bulkhead-cli
 
 # The CLI crate holds the privileged dataplane suite: real pods (netns + CNI), the real agent,
 # the real kernel. CI runs as root, so it must run for real: a missing privilege is a failure.

@@ -137,7 +137,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             } else {
                 entry.rules.push(Rule {
                     matches: vec![],
-                    verdict: Verdict::Goto(format!("{prefix}_t0")),
+                    verdict: Verdict::Goto(tier_chain(&prefix, &program.tiers[0].name)),
                     comment: String::new(),
                 });
             }
@@ -187,6 +187,12 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
     )
 }
 
+/// The chain of one tier of a pod's direction, named by the tier (not its position: a tier
+/// that starts to apply before it renames nothing).
+fn tier_chain(prefix: &str, tier: &str) -> String {
+    format!("{prefix}_t{:08x}", stable_hash(tier.as_bytes()) as u32)
+}
+
 fn tier_chains(
     b: &mut Builder,
     prefix: &str,
@@ -197,12 +203,12 @@ fn tier_chains(
 ) {
     for (k, tier) in program.tiers.iter().enumerate() {
         let next = if k + 1 < program.tiers.len() {
-            Verdict::Goto(format!("{prefix}_t{}", k + 1))
+            Verdict::Goto(tier_chain(prefix, &program.tiers[k + 1].name))
         } else {
             Verdict::Return
         };
         let mut chain = Chain {
-            name: format!("{prefix}_t{k}"),
+            name: tier_chain(prefix, &tier.name),
             comment: format!("tier {}", tier.name),
             endpoint: endpoint.to_string(),
             rules: Vec::new(),

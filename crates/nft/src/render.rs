@@ -3,7 +3,8 @@
 //! old rules stay in force until the new ones are complete, and start-up never opens a window.
 
 use crate::ruleset::{
-    DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, Ruleset, SetData, Side, TABLE, Verdict,
+    Chain, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side, TABLE,
+    Verdict,
 };
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
@@ -70,31 +71,7 @@ pub fn render(ruleset: &Ruleset) -> String {
     let _ = writeln!(out, "delete table inet {TABLE}");
     let _ = writeln!(out, "table inet {TABLE} {{");
     for set in &ruleset.sets {
-        let (kind, items): (&str, Vec<String>) = match &set.data {
-            SetData::Addr4(r) => ("type ipv4_addr; flags interval;", intervals(r.v4())),
-            SetData::Addr6(r) => ("type ipv6_addr; flags interval;", intervals(r.v6())),
-            SetData::ProtoPort(list) => (
-                "type inet_proto . inet_service; flags interval;",
-                list.iter()
-                    .map(|(p, r)| format!("{} . {}", protocol_name(*p), range(*r)))
-                    .collect(),
-            ),
-            SetData::AddrProtoPort4(list) => (
-                "type ipv4_addr . inet_proto . inet_service;",
-                list.iter()
-                    .map(|(ip, p, port)| format!("{ip} . {} . {port}", protocol_name(*p)))
-                    .collect(),
-            ),
-            SetData::AddrProtoPort6(list) => (
-                "type ipv6_addr . inet_proto . inet_service;",
-                list.iter()
-                    .map(|(ip, p, port)| format!("{ip} . {} . {port}", protocol_name(*p)))
-                    .collect(),
-            ),
-        };
-        let mut items = items;
-        items.dedup();
-        let _ = writeln!(out, "  set {} {{ {kind}{} }}", set.name, elements(&items));
+        let _ = writeln!(out, "  set {} {}", set.name, set_body(set));
     }
     for (name, dispatch) in [
         ("egress_dispatch", &ruleset.egress_dispatch),
@@ -102,7 +79,7 @@ pub fn render(ruleset: &Ruleset) -> String {
     ] {
         let items: Vec<String> = dispatch
             .iter()
-            .map(|(i, c)| format!("{} : jump {c}", quote(i, 15)))
+            .map(|(i, c)| format!("{} : jump {c}", quoted_interface(i)))
             .collect();
         let _ = writeln!(
             out,
@@ -164,61 +141,124 @@ pub fn render(ruleset: &Ruleset) -> String {
     );
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);
-        let _ = writeln!(out, "    comment {}", quote(&chain.comment, 120));
-        let endpoint = chain.endpoint.as_str();
-        for rule in &chain.rules {
-            let mut parts: Vec<String> = rule
-                .matches
-                .iter()
-                .map(|m| render_match(ruleset, m))
-                .collect();
-            let denies = matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny);
-            let comment = if denies {
-                // Deny rules name their endpoint too: `bulkhead agent metrics` reads the
-                // counters back by comment (nft's JSON drops chain comments).
-                format!(
-                    " comment {}",
-                    quote(&format!("{endpoint}: {}", rule.comment), 127)
-                )
-            } else if rule.comment.is_empty() {
-                String::new()
-            } else {
-                format!(" comment {}", quote(&rule.comment, 120))
-            };
-            if denies && ruleset.enforcement.log_denies {
-                // Logging is its own rule: a `limit` that fails ends the rule, so the verdict
-                // must not share it (dataplane.md §4.5).
-                let mut log = parts.clone();
-                log.push(format!(
-                    "limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {}",
-                    quote(
-                        &deny_log_prefix(
-                            ruleset,
-                            rule.verdict == Verdict::AuditDeny,
-                            endpoint,
-                            &rule.comment
-                        ),
-                        127
-                    )
-                ));
-                let _ = writeln!(out, "    {}{comment}", log.join(" "));
-            }
-            parts.push(match &rule.verdict {
-                Verdict::Return => "return".into(),
-                Verdict::Drop => "counter meta nfproto vmap @deny_verdict".into(),
-                Verdict::DropAlways => "counter drop".into(),
-                Verdict::AuditDeny => "counter return".into(),
-                Verdict::Goto(c) => format!("goto {c}"),
-                Verdict::Log(prefix) => format!(
-                    "log prefix {}",
-                    quote(&format!("bulkhead log {prefix}: "), 100)
-                ),
-            });
-            let _ = writeln!(out, "    {}{comment}", parts.join(" "));
+        let _ = writeln!(out, "    comment {}", quoted_comment(&chain.comment));
+        for rule in chain_rules(ruleset, chain) {
+            let _ = writeln!(out, "    {rule}");
         }
         let _ = writeln!(out, "  }}");
     }
     let _ = writeln!(out, "}}");
+    out
+}
+
+/// A set's type and elements, `{ type ...; flags interval; elements = { ... }; }`.
+fn set_type_and_items(set: &NamedSet) -> (&'static str, Vec<String>) {
+    let (kind, mut items): (&str, Vec<String>) = match &set.data {
+        SetData::Addr4(r) => ("type ipv4_addr; flags interval;", intervals(r.v4())),
+        SetData::Addr6(r) => ("type ipv6_addr; flags interval;", intervals(r.v6())),
+        SetData::ProtoPort(list) => (
+            "type inet_proto . inet_service; flags interval;",
+            list.iter()
+                .map(|(p, r)| format!("{} . {}", protocol_name(*p), range(*r)))
+                .collect(),
+        ),
+        SetData::AddrProtoPort4(list) => (
+            "type ipv4_addr . inet_proto . inet_service;",
+            list.iter()
+                .map(|(ip, p, port)| format!("{ip} . {} . {port}", protocol_name(*p)))
+                .collect(),
+        ),
+        SetData::AddrProtoPort6(list) => (
+            "type ipv6_addr . inet_proto . inet_service;",
+            list.iter()
+                .map(|(ip, p, port)| format!("{ip} . {} . {port}", protocol_name(*p)))
+                .collect(),
+        ),
+    };
+    items.dedup();
+    (kind, items)
+}
+
+fn set_body(set: &NamedSet) -> String {
+    let (kind, items) = set_type_and_items(set);
+    format!("{{ {kind}{} }}", elements(&items))
+}
+
+/// `set inet TABLE NAME { ... }`, the declaration of a set added by a delta.
+pub fn set_declaration(set: &NamedSet, table: &str) -> String {
+    format!("set inet {table} {} {}", set.name, set_body(set))
+}
+
+/// ` { a, b }` for `add element`, or `None` for an empty set.
+pub fn set_elements(set: &NamedSet) -> Option<String> {
+    let (_, items) = set_type_and_items(set);
+    (!items.is_empty()).then(|| format!(" {{ {} }}", items.join(", ")))
+}
+
+/// A comment as nft reads it: quoted, cut (by characters) to what nft accepts.
+pub fn quoted_comment(text: &str) -> String {
+    quote(text, 120)
+}
+
+/// An interface name as a map key.
+pub fn quoted_interface(name: &str) -> String {
+    quote(name, 15)
+}
+
+/// The rules of one chain, one nft rule per line, without the chain around them.
+pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
+    let mut out = Vec::new();
+    let endpoint = chain.endpoint.as_str();
+    for rule in &chain.rules {
+        let mut parts: Vec<String> = rule
+            .matches
+            .iter()
+            .map(|m| render_match(ruleset, m))
+            .collect();
+        let denies = matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny);
+        let comment = if denies {
+            // Deny rules name their endpoint too: `bulkhead agent metrics` reads the
+            // counters back by comment (nft's JSON drops chain comments).
+            format!(
+                " comment {}",
+                quote(&format!("{endpoint}: {}", rule.comment), 127)
+            )
+        } else if rule.comment.is_empty() {
+            String::new()
+        } else {
+            format!(" comment {}", quote(&rule.comment, 120))
+        };
+        if denies && ruleset.enforcement.log_denies {
+            // Logging is its own rule: a `limit` that fails ends the rule, so the verdict
+            // must not share it (dataplane.md §4.5).
+            let mut log = parts.clone();
+            log.push(format!(
+                "limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {}",
+                quote(
+                    &deny_log_prefix(
+                        ruleset,
+                        rule.verdict == Verdict::AuditDeny,
+                        endpoint,
+                        &rule.comment
+                    ),
+                    127
+                )
+            ));
+            out.push(format!("{}{comment}", log.join(" ")));
+        }
+        parts.push(match &rule.verdict {
+            Verdict::Return => "return".into(),
+            Verdict::Drop => "counter meta nfproto vmap @deny_verdict".into(),
+            Verdict::DropAlways => "counter drop".into(),
+            Verdict::AuditDeny => "counter return".into(),
+            Verdict::Goto(c) => format!("goto {c}"),
+            Verdict::Log(prefix) => format!(
+                "log prefix {}",
+                quote(&format!("bulkhead log {prefix}: "), 100)
+            ),
+        });
+        out.push(format!("{}{comment}", parts.join(" ")));
+    }
     out
 }
 

@@ -1,0 +1,331 @@
+//! What changes between two rulesets of one node, as a typed transaction: sets added and
+//! removed, chains added, replaced and removed, dispatch entries added and removed. Names are
+//! stable identities ([`crate::ruleset`]), so a change in the cluster becomes a transaction
+//! that touches only its own objects, and deny counters of untouched chains survive.
+//!
+//! [`Transaction::render`] prints it as one `nft -f` batch, which the kernel commits
+//! atomically: no packet ever meets half of it. Within the batch the order only has to be
+//! valid (a set or chain exists before a rule refers to it, nothing is deleted while referred
+//! to). [`Transaction::apply`] is the same change on the typed ruleset, so tests check
+//! "old + delta == fresh compile" without a kernel.
+
+use crate::render;
+use crate::ruleset::{Chain, NamedSet, Ruleset, TABLE};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// The four dispatch maps of the base chains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DispatchMap {
+    /// Host interface -> egress chain.
+    EgressInterface,
+    /// Host interface -> ingress chain.
+    IngressInterface,
+    /// Pod address (behind a shared bridge) -> egress chain.
+    EgressAddress,
+    /// Pod address (behind a shared bridge) -> ingress chain.
+    IngressAddress,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DispatchKey {
+    Interface(String),
+    Address(IpAddr),
+}
+
+/// One dispatch entry: `chain` `None` removes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchChange {
+    pub map: DispatchMap,
+    pub key: DispatchKey,
+    pub chain: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transaction {
+    pub sets_added: Vec<NamedSet>,
+    pub sets_removed: Vec<String>,
+    pub chains_added: Vec<Chain>,
+    /// Same name, other rules: flushed and refilled (its counters restart; others keep theirs).
+    pub chains_replaced: Vec<Chain>,
+    pub chains_removed: Vec<String>,
+    /// Removals first, then additions (a changed entry is both).
+    pub dispatch: Vec<DispatchChange>,
+}
+
+/// A ruleset's dispatch entries, all four maps in one ordered view.
+fn dispatch_entries(ruleset: &Ruleset) -> BTreeMap<(DispatchMap, DispatchKey), &str> {
+    let mut out = BTreeMap::new();
+    for (map, entries) in [
+        (DispatchMap::EgressInterface, &ruleset.egress_dispatch),
+        (DispatchMap::IngressInterface, &ruleset.ingress_dispatch),
+    ] {
+        for (k, v) in entries {
+            out.insert((map, DispatchKey::Interface(k.clone())), v.as_str());
+        }
+    }
+    for (map, entries) in [
+        (DispatchMap::EgressAddress, &ruleset.egress_by_address),
+        (DispatchMap::IngressAddress, &ruleset.ingress_by_address),
+    ] {
+        for (k, v) in entries {
+            out.insert((map, DispatchKey::Address(*k)), v.as_str());
+        }
+    }
+    out
+}
+
+impl Transaction {
+    /// The change from `old` to `new`, or `None` when only a full replace can make it (the
+    /// enforcement maps differ: mode, deny logging and break-glass are rendered into every
+    /// deny rule and map).
+    pub fn between(old: &Ruleset, new: &Ruleset) -> Option<Transaction> {
+        if old.enforcement != new.enforcement {
+            return None;
+        }
+        let mut t = Transaction::default();
+        let old_sets: BTreeMap<&str, &NamedSet> =
+            old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let new_sets: BTreeMap<&str, &NamedSet> =
+            new.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        for (name, set) in &new_sets {
+            match old_sets.get(name) {
+                Some(o) if o.data == set.data => {}
+                // Content-named: same name, other content cannot happen; replacing stays
+                // correct if it ever does.
+                Some(_) => {
+                    t.sets_removed.push((*name).to_string());
+                    t.sets_added.push((*set).clone());
+                }
+                None => t.sets_added.push((*set).clone()),
+            }
+        }
+        for name in old_sets.keys() {
+            if !new_sets.contains_key(name) {
+                t.sets_removed.push((*name).to_string());
+            }
+        }
+        let old_chains: BTreeMap<&str, &Chain> =
+            old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let new_chains: BTreeMap<&str, &Chain> =
+            new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        for (name, chain) in &new_chains {
+            match old_chains.get(name) {
+                Some(o) if o == chain => {}
+                // A chain's comment says what it is; `flush chain` cannot change it. Names
+                // are derived from what the comment says, so this needs a full replace only
+                // if that ever breaks.
+                Some(o) if o.comment != chain.comment => return None,
+                Some(_) => t.chains_replaced.push((*chain).clone()),
+                None => t.chains_added.push((*chain).clone()),
+            }
+        }
+        for name in old_chains.keys() {
+            if !new_chains.contains_key(name) {
+                t.chains_removed.push((*name).to_string());
+            }
+        }
+        let before = dispatch_entries(old);
+        let after = dispatch_entries(new);
+        for ((map, key), chain) in &before {
+            if after.get(&(*map, key.clone())) != Some(chain) {
+                t.dispatch.push(DispatchChange {
+                    map: *map,
+                    key: key.clone(),
+                    chain: None,
+                });
+            }
+        }
+        for ((map, key), chain) in &after {
+            if before.get(&(*map, key.clone())) != Some(chain) {
+                t.dispatch.push(DispatchChange {
+                    map: *map,
+                    key: key.clone(),
+                    chain: Some((*chain).to_string()),
+                });
+            }
+        }
+        Some(t)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets_added.is_empty()
+            && self.sets_removed.is_empty()
+            && self.chains_added.is_empty()
+            && self.chains_replaced.is_empty()
+            && self.chains_removed.is_empty()
+            && self.dispatch.is_empty()
+    }
+
+    /// How many objects it touches (for logs and metrics).
+    pub fn size(&self) -> usize {
+        self.sets_added.len()
+            + self.sets_removed.len()
+            + self.chains_added.len()
+            + self.chains_replaced.len()
+            + self.chains_removed.len()
+            + self.dispatch.len()
+    }
+
+    /// The same change on the typed ruleset: `old` + this == the `new` it was computed from.
+    pub fn apply(&self, old: &Ruleset) -> Ruleset {
+        let mut sets: BTreeMap<String, NamedSet> = old
+            .sets
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        for name in &self.sets_removed {
+            sets.remove(name);
+        }
+        for set in &self.sets_added {
+            sets.insert(set.name.clone(), set.clone());
+        }
+        let mut chains: BTreeMap<String, Chain> = old
+            .chains
+            .iter()
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect();
+        for name in &self.chains_removed {
+            chains.remove(name);
+        }
+        for chain in self.chains_added.iter().chain(&self.chains_replaced) {
+            chains.insert(chain.name.clone(), chain.clone());
+        }
+        let mut out = Ruleset {
+            sets: sets.into_values().collect(),
+            chains: chains.into_values().collect(),
+            egress_dispatch: old.egress_dispatch.clone(),
+            ingress_dispatch: old.ingress_dispatch.clone(),
+            egress_by_address: old.egress_by_address.clone(),
+            ingress_by_address: old.ingress_by_address.clone(),
+            enforcement: old.enforcement,
+        };
+        for change in &self.dispatch {
+            match (&change.key, change.map) {
+                (DispatchKey::Interface(i), DispatchMap::EgressInterface) => {
+                    update(&mut out.egress_dispatch, i.clone(), &change.chain)
+                }
+                (DispatchKey::Interface(i), DispatchMap::IngressInterface) => {
+                    update(&mut out.ingress_dispatch, i.clone(), &change.chain)
+                }
+                (DispatchKey::Address(a), DispatchMap::EgressAddress) => {
+                    update(&mut out.egress_by_address, *a, &change.chain)
+                }
+                (DispatchKey::Address(a), DispatchMap::IngressAddress) => {
+                    update(&mut out.ingress_by_address, *a, &change.chain)
+                }
+                // A key of the wrong kind for its map is never built by `between`.
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// One `nft -f` batch (committed atomically). `new` is the ruleset the transaction leads
+    /// to: rules are rendered against its sets.
+    pub fn render(&self, new: &Ruleset) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Bulkhead dataplane delta: {} object(s), one transaction.",
+            self.size()
+        );
+        for set in &self.sets_removed {
+            // A replaced set (same name) is deleted first, then added again below; its users
+            // are all rendered again in this batch.
+            if self.sets_added.iter().any(|s| &s.name == set) {
+                let _ = writeln!(out, "flush set inet {TABLE} {set}");
+            }
+        }
+        for set in &self.sets_added {
+            if self.sets_removed.contains(&set.name) {
+                let _ = writeln!(
+                    out,
+                    "add element inet {TABLE} {}{}",
+                    set.name,
+                    render::set_elements(set).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(out, "add {}", render::set_declaration(set, TABLE));
+            }
+        }
+        for chain in &self.chains_added {
+            let _ = writeln!(
+                out,
+                "add chain inet {TABLE} {} {{ comment {}; }}",
+                chain.name,
+                render::quoted_comment(&chain.comment)
+            );
+        }
+        for chain in self.chains_added.iter().chain(&self.chains_replaced) {
+            if self.chains_replaced.contains(chain) {
+                let _ = writeln!(out, "flush chain inet {TABLE} {}", chain.name);
+            }
+            for rule in render::chain_rules(new, chain) {
+                let _ = writeln!(out, "add rule inet {TABLE} {} {rule}", chain.name);
+            }
+        }
+        for change in &self.dispatch {
+            let (map, key) = dispatch_element(change);
+            match &change.chain {
+                None => {
+                    let _ = writeln!(out, "delete element inet {TABLE} {map} {{ {key} }}");
+                }
+                Some(chain) => {
+                    let _ = writeln!(
+                        out,
+                        "add element inet {TABLE} {map} {{ {key} : jump {chain} }}"
+                    );
+                }
+            }
+        }
+        // Nothing refers to a removed chain once every removed chain is empty: flush them
+        // all, then delete them.
+        for chain in &self.chains_removed {
+            let _ = writeln!(out, "flush chain inet {TABLE} {chain}");
+        }
+        for chain in &self.chains_removed {
+            let _ = writeln!(out, "delete chain inet {TABLE} {chain}");
+        }
+        for set in &self.sets_removed {
+            if !self.sets_added.iter().any(|s| &s.name == set) {
+                let _ = writeln!(out, "delete set inet {TABLE} {set}");
+            }
+        }
+        out
+    }
+}
+
+fn update<K: Ord>(map: &mut BTreeMap<K, String>, key: K, chain: &Option<String>) {
+    match chain {
+        Some(c) => {
+            map.insert(key, c.clone());
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+/// The map's name in the table and the element key as nft writes it.
+fn dispatch_element(change: &DispatchChange) -> (String, String) {
+    match (&change.key, change.map) {
+        (DispatchKey::Interface(i), map) => (
+            match map {
+                DispatchMap::EgressInterface => "egress_dispatch",
+                _ => "ingress_dispatch",
+            }
+            .to_string(),
+            render::quoted_interface(i),
+        ),
+        (DispatchKey::Address(a), map) => {
+            let direction = match map {
+                DispatchMap::EgressAddress | DispatchMap::EgressInterface => "egress",
+                _ => "ingress",
+            };
+            let family = if a.is_ipv4() { 4 } else { 6 };
+            (format!("{direction}_address{family}"), a.to_string())
+        }
+    }
+}
