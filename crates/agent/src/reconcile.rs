@@ -5,7 +5,8 @@ use crate::{conntrack, interfaces};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_k8s::{LoadOptions, Snapshot};
 use bulkhead_model::Protocol;
-use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode};
+use bulkhead_nft::delta::Transaction;
+use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode, Ruleset};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -57,6 +58,9 @@ pub struct Reconciled {
     pub pods: usize,
     pub pods_without_interface: Vec<String>,
     pub connections_cut: usize,
+    /// How it was applied: `Some(n)`, a delta touching `n` sets, chains and dispatch entries;
+    /// `None`, a full replace of the table (start-up, a mode change) or nothing.
+    pub delta_objects: Option<usize>,
     pub took: Duration,
 }
 
@@ -64,7 +68,9 @@ pub struct Reconciled {
 pub struct Agent<B: Backend> {
     pub config: AgentConfig,
     pub backend: B,
-    last_script: Option<String>,
+    /// What the kernel holds since the last apply; `None` until the first full replace (and
+    /// after anything that changed the table behind the ruleset's back, like break-glass).
+    last: Option<Ruleset>,
 }
 
 impl<B: Backend> Agent<B> {
@@ -72,7 +78,7 @@ impl<B: Backend> Agent<B> {
         Self {
             config,
             backend,
-            last_script: None,
+            last: None,
         }
     }
 
@@ -132,25 +138,45 @@ impl<B: Backend> Agent<B> {
             log_denies: self.config.log_denies,
             break_glass: self.config.break_glass_marker().exists(),
         };
-        let script = bulkhead_nft::render::render(&ruleset);
-        let changed = self.last_script.as_deref() != Some(script.as_str());
+        // A delta when the kernel holds a ruleset this agent applied, a full replace
+        // otherwise (or when the delta is refused: the full replace is always valid).
+        let delta = self
+            .last
+            .as_ref()
+            .and_then(|last| Transaction::between(last, &ruleset));
+        let had_previous = self.last.is_some();
+        let (changed, delta_objects) = match delta {
+            Some(t) if t.is_empty() => (false, None),
+            Some(t) => match self.backend.apply(&t.render(&ruleset)) {
+                Ok(()) => (true, Some(t.size())),
+                Err(_) => {
+                    self.backend
+                        .apply(&bulkhead_nft::render::render(&ruleset))?;
+                    (true, None)
+                }
+            },
+            None => {
+                self.backend
+                    .apply(&bulkhead_nft::render::render(&ruleset))?;
+                (true, None)
+            }
+        };
         let mut cut = 0;
         if changed {
-            self.backend.apply(&script)?;
-            let had_previous = self.last_script.is_some();
-            self.last_script = Some(script);
             // Audit mode and break-glass let denied flows through; cutting them would not.
             let enforcing =
                 ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
             if self.config.tighten && had_previous && enforcing {
                 cut = tighten(&engine);
             }
+            self.last = Some(ruleset);
         }
         Ok(Reconciled {
             applied: changed,
             pods: report.pods,
             pods_without_interface: report.pods_without_interface,
             connections_cut: cut,
+            delta_objects,
             took: start.elapsed(),
         })
     }
@@ -173,8 +199,8 @@ impl<B: Backend> Agent<B> {
         }
         self.backend
             .apply(&bulkhead_nft::render::render_break_glass(on))?;
-        // The next reconcile renders the map from the marker again.
-        self.last_script = None;
+        // The next reconcile renders the map from the marker again, as a full replace.
+        self.last = None;
         Ok(true)
     }
 
@@ -199,7 +225,7 @@ impl<B: Backend> Agent<B> {
         }
         self.backend
             .apply(&bulkhead_nft::render::render_removal())?;
-        self.last_script = None;
+        self.last = None;
         Ok(true)
     }
 
@@ -342,7 +368,18 @@ mod tests {
             "nothing changed, nothing applied"
         );
         write(&dir, "policy.yaml", DENY);
-        assert!(a.reconcile().expect("valid").applied);
+        let second = a.reconcile().expect("valid");
+        assert!(second.applied);
+        assert!(
+            second.delta_objects.is_some_and(|n| n > 0)
+                && a.backend.applied[1].starts_with("# Bulkhead dataplane delta"),
+            "a change after start-up is a delta, not a new table: {}",
+            a.backend.applied[1]
+        );
+        assert!(
+            !a.backend.applied[1].contains("delete table"),
+            "the table (and its counters) stays"
+        );
         assert!(
             a.backend.applied[1].contains(
                 "counter meta nfproto vmap @deny_verdict comment \"ingress of x/a: end of tier default\""

@@ -202,9 +202,13 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             }
             if done.applied {
                 eprintln!(
-                    "applied ruleset for {} pod(s) in {:.1} ms{}",
+                    "applied ruleset for {} pod(s) in {:.1} ms ({}){}",
                     done.pods,
                     done.took.as_secs_f64() * 1e3,
+                    match done.delta_objects {
+                        Some(n) => format!("delta of {n} object(s)"),
+                        None => "full table".to_string(),
+                    },
                     if done.connections_cut > 0 {
                         format!(
                             "; cut {} connection(s) no longer allowed",
