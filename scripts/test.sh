@@ -49,6 +49,11 @@ mkdir -p target
 cargo run --release -p bulkhead-cli -- demo > target/demo-output.txt
 grep -q "== 1. bulkhead check" target/demo-output.txt
 
+# No GPL-family dependency (deny.toml): the dataplane talks to the kernel without one.
+log "cargo deny check licenses"
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.2
+cargo deny check licenses
+
 log "cargo fmt --check"
 cargo fmt --all --check
 
