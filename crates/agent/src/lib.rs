@@ -11,5 +11,6 @@ pub mod flowlog;
 pub mod interfaces;
 pub mod metrics;
 pub mod reconcile;
+pub mod source;
 
 pub use reconcile::{Agent, AgentConfig, AgentError, Reconciled};

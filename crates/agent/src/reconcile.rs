@@ -1,15 +1,16 @@
 //! One reconcile: manifests -> snapshot -> engine -> ruleset -> one transaction. And the loop
 //! that runs it whenever the manifest directory changes.
 
+use crate::source::{Delivery, DirectorySource, Source as _};
 use crate::{conntrack, interfaces};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
-use bulkhead_k8s::{LoadOptions, Snapshot};
+use bulkhead_index::{Commit, Index, NodeView};
+use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Protocol;
-use bulkhead_nft::delta::Transaction;
-use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode, Ruleset};
+use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -61,6 +62,11 @@ pub struct Reconciled {
     /// How it was applied: `Some(n)`, a delta touching `n` sets, chains and dispatch entries;
     /// `None`, a full replace of the table (start-up, a mode change) or nothing.
     pub delta_objects: Option<usize>,
+    /// Files kept at their last good version (or a load that failed across files), each with
+    /// its first error: said loudly, never applied.
+    pub rejected: Vec<String>,
+    /// The index's revision after this commit.
+    pub revision: u64,
     pub took: Duration,
 }
 
@@ -68,86 +74,70 @@ pub struct Reconciled {
 pub struct Agent<B: Backend> {
     pub config: AgentConfig,
     pub backend: B,
-    /// What the kernel holds since the last apply; `None` until the first full replace (and
+    source: DirectorySource,
+    index: Index,
+    /// What the kernel holds since the last apply; empty until the first full replace (and
     /// after anything that changed the table behind the ruleset's back, like break-glass).
-    last: Option<Ruleset>,
+    view: NodeView,
 }
 
 impl<B: Backend> Agent<B> {
     pub fn new(config: AgentConfig, backend: B) -> Self {
+        let source = DirectorySource::new(
+            config.manifests.clone(),
+            LoadOptions {
+                default_namespace: config.default_namespace.clone(),
+            },
+        );
         Self {
             config,
             backend,
-            last: None,
+            source,
+            index: Index::new(),
+            view: NodeView::default(),
         }
     }
 
-    fn load(&self) -> Snapshot {
-        let (inputs, io) = bulkhead_k8s::read_paths(std::slice::from_ref(&self.config.manifests));
-        let mut snapshot = bulkhead_k8s::load(
-            &inputs,
-            &LoadOptions {
-                default_namespace: self.config.default_namespace.clone(),
-            },
-        );
-        snapshot.diagnostics.extend(io);
-        snapshot
+    /// Reads every manifest again, then commits what changed. At start-up a file that does
+    /// not load stops everything (the kernel keeps the table it has); later it only keeps
+    /// that file at its last good version.
+    pub fn reconcile(&mut self) -> Result<Reconciled, AgentError> {
+        let delivery = self.source.resync(&self.index);
+        self.commit(delivery)
     }
 
-    /// Reads, compiles and (if anything changed) applies. Invalid input changes nothing.
-    pub fn reconcile(&mut self) -> Result<Reconciled, AgentError> {
+    fn commit(&mut self, delivery: Delivery) -> Result<Reconciled, AgentError> {
         let start = Instant::now();
-        let snapshot = self.load();
-        if let Some(first) = snapshot
-            .diagnostics
-            .iter()
-            .find(|d| d.severity == bulkhead_model::Severity::Error)
+        if self.view.last().is_none()
+            && let Some(first) = delivery.rejected.first()
         {
             return Err(AgentError::InvalidInput {
-                errors: snapshot.error_count(),
-                first: format!(
-                    "{} {}",
-                    first
-                        .location
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    first.message
-                ),
+                errors: delivery.rejected.len(),
+                first: first.clone(),
             });
         }
-        let engine = Engine::new(
-            &snapshot.cluster,
-            EngineOptions::for_cluster(&snapshot.cluster),
-        );
-        let interfaces = interfaces::for_node(
-            &snapshot.cluster,
-            &self.config.node,
-            &self.config.interfaces,
-        );
-        let (mut ruleset, report) = bulkhead_nft::compile(
-            &engine,
-            &CompileOptions {
-                node: self.config.node.clone(),
-                interfaces,
-                audit_namespaces: self.config.audit_namespaces.clone(),
-            },
-        );
-        ruleset.enforcement = Enforcement {
+        for event in delivery.events {
+            self.index.handle(event);
+        }
+        let cluster = self.index.cluster();
+        let interfaces = interfaces::for_node(&cluster, &self.config.node, &self.config.interfaces);
+        let options = CompileOptions {
+            node: self.config.node.clone(),
+            interfaces,
+            audit_namespaces: self.config.audit_namespaces.clone(),
+        };
+        let enforcement = Enforcement {
             mode: self.config.mode,
             log_denies: self.config.log_denies,
             break_glass: self.config.break_glass_marker().exists(),
         };
+        let (ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
+        let had_previous = self.view.last().is_some();
         // A delta when the kernel holds a ruleset this agent applied, a full replace
         // otherwise (or when the delta is refused: the full replace is always valid).
-        let delta = self
-            .last
-            .as_ref()
-            .and_then(|last| Transaction::between(last, &ruleset));
-        let had_previous = self.last.is_some();
-        let (changed, delta_objects) = match delta {
-            Some(t) if t.is_empty() => (false, None),
-            Some(t) => match self.backend.apply(&t.render(&ruleset)) {
+        let (changed, delta_objects) = match commit {
+            Commit::Nothing => (false, None),
+            Commit::Delta(t) => match self.backend.apply(&t.render(&ruleset)) {
                 Ok(()) => (true, Some(t.size())),
                 Err(_) => {
                     self.backend
@@ -155,7 +145,7 @@ impl<B: Backend> Agent<B> {
                     (true, None)
                 }
             },
-            None => {
+            Commit::Full => {
                 self.backend
                     .apply(&bulkhead_nft::render::render(&ruleset))?;
                 (true, None)
@@ -167,9 +157,10 @@ impl<B: Backend> Agent<B> {
             let enforcing =
                 ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
             if self.config.tighten && had_previous && enforcing {
+                let engine = Engine::new(&cluster, EngineOptions::for_cluster(&cluster));
                 cut = tighten(&engine);
             }
-            self.last = Some(ruleset);
+            self.view.committed(ruleset);
         }
         Ok(Reconciled {
             applied: changed,
@@ -177,6 +168,8 @@ impl<B: Backend> Agent<B> {
             pods_without_interface: report.pods_without_interface,
             connections_cut: cut,
             delta_objects,
+            rejected: delivery.rejected,
+            revision: self.index.revision(),
             took: start.elapsed(),
         })
     }
@@ -200,7 +193,7 @@ impl<B: Backend> Agent<B> {
         self.backend
             .apply(&bulkhead_nft::render::render_break_glass(on))?;
         // The next reconcile renders the map from the marker again, as a full replace.
-        self.last = None;
+        self.view.forget();
         Ok(true)
     }
 
@@ -225,12 +218,13 @@ impl<B: Backend> Agent<B> {
         }
         self.backend
             .apply(&bulkhead_nft::render::render_removal())?;
-        self.last = None;
+        self.view.forget();
         Ok(true)
     }
 
-    /// Reconciles now, then whenever the manifest directory changes (polled every `poll`,
-    /// applied once it has been quiet for one more poll), until `keep_running` says stop.
+    /// Reconciles now, then commits every change the directory source sees (inotify:
+    /// complete files only; polling every `poll` where inotify is not available), until
+    /// `keep_running` says stop.
     pub fn run(
         &mut self,
         poll: Duration,
@@ -238,7 +232,6 @@ impl<B: Backend> Agent<B> {
         keep_running: impl Fn() -> bool,
     ) {
         report(self.reconcile());
-        let mut seen = fingerprint(&self.config.manifests);
         let mut metrics_written: Option<Instant> = None;
         while keep_running() {
             if let Some(path) = self.config.metrics_file.clone()
@@ -249,23 +242,20 @@ impl<B: Backend> Agent<B> {
                 }
                 metrics_written = Some(Instant::now());
             }
-            std::thread::sleep(poll);
-            let now = fingerprint(&self.config.manifests);
-            if now == seen {
-                continue;
-            }
-            // Debounce: wait until a poll sees no further change (editors write in steps).
-            let mut current = now;
-            loop {
-                std::thread::sleep(poll);
-                let again = fingerprint(&self.config.manifests);
-                if again == current {
-                    break;
+            let wait = if self.source.is_watching() {
+                // Woken by inotify at once; the timeout only paces metrics and stop checks.
+                Duration::from_millis(250)
+            } else {
+                poll
+            };
+            if let Some(delivery) = self.source.changes(&self.index, wait) {
+                report(self.commit(delivery));
+            } else if self.view.last().is_none() {
+                // Start-up was refused (invalid input): try again as the files change.
+                if !self.source.is_watching() {
+                    report(self.reconcile());
                 }
-                current = again;
             }
-            seen = current;
-            report(self.reconcile());
         }
     }
 }
@@ -301,28 +291,6 @@ fn tighten(engine: &Engine<'_>) -> usize {
     cut
 }
 
-/// Names, sizes and modification times of every file under `dir`: cheap change detection that
-/// also sees ConfigMap-style symlink swaps.
-fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) => out.push((path, m.len(), m.modified().ok())),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +319,34 @@ mod tests {
             },
             FakeBackend::default(),
         )
+    }
+
+    #[test]
+    fn invalid_input_at_start_up_applies_nothing() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-agent-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        write(
+            &dir,
+            "broken.yaml",
+            "kind: NetworkPolicy\napiVersion: networking.k8s.io/v1\nmetadata: {name: b, namespace: x}\nspec: {policyTypes: [Sideways]}\n",
+        );
+        let mut a = agent(&dir);
+        let err = a
+            .reconcile()
+            .expect_err("start-up with a broken file is refused");
+        assert!(
+            err.to_string().contains("keeping the last good ruleset"),
+            "{err}"
+        );
+        assert!(
+            a.backend.applied.is_empty(),
+            "the kernel keeps the table it has"
+        );
+        std::fs::remove_file(dir.join("broken.yaml")).expect("fix");
+        assert!(a.reconcile().expect("valid").applied);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -395,10 +391,16 @@ mod tests {
             "broken.yaml",
             "kind: NetworkPolicy\napiVersion: networking.k8s.io/v1\nmetadata: {name: b, namespace: x}\nspec: {policyTypes: [Sideways]}\n",
         );
-        let err = a.reconcile().expect_err("invalid input is refused");
+        // While running, a broken file keeps its last good version (here: none, so nothing of
+        // it is applied), and says so.
+        let r = a.reconcile().expect("the other files are fine");
+        assert!(!r.applied, "nothing applied for a broken file");
         assert!(
-            err.to_string().contains("keeping the last good ruleset"),
-            "{err}"
+            r.rejected.iter().any(|m| m
+                .contains("broken.yaml has 1 error(s); keeping its last good version")
+                && m.contains("\"Sideways\" is not Ingress or Egress")),
+            "{:?}",
+            r.rejected
         );
         assert_eq!(a.backend.applied.len(), 2, "the last good ruleset stays");
         // Break-glass: one element flip now, and kept by every later reconcile.
@@ -453,8 +455,13 @@ mod tests {
             bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
         write(&dir, "bomb.yaml", &bomb);
-        let err = a.reconcile().expect_err("the bomb is refused");
-        assert!(err.to_string().contains("excessive aliasing"), "{err}");
+        let r = a.reconcile().expect("the other files are fine");
+        assert!(!r.applied);
+        assert!(
+            r.rejected.iter().any(|m| m.contains("excessive aliasing")),
+            "{:?}",
+            r.rejected
+        );
         assert_eq!(a.backend.applied.len(), 1, "the last good ruleset stays");
         std::fs::remove_file(dir.join("bomb.yaml")).expect("remove");
         // A FIFO is skipped with a warning, never opened (opening it would block the loop).

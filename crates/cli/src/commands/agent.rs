@@ -197,6 +197,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let mut agent = Agent::new(config(args)?, NftCli::default());
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
         Ok(done) => {
+            for problem in &done.rejected {
+                eprintln!("ERROR: {problem}");
+            }
             for pod in &done.pods_without_interface {
                 eprintln!("warning: no host interface known for {pod}; it is not enforced");
             }

@@ -1,0 +1,407 @@
+//! Where the agent's objects come from, behind one seam ([`Source`]): today a directory of
+//! manifests, watched with inotify (the `notify` crate); the Kubernetes watch implements the
+//! same trait.
+//!
+//! The directory source re-reads a file only when it is complete: after the writer closed it
+//! (close-after-write) or renamed it into place. A writer that pauses with the file open is
+//! never read half-way; a writer that closes after each half is (write to a temporary name and
+//! rename it into place, as `kubectl cp`, ConfigMap volumes and editors' safe-save do). A file
+//! that does not load keeps its last good version, and says so. Everything that loads is
+//! lowered together by the one loader (`bulkhead_k8s::load`), and the difference to the index
+//! becomes object-level [`Event`]s.
+
+use bulkhead_index::{Event, Index, objects_of};
+use bulkhead_k8s::{Input, LoadOptions};
+use bulkhead_model::Severity;
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// What a source delivered: events for the index, and the problems it met (files kept at
+/// their last good version, a loader error that stopped the update).
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub events: Vec<Event>,
+    pub rejected: Vec<String>,
+}
+
+pub trait Source {
+    /// Everything the source has now, as the events that bring `index` there.
+    fn resync(&mut self, index: &Index) -> Delivery;
+    /// Waits up to `timeout` for changes; `None` when nothing changed.
+    fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery>;
+}
+
+/// The manifest files of a directory, read when complete.
+#[derive(Debug)]
+pub struct DirectorySource {
+    dir: PathBuf,
+    options: LoadOptions,
+    /// Path -> the last text of it that loaded without an error.
+    good: BTreeMap<PathBuf, String>,
+    /// `None` when inotify is not available: then the directory is compared every poll.
+    watch: Option<(
+        notify::RecommendedWatcher,
+        Receiver<notify::Result<notify::Event>>,
+    )>,
+    /// For the polling fallback: size and modification time per file.
+    seen: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    !hidden
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+}
+
+impl DirectorySource {
+    pub fn new(dir: PathBuf, options: LoadOptions) -> Self {
+        let watch = (|| {
+            let (tx, rx) = channel();
+            let mut watcher = notify::recommended_watcher(tx).ok()?;
+            watcher.watch(&dir, RecursiveMode::Recursive).ok()?;
+            Some((watcher, rx))
+        })();
+        Self {
+            dir,
+            options,
+            good: BTreeMap::new(),
+            watch,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Whether changes are seen through inotify (otherwise by polling).
+    pub fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Reads `paths` (gone ones are dropped), keeping a file's last good text when the new
+    /// one does not load on its own.
+    fn reread(&mut self, paths: &[PathBuf], rejected: &mut Vec<String>) {
+        for path in paths {
+            if !path.exists() {
+                self.good.remove(path);
+                continue;
+            }
+            if !is_manifest(path) {
+                continue;
+            }
+            let (inputs, io) = bulkhead_k8s::read_paths(std::slice::from_ref(path));
+            if let Some(problem) = io.iter().find(|d| d.severity == Severity::Error) {
+                rejected.push(format!(
+                    "{}: {}; keeping its last good version",
+                    path.display(),
+                    problem.message
+                ));
+                continue;
+            }
+            let Some(input) = inputs.into_iter().next() else {
+                continue;
+            };
+            let alone = bulkhead_k8s::load(std::slice::from_ref(&input), &self.options);
+            match alone
+                .diagnostics
+                .iter()
+                .find(|d| d.severity == Severity::Error)
+            {
+                Some(first) => rejected.push(format!(
+                    "{} has {} error(s); keeping its last good version (first: {} {})",
+                    path.display(),
+                    alone.error_count(),
+                    first
+                        .location
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    first.message
+                )),
+                None => {
+                    self.good.insert(path.clone(), input.text);
+                }
+            }
+        }
+    }
+
+    /// Every manifest file under the directory now.
+    fn all_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fingerprint(&self.dir)
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .filter(|p| is_manifest(p))
+            .collect();
+        out.extend(self.good.keys().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The good texts, loaded together, as the events that bring `index` to them. A load
+    /// that fails across files (a duplicate object, ...) changes nothing and is reported.
+    fn deliver(&self, index: &Index, mut rejected: Vec<String>) -> Delivery {
+        let inputs: Vec<Input> = self
+            .good
+            .iter()
+            .map(|(p, t)| Input::new(p.display().to_string(), t.clone()))
+            .collect();
+        let snapshot = bulkhead_k8s::load(&inputs, &self.options);
+        if let Some(first) = snapshot
+            .diagnostics
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+        {
+            rejected.push(format!(
+                "the manifests have {} error(s) together; keeping the last good objects (first: {} {})",
+                snapshot.error_count(),
+                first
+                    .location
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                first.message
+            ));
+            return Delivery {
+                events: Vec::new(),
+                rejected,
+            };
+        }
+        Delivery {
+            events: index.events_towards(objects_of(&snapshot.cluster)),
+            rejected,
+        }
+    }
+}
+
+impl Source for DirectorySource {
+    fn resync(&mut self, index: &Index) -> Delivery {
+        let mut rejected = Vec::new();
+        let files = self.all_files();
+        self.reread(&files, &mut rejected);
+        self.seen = fingerprint(&self.dir);
+        self.deliver(index, rejected)
+    }
+
+    fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
+        let mut dirty: Vec<PathBuf> = Vec::new();
+        let mut rescan = false;
+        match &self.watch {
+            Some((_, rx)) => {
+                let mut wait = timeout;
+                let started = Instant::now();
+                loop {
+                    match rx.recv_timeout(wait) {
+                        Ok(Ok(event)) => classify(&event, &mut dirty, &mut rescan),
+                        // The kernel's queue overflowed: compare everything.
+                        Ok(Err(_)) => rescan = true,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                    }
+                    // Events of one save arrive together: collect them for a few ms, then act.
+                    if !dirty.is_empty() || rescan {
+                        wait = Duration::from_millis(5);
+                    } else {
+                        wait = timeout.saturating_sub(started.elapsed());
+                    }
+                }
+            }
+            None => {
+                std::thread::sleep(timeout);
+                let now = fingerprint(&self.dir);
+                if now != self.seen {
+                    // Without inotify a write in progress cannot be told from a complete
+                    // one: wait until the directory stays the same for one more poll.
+                    loop {
+                        std::thread::sleep(timeout);
+                        let again = fingerprint(&self.dir);
+                        if again == now {
+                            break;
+                        }
+                    }
+                    rescan = true;
+                }
+            }
+        }
+        if rescan {
+            // Only files whose size or time changed are read again.
+            let now = fingerprint(&self.dir);
+            let before: BTreeMap<&PathBuf, (u64, Option<std::time::SystemTime>)> =
+                self.seen.iter().map(|(p, s, t)| (p, (*s, *t))).collect();
+            for (path, size, time) in &now {
+                if before.get(path) != Some(&(*size, *time)) {
+                    dirty.push(path.clone());
+                }
+            }
+            dirty.extend(
+                self.good
+                    .keys()
+                    .filter(|p| !now.iter().any(|(q, _, _)| q == *p))
+                    .cloned(),
+            );
+            self.seen = now;
+        }
+        if dirty.is_empty() {
+            return None;
+        }
+        dirty.sort();
+        dirty.dedup();
+        let mut rejected = Vec::new();
+        self.reread(&dirty, &mut rejected);
+        let delivery = self.deliver(index, rejected);
+        if delivery.events.is_empty() && delivery.rejected.is_empty() {
+            return None;
+        }
+        Some(delivery)
+    }
+}
+
+/// Which paths an inotify event makes worth reading: complete files only.
+fn classify(event: &notify::Event, dirty: &mut Vec<PathBuf>, rescan: &mut bool) {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+    match event.kind {
+        // Closed after writing, renamed in or out, removed: complete.
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(_))
+        | EventKind::Remove(RemoveKind::File | RemoveKind::Any) => {
+            for path in &event.paths {
+                // ConfigMap volumes swap a `..data` symlink: everything may have changed.
+                let dotted = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".."));
+                if dotted || path.is_dir() {
+                    *rescan = true;
+                } else {
+                    dirty.push(path.clone());
+                }
+            }
+        }
+        EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => {
+            *rescan = true;
+        }
+        // Data written, a file created: wait for the close or the rename.
+        _ => {}
+    }
+}
+
+/// Names, sizes and modification times of every file under `dir` (symlinks followed).
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut visited = std::collections::HashSet::new();
+    while let Some(d) = stack.pop() {
+        // A symlink loop is entered once.
+        if let Ok(canonical) = std::fs::canonicalize(&d)
+            && !visited.insert(canonical)
+        {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => out.push((path, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("bulkhead-source-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
+    const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n";
+
+    fn apply(index: &mut Index, delivery: Delivery) -> usize {
+        delivery.events.into_iter().map(|e| index.handle(e)).sum()
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_not_read_until_closed_and_a_broken_one_keeps_its_last_version() {
+        let dir = temp("watch");
+        std::fs::write(dir.join("ns.yaml"), NS).expect("write");
+        let mut source = DirectorySource::new(dir.clone(), LoadOptions::default());
+        assert!(source.is_watching(), "inotify is available here");
+        let mut index = Index::new();
+        let first = source.resync(&index);
+        assert!(first.rejected.is_empty());
+        assert_eq!(apply(&mut index, first), 1);
+        // Half a file, still open: nothing is read.
+        let mut file = std::fs::File::create(dir.join("deny.yaml")).expect("create");
+        file.write_all(&DENY.as_bytes()[..40]).expect("half");
+        file.flush().expect("flush");
+        assert!(
+            source
+                .changes(&index, Duration::from_millis(300))
+                .is_none_or(|d| d.events.is_empty()),
+            "a file still being written is not read"
+        );
+        file.write_all(&DENY.as_bytes()[40..]).expect("rest");
+        drop(file);
+        let delivery = source
+            .changes(&index, Duration::from_secs(5))
+            .expect("the close is seen");
+        assert_eq!(apply(&mut index, delivery), 1, "the policy arrives whole");
+        assert_eq!(index.cluster().policies.len(), 1);
+        // A broken save keeps the last good version, loudly.
+        std::fs::write(dir.join("deny.yaml"), "kind: NetworkPolicy\napiVersion: networking.k8s.io/v1\nmetadata: {name: deny, namespace: x}\nspec: {policyTypes: [Sideways]}\n").expect("write");
+        let delivery = source
+            .changes(&index, Duration::from_secs(5))
+            .expect("the change is seen");
+        assert!(
+            delivery
+                .rejected
+                .iter()
+                .any(|r| r.contains("keeping its last good version")),
+            "{:?}",
+            delivery.rejected
+        );
+        assert_eq!(apply(&mut index, delivery), 0);
+        assert_eq!(
+            index.cluster().policies.len(),
+            1,
+            "the last good policy stays"
+        );
+        // A file renamed into place is read; a removed one's objects go.
+        std::fs::write(
+            dir.join(".tmp-ns2"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: y}\n",
+        )
+        .expect("write");
+        std::fs::rename(dir.join(".tmp-ns2"), dir.join("ns2.yaml")).expect("rename");
+        let delivery = source
+            .changes(&index, Duration::from_secs(5))
+            .expect("rename seen");
+        assert_eq!(apply(&mut index, delivery), 1);
+        std::fs::remove_file(dir.join("ns2.yaml")).expect("remove");
+        let delivery = source
+            .changes(&index, Duration::from_secs(5))
+            .expect("removal seen");
+        assert_eq!(apply(&mut index, delivery), 1);
+        assert!(index.cluster().namespace("y").is_none_or(|n| !n.defined));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,356 @@
+//! The live index: what a node agent knows about the cluster, as objects keyed by stable keys
+//! (`kind`, namespace, name), changed by [`Event`]s: apply one object, delete one, or resync the
+//! whole set. A synchronous state machine with no I/O and no async (like linkerd2's
+//! policy-controller index): sources (a directory, the Kubernetes API) turn what they see into
+//! events, and the agent asks the index what changed for its node as a typed
+//! [`bulkhead_nft::delta::Transaction`].
+//!
+//! Objects are the lowered model ([`bulkhead_model`]): every source lowers through the same
+//! loader (`bulkhead_k8s::load`), so validation is the same for every consumer.
+//!
+//! What is not incremental yet: the node's ruleset is compiled from the whole index on each
+//! commit (the engine over every object), and only the *difference* is sent to the kernel.
+//! The time to enforce therefore grows with the cluster (BENCHMARKS.md, "Live index").
+
+use bulkhead_engine::{Engine, EngineOptions};
+use bulkhead_model::{Cluster, Namespace, NetworkSet, Node, Pod, Policy, ServiceAccount, Tier};
+use bulkhead_nft::delta::Transaction;
+use bulkhead_nft::{CompileOptions, Ruleset};
+use std::collections::BTreeMap;
+
+/// The kinds the index holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    Namespace,
+    Pod,
+    Node,
+    ServiceAccount,
+    /// Any policy API; the policy's own kind is part of its name in the key.
+    Policy,
+    NetworkSet,
+    Tier,
+}
+
+/// A stable identity: the same object keeps its key across every change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: ObjectKind,
+    pub namespace: Option<String>,
+    /// For policies `Kind/name` (a NetworkPolicy and a Calico NetworkPolicy may share a name).
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{:?} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{:?} {}", self.kind, self.name),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Namespace(Namespace),
+    Pod(Pod),
+    Node(Node),
+    ServiceAccount(ServiceAccount),
+    Policy(Policy),
+    NetworkSet(NetworkSet),
+    Tier(Tier),
+}
+
+impl Object {
+    pub fn key(&self) -> ObjectKey {
+        let (kind, namespace, name) = match self {
+            Object::Namespace(n) => (ObjectKind::Namespace, None, n.name.clone()),
+            Object::Pod(p) => (ObjectKind::Pod, Some(p.namespace.clone()), p.name.clone()),
+            Object::Node(n) => (ObjectKind::Node, None, n.name.clone()),
+            Object::ServiceAccount(s) => (
+                ObjectKind::ServiceAccount,
+                Some(s.namespace.clone()),
+                s.name.clone(),
+            ),
+            Object::Policy(p) => (
+                ObjectKind::Policy,
+                p.namespace.clone(),
+                format!(
+                    "{}{}/{}",
+                    p.kind.as_str(),
+                    if p.staged.is_some() { "(staged)" } else { "" },
+                    p.name
+                ),
+            ),
+            Object::NetworkSet(s) => (ObjectKind::NetworkSet, s.namespace.clone(), s.name.clone()),
+            Object::Tier(t) => (ObjectKind::Tier, None, t.name.clone()),
+        };
+        ObjectKey {
+            kind,
+            namespace,
+            name,
+        }
+    }
+}
+
+/// Every object of a loaded cluster. Namespaces only referenced (not defined) are left out:
+/// the index adds them again from what refers to them, as the loader does.
+pub fn objects_of(cluster: &Cluster) -> Vec<Object> {
+    let mut out = Vec::new();
+    out.extend(
+        cluster
+            .namespaces
+            .iter()
+            .filter(|n| n.defined)
+            .cloned()
+            .map(Object::Namespace),
+    );
+    out.extend(cluster.pods.iter().cloned().map(Object::Pod));
+    out.extend(cluster.nodes.iter().cloned().map(Object::Node));
+    out.extend(
+        cluster
+            .service_accounts
+            .iter()
+            .cloned()
+            .map(Object::ServiceAccount),
+    );
+    out.extend(cluster.policies.iter().cloned().map(Object::Policy));
+    out.extend(cluster.network_sets.iter().cloned().map(Object::NetworkSet));
+    out.extend(cluster.tiers.iter().cloned().map(Object::Tier));
+    out
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Added or changed.
+    Apply(Object),
+    Delete(ObjectKey),
+    /// Everything the source has now: objects it no longer has are deleted.
+    Resync(Vec<Object>),
+}
+
+/// The objects, by key, and a revision bumped by every change.
+#[derive(Debug, Default)]
+pub struct Index {
+    objects: BTreeMap<ObjectKey, Object>,
+    /// Bumped by every event that changed something.
+    revision: u64,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Applies one event; returns how many objects it changed.
+    pub fn handle(&mut self, event: Event) -> usize {
+        let changed = match event {
+            Event::Apply(object) => {
+                let key = object.key();
+                if self.objects.get(&key) == Some(&object) {
+                    0
+                } else {
+                    self.objects.insert(key, object);
+                    1
+                }
+            }
+            Event::Delete(key) => usize::from(self.objects.remove(&key).is_some()),
+            Event::Resync(objects) => {
+                let mut fresh: BTreeMap<ObjectKey, Object> =
+                    objects.into_iter().map(|o| (o.key(), o)).collect();
+                let mut changed = self
+                    .objects
+                    .keys()
+                    .filter(|k| !fresh.contains_key(*k))
+                    .count();
+                for (key, object) in &fresh {
+                    if self.objects.get(key) != Some(object) {
+                        changed += 1;
+                    }
+                }
+                std::mem::swap(&mut self.objects, &mut fresh);
+                changed
+            }
+        };
+        if changed > 0 {
+            self.revision += 1;
+        }
+        changed
+    }
+
+    /// The events that turn this index into one holding exactly `objects`: applies for the
+    /// new and changed, deletes for the gone (what a source sends after a re-read).
+    pub fn events_towards(&self, objects: Vec<Object>) -> Vec<Event> {
+        let fresh: BTreeMap<ObjectKey, Object> =
+            objects.into_iter().map(|o| (o.key(), o)).collect();
+        let mut events: Vec<Event> = self
+            .objects
+            .keys()
+            .filter(|k| !fresh.contains_key(*k))
+            .cloned()
+            .map(Event::Delete)
+            .collect();
+        for (key, object) in fresh {
+            if self.objects.get(&key) != Some(&object) {
+                events.push(Event::Apply(object));
+            }
+        }
+        events
+    }
+
+    /// The cluster the index holds, in the engine's deterministic order.
+    pub fn cluster(&self) -> Cluster {
+        let mut cluster = Cluster::default();
+        for object in self.objects.values() {
+            match object {
+                Object::Namespace(n) => cluster.namespaces.push(n.clone()),
+                Object::Pod(p) => cluster.pods.push(p.clone()),
+                Object::Node(n) => cluster.nodes.push(n.clone()),
+                Object::ServiceAccount(s) => cluster.service_accounts.push(s.clone()),
+                Object::Policy(p) => cluster.policies.push(p.clone()),
+                Object::NetworkSet(s) => cluster.network_sets.push(s.clone()),
+                Object::Tier(t) => cluster.tiers.push(t.clone()),
+            }
+        }
+        cluster.finish();
+        cluster
+    }
+}
+
+/// One node's view: the ruleset it last committed, and the transaction to the next.
+#[derive(Debug, Default)]
+pub struct NodeView {
+    committed: Option<Ruleset>,
+}
+
+/// What [`NodeView::next`] asks the dataplane to do.
+#[derive(Debug)]
+pub enum Commit {
+    /// Nothing changed for this node.
+    Nothing,
+    /// Only these objects changed.
+    Delta(Transaction),
+    /// Replace the whole table (first commit, or a change of the enforcement maps).
+    Full,
+}
+
+impl NodeView {
+    /// The ruleset `cluster` compiles to on this node, and how to get the kernel there from
+    /// the last committed one. Call [`NodeView::committed`] once the kernel has it.
+    pub fn next(
+        &self,
+        cluster: &Cluster,
+        options: &CompileOptions,
+        enforcement: bulkhead_nft::Enforcement,
+    ) -> (Ruleset, Commit, bulkhead_nft::compile::CompileReport) {
+        let engine = Engine::new(cluster, EngineOptions::for_cluster(cluster));
+        let (mut ruleset, report) = bulkhead_nft::compile(&engine, options);
+        ruleset.enforcement = enforcement;
+        let commit = match &self.committed {
+            None => Commit::Full,
+            Some(last) => match Transaction::between(last, &ruleset) {
+                None => Commit::Full,
+                Some(t) if t.is_empty() => Commit::Nothing,
+                Some(t) => Commit::Delta(t),
+            },
+        };
+        (ruleset, commit, report)
+    }
+
+    /// Records that the kernel now holds `ruleset`.
+    pub fn committed(&mut self, ruleset: Ruleset) {
+        self.committed = Some(ruleset);
+    }
+
+    /// Forgets what the kernel holds (the next commit is a full replace).
+    pub fn forget(&mut self) {
+        self.committed = None;
+    }
+
+    pub fn last(&self) -> Option<&Ruleset> {
+        self.committed.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Cluster {
+        bulkhead_k8s::load(
+            &[bulkhead_k8s::Input::new("t.yaml", text)],
+            &bulkhead_k8s::LoadOptions::default(),
+        )
+        .cluster
+    }
+
+    const BASE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {nodeName: n1, containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.0.1}\n";
+
+    #[test]
+    fn events_applied_one_by_one_give_the_loaded_cluster() {
+        let before = load(BASE);
+        let after_text = format!(
+            "{BASE}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b, namespace: x, labels: {{app: b}}}}\nspec: {{nodeName: n1, containers: [{{name: c, image: i}}]}}\nstatus: {{podIP: 10.0.0.2}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny, namespace: x}}\nspec: {{podSelector: {{}}}}\n"
+        );
+        let after = load(&after_text);
+        let mut index = Index::new();
+        assert_eq!(index.handle(Event::Resync(objects_of(&before))), 2);
+        assert_eq!(index.cluster(), before);
+        let events = index.events_towards(objects_of(&after));
+        assert_eq!(events.len(), 2, "one pod and one policy: {events:?}");
+        for e in events {
+            assert_eq!(index.handle(e), 1);
+        }
+        assert_eq!(index.cluster(), after);
+        let revision = index.revision();
+        // Applying what is already there changes nothing.
+        assert_eq!(index.handle(Event::Resync(objects_of(&after))), 0);
+        assert_eq!(index.revision(), revision);
+        // And back: the new pod and policy are deleted.
+        let events = index.events_towards(objects_of(&before));
+        assert!(events.iter().all(|e| matches!(e, Event::Delete(_))));
+        for e in events {
+            index.handle(e);
+        }
+        assert_eq!(index.cluster(), before);
+    }
+
+    #[test]
+    fn a_node_view_sends_a_delta_after_the_first_full_commit() {
+        let mut index = Index::new();
+        index.handle(Event::Resync(objects_of(&load(BASE))));
+        let options = CompileOptions {
+            node: "n1".into(),
+            interfaces: BTreeMap::from([("x/a".to_string(), "veth-a".to_string())]),
+            ..CompileOptions::default()
+        };
+        let mut view = NodeView::default();
+        let (ruleset, commit, _) = view.next(&index.cluster(), &options, Default::default());
+        assert!(matches!(commit, Commit::Full));
+        view.committed(ruleset);
+        let (_, commit, _) = view.next(&index.cluster(), &options, Default::default());
+        assert!(matches!(commit, Commit::Nothing));
+        let deny = load(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n",
+        );
+        for p in deny.policies {
+            index.handle(Event::Apply(Object::Policy(p)));
+        }
+        let (_, commit, _) = view.next(&index.cluster(), &options, Default::default());
+        let Commit::Delta(t) = commit else {
+            panic!("a policy added after the first commit is a delta");
+        };
+        assert!(t.chains_removed.is_empty() && !t.is_empty());
+    }
+}
