@@ -121,8 +121,8 @@ pub fn objects_of(cluster: &Cluster) -> Vec<Object> {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// Added or changed.
-    Apply(Object),
+    /// Added or changed (boxed: a policy is large, a delete is a key).
+    Apply(Box<Object>),
     Delete(ObjectKey),
     /// Everything the source has now: objects it no longer has are deleted.
     Resync(Vec<Object>),
@@ -158,10 +158,10 @@ impl Index {
         let changed = match event {
             Event::Apply(object) => {
                 let key = object.key();
-                if self.objects.get(&key) == Some(&object) {
+                if self.objects.get(&key) == Some(&*object) {
                     0
                 } else {
-                    self.objects.insert(key, object);
+                    self.objects.insert(key, *object);
                     1
                 }
             }
@@ -203,7 +203,7 @@ impl Index {
             .collect();
         for (key, object) in fresh {
             if self.objects.get(&key) != Some(&object) {
-                events.push(Event::Apply(object));
+                events.push(Event::Apply(Box::new(object)));
             }
         }
         events
@@ -345,7 +345,7 @@ mod tests {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n",
         );
         for p in deny.policies {
-            index.handle(Event::Apply(Object::Policy(p)));
+            index.handle(Event::Apply(Box::new(Object::Policy(p))));
         }
         let (_, commit, _) = view.next(&index.cluster(), &options, Default::default());
         let Commit::Delta(t) = commit else {
