@@ -248,8 +248,8 @@ impl<B: Backend> Agent<B> {
             } else {
                 poll
             };
-            if let Some(delivery) = self.source.changes(&self.index, wait) {
-                report(self.commit(delivery));
+            if let Some(done) = self.step(wait) {
+                report(done);
             } else if self.view.last().is_none() {
                 // Start-up was refused (invalid input): try again as the files change.
                 if !self.source.is_watching() {
@@ -257,6 +257,15 @@ impl<B: Backend> Agent<B> {
                 }
             }
         }
+    }
+}
+
+impl<B: Backend> Agent<B> {
+    /// Waits up to `wait` for the source to see a change, and commits it; `None` when nothing
+    /// changed (one turn of [`Agent::run`], for benchmarks and tests).
+    pub fn step(&mut self, wait: Duration) -> Option<Result<Reconciled, AgentError>> {
+        let delivery = self.source.changes(&self.index, wait)?;
+        Some(self.commit(delivery))
     }
 }
 

@@ -97,13 +97,62 @@ pub struct Generated {
     pub policy_count: usize,
 }
 
-struct PodIps(u32);
+/// How pod addresses are handed out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// As a real cluster assigns them: each node owns /24 blocks of 10.0.0.0/8 in random
+    /// order, so the addresses a policy's peers hold are scattered, not one range.
+    pub scattered_ips: bool,
+}
+
+enum PodIps {
+    /// 10.0.0.1, 10.0.0.2, ... whatever the node.
+    Sequential(u32),
+    /// Per node: its /24 blocks (a random permutation) and how many addresses it used.
+    Scattered {
+        blocks: Vec<u32>,
+        used: Vec<u32>,
+        nodes: usize,
+    },
+}
 
 impl PodIps {
-    fn next(&mut self) -> String {
-        self.0 += 1;
-        let n = self.0;
-        format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+    fn new(options: Options, nodes: usize, rng: &mut Rng) -> Self {
+        if !options.scattered_ips {
+            return PodIps::Sequential(0);
+        }
+        // Two blocks per node (a node rarely fills one), drawn from the 65,536 of 10/8.
+        let mut blocks: Vec<u32> = (0..65_536).collect();
+        for i in (1..blocks.len()).rev() {
+            blocks.swap(i, rng.below(i + 1));
+        }
+        blocks.truncate(2 * nodes);
+        PodIps::Scattered {
+            blocks,
+            used: vec![0; nodes],
+            nodes,
+        }
+    }
+
+    fn next(&mut self, node: usize) -> String {
+        match self {
+            PodIps::Sequential(n) => {
+                *n += 1;
+                let n = *n;
+                format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+            }
+            PodIps::Scattered {
+                blocks,
+                used,
+                nodes,
+            } => {
+                let k = node % *nodes;
+                let u = used[k];
+                used[k] += 1;
+                let block = blocks[k + *nodes * usize::from(u >= 254)];
+                format!("10.{}.{}.{}", block >> 8, block & 255, 1 + u % 254)
+            }
+        }
     }
 }
 
@@ -156,13 +205,23 @@ fn pod_doc(
 
 /// Generates a cluster of the given size from a seed.
 pub fn generate(size: Size, seed: u64) -> Generated {
+    generate_with(size, seed, Options::default())
+}
+
+pub fn generate_with(size: Size, seed: u64, options: Options) -> Generated {
     let mut rng = Rng::new(seed);
     let mut g = Generated::default();
     let mut ns_out = String::from("apiVersion: v1\nkind: NamespaceList\nitems:\n");
     let mut pod_out = String::from("apiVersion: v1\nkind: PodList\nitems:\n");
     let mut pol_out = String::new();
-    let mut ips = PodIps(0);
     let nodes = (size.namespaces * size.deployments_per_namespace * size.replicas / 50).max(2);
+    // The sequential plan draws nothing from `rng`, so the default clusters stay as they were.
+    let mut ips = if options.scattered_ips {
+        let mut own = Rng::new(seed ^ 0x5ca7_7e2e);
+        PodIps::new(options, nodes, &mut own)
+    } else {
+        PodIps::Sequential(0)
+    };
     // Infrastructure namespaces.
     namespace_doc(&mut ns_out, "kube-system", "");
     namespace_doc(&mut ns_out, "ingress-nginx", "");
@@ -173,7 +232,7 @@ pub fn generate(size: Size, seed: u64) -> Generated {
             "kube-system",
             &format!("coredns-{i}"),
             "k8s-app: kube-dns",
-            &ips.next(),
+            &ips.next(i),
             i,
             &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
             None,
@@ -184,7 +243,7 @@ pub fn generate(size: Size, seed: u64) -> Generated {
         "ingress-nginx",
         "controller-0",
         "app.kubernetes.io/name: ingress-nginx",
-        &ips.next(),
+        &ips.next(0),
         0,
         &[("http", 80, "TCP")],
         None,
@@ -194,7 +253,7 @@ pub fn generate(size: Size, seed: u64) -> Generated {
         "monitoring",
         "prometheus-0",
         "app: prometheus",
-        &ips.next(),
+        &ips.next(1),
         1,
         &[("web", 9090, "TCP")],
         None,
@@ -213,13 +272,14 @@ pub fn generate(size: Size, seed: u64) -> Generated {
             roles.push((role, app.clone()));
             for r in 0..size.replicas {
                 let labels = format!("app: {app}, tier: {role}, pod-template-hash: '{hash}'");
+                let node = rng.below(nodes);
                 pod_doc(
                     &mut pod_out,
                     &ns,
                     &format!("{rs}-{r}"),
                     &labels,
-                    &ips.next(),
-                    rng.below(nodes),
+                    &ips.next(node),
+                    node,
                     ports,
                     Some((&rs, &app)),
                 );

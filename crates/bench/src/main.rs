@@ -32,6 +32,27 @@ enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Pod addresses as a real cluster assigns them (per-node /24 blocks in random order).
+        #[arg(long)]
+        scattered_ips: bool,
+    },
+    /// The live agent on a generated cluster: for each round a new pod manifest is renamed
+    /// into the watched directory, and the time from the rename to the committed dataplane
+    /// change is measured (inotify, load, index, compile, delta). The kernel is a recording
+    /// fake unless --kernel: then run it inside a network namespace of its own
+    /// (`ip netns add bench && ip netns exec bench bulkhead-bench live --kernel ...`).
+    Live {
+        #[arg(long, default_value = "L")]
+        size: String,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        scattered_ips: bool,
+        /// Apply through `nft` (needs root; use a network namespace).
+        #[arg(long)]
+        kernel: bool,
     },
     /// Write a synthetic flow log (Bulkhead JSON lines, about 200 bytes a record) between the
     /// pods of a generated cluster: `--records` lines over `--distinct` 5-tuples.
@@ -65,14 +86,27 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Live {
+            size: name,
+            rounds,
+            seed,
+            scattered_ips,
+            kernel,
+        } => {
+            let s =
+                size(&name).with_context(|| format!("unknown size {name}: use S, M, L or XL"))?;
+            live(s, rounds, seed, scattered_ips, kernel)?;
+        }
         Command::Generate {
             size: name,
             seed,
             out,
+            scattered_ips,
         } => {
             let s =
                 size(&name).with_context(|| format!("unknown size {name}: use S, M, L or XL"))?;
-            let g = generate(s, seed);
+            let g =
+                bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
             std::fs::create_dir_all(out.join("policies"))?;
             std::fs::write(out.join("namespaces.yaml"), &g.namespaces)?;
             std::fs::write(out.join("pods.yaml"), &g.pods)?;
@@ -278,5 +312,124 @@ fn run(s: Size, seed: u64, queries: usize, map_by: Option<&str>) -> anyhow::Resu
         );
     }
     println!("peak RSS        {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
+
+/// `live`: rename a pod manifest into the agent's directory, time it until committed.
+fn live(
+    s: Size,
+    rounds: usize,
+    seed: u64,
+    scattered_ips: bool,
+    kernel: bool,
+) -> anyhow::Result<()> {
+    use bulkhead_agent::{Agent, AgentConfig};
+    use bulkhead_nft::{Backend, FakeBackend, Mode, NftCli};
+    let g = bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
+    let dir = std::env::temp_dir().join(format!("bulkhead-bench-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("namespaces.yaml"), &g.namespaces)?;
+    std::fs::write(dir.join("pods.yaml"), &g.pods)?;
+    std::fs::write(dir.join("policies.yaml"), &g.policies)?;
+    // The node with pod node-0; every one of its pods on an interface named after it.
+    let snapshot = bulkhead_k8s::load(
+        &[Input::new("pods.yaml", g.pods.clone())],
+        &LoadOptions::default(),
+    );
+    let node = "node-0".to_string();
+    let mut interfaces: std::collections::BTreeMap<String, String> = snapshot
+        .cluster
+        .pods
+        .iter()
+        .filter(|p| p.node.as_deref() == Some(node.as_str()))
+        .enumerate()
+        .map(|(i, p)| (p.key(), format!("bh{i}")))
+        .collect();
+    for r in 0..rounds {
+        interfaces.insert(format!("team-0000/live-{r}"), format!("bhlive{r}"));
+    }
+    let local = interfaces.len();
+    let config = AgentConfig {
+        node: node.clone(),
+        manifests: dir.clone(),
+        interfaces,
+        default_namespace: "default".into(),
+        tighten: false,
+        mode: Mode::Enforce,
+        audit_namespaces: Default::default(),
+        log_denies: false,
+        state_dir: dir.join(".state"),
+        metrics_file: None,
+    };
+    fn run<B: Backend>(
+        mut agent: Agent<B>,
+        dir: &std::path::Path,
+        rounds: usize,
+        scattered: u32,
+    ) -> anyhow::Result<(Duration, Vec<Duration>, Vec<usize>)> {
+        let started = Instant::now();
+        agent
+            .reconcile()
+            .map_err(|e| anyhow::anyhow!("start-up: {e}"))?;
+        let first = started.elapsed();
+        let mut times = Vec::new();
+        let mut sizes = Vec::new();
+        for r in 0..rounds {
+            let pod = format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: live-{r}, namespace: team-0000, labels: {{app: web-0, tier: web}}}}\nspec: {{nodeName: node-0, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: 10.255.{}.{}}}\n",
+                (r as u32 + scattered) / 250,
+                1 + (r as u32 + scattered) % 250
+            );
+            let tmp = dir.join(format!(".live-{r}.tmp"));
+            std::fs::write(&tmp, pod)?;
+            let t = Instant::now();
+            std::fs::rename(&tmp, dir.join(format!("live-{r}.yaml")))?;
+            let done = loop {
+                if let Some(done) = agent.step(Duration::from_secs(30)) {
+                    break done.map_err(|e| anyhow::anyhow!("round {r}: {e}"))?;
+                }
+                if t.elapsed() > Duration::from_secs(60) {
+                    anyhow::bail!("round {r}: the rename was not seen within 60 s");
+                }
+            };
+            times.push(t.elapsed());
+            sizes.push(done.delta_objects.unwrap_or(0));
+        }
+        Ok((first, times, sizes))
+    }
+    let (first, mut times, sizes) = if kernel {
+        run(Agent::new(config, NftCli::default()), &dir, rounds, 0)?
+    } else {
+        run(Agent::new(config, FakeBackend::default()), &dir, rounds, 0)?
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "== live agent, size {} ({} pods, {} policies{}; node-0: {local} local pods), {} ==",
+        s.name,
+        g.pod_count,
+        g.policy_count,
+        if scattered_ips { ", scattered IPs" } else { "" },
+        if kernel {
+            "real nft"
+        } else {
+            "recording fake kernel"
+        }
+    );
+    println!(
+        "start-up (load, index, compile, full table): {:.0} ms",
+        ms(first)
+    );
+    if !times.is_empty() {
+        println!(
+            "pod manifest renamed in -> committed, {} rounds: p50 {:.0} ms, max {:.0} ms; objects per delta: {:?}",
+            times.len(),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1]),
+            sizes
+        );
+    }
     Ok(())
 }
