@@ -52,11 +52,17 @@ pub enum FlowLogError {
 pub struct DenyLog {
     socket: Socket,
     buffer: Vec<u8>,
+    /// Where the agent keeps its rule id table, and the table as last read.
+    state_dir: Option<std::path::PathBuf>,
+    table: crate::rules::RuleTable,
+    table_read: Option<std::time::SystemTime>,
 }
 
 impl DenyLog {
     /// Binds [`DENY_LOG_GROUP`] (needs CAP_NET_ADMIN). Only one reader per group per netns.
-    pub fn open() -> Result<Self, FlowLogError> {
+    /// `state_dir`: where the agent writes its rule id table (records are named by it, and by
+    /// the names in their prefix where it has no entry).
+    pub fn open(state_dir: Option<&std::path::Path>) -> Result<Self, FlowLogError> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
         // Room for bursts: a lagging reader drops records, not packets.
@@ -64,6 +70,9 @@ impl DenyLog {
         let mut log = Self {
             socket,
             buffer: vec![0; 65536],
+            state_dir: state_dir.map(std::path::Path::to_path_buf),
+            table: crate::rules::RuleTable::default(),
+            table_read: None,
         };
         log.configure(vec![
             ConfigCmd::Bind.into(),
@@ -97,6 +106,16 @@ impl DenyLog {
     /// Blocks until the kernel delivers records; returns Bulkhead's deny records among them.
     pub fn next_batch(&mut self) -> Result<Vec<DenyRecord>, FlowLogError> {
         let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
+        // The agent rewrites the table after each commit: read it again when it changed.
+        if let Some(dir) = &self.state_dir {
+            let modified = std::fs::metadata(crate::rules::RuleTable::path(dir))
+                .and_then(|m| m.modified())
+                .ok();
+            if modified != self.table_read {
+                self.table = crate::rules::RuleTable::load(dir);
+                self.table_read = modified;
+            }
+        }
         let mut out = Vec::new();
         let mut offset = 0;
         while offset < size {
@@ -110,7 +129,7 @@ impl DenyLog {
                 inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
                 ..
             }) = &message.payload
-                && let Some(record) = record(nlas)
+                && let Some(record) = record(nlas, &self.table)
             {
                 out.push(record);
             }
@@ -124,7 +143,7 @@ impl DenyLog {
 }
 
 /// A deny record from one NFLOG packet's attributes; `None` for records that are not ours.
-pub fn record(nlas: &[PacketNla]) -> Option<DenyRecord> {
+pub fn record(nlas: &[PacketNla], table: &crate::rules::RuleTable) -> Option<DenyRecord> {
     let mut prefix = None;
     let mut payload = None;
     for nla in nlas {
@@ -134,14 +153,31 @@ pub fn record(nlas: &[PacketNla]) -> Option<DenyRecord> {
             _ => {}
         }
     }
-    let (audit, endpoint, rule) = parse_deny_log_prefix(prefix?)?;
-    let (direction, pod) = endpoint.split_once(" of ")?;
+    let parsed = parse_deny_log_prefix(prefix?)?;
+    // The id table names the rule whatever its length; the names in the prefix (possibly cut
+    // to the kernel's 127 bytes) are the fallback.
+    let (direction, pod, rule) = match parsed.id.and_then(|id| table.get(id)) {
+        Some(identity) => (
+            identity.direction.clone(),
+            identity.pod.clone(),
+            identity.rule.clone(),
+        ),
+        None => {
+            let (direction, pod) = parsed.endpoint.split_once(" of ")?;
+            (
+                direction.to_string(),
+                pod.to_string(),
+                parsed.rule.to_string(),
+            )
+        }
+    };
+    let audit = parsed.audit;
     let header = ip_header(payload?)?;
     Some(DenyRecord {
         audit,
-        direction: direction.to_string(),
-        pod: pod.to_string(),
-        rule: rule.to_string(),
+        direction,
+        pod,
+        rule,
         src: header.src,
         dst: header.dst,
         protocol: header.protocol,
@@ -216,6 +252,39 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_a_cut_prefix_is_named_by_its_id() {
+        // A 253-character pod name: the prefix holds the id and the start of the names only.
+        let pod = format!("x/{}", "p".repeat(253));
+        let endpoint = format!("ingress of {pod}");
+        let id = bulkhead_nft::ruleset::rule_id(&endpoint, "end of tier default");
+        let prefix: String = format!("bh:D:{id}:{endpoint}:end of tier default")
+            .chars()
+            .take(127)
+            .collect();
+        let nlas = vec![
+            PacketNla::Prefix(CString::new(prefix).expect("no nul")),
+            PacketNla::Payload(tcp_syn_v4([10, 77, 0, 1], [10, 77, 0, 2], 80)),
+        ];
+        let mut table = crate::rules::RuleTable::default();
+        table.merge(std::collections::BTreeMap::from([(
+            id.clone(),
+            bulkhead_nft::ruleset::RuleIdentity {
+                direction: "ingress".into(),
+                pod: pod.clone(),
+                rule: "end of tier default".into(),
+            },
+        )]));
+        let r = record(&nlas, &table).expect("ours");
+        assert_eq!(r.pod, pod, "the whole name, from the table");
+        assert_eq!(r.rule, "end of tier default");
+        let without = record(&nlas, &crate::rules::RuleTable::default()).expect("still ours");
+        assert!(
+            pod.starts_with(&without.pod),
+            "without the table: the cut name"
+        );
+    }
+
+    #[test]
     fn a_record_names_pod_direction_rule_and_flow() {
         let nlas = vec![
             PacketNla::Prefix(
@@ -224,7 +293,7 @@ mod tests {
             ),
             PacketNla::Payload(tcp_syn_v4([10, 77, 0, 1], [10, 77, 0, 2], 80)),
         ];
-        let r = record(&nlas).expect("ours");
+        let r = record(&nlas, &crate::rules::RuleTable::default()).expect("ours");
         assert!(r.audit);
         assert_eq!(
             (r.direction.as_str(), r.pod.as_str(), r.rule.as_str()),
@@ -241,12 +310,12 @@ mod tests {
             PacketNla::Prefix(CString::new("calico-deny").expect("no nul")),
             PacketNla::Payload(tcp_syn_v4([1, 1, 1, 1], [2, 2, 2, 2], 80)),
         ];
-        assert!(record(&other).is_none());
+        assert!(record(&other, &crate::rules::RuleTable::default()).is_none());
         let short = vec![
             PacketNla::Prefix(CString::new("bh:D:egress of x/a:end of tier default").expect("")),
             PacketNla::Payload(vec![0x45, 0, 0]),
         ];
-        assert!(record(&short).is_none());
+        assert!(record(&short, &crate::rules::RuleTable::default()).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod flowlog;
 pub mod interfaces;
 pub mod metrics;
 pub mod reconcile;
+pub mod rules;
 pub mod source;
 
 pub use reconcile::{Agent, AgentConfig, AgentError, Reconciled};

@@ -20,7 +20,9 @@ struct DenyLabels {
 }
 
 /// The exposition text for `state` (`None`: no Bulkhead table on the node).
-pub fn render(state: Option<&TableState>) -> String {
+/// `table` names the counters by their rule ids (the names in the kernel's comments may be
+/// cut); where it has no entry, the comment's names are used.
+pub fn render(state: Option<&TableState>, table: &crate::rules::RuleTable) -> String {
     let mut registry = Registry::with_prefix("bulkhead");
     let installed = Gauge::<i64>::default();
     let audit = Gauge::<i64>::default();
@@ -57,12 +59,17 @@ pub fn render(state: Option<&TableState>) -> String {
         audit.set(i64::from(state.audit));
         break_glass.set(i64::from(state.break_glass));
         for d in &state.denies {
-            let (namespace, pod) = d.pod.split_once('/').unwrap_or(("", &d.pod));
+            let named = d.id.as_deref().and_then(|id| table.get(id));
+            let (direction, full_pod, rule) = match named {
+                Some(identity) => (&identity.direction, &identity.pod, &identity.rule),
+                None => (&d.direction, &d.pod, &d.rule),
+            };
+            let (namespace, pod) = full_pod.split_once('/').unwrap_or(("", full_pod));
             let labels = DenyLabels {
-                direction: d.direction.clone(),
+                direction: direction.clone(),
                 namespace: namespace.to_string(),
                 pod: pod.to_string(),
-                rule: d.rule.clone(),
+                rule: rule.clone(),
                 audit: (state.audit || d.audit).to_string(),
             };
             // The same rule can appear in several tier chains of one pod: sum them.
@@ -87,6 +94,7 @@ mod tests {
             audit: true,
             break_glass: false,
             denies: vec![DenyCounter {
+                id: None,
                 direction: "ingress".into(),
                 pod: "x/server".into(),
                 rule: "end of tier default".into(),
@@ -95,7 +103,7 @@ mod tests {
                 bytes: 420,
             }],
         };
-        let text = render(Some(&state));
+        let text = render(Some(&state), &crate::rules::RuleTable::default());
         assert!(text.contains("bulkhead_audit_mode 1"), "{text}");
         assert!(text.contains("bulkhead_break_glass 0"), "{text}");
         assert!(
@@ -112,7 +120,7 @@ mod tests {
 
     #[test]
     fn no_table_says_so() {
-        let text = render(None);
+        let text = render(None, &crate::rules::RuleTable::default());
         assert!(text.contains("bulkhead_table_installed 0"), "{text}");
         assert!(!text.contains("bulkhead_denied_packets_total{"), "{text}");
     }

@@ -88,6 +88,7 @@ impl<B: Backend> Agent<B> {
             LoadOptions {
                 default_namespace: config.default_namespace.clone(),
             },
+            vec![config.state_dir.clone()],
         );
         Self {
             config,
@@ -160,7 +161,18 @@ impl<B: Backend> Agent<B> {
                 let engine = Engine::new(&cluster, EngineOptions::for_cluster(&cluster));
                 cut = tighten(&engine);
             }
+            // The id table names what the kernel now reports by id. The kernel has the
+            // ruleset either way; a table that cannot be written is reported, and the names
+            // in the rules' comments are the fallback.
+            let mut table = crate::rules::RuleTable::load(&self.config.state_dir);
+            let table_changed = table.merge(ruleset.rule_table());
             self.view.committed(ruleset);
+            if table_changed && let Err(e) = table.save(&self.config.state_dir) {
+                return Err(AgentError::State(format!(
+                    "the rule id table {}: {e}",
+                    crate::rules::RuleTable::path(&self.config.state_dir).display()
+                )));
+            }
         }
         Ok(Reconciled {
             applied: changed,
@@ -199,7 +211,11 @@ impl<B: Backend> Agent<B> {
 
     /// Prometheus exposition of the table's state (deny counters, audit, break-glass).
     pub fn metrics(&mut self) -> Result<String, AgentError> {
-        Ok(crate::metrics::render(self.backend.state()?.as_ref()))
+        let table = crate::rules::RuleTable::load(&self.config.state_dir);
+        Ok(crate::metrics::render(
+            self.backend.state()?.as_ref(),
+            &table,
+        ))
     }
 
     /// Writes [`Agent::metrics`] to `path` atomically (a scraper never sees half a file).
@@ -385,15 +401,27 @@ mod tests {
             !a.backend.applied[1].contains("delete table"),
             "the table (and its counters) stays"
         );
+        let id = bulkhead_nft::ruleset::rule_id("ingress of x/a", "end of tier default");
         assert!(
-            a.backend.applied[1].contains(
-                "counter meta nfproto vmap @deny_verdict comment \"ingress of x/a: end of tier default\""
-            )
+            a.backend.applied[1].contains(&format!(
+                "counter meta nfproto vmap @deny_verdict comment \"bh:{id} ingress of x/a: end of tier default\""
+            )),
+            "{}",
+            a.backend.applied[1]
         );
         assert!(
-            a.backend.applied[1]
-                .contains("log group 7 prefix \"bh:D:ingress of x/a:end of tier default\""),
-            "denies are logged with the pod and rule"
+            a.backend.applied[1].contains(&format!(
+                "log group 7 prefix \"bh:D:{id}:ingress of x/a:end of tier default\""
+            )),
+            "denies are logged with their id, pod and rule"
+        );
+        // The id table names the rule for `agent flows` and `agent metrics`.
+        let table = crate::rules::RuleTable::load(&a.config.state_dir);
+        assert_eq!(
+            table
+                .get(&id)
+                .map(|r| (r.direction.as_str(), r.pod.as_str(), r.rule.as_str())),
+            Some(("ingress", "x/a", "end of tier default"))
         );
         write(
             &dir,

@@ -48,6 +48,8 @@ pub struct DirectorySource {
     )>,
     /// For the polling fallback: size and modification time per file.
     seen: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+    /// Directories under `dir` that are not manifests (the agent's own state directory).
+    ignored: Vec<PathBuf>,
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -63,7 +65,9 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 impl DirectorySource {
-    pub fn new(dir: PathBuf, options: LoadOptions) -> Self {
+    /// Watches `dir`; paths under `ignored` (the agent's state directory, when it lies inside
+    /// the manifests) are never read as manifests.
+    pub fn new(dir: PathBuf, options: LoadOptions, ignored: Vec<PathBuf>) -> Self {
         let watch = (|| {
             let (tx, rx) = channel();
             let mut watcher = notify::recommended_watcher(tx).ok()?;
@@ -76,7 +80,12 @@ impl DirectorySource {
             good: BTreeMap::new(),
             watch,
             seen: Vec::new(),
+            ignored,
         }
+    }
+
+    fn wanted(&self, path: &Path) -> bool {
+        is_manifest(path) && !self.ignored.iter().any(|i| path.starts_with(i))
     }
 
     /// Whether changes are seen through inotify (otherwise by polling).
@@ -92,7 +101,7 @@ impl DirectorySource {
                 self.good.remove(path);
                 continue;
             }
-            if !is_manifest(path) {
+            if !self.wanted(path) {
                 continue;
             }
             let (inputs, io) = bulkhead_k8s::read_paths(std::slice::from_ref(path));
@@ -136,7 +145,7 @@ impl DirectorySource {
         let mut out: Vec<PathBuf> = fingerprint(&self.dir)
             .into_iter()
             .map(|(p, _, _)| p)
-            .filter(|p| is_manifest(p))
+            .filter(|p| self.wanted(p))
             .collect();
         out.extend(self.good.keys().cloned());
         out.sort();
@@ -343,7 +352,7 @@ mod tests {
     fn a_file_open_for_writing_is_not_read_until_closed_and_a_broken_one_keeps_its_last_version() {
         let dir = temp("watch");
         std::fs::write(dir.join("ns.yaml"), NS).expect("write");
-        let mut source = DirectorySource::new(dir.clone(), LoadOptions::default());
+        let mut source = DirectorySource::new(dir.clone(), LoadOptions::default(), Vec::new());
         assert!(source.is_watching(), "inotify is available here");
         let mut index = Index::new();
         let first = source.resync(&index);

@@ -1,12 +1,15 @@
 //! Reading the table's state back: per-rule deny counters and the two mode maps, from `nft -j`
-//! output. The deny rules' comments name their endpoint and rule (`ingress of x/a: NetworkPolicy
-//! x/web ingress[0]`), so counters need no side table.
+//! output. A deny rule's comment carries its typed id and, for people, its names (`bh:<id>
+//! ingress of x/a: NetworkPolicy x/web ingress[0]`, cut to fit); the agent's id table names a
+//! counter whatever the length of the names.
 
 use serde_json::Value;
 
 /// Packets a deny rule dropped (or, in audit mode, let through as would-deny).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DenyCounter {
+    /// The typed rule id, when the table carries one.
+    pub id: Option<String>,
     /// `ingress` or `egress`.
     pub direction: String,
     /// `ns/name`.
@@ -44,7 +47,9 @@ pub fn deny_counters(table_json: &str) -> Result<Vec<DenyCounter>, serde_json::E
         let Some(counter) = exprs.iter().find_map(|e| e.get("counter")) else {
             continue;
         };
-        let Some((endpoint, name)) = rule["comment"].as_str().and_then(|c| c.split_once(": "))
+        let Some((id, endpoint, name)) = rule["comment"]
+            .as_str()
+            .and_then(crate::render::parse_deny_comment)
         else {
             continue;
         };
@@ -55,6 +60,7 @@ pub fn deny_counters(table_json: &str) -> Result<Vec<DenyCounter>, serde_json::E
             continue;
         }
         out.push(DenyCounter {
+            id: id.map(str::to_string),
             direction: direction.to_string(),
             pod: pod.to_string(),
             rule: name.to_string(),
@@ -91,7 +97,7 @@ mod tests {
           {"rule": {"chain": "in_0_t1", "comment": "ingress of x/a: end of tier default",
             "expr": [{"counter": {"packets": 12, "bytes": 720}},
                      {"vmap": {"key": {"meta": {"key": "nfproto"}}, "data": "@deny_verdict"}}]}},
-          {"rule": {"chain": "in_1_t0", "comment": "ingress of y/b: NetworkPolicy y/web ingress[0]",
+          {"rule": {"chain": "in_1_t0", "comment": "bh:00112233445566aa ingress of y/b: NetworkPolicy y/web ingress[0]",
             "expr": [{"counter": {"packets": 2, "bytes": 120}}, {"return": null}]}},
           {"rule": {"chain": "eg_0", "comment": "anti-spoofing x/a",
             "expr": [{"counter": {"packets": 3, "bytes": 180}}, {"drop": null}]}},
@@ -102,6 +108,7 @@ mod tests {
             deny_counters(json).expect("json"),
             vec![
                 DenyCounter {
+                    id: None,
                     direction: "ingress".into(),
                     pod: "x/a".into(),
                     rule: "end of tier default".into(),
@@ -110,6 +117,7 @@ mod tests {
                     bytes: 720,
                 },
                 DenyCounter {
+                    id: Some("00112233445566aa".into()),
                     direction: "ingress".into(),
                     pod: "y/b".into(),
                     rule: "NetworkPolicy y/web ingress[0]".into(),

@@ -4,7 +4,7 @@
 
 use crate::ruleset::{
     Chain, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side, TABLE,
-    Verdict,
+    Verdict, rule_id,
 };
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
@@ -28,12 +28,20 @@ fn range(r: PortRange) -> String {
     }
 }
 
+/// Quoted for nft, at most `max` *bytes* (nft's limits count bytes: a comment of 60 non-ASCII
+/// letters cut by characters made it refuse the whole transaction), cut at a character
+/// boundary.
 fn quote(text: &str, max: usize) -> String {
-    let clean: String = text
+    let mut clean = String::with_capacity(max.min(text.len()));
+    for c in text
         .chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .take(max)
-        .collect();
+    {
+        if clean.len() + c.len_utf8() > max {
+            break;
+        }
+        clean.push(c);
+    }
     format!("\"{clean}\"")
 }
 
@@ -217,11 +225,19 @@ pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
             .collect();
         let denies = matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny);
         let comment = if denies {
-            // Deny rules name their endpoint too: `bulkhead agent metrics` reads the
-            // counters back by comment (nft's JSON drops chain comments).
+            // Deny rules carry their typed id first (the agent's id table names it, whatever
+            // the length of the names), then the names for a person reading the table, cut
+            // to what fits. `bulkhead agent metrics` reads the counters back by it.
             format!(
                 " comment {}",
-                quote(&format!("{endpoint}: {}", rule.comment), 127)
+                quote(
+                    &format!(
+                        "bh:{} {endpoint}: {}",
+                        rule_id(endpoint, &rule.comment),
+                        rule.comment
+                    ),
+                    127
+                )
             )
         } else if rule.comment.is_empty() {
             String::new()
@@ -318,27 +334,64 @@ fn render_match(ruleset: &Ruleset, m: &Match) -> String {
     }
 }
 
-/// The NFLOG prefix of a deny: `bh:<D|A>:<endpoint chain comment>:<rule>`, where `A` marks an
-/// audit-mode "would deny". [`parse_deny_log_prefix`] reads it back.
+/// The NFLOG prefix of a deny: `bh:<D|A>:<rule id>:<endpoint chain comment>:<rule>`, where
+/// `A` marks an audit-mode "would deny"; the names after the id may be cut to fit.
+/// [`parse_deny_log_prefix`] reads it back.
 fn deny_log_prefix(ruleset: &Ruleset, audited: bool, endpoint: &str, rule: &str) -> String {
     let mode = match ruleset.enforcement.mode {
         Mode::Enforce if !audited => 'D',
         _ => 'A',
     };
-    format!("bh:{mode}:{endpoint}:{rule}")
+    format!("bh:{mode}:{}:{endpoint}:{rule}", rule_id(endpoint, rule))
 }
 
-/// A deny log record's prefix, read back: (would-deny only, `egress of ns/pod`, rule).
-pub fn parse_deny_log_prefix(prefix: &str) -> Option<(bool, &str, &str)> {
+/// A deny log prefix, read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyPrefix<'a> {
+    /// Would-deny only (audit).
+    pub audit: bool,
+    /// The typed rule id (absent in records of an agent before ids).
+    pub id: Option<&'a str>,
+    /// `egress of ns/pod`, possibly cut.
+    pub endpoint: &'a str,
+    /// The rule's name, possibly cut.
+    pub rule: &'a str,
+}
+
+fn is_rule_id(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub fn parse_deny_log_prefix(prefix: &str) -> Option<DenyPrefix<'_>> {
     let rest = prefix.strip_prefix("bh:")?;
     let (mode, rest) = rest.split_once(':')?;
-    let (endpoint, rule) = rest.split_once(':')?;
     let audit = match mode {
         "D" => false,
         "A" => true,
         _ => return None,
     };
-    Some((audit, endpoint, rule))
+    let (id, rest) = match rest.split_once(':') {
+        Some((id, rest)) if is_rule_id(id) => (Some(id), rest),
+        _ => (None, rest),
+    };
+    let (endpoint, rule) = rest.split_once(':').unwrap_or((rest, ""));
+    Some(DenyPrefix {
+        audit,
+        id,
+        endpoint,
+        rule,
+    })
+}
+
+/// A deny rule's comment, read back: (rule id, `ingress of ns/pod`, rule), the names possibly
+/// cut; the id is absent in a table written before ids.
+pub fn parse_deny_comment(comment: &str) -> Option<(Option<&str>, &str, &str)> {
+    let (id, rest) = match comment.strip_prefix("bh:").and_then(|r| r.split_once(' ')) {
+        Some((id, rest)) if is_rule_id(id) => (Some(id), rest),
+        _ => (None, comment),
+    };
+    let (endpoint, rule) = rest.split_once(": ").unwrap_or((rest, ""));
+    Some((id, endpoint, rule))
 }
 
 /// The transaction that turns break-glass on (every packet accepted before any policy runs) or
@@ -365,16 +418,55 @@ mod tests {
 
     #[test]
     fn deny_log_prefixes_read_back() {
+        let id = rule_id("ingress of x/web", "NetworkPolicy x/web ingress[0]");
         assert_eq!(
-            parse_deny_log_prefix("bh:A:ingress of x/web:NetworkPolicy x/web ingress[0]"),
-            Some((true, "ingress of x/web", "NetworkPolicy x/web ingress[0]"))
+            parse_deny_log_prefix(&format!(
+                "bh:A:{id}:ingress of x/web:NetworkPolicy x/web ingress[0]"
+            )),
+            Some(DenyPrefix {
+                audit: true,
+                id: Some(id.as_str()),
+                endpoint: "ingress of x/web",
+                rule: "NetworkPolicy x/web ingress[0]"
+            })
         );
+        // Written before ids, and cut in the middle of the names: still read.
         assert_eq!(
             parse_deny_log_prefix("bh:D:egress of x/a:end of tier default"),
-            Some((false, "egress of x/a", "end of tier default"))
+            Some(DenyPrefix {
+                audit: false,
+                id: None,
+                endpoint: "egress of x/a",
+                rule: "end of tier default"
+            })
+        );
+        assert_eq!(
+            parse_deny_log_prefix(&format!("bh:D:{id}:egress of x/aaaa")).map(|p| p.id),
+            Some(Some(id.as_str()))
         );
         assert_eq!(parse_deny_log_prefix("bh:X:a:b"), None);
         assert_eq!(parse_deny_log_prefix("other"), None);
+        assert_eq!(
+            parse_deny_comment(&format!("bh:{id} ingress of x/web: end of tier default")),
+            Some((Some(id.as_str()), "ingress of x/web", "end of tier default"))
+        );
+        assert_eq!(
+            parse_deny_comment("ingress of x/web: end of tier default"),
+            Some((None, "ingress of x/web", "end of tier default"))
+        );
+    }
+
+    #[test]
+    fn quoted_text_is_cut_by_bytes_at_a_character_boundary() {
+        let name = "ж".repeat(60);
+        let quoted = quote(&name, 120);
+        assert_eq!(quoted.len(), 120 + 2, "{quoted}");
+        assert_eq!(
+            quote(&format!("a{name}"), 120).len(),
+            119 + 2,
+            "never half a letter"
+        );
+        assert_eq!(quote("a\"b\\c\u{7}d", 10), "\"abcd\"");
     }
 
     #[test]

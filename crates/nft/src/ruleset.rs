@@ -183,3 +183,49 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     }
     hash
 }
+
+/// Who a deny rule belongs to: what flow logs and metrics name.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleIdentity {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// `ns/name`.
+    pub pod: String,
+    /// `NetworkPolicy x/web ingress[0]`, `end of tier default`, ...
+    pub rule: String,
+}
+
+/// The identity a deny rule carries into the kernel (its comment and log prefix): 16 hex
+/// digits of a hash of its pod, direction and rule, the same in every process and release.
+/// Names never have to fit into the kernel's 127 bytes; the id -> name table does the naming.
+pub fn rule_id(endpoint: &str, rule: &str) -> String {
+    format!(
+        "{:016x}",
+        stable_hash(format!("{endpoint}\n{rule}").as_bytes())
+    )
+}
+
+impl Ruleset {
+    /// Every deny rule's id with its identity.
+    pub fn rule_table(&self) -> BTreeMap<String, RuleIdentity> {
+        let mut out = BTreeMap::new();
+        for chain in &self.chains {
+            let Some((direction, pod)) = chain.endpoint.split_once(" of ") else {
+                continue;
+            };
+            for rule in &chain.rules {
+                if matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny) {
+                    out.insert(
+                        rule_id(&chain.endpoint, &rule.comment),
+                        RuleIdentity {
+                            direction: direction.to_string(),
+                            pod: pod.to_string(),
+                            rule: rule.comment.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -178,7 +178,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             output,
             count,
             duration,
-        }) => return flows(*output, *count, *duration),
+        }) => return flows(*output, *count, *duration, &args.state_dir),
         Some(AgentAction::Metrics { output }) => {
             let mut agent = table_agent(&args.state_dir);
             match output {
@@ -238,9 +238,11 @@ fn flows(
     output: FlowsOutput,
     count: Option<usize>,
     duration: Option<f64>,
+    state_dir: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     use bulkhead_agent::flowlog::{DenyLog, DenyRecord};
-    let mut log = DenyLog::open().context("opening the NFLOG deny group (needs root)")?;
+    let mut log =
+        DenyLog::open(Some(state_dir)).context("opening the NFLOG deny group (needs root)")?;
     eprintln!(
         "listening for deny records on NFLOG group {}",
         bulkhead_nft::ruleset::DENY_LOG_GROUP
