@@ -7,6 +7,7 @@
 //! `bulkhead-engine`, rule text from `bulkhead-nft`; the agent only wires them together.
 
 pub mod conntrack;
+pub mod files;
 pub mod flowlog;
 pub mod interfaces;
 pub mod metrics;

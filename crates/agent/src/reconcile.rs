@@ -193,9 +193,9 @@ impl<B: Backend> Agent<B> {
         let marker = self.config.break_glass_marker();
         if on {
             std::fs::create_dir_all(&self.config.state_dir)
-                .and_then(|()| std::fs::write(&marker, b"on\n"))
+                .and_then(|()| crate::files::write_by_rename(&marker, b"on\n"))
                 .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
-        } else if marker.exists() {
+        } else if std::fs::symlink_metadata(&marker).is_ok() {
             std::fs::remove_file(&marker)
                 .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
         }
@@ -221,9 +221,7 @@ impl<B: Backend> Agent<B> {
     /// Writes [`Agent::metrics`] to `path` atomically (a scraper never sees half a file).
     pub fn write_metrics(&mut self, path: &std::path::Path) -> Result<(), AgentError> {
         let text = self.metrics()?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
+        crate::files::write_by_rename(path, text.as_bytes())
             .map_err(|e| AgentError::State(format!("{}: {e}", path.display())))
     }
 

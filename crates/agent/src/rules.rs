@@ -6,7 +6,6 @@
 
 use bulkhead_nft::ruleset::RuleIdentity;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "rules.json";
@@ -57,18 +56,8 @@ impl RuleTable {
     /// temporary file is created new (never through an existing file or symlink).
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(state_dir)?;
-        let path = Self::path(state_dir);
-        let tmp = state_dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
         let text = serde_json::to_vec(&self.rules).map_err(std::io::Error::other)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
+        crate::files::write_by_rename(&Self::path(state_dir), &text)
     }
 
     /// The identity behind a rule id.

@@ -194,7 +194,26 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             "audit mode: denied connections are let through and logged as would-deny (not enforced)"
         );
     }
-    let mut agent = Agent::new(config(args)?, NftCli::default());
+    let config = config(args)?;
+    // Root trusts nothing others can write, and one agent owns the node's table.
+    for (dir, what) in [
+        (Some(config.manifests.as_path()), "manifest directory"),
+        (Some(config.state_dir.as_path()), "state directory"),
+        (
+            config
+                .metrics_file
+                .as_deref()
+                .and_then(std::path::Path::parent),
+            "metrics directory",
+        ),
+    ] {
+        if let Some(dir) = dir {
+            bulkhead_agent::files::refuse_writable_by_others(dir, what)
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    let _lock = bulkhead_agent::files::lock(&config.state_dir).map_err(anyhow::Error::msg)?;
+    let mut agent = Agent::new(config, NftCli::default());
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
         Ok(done) => {
             for problem in &done.rejected {
