@@ -41,6 +41,9 @@ pub struct DirectorySource {
     options: LoadOptions,
     /// Path -> the last text of it that loaded without an error.
     good: BTreeMap<PathBuf, String>,
+    /// Path -> the objects of that text lowered on its own, and whether it holds workloads
+    /// (whose pods depend on objects in other files).
+    lowered: BTreeMap<PathBuf, (Vec<bulkhead_index::Object>, bool)>,
     /// `None` when inotify is not available: then the directory is compared every poll.
     watch: Option<(
         notify::RecommendedWatcher,
@@ -78,6 +81,7 @@ impl DirectorySource {
             dir,
             options,
             good: BTreeMap::new(),
+            lowered: BTreeMap::new(),
             watch,
             seen: Vec::new(),
             ignored,
@@ -99,6 +103,7 @@ impl DirectorySource {
         for path in paths {
             if !path.exists() {
                 self.good.remove(path);
+                self.lowered.remove(path);
                 continue;
             }
             if !self.wanted(path) {
@@ -134,6 +139,11 @@ impl DirectorySource {
                     first.message
                 )),
                 None => {
+                    let workloads = WORKLOAD_KINDS
+                        .iter()
+                        .any(|k| alone.object_counts.contains_key(*k));
+                    self.lowered
+                        .insert(path.clone(), (objects_of(&alone.cluster), workloads));
                     self.good.insert(path.clone(), input.text);
                 }
             }
@@ -156,6 +166,12 @@ impl DirectorySource {
     /// The good texts, loaded together, as the events that bring `index` to them. A load
     /// that fails across files (a duplicate object, ...) changes nothing and is reported.
     fn deliver(&self, index: &Index, mut rejected: Vec<String>) -> Delivery {
+        if let Some(objects) = self.files_apart() {
+            return Delivery {
+                events: index.events_towards(objects),
+                rejected,
+            };
+        }
         let inputs: Vec<Input> = self
             .good
             .iter()
@@ -188,6 +204,42 @@ impl DirectorySource {
         }
     }
 }
+
+impl DirectorySource {
+    /// Every file's objects, lowered file by file, when that is exactly what lowering them
+    /// together gives: no file holds workloads (a template stands for its pods only while no
+    /// live pod of it exists, and a ReplicaSet names its pods' Deployment, across files), and
+    /// no object is in two files (the loader reports that). Then a change costs the changed
+    /// file, not every file.
+    fn files_apart(&self) -> Option<Vec<bulkhead_index::Object>> {
+        if self.lowered.values().any(|(_, workloads)| *workloads) {
+            return None;
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (objects, _) in self.lowered.values() {
+            for object in objects {
+                // An object in two files goes through the loader, which decides (and says)
+                // which one counts.
+                if !keys.insert(object.key()) {
+                    return None;
+                }
+                out.push(object.clone());
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The kinds whose pods depend on objects in other files.
+const WORKLOAD_KINDS: [&str; 6] = [
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+];
 
 impl Source for DirectorySource {
     fn resync(&mut self, index: &Index) -> Delivery {
@@ -411,6 +463,71 @@ mod tests {
             .expect("removal seen");
         assert_eq!(apply(&mut index, delivery), 1);
         assert!(index.cluster().namespace("y").is_none_or(|n| !n.defined));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod apart {
+    use super::*;
+
+    const FILES: [(&str, &str); 4] = [
+        (
+            "ns.yaml",
+            "apiVersion: v1\nkind: NamespaceList\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: shop, labels: {team: a}}\n",
+        ),
+        (
+            "pods.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-5d8f7c-x1\n  namespace: shop\n  labels: {app: web, pod-template-hash: 5d8f7c}\n  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f7c, uid: u1, controller: true}]\nspec: {nodeName: n1, containers: [{name: c, image: i, ports: [{name: http, containerPort: 8080}]}]}\nstatus: {podIP: 10.0.0.5}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db-0, namespace: other, labels: {app: db}}\nspec: {nodeName: n2, containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.0.6}\n",
+        ),
+        (
+            "np.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: a}}}], ports: [{port: http}]}]\n",
+        ),
+        (
+            "calico.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: deny-db}\nspec:\n  order: 10\n  selector: app == 'db'\n  types: [Ingress]\n  ingress: [{action: Deny, source: {selector: app == 'web'}}]\n",
+        ),
+    ];
+
+    fn sorted(mut objects: Vec<bulkhead_index::Object>) -> Vec<String> {
+        objects.sort_by_key(bulkhead_index::Object::key);
+        objects.iter().map(|o| format!("{o:?}")).collect()
+    }
+
+    #[test]
+    fn files_lowered_apart_give_what_the_loader_gives_together() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-apart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (name, text) in FILES {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        let mut source = DirectorySource::new(dir.clone(), LoadOptions::default(), Vec::new());
+        let index = Index::new();
+        let delivery = source.resync(&index);
+        assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
+        let apart = source.files_apart().expect("no workloads, no duplicates");
+        let inputs: Vec<Input> = FILES
+            .iter()
+            .map(|(n, t)| Input::new(dir.join(n).display().to_string(), *t))
+            .collect();
+        let together = bulkhead_k8s::load(&inputs, &LoadOptions::default());
+        assert_eq!(together.error_count(), 0);
+        assert_eq!(sorted(apart), sorted(objects_of(&together.cluster)));
+        // A workload anywhere: the files are lowered together again.
+        std::fs::write(
+            dir.join("deploy.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\nspec:\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec: {containers: [{name: c, image: i}]}\n",
+        )
+        .expect("write");
+        source.resync(&index);
+        assert!(source.files_apart().is_none());
+        // The same object in two files: the loader decides.
+        std::fs::remove_file(dir.join("deploy.yaml")).expect("rm");
+        std::fs::write(dir.join("np-copy.yaml"), FILES[2].1).expect("write");
+        source.resync(&index);
+        assert!(source.files_apart().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
