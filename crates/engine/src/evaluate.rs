@@ -57,6 +57,9 @@ pub struct Engine<'c> {
     /// The same pipeline with staged policies applied, when there are any (CAL-STG-1).
     staged: Option<Pipeline<'c>>,
     ip_owners: HashMap<IpAddr, Endpoint>,
+    /// Known endpoint addresses and their set, for the dataplane programs.
+    pub(crate) known_cache:
+        std::sync::OnceLock<(Vec<(IpAddr, Endpoint)>, bulkhead_model::AddrRanges)>,
 }
 
 impl<'c> Engine<'c> {
@@ -89,6 +92,7 @@ impl<'c> Engine<'c> {
             pipeline,
             staged,
             ip_owners,
+            known_cache: std::sync::OnceLock::new(),
         }
     }
 

@@ -65,6 +65,17 @@ pub enum PortMatch {
 }
 
 impl Engine<'_> {
+    /// Addresses of known endpoints and their set, computed once per engine (every program
+    /// of every pod needs them).
+    fn known(&self) -> (&[(IpAddr, Endpoint)], &AddrRanges) {
+        let (list, set) = self.known_cache.get_or_init(|| {
+            let list = self.known_addresses();
+            let set = AddrRanges::from_addrs(list.iter().map(|(ip, _)| *ip));
+            (list, set)
+        });
+        (list, set)
+    }
+
     /// Addresses of known endpoints: pod endpoints (not hostNetwork) and nodes.
     fn known_addresses(&self) -> Vec<(IpAddr, Endpoint)> {
         let cluster = self.cluster();
@@ -84,11 +95,7 @@ impl Engine<'_> {
     pub fn program(&self, pod: usize, direction: Direction) -> DirectionProgram {
         let pipeline = self.pipeline();
         let applying = &pipeline.applying[pod][direction_index(direction)];
-        let known = self.known_addresses();
-        let mut known_set = AddrRanges::empty();
-        for (ip, _) in &known {
-            known_set = known_set.union(&AddrRanges::from_addr(*ip));
-        }
+        let (known, known_set) = self.known();
         let mut tiers: Vec<TierProgram> = Vec::new();
         for &j in applying {
             let entry = &pipeline.policies[j];
@@ -102,7 +109,7 @@ impl Engine<'_> {
             }
             for i in 0..entry.policy.rules(direction).len() {
                 if let Some(rule) =
-                    self.program_rule(entry.policy, direction, i, pod, &known, &known_set)
+                    self.program_rule(entry.policy, direction, i, pod, known, known_set)
                     && let Some(t) = tiers.last_mut()
                 {
                     t.rules.push(rule);
@@ -148,13 +155,13 @@ impl Engine<'_> {
         // Known endpoints decided by the engine, everything else by the rule's CIDRs.
         let combine =
             |external: AddrRanges, known_match: &dyn Fn(IpAddr, Endpoint) -> bool| -> AddrRanges {
-                let mut set = external.difference(known_set);
-                for &(ip, e) in known {
-                    if known_match(ip, e) {
-                        set = set.union(&AddrRanges::from_addr(ip));
-                    }
-                }
-                set
+                let matched = AddrRanges::from_addrs(
+                    known
+                        .iter()
+                        .filter(|&&(ip, e)| known_match(ip, e))
+                        .map(|&(ip, _)| ip),
+                );
+                external.difference(known_set).union(&matched)
             };
         match &policy_rule.matcher {
             RuleMatcher::Kubernetes(r) => {
@@ -375,12 +382,13 @@ impl Engine<'_> {
                     &mut Vec::new(),
                 )
         };
-        let mut set = external.difference(known_set);
-        for &(ip, e) in known {
-            if matches(ip, e) {
-                set = set.union(&AddrRanges::from_addr(ip));
-            }
-        }
+        let matched = AddrRanges::from_addrs(
+            known
+                .iter()
+                .filter(|&&(ip, e)| matches(ip, e))
+                .map(|&(ip, _)| ip),
+        );
+        let set = external.difference(known_set).union(&matched);
         let unrestricted = !remote_entity.has_identity_match()
             && remote_entity.not_selector.is_none()
             && remote_entity.nets.is_empty()

@@ -129,6 +129,22 @@ impl AddrRanges {
         }
     }
 
+    /// The set of these addresses, built in one sort (not one union per address, which is
+    /// quadratic over a cluster's pods).
+    pub fn from_addrs(ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for ip in ips {
+            match ip {
+                IpAddr::V4(a) => v4.push((u32::from(a), u32::from(a))),
+                IpAddr::V6(a) => v6.push((u128::from(a), u128::from(a))),
+            }
+        }
+        Self {
+            v4: normalise(v4),
+            v6: normalise(v6),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
