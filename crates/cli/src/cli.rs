@@ -167,7 +167,7 @@ Examples:
   bulkhead man | man -l -
   bulkhead man --dir /usr/local/share/man/man1";
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct InputArgs {
     /// Files or directories (recursive *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(required = true, value_name = "PATH")]
@@ -191,7 +191,7 @@ impl InputArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct SemanticsArgs {
     /// Enforcement model: kubernetes (ANP -> NetworkPolicy -> BANP), calico (tiers), or auto
     /// (calico when a Calico resource is present).
@@ -726,7 +726,7 @@ Examples:
   bulkhead serve manifests/ --listen 127.0.0.1:0    any free port (printed on start)
   curl -s 'http://127.0.0.1:8080/api/explain?from=shop/web&to=shop/db&port=5432'";
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub input: InputArgs,

@@ -539,3 +539,59 @@ fn a_static_page_of_a_large_cluster_is_grouped_and_says_so() {
         .expect("map -o html --by pod");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("too many"));
 }
+
+#[test]
+fn the_page_follows_a_changed_file_without_a_reload() {
+    let Some((_driver, port)) = chromedriver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp");
+    let file = dir.path().join("three-tier.yaml");
+    let original = std::fs::read_to_string(demo().join("three-tier.yaml")).expect("demo");
+    std::fs::write(&file, &original).expect("copy");
+    let (_server, address) = serve(&support::bin(), &[dir.path()]);
+    runtime().block_on(async {
+        let client = browser(port).await;
+        client
+            .goto(&format!("http://{address}/"))
+            .await
+            .expect("open");
+        css(&client, "body[data-ready]").await;
+        css(&client, "g.node[data-id='development']")
+            .await
+            .click()
+            .await
+            .expect("drill");
+        css(
+            &client,
+            "button[data-edge='development/deployment/frontend->development/deployment/backend']",
+        )
+        .await;
+        // backend-from-frontend is deleted: the file is written whole, renamed into place.
+        let changed: Vec<&str> = original
+            .split("\n---\n")
+            .filter(|doc| !doc.contains("name: backend-from-frontend"))
+            .collect();
+        let changed = changed.join("\n---\n");
+        assert_ne!(changed, original);
+        let tmp = dir.path().join(".three-tier.tmp");
+        std::fs::write(&tmp, changed).expect("write");
+        std::fs::rename(&tmp, &file).expect("rename");
+        css(&client, "body[data-revision='1']").await;
+        assert_eq!(
+            client
+                .execute("return document.body.dataset.level", vec![])
+                .await
+                .expect("level"),
+            serde_json::json!("workloads:development"),
+            "the page stays where it was"
+        );
+        let edges = text_of(&client, "#edges").await;
+        assert!(
+            !edges.contains("development/deployment/frontend → development/deployment/backend"),
+            "the closed edge is gone: {edges}"
+        );
+        screenshot(&client, "serve-6-live").await;
+        client.close().await.ok();
+    });
+}

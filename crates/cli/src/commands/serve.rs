@@ -21,7 +21,7 @@ use bulkhead_k8s::{Input, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The page: one self-contained file (no CDN, no build step).
 const PAGE: &str = include_str!("../render/serve.html");
@@ -29,35 +29,86 @@ const PAGE: &str = include_str!("../render/serve.html");
 /// The largest what-if body accepted.
 const WHAT_IF_LIMIT: usize = 1 << 20;
 
-struct Served {
-    snapshot: &'static Snapshot,
-    engine: Engine<'static>,
+/// What one version of the input answers with: the snapshot, and the engine and identity map
+/// that borrow it, kept together so that a change swaps all three.
+struct Analyzed<'c> {
+    engine: Engine<'c>,
     compiled: CompiledConnectivity,
+}
+
+self_cell::self_cell!(
+    struct Loaded {
+        owner: Snapshot,
+        #[not_covariant]
+        dependent: Analyzed,
+    }
+);
+
+/// One version of the input.
+struct Generation {
+    loaded: Loaded,
     inputs: Vec<Input>,
-    config: Config,
     options: EngineOptions,
-    namespace: Option<String>,
-    /// `check -o json`, computed once (in the background from start-up: lint is the slowest
-    /// part of loading a large cluster, and the graph does not wait for it).
+    /// `check -o json`, computed once (in the background: lint is the slowest part of
+    /// loading a large cluster, and the graph does not wait for it).
     check: OnceLock<Value>,
+    /// Bumped by every reload; the page follows it.
+    revision: u64,
+}
+
+impl Generation {
+    fn load(args: &ServeArgs, revision: u64) -> anyhow::Result<Generation> {
+        let (snapshot, inputs) = snapshot::load_with_inputs(&args.input)?;
+        snapshot::warn_about_errors(&snapshot);
+        let options = snapshot::engine_options(&args.semantics, &snapshot);
+        let loaded = Loaded::new(snapshot, |snapshot| {
+            let engine = Engine::new(&snapshot.cluster, options);
+            let compiled = engine.compile();
+            Analyzed { engine, compiled }
+        });
+        Ok(Generation {
+            loaded,
+            inputs,
+            options,
+            check: OnceLock::new(),
+            revision,
+        })
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        self.loaded.borrow_owner()
+    }
+
+    fn with<R>(&self, f: impl for<'c> FnOnce(&Engine<'c>, &CompiledConnectivity) -> R) -> R {
+        self.loaded
+            .with_dependent(|_, analyzed| f(&analyzed.engine, &analyzed.compiled))
+    }
+}
+
+struct Served {
+    current: RwLock<Arc<Generation>>,
+    config: Config,
+    namespace: Option<String>,
     title: String,
     /// Host header values requests may carry: the listen address as bound.
     hosts: Vec<String>,
+}
+
+impl Served {
+    fn now(&self) -> Arc<Generation> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 type Shared = Arc<Served>;
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = super::check::config(args.config.as_deref())?;
-    let (snapshot, inputs) = snapshot::load_with_inputs(&args.input)?;
-    snapshot::warn_about_errors(&snapshot);
-    let options = snapshot::engine_options(&args.semantics, &snapshot);
-    config.engine = Some(options);
-    // The server answers from this one snapshot for as long as it runs; leaking it gives the
-    // engine (which borrows it) the 'static lifetime the handlers need.
-    let snapshot: &'static Snapshot = Box::leak(Box::new(snapshot));
-    let engine = Engine::new(&snapshot.cluster, options);
-    let compiled = engine.compile();
+    let first = Generation::load(args, 0)?;
+    config.engine = Some(first.options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,28 +122,21 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         if bound.ip().is_loopback() {
             hosts.push(format!("localhost:{}", bound.port()));
         }
+        let (pods, policies) = (
+            first.with(|engine, _| engine.pod_endpoints().len()),
+            first.snapshot().cluster.policies.len(),
+        );
         let served = Arc::new(Served {
-            snapshot,
-            engine,
-            compiled,
-            inputs,
+            current: RwLock::new(Arc::new(first)),
             config,
-            options,
             namespace: args.input.namespace.clone(),
-            check: OnceLock::new(),
             title: args.input.title(),
             hosts,
         });
-        let background = served.clone();
-        std::thread::spawn(move || {
-            background.check.get_or_init(|| check_json(&background));
-        });
+        lint_in_background(&served);
+        follow(served.clone(), args.clone());
         let app = router(served.clone());
-        println!(
-            "serving {} pods and {} policies on http://{bound}/ (Ctrl-C to stop)",
-            served.engine.pod_endpoints().len(),
-            served.snapshot.cluster.policies.len()
-        );
+        println!("serving {pods} pods and {policies} policies on http://{bound}/ (Ctrl-C to stop)");
         use std::io::Write as _;
         std::io::stdout().flush().ok();
         axum::serve(listener, app)
@@ -106,6 +150,86 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn lint_in_background(served: &Shared) {
+    let served = served.clone();
+    std::thread::spawn(move || {
+        let generation = served.now();
+        generation
+            .check
+            .get_or_init(|| check_json(&generation, &served.config));
+    });
+}
+
+/// Follows the input paths: a change reloads them and the page follows (the live view).
+/// Stdin is read once.
+fn follow(served: Shared, args: ServeArgs) {
+    use notify::Watcher as _;
+    let paths: Vec<std::path::PathBuf> = args
+        .input
+        .paths
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .cloned()
+        .collect();
+    if paths.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let Ok(mut watcher) = notify::recommended_watcher(tx) else {
+            eprintln!("note: cannot watch the input; the page shows it as loaded at start");
+            return;
+        };
+        for path in &paths {
+            if watcher
+                .watch(path, notify::RecursiveMode::Recursive)
+                .is_err()
+            {
+                eprintln!("note: cannot watch {}", path.display());
+            }
+        }
+        let mut revision = 0;
+        while let Ok(first) = rx.recv() {
+            let mut relevant = is_complete_write(&first);
+            // One save is several events: take them all before reloading.
+            while let Ok(more) = rx.recv_timeout(std::time::Duration::from_millis(150)) {
+                relevant |= is_complete_write(&more);
+            }
+            if !relevant {
+                continue;
+            }
+            revision += 1;
+            match Generation::load(&args, revision) {
+                Ok(generation) => {
+                    let (pods, policies) = (
+                        generation.with(|engine, _| engine.pod_endpoints().len()),
+                        generation.snapshot().cluster.policies.len(),
+                    );
+                    if let Ok(mut current) = served.current.write() {
+                        *current = Arc::new(generation);
+                    }
+                    println!("reloaded: {pods} pods and {policies} policies (revision {revision})");
+                    lint_in_background(&served);
+                }
+                Err(e) => eprintln!("reload failed, still showing the last version: {e:#}"),
+            }
+        }
+        drop(watcher);
+    });
+}
+
+/// A file closed after writing, renamed or removed: the input is complete again.
+fn is_complete_write(event: &notify::Result<notify::Event>) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    matches!(
+        event.as_ref().map(|e| e.kind),
+        Ok(EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_))
+    )
+}
+
 fn router(served: Shared) -> Router {
     Router::new()
         .route("/", get(page))
@@ -115,6 +239,7 @@ fn router(served: Shared) -> Router {
         .route("/api/explain", get(explain_flow))
         .route("/api/check", get(check))
         .route("/api/policies", get(policies))
+        .route("/api/revision", get(revision))
         .route(
             "/api/what-if",
             post(what_if).layer(DefaultBodyLimit::max(WHAT_IF_LIMIT)),
@@ -194,7 +319,9 @@ async fn graph(State(served): State<Shared>, Query(q): Query<GraphQuery>) -> Res
             ));
         }
     };
-    let graph = view::graph(&served.engine, &served.compiled, &level);
+    let graph = served
+        .now()
+        .with(|engine, compiled| view::graph(engine, compiled, &level));
     json_body(&serde_json::to_value(graph).unwrap_or_default()).into_response()
 }
 
@@ -209,7 +336,9 @@ async fn matrix(State(served): State<Shared>, Query(q): Query<MatrixQuery>) -> R
         "workload" => Aggregation::Workload,
         other => return bad_request(format!("by={other:?}: namespace or workload")),
     };
-    let matrix = view::matrix(&served.engine, &served.compiled, aggregation);
+    let matrix = served
+        .now()
+        .with(|engine, compiled| view::matrix(engine, compiled, aggregation));
     json_body(&serde_json::to_value(matrix).unwrap_or_default()).into_response()
 }
 
@@ -230,29 +359,28 @@ async fn map_rows(State(served): State<Shared>, Query(q): Query<MapQuery>) -> Re
         "namespace" => MapBy::Namespace,
         other => return bad_request(format!("by={other:?}: pod, workload or namespace")),
     };
-    let filter = map::filter(
-        &served.engine,
-        &map::FilterArgs {
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            protocol: q.protocol.as_deref(),
-            port: q.port.as_deref(),
-            namespace: served.namespace.as_deref(),
-        },
-    );
-    match filter {
-        Ok(filter) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            map::render_compiled(
-                &served.engine,
-                &served.compiled,
-                by,
-                MapFormat::Json,
-                filter,
-                &served.title,
-            ),
-        )
-            .into_response(),
+    let rendered = served.now().with(|engine, compiled| {
+        let filter = map::filter(
+            engine,
+            &map::FilterArgs {
+                from: q.from.as_deref(),
+                to: q.to.as_deref(),
+                protocol: q.protocol.as_deref(),
+                port: q.port.as_deref(),
+                namespace: served.namespace.as_deref(),
+            },
+        )?;
+        anyhow::Ok(map::render_compiled(
+            engine,
+            compiled,
+            by,
+            MapFormat::Json,
+            filter,
+            &served.title,
+        ))
+    });
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
         Err(e) => bad_request(format!("{e:#}")),
     }
 }
@@ -277,24 +405,28 @@ async fn explain_flow(State(served): State<Shared>, Query(q): Query<ExplainQuery
         icmp: None,
         namespace: served.namespace.as_deref(),
     };
+    let generation = served.now();
     if q.format.as_deref() == Some("text") {
-        return match explain::text(&served.engine, &query) {
+        return match generation.with(|engine, _| explain::text(engine, &query)) {
             Ok(text) => {
                 ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, format!("{e:#}\n")).into_response(),
         };
     }
-    match explain::json(&served.engine, &query) {
+    match generation.with(|engine, _| explain::json(engine, &query)) {
         Ok(value) => json_body(&value).into_response(),
         Err(e) => bad_request(format!("{e:#}")),
     }
 }
 
-fn check_json(served: &Served) -> Value {
-    let mut found = served.snapshot.diagnostics.clone();
-    let mut findings = bulkhead_analysis::lint(&served.snapshot.cluster, &served.config);
-    snapshot::fill_source_lines(&mut findings, &served.inputs);
+fn check_json(generation: &Generation, config: &Config) -> Value {
+    let mut config = config.clone();
+    config.engine = Some(generation.options);
+    let snapshot = generation.snapshot();
+    let mut found = snapshot.diagnostics.clone();
+    let mut findings = bulkhead_analysis::lint(&snapshot.cluster, &config);
+    snapshot::fill_source_lines(&mut findings, &generation.inputs);
     found.extend(findings);
     found.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diagnostics::json(&found)
@@ -303,7 +435,11 @@ fn check_json(served: &Served) -> Value {
 /// `check -o json` (waits for the start-up lint when it is still running).
 async fn check(State(served): State<Shared>) -> Response {
     let answer = tokio::task::spawn_blocking(move || {
-        served.check.get_or_init(|| check_json(&served)).clone()
+        let generation = served.now();
+        generation
+            .check
+            .get_or_init(|| check_json(&generation, &served.config))
+            .clone()
     })
     .await;
     match answer {
@@ -331,15 +467,21 @@ fn document_at(text: &str, line: usize) -> String {
 }
 
 /// Every policy with where it is written and its YAML, for the what-if editor.
+/// The input's revision: 0 as loaded at start, one more for every reload.
+async fn revision(State(served): State<Shared>) -> Response {
+    json_body(&json!({ "revision": served.now().revision })).into_response()
+}
+
 async fn policies(State(served): State<Shared>) -> Response {
-    let rows: Vec<Value> = served
-        .snapshot
+    let generation = served.now();
+    let rows: Vec<Value> = generation
+        .snapshot()
         .cluster
         .policies
         .iter()
         .map(|p| {
             let yaml = p.source.as_ref().and_then(|s| {
-                served
+                generation
                     .inputs
                     .iter()
                     .find(|i| i.name == s.file)
@@ -424,8 +566,10 @@ fn compute_what_if(served: &Served, request: &WhatIfBody) -> Value {
         patch: patch.as_ref().map(|p| &p.cluster),
         delete: &request.delete,
     };
-    let head = view::apply(&served.snapshot.cluster, &change);
-    let result = view::what_if(&served.engine, &head, &served.config, served.options);
+    let generation = served.now();
+    let head = view::apply(&generation.snapshot().cluster, &change);
+    let result = generation
+        .with(|engine, _| view::what_if(engine, &head, &served.config, generation.options));
     let rows = |changes: &[bulkhead_analysis::diff::Change]| -> Vec<Value> {
         changes
             .iter()
