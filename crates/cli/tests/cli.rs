@@ -531,7 +531,8 @@ fn compile_output_is_deterministic_and_matches_its_snapshot() {
         "ct state vmap { established : accept, related : accept, invalid : drop }",
         // Chains are named by their pod (FNV-1a of `ns/name`), not by build order.
         "\"veth-xa\" : jump eg_becfc1197f2d8bfb",
-        "goto in_becfc1197f2d8bfb_t1 comment \"AdminNetworkPolicy block-z ingress[1]\"",
+        // A tier chain is named by its pod and its tier (`default`), not by position.
+        "goto in_becfc1197f2d8bfb_t8620c5fe comment \"AdminNetworkPolicy block-z ingress[1]\"",
         "ip daddr . meta l4proto . th dport @",
         "169.254.169.253",
     ] {
