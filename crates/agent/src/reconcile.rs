@@ -109,6 +109,11 @@ impl<B: Backend> Agent<B> {
 
     fn commit(&mut self, delivery: Delivery) -> Result<Reconciled, AgentError> {
         let start = Instant::now();
+        // The index always follows the source (what loaded, without the rejected files), so
+        // the next delivery can be a difference; only the kernel waits.
+        for event in delivery.events {
+            self.index.handle(event);
+        }
         if self.view.last().is_none()
             && let Some(first) = delivery.rejected.first()
         {
@@ -116,9 +121,6 @@ impl<B: Backend> Agent<B> {
                 errors: delivery.rejected.len(),
                 first: first.clone(),
             });
-        }
-        for event in delivery.events {
-            self.index.handle(event);
         }
         let cluster = self.index.cluster();
         let interfaces = interfaces::for_node(&cluster, &self.config.node, &self.config.interfaces);

@@ -44,6 +44,10 @@ pub struct DirectorySource {
     /// Path -> the objects of that text lowered on its own, and whether it holds workloads
     /// (whose pods depend on objects in other files).
     lowered: BTreeMap<PathBuf, (Vec<bulkhead_index::Object>, bool)>,
+    /// How many files hold each key (more than one: the loader decides between them).
+    key_files: std::collections::HashMap<bulkhead_index::ObjectKey, usize>,
+    /// Keys held by more than one file.
+    duplicates: usize,
     /// `None` when inotify is not available: then the directory is compared every poll.
     watch: Option<(
         notify::RecommendedWatcher,
@@ -82,6 +86,8 @@ impl DirectorySource {
             options,
             good: BTreeMap::new(),
             lowered: BTreeMap::new(),
+            key_files: std::collections::HashMap::new(),
+            duplicates: 0,
             watch,
             seen: Vec::new(),
             ignored,
@@ -97,13 +103,55 @@ impl DirectorySource {
         self.watch.is_some()
     }
 
+    /// Keeps `lowered` and the key counts in step: `path` now lowers to `objects` (`None`:
+    /// gone). Returns the keys of the old and the new version.
+    fn set_lowered(
+        &mut self,
+        path: &Path,
+        objects: Option<(Vec<bulkhead_index::Object>, bool)>,
+    ) -> Vec<bulkhead_index::ObjectKey> {
+        let mut touched = Vec::new();
+        if let Some((old, _)) = self.lowered.remove(path) {
+            for key in old.iter().map(bulkhead_index::Object::key) {
+                if let Some(n) = self.key_files.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 1 {
+                        self.duplicates -= 1;
+                    }
+                    if *n == 0 {
+                        self.key_files.remove(&key);
+                    }
+                }
+                touched.push(key);
+            }
+        }
+        if let Some((new, workloads)) = objects {
+            for key in new.iter().map(bulkhead_index::Object::key) {
+                let n = self.key_files.entry(key.clone()).or_default();
+                *n += 1;
+                if *n == 2 {
+                    self.duplicates += 1;
+                }
+                touched.push(key);
+            }
+            self.lowered.insert(path.to_path_buf(), (new, workloads));
+        }
+        touched
+    }
+
     /// Reads `paths` (gone ones are dropped), keeping a file's last good text when the new
-    /// one does not load on its own.
-    fn reread(&mut self, paths: &[PathBuf], rejected: &mut Vec<String>) {
+    /// one does not load on its own. Returns the keys of every object of those files, before
+    /// and after.
+    fn reread(
+        &mut self,
+        paths: &[PathBuf],
+        rejected: &mut Vec<String>,
+    ) -> Vec<bulkhead_index::ObjectKey> {
+        let mut touched = Vec::new();
         for path in paths {
             if !path.exists() {
                 self.good.remove(path);
-                self.lowered.remove(path);
+                touched.extend(self.set_lowered(path, None));
                 continue;
             }
             if !self.wanted(path) {
@@ -142,12 +190,14 @@ impl DirectorySource {
                     let workloads = WORKLOAD_KINDS
                         .iter()
                         .any(|k| alone.object_counts.contains_key(*k));
-                    self.lowered
-                        .insert(path.clone(), (objects_of(&alone.cluster), workloads));
+                    touched.extend(
+                        self.set_lowered(path, Some((objects_of(&alone.cluster), workloads))),
+                    );
                     self.good.insert(path.clone(), input.text);
                 }
             }
         }
+        touched
     }
 
     /// Every manifest file under the directory now.
@@ -212,22 +262,72 @@ impl DirectorySource {
     /// no object is in two files (the loader reports that). Then a change costs the changed
     /// file, not every file.
     fn files_apart(&self) -> Option<Vec<bulkhead_index::Object>> {
-        if self.lowered.values().any(|(_, workloads)| *workloads) {
+        if !self.apart() {
             return None;
         }
-        let mut keys = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (objects, _) in self.lowered.values() {
+        Some(
+            self.lowered
+                .values()
+                .flat_map(|(objects, _)| objects.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// Whether the files lower apart exactly (see [`DirectorySource::files_apart`]): an object
+    /// in two files goes through the loader, which decides (and says) which one counts.
+    fn apart(&self) -> bool {
+        self.duplicates == 0 && !self.lowered.values().any(|(_, workloads)| *workloads)
+    }
+
+    /// The events for the objects of the files just read, when files lower apart: only those
+    /// keys are compared with the index, so a change costs its own file.
+    fn deliver_touched(
+        &self,
+        index: &Index,
+        files: &[PathBuf],
+        touched: Vec<bulkhead_index::ObjectKey>,
+        rejected: Vec<String>,
+    ) -> Delivery {
+        let wanted: std::collections::HashSet<&bulkhead_index::ObjectKey> =
+            touched.iter().collect();
+        let mut now: BTreeMap<bulkhead_index::ObjectKey, &bulkhead_index::Object> = BTreeMap::new();
+        fn look_in<'a>(
+            objects: &'a [bulkhead_index::Object],
+            wanted: &std::collections::HashSet<&bulkhead_index::ObjectKey>,
+            now: &mut BTreeMap<bulkhead_index::ObjectKey, &'a bulkhead_index::Object>,
+        ) {
             for object in objects {
-                // An object in two files goes through the loader, which decides (and says)
-                // which one counts.
-                if !keys.insert(object.key()) {
-                    return None;
+                let key = object.key();
+                if wanted.contains(&key) {
+                    now.insert(key, object);
                 }
-                out.push(object.clone());
             }
         }
-        Some(out)
+        for file in files {
+            if let Some((objects, _)) = self.lowered.get(file) {
+                look_in(objects, &wanted, &mut now);
+            }
+        }
+        // A key the changed files no longer hold may still be in another file (it was in
+        // two): then look everywhere.
+        let elsewhere = wanted
+            .iter()
+            .any(|k| !now.contains_key(*k) && self.key_files.contains_key(*k));
+        if elsewhere {
+            for (objects, _) in self.lowered.values() {
+                look_in(objects, &wanted, &mut now);
+            }
+        }
+        let mut events = Vec::new();
+        for key in wanted {
+            match (now.get(key), index.get(key)) {
+                (Some(new), Some(old)) if *new == old => {}
+                (Some(new), _) => events.push(Event::Apply(Box::new((*new).clone()))),
+                (None, Some(_)) => events.push(Event::Delete(key.clone())),
+                (None, None) => {}
+            }
+        }
+        Delivery { events, rejected }
     }
 }
 
@@ -314,8 +414,12 @@ impl Source for DirectorySource {
         dirty.sort();
         dirty.dedup();
         let mut rejected = Vec::new();
-        self.reread(&dirty, &mut rejected);
-        let delivery = self.deliver(index, rejected);
+        let touched = self.reread(&dirty, &mut rejected);
+        let delivery = if self.apart() {
+            self.deliver_touched(index, &dirty, touched, rejected)
+        } else {
+            self.deliver(index, rejected)
+        };
         if delivery.events.is_empty() && delivery.rejected.is_empty() {
             return None;
         }
@@ -504,8 +608,7 @@ mod apart {
             std::fs::write(dir.join(name), text).expect("write");
         }
         let mut source = DirectorySource::new(dir.clone(), LoadOptions::default(), Vec::new());
-        let index = Index::new();
-        let delivery = source.resync(&index);
+        let delivery = source.resync(&Index::new());
         assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
         let apart = source.files_apart().expect("no workloads, no duplicates");
         let inputs: Vec<Input> = FILES
@@ -515,6 +618,44 @@ mod apart {
         let together = bulkhead_k8s::load(&inputs, &LoadOptions::default());
         assert_eq!(together.error_count(), 0);
         assert_eq!(sorted(apart), sorted(objects_of(&together.cluster)));
+        // Changes delivered file by file keep the index equal to a whole load.
+        let mut index = Index::new();
+        for e in source.resync(&index).events {
+            index.handle(e);
+        }
+        let whole = |dir: &Path| -> Vec<String> {
+            let (inputs, _) = bulkhead_k8s::read_paths(&[dir.to_path_buf()]);
+            sorted(objects_of(
+                &bulkhead_k8s::load(&inputs, &LoadOptions::default()).cluster,
+            ))
+        };
+        std::fs::write(
+            dir.join("pods.yaml"),
+            FILES[1].1.replace("10.0.0.5", "10.0.0.9"),
+        )
+        .expect("readdress");
+        std::fs::remove_file(dir.join("np.yaml")).expect("delete a policy file");
+        std::fs::write(
+            dir.join("ns2.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: other, labels: {team: b}}\n",
+        )
+        .expect("add");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match source.changes(&index, Duration::from_millis(300)) {
+                Some(d) => {
+                    for e in d.events {
+                        index.handle(e);
+                    }
+                }
+                None if sorted(objects_of(&index.cluster())) == whole(&dir) => break,
+                None => {}
+            }
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+        }
+        assert_eq!(sorted(objects_of(&index.cluster())), whole(&dir));
         // A workload anywhere: the files are lowered together again.
         std::fs::write(
             dir.join("deploy.yaml"),
@@ -525,7 +666,7 @@ mod apart {
         assert!(source.files_apart().is_none());
         // The same object in two files: the loader decides.
         std::fs::remove_file(dir.join("deploy.yaml")).expect("rm");
-        std::fs::write(dir.join("np-copy.yaml"), FILES[2].1).expect("write");
+        std::fs::write(dir.join("calico-copy.yaml"), FILES[3].1).expect("write");
         source.resync(&index);
         assert!(source.files_apart().is_none());
         let _ = std::fs::remove_dir_all(&dir);

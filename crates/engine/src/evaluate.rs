@@ -186,6 +186,18 @@ impl<'c> Engine<'c> {
         Peer {
             pod: self.pod_of(endpoint),
             ip: self.ip_of(endpoint, ipv4),
+            namespace_labels: self.namespace_labels_of(endpoint),
+        }
+    }
+
+    /// The labels of a pod endpoint's namespace.
+    pub(crate) fn namespace_labels_of(
+        &self,
+        endpoint: Endpoint,
+    ) -> Option<&'c bulkhead_model::Labels> {
+        match endpoint {
+            Endpoint::Pod(i) => self.labelling.pod_namespace_labels(self.cluster, i),
+            _ => None,
         }
     }
 

@@ -10,10 +10,13 @@ pub(crate) struct Labelling {
     pub calico_pod: Vec<Labels>,
     /// Per namespace: its labels plus `projectcalico.org/name`.
     pub calico_namespace: HashMap<String, Labels>,
-    /// Per (namespace, service account): its labels plus `projectcalico.org/name`.
-    pub service_account: HashMap<(String, String), Labels>,
     /// Per network set index: its labels plus `projectcalico.org/namespace` for namespaced sets.
     pub network_set: Vec<Labels>,
+    /// Per pod index: its namespace's position in `Cluster::namespaces` (looked up once, not
+    /// by name for every peer a rule is matched against).
+    pod_namespace: Vec<Option<usize>>,
+    /// Per pod index: the labels of its service account (Calico's view).
+    pod_service_account: Vec<Labels>,
 }
 
 impl Labelling {
@@ -28,6 +31,7 @@ impl Labelling {
                 (ns.name.clone(), l)
             })
             .collect();
+        // Per (namespace, service account): its labels plus `projectcalico.org/name`.
         let mut service_account: HashMap<(String, String), Labels> = cluster
             .service_accounts
             .iter()
@@ -58,21 +62,57 @@ impl Labelling {
                 l
             })
             .collect();
+        let pod_namespace = cluster
+            .pods
+            .iter()
+            .map(|p| {
+                cluster
+                    .namespaces
+                    .binary_search_by(|n| n.name.as_str().cmp(&p.namespace))
+                    .ok()
+                    .or_else(|| {
+                        cluster
+                            .namespaces
+                            .iter()
+                            .position(|n| n.name == p.namespace)
+                    })
+            })
+            .collect();
+        let pod_service_account = cluster
+            .pods
+            .iter()
+            .map(|p| {
+                service_account
+                    .get(&(p.namespace.clone(), p.service_account.clone()))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
         Self {
             calico_pod,
             calico_namespace,
-            service_account,
             network_set,
+            pod_namespace,
+            pod_service_account,
         }
+    }
+
+    /// The labels of pod `pod`'s namespace (Kubernetes' view), if the namespace is known.
+    pub fn pod_namespace_labels<'c>(&self, cluster: &'c Cluster, pod: usize) -> Option<&'c Labels> {
+        self.pod_namespace
+            .get(pod)
+            .copied()
+            .flatten()
+            .map(|i| &cluster.namespaces[i].labels)
+    }
+
+    /// The labels of pod `pod`'s service account (Calico's view).
+    pub fn pod_service_account_labels(&self, pod: usize) -> Option<&Labels> {
+        self.pod_service_account.get(pod)
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Labels> {
         self.calico_namespace.get(name)
-    }
-
-    pub fn service_account_of(&self, pod: &Pod) -> Option<&Labels> {
-        self.service_account
-            .get(&(pod.namespace.clone(), pod.service_account.clone()))
     }
 }
 

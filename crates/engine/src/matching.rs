@@ -15,6 +15,8 @@ pub struct Peer<'a> {
     pub pod: Option<&'a Pod>,
     /// The remote address for this flow's family; `None` for a template pod (IP not known yet).
     pub ip: Option<IpAddr>,
+    /// The labels of the remote pod's namespace (looked up once by the engine).
+    pub namespace_labels: Option<&'a bulkhead_model::Labels>,
 }
 
 /// Whether `peer` matches one `from`/`to` entry of a policy in `policy_namespace`.
@@ -34,9 +36,10 @@ pub fn peer_matches(
             let Some(pod) = peer.pod else { return false };
             let namespace_ok = match namespace_selector {
                 None => pod.namespace == policy_namespace,
-                Some(selector) => cluster
-                    .namespace(&pod.namespace)
-                    .is_some_and(|ns| selector.matches(&ns.labels)),
+                Some(selector) => peer
+                    .namespace_labels
+                    .or_else(|| cluster.namespace(&pod.namespace).map(|n| &n.labels))
+                    .is_some_and(|labels| selector.matches(labels)),
             };
             namespace_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
         }

@@ -182,7 +182,7 @@ impl<'c> Pipeline<'c> {
 /// Whether a policy selects pod `index` (K8S-ISO-1, CAL-SEL-*, ANP-SUBJ-1).
 fn selects(cluster: &Cluster, labelling: &Labelling, policy: &Policy, index: usize) -> bool {
     let pod = &cluster.pods[index];
-    let namespace_labels = cluster.namespace(&pod.namespace).map(|n| &n.labels);
+    let namespace_labels = labelling.pod_namespace_labels(cluster, index);
     match &policy.subject {
         Subject::PodsInNamespace(pod_selector) => {
             policy.namespace.as_deref() == Some(pod.namespace.as_str())
@@ -205,7 +205,7 @@ fn selects(cluster: &Cluster, labelling: &Labelling, policy: &Policy, index: usi
                 && selector.matches(&labelling.calico_pod[index])
                 && service_account_selector.as_ref().is_none_or(|s| {
                     labelling
-                        .service_account_of(pod)
+                        .pod_service_account_labels(index)
                         .is_some_and(|l| s.matches(l))
                 })
         }

@@ -181,6 +181,7 @@ impl Engine<'_> {
                         let peer = Peer {
                             pod: self.pod_of(e),
                             ip: Some(ip),
+                            namespace_labels: self.namespace_labels_of(e),
                         };
                         entries.iter().any(|x| {
                             matching::peer_matches(cluster, namespace, x, peer, &mut Vec::new())

@@ -96,9 +96,10 @@ impl RuleContext<'_, '_> {
     pub fn cluster_rule_ports(&self, rule: &ClusterRule, notes: &mut Vec<Note>) -> PortSet {
         let cluster = self.engine.cluster();
         let peer_matches = rule.peers.iter().any(|peer| match (peer, self.remote) {
-            (ClusterPeer::Namespaces(s), Endpoint::Pod(i)) => cluster
-                .namespace(&cluster.pods[i].namespace)
-                .is_some_and(|n| s.matches(&n.labels)),
+            (ClusterPeer::Namespaces(s), Endpoint::Pod(_)) => self
+                .engine
+                .namespace_labels_of(self.remote)
+                .is_some_and(|l| s.matches(l)),
             (
                 ClusterPeer::Pods {
                     namespace_selector,
@@ -107,9 +108,9 @@ impl RuleContext<'_, '_> {
                 Endpoint::Pod(i),
             ) => {
                 let pod = &cluster.pods[i];
-                cluster
-                    .namespace(&pod.namespace)
-                    .is_some_and(|n| namespace_selector.matches(&n.labels))
+                self.engine
+                    .namespace_labels_of(self.remote)
+                    .is_some_and(|l| namespace_selector.matches(l))
                     && pod_selector.matches(&pod.labels)
             }
             (ClusterPeer::Nodes(s), Endpoint::Node(n)) => s.matches(&cluster.nodes[n].labels),
@@ -322,7 +323,7 @@ impl RuleContext<'_, '_> {
             let name_ok = sa.names.is_empty() || sa.names.contains(&p.service_account);
             let selector_ok = sa.selector.as_ref().is_none_or(|s| {
                 labelling
-                    .service_account_of(p)
+                    .pod_service_account_labels(i)
                     .is_some_and(|l| s.matches(l))
             });
             if !(name_ok && selector_ok) {

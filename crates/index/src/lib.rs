@@ -145,6 +145,11 @@ impl Index {
         self.revision
     }
 
+    /// The object under `key`.
+    pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }
