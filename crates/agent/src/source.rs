@@ -176,15 +176,10 @@ impl DirectorySource {
                 .find(|d| d.severity == Severity::Error)
             {
                 Some(first) => rejected.push(format!(
-                    "{} has {} error(s); keeping its last good version (first: {} {})",
+                    "{} has {} error(s); keeping its last good version (first: {})",
                     path.display(),
                     alone.error_count(),
-                    first
-                        .location
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    first.message
+                    located(first)
                 )),
                 None => {
                     let workloads = WORKLOAD_KINDS
@@ -234,14 +229,9 @@ impl DirectorySource {
             .find(|d| d.severity == Severity::Error)
         {
             rejected.push(format!(
-                "the manifests have {} error(s) together; keeping the last good objects (first: {} {})",
+                "the manifests have {} error(s) together; keeping the last good objects (first: {})",
                 snapshot.error_count(),
-                first
-                    .location
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                first.message
+                located(first)
             ));
             return Delivery {
                 events: Vec::new(),
@@ -328,6 +318,14 @@ impl DirectorySource {
             }
         }
         Delivery { events, rejected }
+    }
+}
+
+/// `file:line:column message`.
+fn located(d: &bulkhead_model::Diagnostic) -> String {
+    match &d.location {
+        Some(at) => format!("{at} {}", d.message),
+        None => d.message.clone(),
     }
 }
 
