@@ -7,7 +7,103 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// What the agent's loop did, for the metrics a running agent writes (`--metrics-file`): the
+/// agent updates these as it goes; [`render`] registers them beside the table's counters.
+#[derive(Debug, Clone)]
+pub struct LoopMetrics {
+    pub last_applied_revision: Gauge,
+    /// Event (a file seen complete) to committed in the kernel, in seconds.
+    pub commit_seconds: Histogram,
+    pub deltas: Counter,
+    pub delta_objects: Counter,
+    pub full_replaces: Counter,
+    /// Files kept at their last good version (or loads refused across files).
+    pub rejected: Counter,
+    pub tightened_connections: Counter,
+    pub peak_memory_bytes: Gauge,
+}
+
+impl Default for LoopMetrics {
+    fn default() -> Self {
+        Self {
+            last_applied_revision: Gauge::default(),
+            commit_seconds: Histogram::new(
+                [
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]
+                .into_iter(),
+            ),
+            deltas: Counter::default(),
+            delta_objects: Counter::default(),
+            full_replaces: Counter::default(),
+            rejected: Counter::default(),
+            tightened_connections: Counter::default(),
+            peak_memory_bytes: Gauge::default(),
+        }
+    }
+}
+
+impl LoopMetrics {
+    /// The process's peak resident memory (`VmHWM`), read from /proc.
+    pub fn sample_memory(&self) {
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            });
+        if let Some(kb) = peak {
+            self.peak_memory_bytes.set(kb * 1024);
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "agent_last_applied_revision",
+            "The index revision the kernel holds",
+            self.last_applied_revision.clone(),
+        );
+        registry.register(
+            "agent_commit_seconds",
+            "From a complete change seen by the source to its commit in the kernel",
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "agent_deltas",
+            "Changes applied as a delta (only the objects that changed)",
+            self.deltas.clone(),
+        );
+        registry.register(
+            "agent_delta_objects",
+            "Sets, chains and dispatch entries changed by deltas",
+            self.delta_objects.clone(),
+        );
+        registry.register(
+            "agent_full_replaces",
+            "Changes applied by replacing the whole table (start-up, a mode change)",
+            self.full_replaces.clone(),
+        );
+        registry.register(
+            "agent_rejected_inputs",
+            "Manifest files kept at their last good version because the new one did not load",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "agent_tightened_connections",
+            "Established connections cut because a change no longer allows them",
+            self.tightened_connections.clone(),
+        );
+        registry.register(
+            "agent_peak_memory_bytes",
+            "Peak resident memory of the agent",
+            self.peak_memory_bytes.clone(),
+        );
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DenyLabels {
@@ -22,8 +118,16 @@ struct DenyLabels {
 /// The exposition text for `state` (`None`: no Bulkhead table on the node).
 /// `table` names the counters by their rule ids (the names in the kernel's comments may be
 /// cut); where it has no entry, the comment's names are used.
-pub fn render(state: Option<&TableState>, table: &crate::rules::RuleTable) -> String {
+/// `agent`: the running agent's own metrics, when it is the one writing.
+pub fn render(
+    state: Option<&TableState>,
+    table: &crate::rules::RuleTable,
+    agent: Option<&LoopMetrics>,
+) -> String {
     let mut registry = Registry::with_prefix("bulkhead");
+    if let Some(agent) = agent {
+        agent.register(&mut registry);
+    }
     let installed = Gauge::<i64>::default();
     let audit = Gauge::<i64>::default();
     let break_glass = Gauge::<i64>::default();
@@ -103,7 +207,7 @@ mod tests {
                 bytes: 420,
             }],
         };
-        let text = render(Some(&state), &crate::rules::RuleTable::default());
+        let text = render(Some(&state), &crate::rules::RuleTable::default(), None);
         assert!(text.contains("bulkhead_audit_mode 1"), "{text}");
         assert!(text.contains("bulkhead_break_glass 0"), "{text}");
         assert!(
@@ -120,8 +224,39 @@ mod tests {
 
     #[test]
     fn no_table_says_so() {
-        let text = render(None, &crate::rules::RuleTable::default());
+        let text = render(None, &crate::rules::RuleTable::default(), None);
         assert!(text.contains("bulkhead_table_installed 0"), "{text}");
         assert!(!text.contains("bulkhead_denied_packets_total{"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_metrics_are_exposed_with_their_names() {
+        let agent = LoopMetrics::default();
+        agent.last_applied_revision.set(7);
+        agent.commit_seconds.observe(0.042);
+        agent.deltas.inc();
+        agent.delta_objects.inc_by(11);
+        agent.sample_memory();
+        let text = render(None, &crate::rules::RuleTable::default(), Some(&agent));
+        for needle in [
+            "bulkhead_agent_last_applied_revision 7",
+            "bulkhead_agent_commit_seconds_bucket{le=\"0.05\"} 1",
+            "bulkhead_agent_deltas_total 1",
+            "bulkhead_agent_delta_objects_total 11",
+            "bulkhead_agent_full_replaces_total 0",
+            "bulkhead_agent_rejected_inputs_total 0",
+            "bulkhead_agent_tightened_connections_total 0",
+        ] {
+            assert!(text.contains(needle), "{needle} in:\n{text}");
+        }
+        assert!(
+            !text.contains("bulkhead_agent_peak_memory_bytes 0\n"),
+            "the peak memory is read from /proc: {text}"
+        );
     }
 }

@@ -79,6 +79,8 @@ pub struct Agent<B: Backend> {
     /// What the kernel holds since the last apply; empty until the first full replace (and
     /// after anything that changed the table behind the ruleset's back, like break-glass).
     view: NodeView,
+    /// What the loop did, for the running agent's metrics file.
+    pub stats: crate::metrics::LoopMetrics,
 }
 
 impl<B: Backend> Agent<B> {
@@ -96,6 +98,7 @@ impl<B: Backend> Agent<B> {
             source,
             index: Index::new(),
             view: NodeView::default(),
+            stats: crate::metrics::LoopMetrics::default(),
         }
     }
 
@@ -109,6 +112,10 @@ impl<B: Backend> Agent<B> {
 
     fn commit(&mut self, delivery: Delivery) -> Result<Reconciled, AgentError> {
         let start = Instant::now();
+        let seen = delivery.seen.unwrap_or(start);
+        if !delivery.rejected.is_empty() {
+            self.stats.rejected.inc_by(delivery.rejected.len() as u64);
+        }
         // The index always follows the source (what loaded, without the rejected files), so
         // the next delivery can be a difference; only the kernel waits.
         for event in delivery.events {
@@ -154,6 +161,16 @@ impl<B: Backend> Agent<B> {
                 (true, None)
             }
         };
+        match (changed, delta_objects) {
+            (true, Some(n)) => {
+                self.stats.deltas.inc();
+                self.stats.delta_objects.inc_by(n as u64);
+            }
+            (true, None) => {
+                self.stats.full_replaces.inc();
+            }
+            (false, _) => {}
+        }
         let mut cut = 0;
         if changed {
             // Audit mode and break-glass let denied flows through; cutting them would not.
@@ -176,6 +193,16 @@ impl<B: Backend> Agent<B> {
                 )));
             }
         }
+        self.stats.tightened_connections.inc_by(cut as u64);
+        self.stats
+            .last_applied_revision
+            .set(i64::try_from(self.index.revision()).unwrap_or(i64::MAX));
+        if changed {
+            self.stats
+                .commit_seconds
+                .observe(seen.elapsed().as_secs_f64());
+        }
+        self.stats.sample_memory();
         Ok(Reconciled {
             applied: changed,
             pods: report.pods,
@@ -217,6 +244,8 @@ impl<B: Backend> Agent<B> {
         Ok(crate::metrics::render(
             self.backend.state()?.as_ref(),
             &table,
+            // Only an agent that has applied something has a loop to report.
+            self.view.last().map(|_| &self.stats),
         ))
     }
 

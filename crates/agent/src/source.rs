@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 pub struct Delivery {
     pub events: Vec<Event>,
     pub rejected: Vec<String>,
+    /// When the source first saw the change complete (what commit latency is measured from).
+    pub seen: Option<Instant>,
 }
 
 pub trait Source {
@@ -215,6 +217,7 @@ impl DirectorySource {
             return Delivery {
                 events: index.events_towards(objects),
                 rejected,
+                seen: None,
             };
         }
         let inputs: Vec<Input> = self
@@ -236,11 +239,13 @@ impl DirectorySource {
             return Delivery {
                 events: Vec::new(),
                 rejected,
+                seen: None,
             };
         }
         Delivery {
             events: index.events_towards(objects_of(&snapshot.cluster)),
             rejected,
+            seen: None,
         }
     }
 }
@@ -317,7 +322,11 @@ impl DirectorySource {
                 (None, None) => {}
             }
         }
-        Delivery { events, rejected }
+        Delivery {
+            events,
+            rejected,
+            seen: None,
+        }
     }
 }
 
@@ -351,13 +360,19 @@ impl Source for DirectorySource {
     fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
         let mut dirty: Vec<PathBuf> = Vec::new();
         let mut rescan = false;
+        let mut seen: Option<Instant> = None;
         match &self.watch {
             Some((_, rx)) => {
                 let mut wait = timeout;
                 let started = Instant::now();
                 loop {
                     match rx.recv_timeout(wait) {
-                        Ok(Ok(event)) => classify(&event, &mut dirty, &mut rescan),
+                        Ok(Ok(event)) => {
+                            classify(&event, &mut dirty, &mut rescan);
+                            if (!dirty.is_empty() || rescan) && seen.is_none() {
+                                seen = Some(Instant::now());
+                            }
+                        }
                         // The kernel's queue overflowed: compare everything.
                         Ok(Err(_)) => rescan = true,
                         Err(RecvTimeoutError::Timeout) => break,
@@ -413,11 +428,12 @@ impl Source for DirectorySource {
         dirty.dedup();
         let mut rejected = Vec::new();
         let touched = self.reread(&dirty, &mut rejected);
-        let delivery = if self.apart() {
+        let mut delivery = if self.apart() {
             self.deliver_touched(index, &dirty, touched, rejected)
         } else {
             self.deliver(index, rejected)
         };
+        delivery.seen = seen;
         if delivery.events.is_empty() && delivery.rejected.is_empty() {
             return None;
         }
