@@ -30,12 +30,9 @@ impl Default for LoopMetrics {
     fn default() -> Self {
         Self {
             last_applied_revision: Gauge::default(),
-            commit_seconds: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            commit_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             deltas: Counter::default(),
             delta_objects: Counter::default(),
             full_replaces: Counter::default(),
