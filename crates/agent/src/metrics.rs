@@ -128,6 +128,12 @@ pub fn render(
     let installed = Gauge::<i64>::default();
     let audit = Gauge::<i64>::default();
     let break_glass = Gauge::<i64>::default();
+    let unknown = Counter::<u64>::default();
+    registry.register(
+        "unknown_interface_dropped_packets",
+        "Packets dropped because their pod interface has no rules yet (fail closed)",
+        unknown.clone(),
+    );
     let packets = Family::<DenyLabels, Counter>::default();
     let bytes = Family::<DenyLabels, Counter>::default();
     registry.register(
@@ -156,6 +162,7 @@ pub fn render(
         bytes.clone(),
     );
     if let Some(state) = state {
+        unknown.inc_by(state.unknown_interface_drops);
         installed.set(1);
         audit.set(i64::from(state.audit));
         break_glass.set(i64::from(state.break_glass));
@@ -203,10 +210,15 @@ mod tests {
                 packets: 7,
                 bytes: 420,
             }],
+            unknown_interface_drops: 3,
         };
         let text = render(Some(&state), &crate::rules::RuleTable::default(), None);
         assert!(text.contains("bulkhead_audit_mode 1"), "{text}");
         assert!(text.contains("bulkhead_break_glass 0"), "{text}");
+        assert!(
+            text.contains("bulkhead_unknown_interface_dropped_packets_total 3"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "bulkhead_denied_packets_total{direction=\"ingress\",namespace=\"x\",pod=\"server\",rule=\"end of tier default\",audit=\"true\"} 7"

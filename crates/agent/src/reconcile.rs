@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Prometheus text file refreshed while the agent runs (node_exporter textfile collector).
     pub metrics_file: Option<PathBuf>,
+    /// Host interface name prefixes of pods: one without rules yet is dropped (fail closed).
+    pub pod_interface_prefixes: Vec<String>,
 }
 
 impl AgentConfig {
@@ -135,6 +137,7 @@ impl<B: Backend> Agent<B> {
             node: self.config.node.clone(),
             interfaces,
             audit_namespaces: self.config.audit_namespaces.clone(),
+            pod_interface_prefixes: self.config.pod_interface_prefixes.clone(),
         };
         let enforcement = Enforcement {
             mode: self.config.mode,
@@ -147,7 +150,16 @@ impl<B: Backend> Agent<B> {
         // otherwise (or when the delta is refused: the full replace is always valid).
         let (changed, delta_objects) = match commit {
             Commit::Nothing => (false, None),
-            Commit::Delta(t) => match self.backend.apply(&t.render(&ruleset)) {
+            Commit::Delta(t) => match self
+                .view
+                .last()
+                .map(|last| t.render(last, &ruleset))
+                .map(|script| self.backend.apply(&script))
+                .unwrap_or(Err(BackendError::Failed {
+                    command: "delta".into(),
+                    status: "no committed ruleset".into(),
+                    stderr: String::new(),
+                })) {
                 Ok(()) => (true, Some(t.size())),
                 Err(_) => {
                     self.backend
@@ -370,6 +382,7 @@ mod tests {
                 log_denies: true,
                 state_dir: dir.join("state"),
                 metrics_file: None,
+                pod_interface_prefixes: vec!["veth".into()],
             },
             FakeBackend::default(),
         )

@@ -361,6 +361,7 @@ fn live(
         log_denies: false,
         state_dir: dir.join(".state"),
         metrics_file: None,
+        pod_interface_prefixes: vec!["bh".into()],
     };
     fn run<B: Backend>(
         mut agent: Agent<B>,

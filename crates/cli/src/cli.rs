@@ -363,6 +363,9 @@ pub struct CompileArgs {
     /// The ruleset `agent --audit-namespace NS` applies.
     #[arg(long = "audit-namespace", value_name = "NS")]
     pub audit_namespaces: Vec<String>,
+    /// The ruleset `agent --pod-interface-prefix PREFIX` applies (fail closed).
+    #[arg(long = "pod-interface-prefix", value_name = "PREFIX")]
+    pub pod_interface_prefixes: Vec<String>,
     /// The ruleset `agent --no-deny-log` applies (no NFLOG records for denies).
     #[arg(long)]
     pub no_deny_log: bool,
@@ -412,6 +415,11 @@ pub struct AgentArgs {
     /// file, refreshed every 5 s, for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Host interfaces whose name starts with PREFIX are pods' (repeatable; `cali`, `veth`,
+    /// `lxc`, as your CNI names them). A pod interface with no rules yet passes nothing until
+    /// its rules are in place (fail closed), and its drops are counted.
+    #[arg(long = "pod-interface-prefix", value_name = "PREFIX")]
+    pub pod_interface_prefixes: Vec<String>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";

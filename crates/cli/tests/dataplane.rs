@@ -762,3 +762,89 @@ fn a_pods_traffic_to_its_own_node_follows_the_engine() {
         assert_eq!(kernel, engine_says, "{from} -> own node :{port}");
     }
 }
+
+#[test]
+fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("fail closed for new pods") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let mut lab = two_pod_lab("failclosed");
+    // A pod the CNI wired before its manifest reached the agent.
+    let late = lab
+        .pod("x/late", "10.77.0.3".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .host_interface
+        .clone();
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, "");
+    // The prefix is the late pod's own interface name, so no other interface on this host is
+    // touched (a CNI's prefix, `veth` or `cali`, would cover every pod).
+    let mut child = Command::new(lab::bulkhead())
+        .args([
+            "agent",
+            "--node",
+            NODE,
+            "--poll-ms",
+            "100",
+            "--pod-interface-prefix",
+            &late,
+            "--manifests",
+        ])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("applied ruleset") {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    let mut agent = AgentProcess(child);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    assert!(
+        wait(
+            lab.probe("x/client", "tcp", server, 80, 1000)
+                .expect("probe")
+        ),
+        "a pod with rules (none isolate it) still talks"
+    );
+    let mut leaked = 0;
+    for _ in 0..5 {
+        if wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe")) {
+            leaked += 1;
+        }
+    }
+    assert_eq!(
+        leaked, 0,
+        "the pod without rules got through {leaked} of 5 times"
+    );
+    let counted = metrics();
+    assert!(
+        counted.lines().any(
+            |l| l.starts_with("bulkhead_unknown_interface_dropped_packets_total ")
+                && !l.ends_with(" 0")
+        ),
+        "the drops are counted: {counted}"
+    );
+    // Its manifest arrives (renamed into place): its rules are in, it talks.
+    let with_late = format!(
+        "{TWO_PODS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: x, labels: {{app: late}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: 10.77.0.3, podIPs: [{{ip: 10.77.0.3}}]}}\n"
+    );
+    let tmp = dir.join(".cluster.tmp");
+    std::fs::write(&tmp, with_late).expect("write");
+    std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut through = false;
+    while Instant::now() < deadline && !through {
+        through = wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe"));
+    }
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(through, "once its rules are in place, the late pod talks");
+}

@@ -20,6 +20,7 @@ fn main() {
             node: "node-1".into(),
             interfaces,
             audit_namespaces: Default::default(),
+            pod_interface_prefixes: Vec::new(),
         },
     );
     print!("{}", bulkhead_nft::render::render(&ruleset));

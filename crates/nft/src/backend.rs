@@ -114,6 +114,8 @@ impl Backend for NftCli {
         };
         let rules = self.run(&["-j", "-t", "list", "table", "inet", table], None)?;
         let denies = counters::deny_counters(&rules).map_err(|e| parse("nft list table", e))?;
+        let unknown_interface_drops =
+            counters::unknown_interface_drops(&rules).map_err(|e| parse("nft list table", e))?;
         let deny = self.run(&["-j", "list", "map", "inet", table, "deny_verdict"], None)?;
         let glass = self.run(&["-j", "list", "map", "inet", table, "break_glass"], None)?;
         Ok(Some(TableState {
@@ -122,6 +124,7 @@ impl Backend for NftCli {
             break_glass: counters::map_verdict_is(&glass, "accept")
                 .map_err(|e| parse("nft list map", e))?,
             denies,
+            unknown_interface_drops,
         }))
     }
 }

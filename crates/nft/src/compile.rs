@@ -17,6 +17,8 @@ pub struct CompileOptions {
     pub interfaces: BTreeMap<String, String>,
     /// Namespaces whose pods' denies are only logged (audit one namespace at a time).
     pub audit_namespaces: std::collections::BTreeSet<String>,
+    /// Interface name prefixes of pods (fail closed for a pod whose rules are not in place).
+    pub pod_interface_prefixes: Vec<String>,
 }
 
 /// What compiling left out, so the agent can say it.
@@ -182,6 +184,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             egress_by_address,
             ingress_by_address,
             enforcement: Enforcement::default(),
+            pod_interface_prefixes: options.pod_interface_prefixes.clone(),
         },
         report,
     )

@@ -27,6 +27,23 @@ pub struct TableState {
     pub audit: bool,
     pub break_glass: bool,
     pub denies: Vec<DenyCounter>,
+    /// Packets dropped because they came from or went to a pod interface with no rules yet.
+    pub unknown_interface_drops: u64,
+}
+
+/// The packets the fail-closed rules dropped (comment [`crate::ruleset::UNKNOWN_INTERFACE`]).
+pub fn unknown_interface_drops(table_json: &str) -> Result<u64, serde_json::Error> {
+    let v: Value = serde_json::from_str(table_json)?;
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("rule"))
+        .filter(|rule| rule["comment"].as_str() == Some(crate::ruleset::UNKNOWN_INTERFACE))
+        .flat_map(|rule| rule["expr"].as_array().into_iter().flatten())
+        .filter_map(|e| e.get("counter"))
+        .map(|c| c["packets"].as_u64().unwrap_or(0))
+        .sum())
 }
 
 /// The deny counters in `nft -j -t list table inet bulkhead` output (terse: no set elements,
@@ -127,6 +144,19 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn unknown_interface_drops_are_summed() {
+        let json = r#"{"nftables": [
+          {"rule": {"chain": "forward", "comment": "bh:unknown-pod-interface",
+            "expr": [{"counter": {"packets": 5, "bytes": 300}}, {"drop": null}]}},
+          {"rule": {"chain": "forward", "comment": "bh:unknown-pod-interface",
+            "expr": [{"counter": {"packets": 2, "bytes": 120}}, {"drop": null}]}},
+          {"rule": {"chain": "eg_0", "comment": "anti-spoofing x/a",
+            "expr": [{"counter": {"packets": 3, "bytes": 180}}, {"drop": null}]}}
+        ]}"#;
+        assert_eq!(unknown_interface_drops(json).expect("json"), 7);
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl Transaction {
     /// enforcement maps differ: mode, deny logging and break-glass are rendered into every
     /// deny rule and map).
     pub fn between(old: &Ruleset, new: &Ruleset) -> Option<Transaction> {
-        if old.enforcement != new.enforcement {
+        if old.enforcement != new.enforcement
+            || old.pod_interface_prefixes != new.pod_interface_prefixes
+        {
             return None;
         }
         let mut t = Transaction::default();
@@ -200,6 +202,7 @@ impl Transaction {
             egress_by_address: old.egress_by_address.clone(),
             ingress_by_address: old.ingress_by_address.clone(),
             enforcement: old.enforcement,
+            pod_interface_prefixes: old.pod_interface_prefixes.clone(),
         };
         for change in &self.dispatch {
             match (&change.key, change.map) {
@@ -222,9 +225,9 @@ impl Transaction {
         out
     }
 
-    /// One `nft -f` batch (committed atomically). `new` is the ruleset the transaction leads
-    /// to: rules are rendered against its sets.
-    pub fn render(&self, new: &Ruleset) -> String {
+    /// One `nft -f` batch (committed atomically). `old` is what the kernel holds, `new` the
+    /// ruleset the transaction leads to: rules are rendered against its sets.
+    pub fn render(&self, old: &Ruleset, new: &Ruleset) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -265,6 +268,22 @@ impl Transaction {
             for rule in render::chain_rules(new, chain) {
                 let _ = writeln!(out, "add rule inet {TABLE} {} {rule}", chain.name);
             }
+        }
+        // The set of known pod interfaces follows the dispatch maps (fail closed).
+        let (before, after) = (old.pod_interfaces(), new.pod_interfaces());
+        for gone in before.difference(&after) {
+            let _ = writeln!(
+                out,
+                "delete element inet {TABLE} pod_interfaces {{ {} }}",
+                render::quoted_interface(gone)
+            );
+        }
+        for added in after.difference(&before) {
+            let _ = writeln!(
+                out,
+                "add element inet {TABLE} pod_interfaces {{ {} }}",
+                render::quoted_interface(added)
+            );
         }
         for change in &self.dispatch {
             let (map, key) = dispatch_element(change);

@@ -32,6 +32,14 @@ impl Ruleset {
         if self.enforcement.break_glass {
             return true;
         }
+        // A pod interface whose rules are not in place sends and receives nothing.
+        if [&packet.iif, &packet.oif]
+            .into_iter()
+            .flatten()
+            .any(|i| self.is_unknown_pod_interface(i))
+        {
+            return false;
+        }
         // The base chain's order: egress by interface, egress by address (pods behind a shared
         // bridge interface), then ingress the same two ways.
         let stages = [
@@ -178,6 +186,7 @@ mod tests {
             egress_by_address: BTreeMap::new(),
             ingress_by_address: BTreeMap::new(),
             enforcement,
+            pod_interface_prefixes: Vec::new(),
         }
     }
 
@@ -225,5 +234,29 @@ mod tests {
         });
         assert!(open.allows(&packet(Protocol::Tcp)));
         assert!(open.allows(&packet(Protocol::Udp)));
+    }
+
+    #[test]
+    fn a_pod_interface_without_rules_passes_nothing() {
+        let mut r = ruleset(Enforcement::default());
+        let packet = |iif: &str, oif: &str| Packet {
+            iif: Some(iif.into()),
+            oif: Some(oif.into()),
+            src: "10.0.0.9".parse().expect("ip"),
+            dst: "10.0.0.1".parse().expect("ip"),
+            protocol: Protocol::Tcp,
+            dport: Some(80),
+            icmp: None,
+            dst_local: false,
+        };
+        // Off: an unknown interface is not judged.
+        assert!(r.allows(&packet("veth-new", "eth0")));
+        r.pod_interface_prefixes = vec!["veth".into()];
+        assert!(!r.allows(&packet("veth-new", "eth0")), "from a new pod");
+        assert!(!r.allows(&packet("eth0", "veth-new")), "to a new pod");
+        assert!(r.allows(&packet("eth0", "eth1")), "not a pod interface");
+        // Break-glass opens everything, new pods too.
+        r.enforcement.break_glass = true;
+        assert!(r.allows(&packet("veth-new", "eth0")));
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::ruleset::{
     Chain, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side, TABLE,
-    Verdict, rule_id,
+    UNKNOWN_INTERFACE, Verdict, rule_id,
 };
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
@@ -132,12 +132,34 @@ pub fn render(ruleset: &Ruleset) -> String {
         out,
         "  map deny_verdict {{ type nf_proto : verdict; elements = {{ ipv4 : {deny}, ipv6 : {deny} }}; }}"
     );
+    let known: Vec<String> = ruleset
+        .pod_interfaces()
+        .into_iter()
+        .map(quoted_interface)
+        .collect();
+    let _ = writeln!(
+        out,
+        "  set pod_interfaces {{ type ifname;{} }}",
+        elements(&known)
+    );
+    // Fail closed: a pod interface (by prefix) without a chain yet passes nothing, either
+    // way, until its rules are in place; break-glass still opens everything first.
+    let mut unknown = String::new();
+    for prefix in &ruleset.pod_interface_prefixes {
+        let pattern = quote(&format!("{prefix}*"), 15);
+        for side in ["iifname", "oifname"] {
+            let _ = writeln!(
+                unknown,
+                "    {side} {pattern} {side} != @pod_interfaces counter drop comment \"{UNKNOWN_INTERFACE}\""
+            );
+        }
+    }
     // Egress of the sending pod first (by interface, or by address behind a bridge), then
     // ingress of the receiving pod.
-    const EGRESS_STAGE: &str = "    meta nfproto vmap @break_glass\n    iifname vmap @egress_dispatch\n    ip saddr vmap @egress_address4\n    ip6 saddr vmap @egress_address6\n";
+    const EGRESS_STAGE: &str = "    iifname vmap @egress_dispatch\n    ip saddr vmap @egress_address4\n    ip6 saddr vmap @egress_address6\n";
     let _ = write!(
         out,
-        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state vmap {{ established : accept, related : accept, invalid : drop }}\n{EGRESS_STAGE}    oifname vmap @ingress_dispatch\n    ip daddr vmap @ingress_address4\n    ip6 daddr vmap @ingress_address6\n  }}\n"
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    ct state vmap {{ established : accept, related : accept, invalid : drop }}\n    meta nfproto vmap @break_glass\n{unknown}{EGRESS_STAGE}    oifname vmap @ingress_dispatch\n    ip daddr vmap @ingress_address4\n    ip6 daddr vmap @ingress_address6\n  }}\n"
     );
     // A pod's traffic to its own node (kubelet, node-local services) never crosses the forward
     // hook: it meets the same egress stage on the input hook. The node's traffic to its pods is
@@ -145,7 +167,7 @@ pub fn render(ruleset: &Ruleset) -> String {
     // traffic is touched: nothing here drops the node's other input.
     let _ = write!(
         out,
-        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n{EGRESS_STAGE}  }}\n"
+        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n    meta nfproto vmap @break_glass\n{unknown}{EGRESS_STAGE}  }}\n"
     );
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);

@@ -25,6 +25,10 @@ pub struct Ruleset {
     pub egress_by_address: BTreeMap<IpAddr, String>,
     pub ingress_by_address: BTreeMap<IpAddr, String>,
     pub enforcement: Enforcement,
+    /// Host interfaces with these name prefixes are pods' (like Felix's `InterfacePrefix`):
+    /// one that has no chain yet (a pod whose rules are not in place) is dropped, both ways,
+    /// and counted, instead of passing unfiltered. Empty: off.
+    pub pod_interface_prefixes: Vec<String>,
 }
 
 /// How denies act, and whether they are logged. Kept out of the compiled rules: both modes and
@@ -155,7 +159,29 @@ pub struct Rule {
     pub comment: String,
 }
 
+/// The comment on the rules that drop an unknown pod interface's packets (their counter is
+/// read back by it).
+pub const UNKNOWN_INTERFACE: &str = "bh:unknown-pod-interface";
+
 impl Ruleset {
+    /// Every host interface a chain is dispatched from: the `pod_interfaces` set.
+    pub fn pod_interfaces(&self) -> std::collections::BTreeSet<&str> {
+        self.egress_dispatch
+            .keys()
+            .chain(self.ingress_dispatch.keys())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Whether `interface` looks like a pod's (a configured prefix) but has no chain.
+    pub fn is_unknown_pod_interface(&self, interface: &str) -> bool {
+        self.pod_interface_prefixes
+            .iter()
+            .any(|p| interface.starts_with(p.as_str()))
+            && !self.egress_dispatch.contains_key(interface)
+            && !self.ingress_dispatch.contains_key(interface)
+    }
+
     /// The set of this name.
     pub fn set(&self, name: &str) -> Option<&NamedSet> {
         self.sets

@@ -219,6 +219,9 @@ fn compile_all(cluster: &Cluster, audit: &BTreeSet<String>, calico: bool) -> Vec
                     node: (*node).to_string(),
                     interfaces,
                     audit_namespaces: audit.clone(),
+                    // Fail closed on every test interface: the pod_interfaces set follows
+                    // every pod added and removed.
+                    pod_interface_prefixes: vec!["v-".into()],
                 },
             )
             .0
@@ -273,7 +276,7 @@ proptest! {
                     prop_assert!(false, "step {step} {event:?}: no delta on node {node}");
                     unreachable!();
                 };
-                let script = delta.render(wanted);
+                let script = delta.render(held, wanted);
                 prop_assert!(delta.is_empty() == (held == wanted), "step {step}: {script}");
                 let applied = delta.apply(held);
                 prop_assert_eq!(
@@ -482,7 +485,7 @@ fn the_kernel_follows_deltas_to_the_table_a_full_load_gives() {
         let delta = Transaction::between(&held, &wanted).expect("delta");
         objects += delta.size();
         if !delta.is_empty() {
-            let script = delta.render(&wanted);
+            let script = delta.render(&held, &wanted);
             nft_in(&netns.0, &script).unwrap_or_else(|e| {
                 panic!("step {step} {event:?}: nft refused the delta: {e}\n{script}")
             });

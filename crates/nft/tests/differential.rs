@@ -53,6 +53,7 @@ fn build_auditing(engine: &Engine<'_>, bridged: bool, audit: &BTreeSet<String>) 
                     node: node.clone(),
                     interfaces,
                     audit_namespaces: audit.clone(),
+                    pod_interface_prefixes: Vec::new(),
                 },
             );
             // Rendering must not fail on anything the compiler builds.

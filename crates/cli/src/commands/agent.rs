@@ -41,6 +41,7 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
             node: args.node.clone(),
             interfaces: map,
             audit_namespaces: args.audit_namespaces.iter().cloned().collect(),
+            pod_interface_prefixes: args.pod_interface_prefixes.clone(),
         },
     );
     ruleset.enforcement = Enforcement {
@@ -119,6 +120,7 @@ fn table_agent(state_dir: &std::path::Path) -> Agent<NftCli> {
             log_denies: false,
             state_dir: state_dir.to_path_buf(),
             metrics_file: None,
+            pod_interface_prefixes: Vec::new(),
         },
         NftCli::default(),
     )
@@ -141,6 +143,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             log_denies: !args.no_deny_log,
             state_dir: args.state_dir.clone(),
             metrics_file: args.metrics_file.clone(),
+            pod_interface_prefixes: args.pod_interface_prefixes.clone(),
         })
     };
     match &args.action {
