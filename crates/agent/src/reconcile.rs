@@ -40,6 +40,11 @@ impl AgentConfig {
     pub fn break_glass_marker(&self) -> PathBuf {
         self.state_dir.join("break-glass")
     }
+
+    /// Left by `break-glass off` for the running agent: cut what break-glass let open.
+    pub fn break_glass_ended_marker(&self) -> PathBuf {
+        self.state_dir.join("break-glass-ended")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +244,9 @@ impl<B: Backend> Agent<B> {
         } else if std::fs::symlink_metadata(&marker).is_ok() {
             std::fs::remove_file(&marker)
                 .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
+            let ended = self.config.break_glass_ended_marker();
+            crate::files::write_by_rename(&ended, b"off\n")
+                .map_err(|e| AgentError::State(format!("{}: {e}", ended.display())))?;
         }
         if !self.backend.table_exists()? {
             return Ok(false);
@@ -291,6 +299,29 @@ impl<B: Backend> Agent<B> {
         report(self.reconcile());
         let mut metrics_written: Option<Instant> = None;
         while keep_running() {
+            // Break-glass ended (`agent break-glass off` flipped the map and left a note, so
+            // even an `on` shorter than one turn of this loop is seen): what was opened during
+            // it and the policies deny is cut like any tightening.
+            let ended = self.config.break_glass_ended_marker();
+            if std::fs::symlink_metadata(&ended).is_ok()
+                && std::fs::remove_file(&ended).is_ok()
+                && self.config.tighten
+            {
+                let start = Instant::now();
+                let cluster = self.index.cluster();
+                let cut = tighten(&Engine::new(&cluster, EngineOptions::for_cluster(&cluster)));
+                self.stats.tightened_connections.inc_by(cut as u64);
+                report(Ok(Reconciled {
+                    applied: false,
+                    pods: 0,
+                    pods_without_interface: Vec::new(),
+                    connections_cut: cut,
+                    delta_objects: None,
+                    rejected: Vec::new(),
+                    revision: self.index.revision(),
+                    took: start.elapsed(),
+                }));
+            }
             if let Some(path) = self.config.metrics_file.clone()
                 && metrics_written.is_none_or(|t| t.elapsed() >= METRICS_EVERY)
             {

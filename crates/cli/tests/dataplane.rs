@@ -848,3 +848,65 @@ fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(through, "once its rules are in place, the late pod talks");
 }
+
+#[test]
+fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("break-glass off cuts") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("glassoff");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    let state = std::env::temp_dir().join(format!("{}-state", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let state_arg = state.to_string_lossy().to_string();
+    let mut child = Command::new(lab::bulkhead())
+        .args([
+            "agent",
+            "--node",
+            NODE,
+            "--poll-ms",
+            "100",
+            "--state-dir",
+            &state_arg,
+            "--manifests",
+        ])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("applied ruleset") {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    let mut agent = AgentProcess(child);
+    bulkhead_ok(&["agent", "break-glass", "on", "--state-dir", &state_arg]);
+    // Port 80 is denied by the policy; break-glass lets a connection open anyway.
+    let mut hold = lab
+        .exec("x/client", &[lab::netprobe(), "hold", "10.77.0.2", "80"])
+        .expect("hold");
+    let mut lines = BufReader::new(hold.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("up"),
+        "break-glass lets the denied connection open"
+    );
+    let ended = Instant::now();
+    bulkhead_ok(&["agent", "break-glass", "off", "--state-dir", &state_arg]);
+    let down = lines.next().and_then(Result::ok);
+    let took = ended.elapsed();
+    let _ = hold.kill();
+    let _ = hold.wait();
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&state);
+    assert_eq!(down.as_deref(), Some("down"), "cut when break-glass ended");
+    println!("break-glass off -> connection cut in {took:?}");
+    assert!(took < Duration::from_secs(5), "cut after {took:?}");
+}

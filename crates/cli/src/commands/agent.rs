@@ -225,6 +225,12 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             for pod in &done.pods_without_interface {
                 eprintln!("warning: no host interface known for {pod}; it is not enforced");
             }
+            if !done.applied && done.connections_cut > 0 {
+                eprintln!(
+                    "cut {} connection(s) no longer allowed (break-glass ended)",
+                    done.connections_cut
+                );
+            }
             if done.applied {
                 eprintln!(
                     "applied ruleset for {} pod(s) in {:.1} ms ({}){}",
