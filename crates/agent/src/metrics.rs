@@ -23,6 +23,8 @@ pub struct LoopMetrics {
     /// Files kept at their last good version (or loads refused across files).
     pub rejected: Counter,
     pub tightened_connections: Counter,
+    /// The table restored after it was removed behind the agent's back.
+    pub repairs: Counter,
     pub peak_memory_bytes: Gauge,
 }
 
@@ -38,6 +40,7 @@ impl Default for LoopMetrics {
             full_replaces: Counter::default(),
             rejected: Counter::default(),
             tightened_connections: Counter::default(),
+            repairs: Counter::default(),
             peak_memory_bytes: Gauge::default(),
         }
     }
@@ -93,6 +96,11 @@ impl LoopMetrics {
             "agent_tightened_connections",
             "Established connections cut because a change no longer allows them",
             self.tightened_connections.clone(),
+        );
+        registry.register(
+            "agent_repairs",
+            "Times the table was restored after it was removed behind the agent's back",
+            self.repairs.clone(),
         );
         registry.register(
             "agent_peak_memory_bytes",

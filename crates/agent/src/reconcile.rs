@@ -298,7 +298,21 @@ impl<B: Backend> Agent<B> {
     ) {
         report(self.reconcile());
         let mut metrics_written: Option<Instant> = None;
+        let mut table_checked = Instant::now();
         while keep_running() {
+            // Repair: the table deleted behind the agent's back (by hand, another tool) is put
+            // back at once, and counted. A cheap check (`nft list tables`), once a second.
+            if table_checked.elapsed() >= TABLE_CHECK_EVERY && self.view.last().is_some() {
+                table_checked = Instant::now();
+                if matches!(self.backend.table_exists(), Ok(false)) {
+                    self.view.forget();
+                    self.stats.repairs.inc();
+                    report(Err(AgentError::State(
+                        "the table was removed behind the agent's back; restoring it".into(),
+                    )));
+                    report(self.commit(crate::source::Delivery::default()));
+                }
+            }
             // Break-glass ended (`agent break-glass off` flipped the map and left a note, so
             // even an `on` shorter than one turn of this loop is seen): what was opened during
             // it and the policies deny is cut like any tightening.
@@ -356,6 +370,9 @@ impl<B: Backend> Agent<B> {
         Some(self.commit(delivery))
     }
 }
+
+/// How often a running agent checks that its table is still there.
+const TABLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a running agent refreshes its metrics file.
 const METRICS_EVERY: Duration = Duration::from_secs(5);

@@ -910,3 +910,58 @@ fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     println!("break-glass off -> connection cut in {took:?}");
     assert!(took < Duration::from_secs(5), "cut after {took:?}");
 }
+
+#[test]
+fn a_table_deleted_by_hand_is_restored() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("table repair") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("repair");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let mut agent = start_agent(&dir);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    assert!(
+        !wait(
+            lab.probe("x/client", "tcp", server, 80, 400)
+                .expect("probe")
+        ),
+        "denied before"
+    );
+    let deleted = Instant::now();
+    assert!(
+        Command::new("nft")
+            .args(["delete", "table", "inet", "bulkhead"])
+            .status()
+            .expect("nft")
+            .success()
+    );
+    let exists = || {
+        Command::new("nft")
+            .args(["list", "table", "inet", "bulkhead"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = deleted.elapsed();
+    let restored = exists();
+    let denied_again = !wait(
+        lab.probe("x/client", "tcp", server, 80, 400)
+            .expect("probe"),
+    );
+    let allowed_still = wait(
+        lab.probe("x/client", "tcp", server, 81, 1000)
+            .expect("probe"),
+    );
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(restored, "the agent put its table back");
+    println!("table deleted by hand -> restored in {took:?}");
+    assert!(denied_again, "the denied flow is denied again");
+    assert!(allowed_still, "the allowed flow still passes");
+}
