@@ -965,3 +965,68 @@ fn a_table_deleted_by_hand_is_restored() {
     assert!(denied_again, "the denied flow is denied again");
     assert!(allowed_still, "the allowed flow still passes");
 }
+
+#[test]
+fn a_manifest_written_in_two_halves_is_never_applied_half() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("half-written manifest") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("halves");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let mut agent = start_agent(&dir);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    // The first half is valid YAML on its own (a document boundary) and, applied alone,
+    // would drop the policy and open port 80.
+    let first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: note, namespace: x}\ndata: {a: b}\n---\n";
+    let mut file = std::fs::File::create(dir.join("policies.yaml")).expect("open");
+    use std::io::Write as _;
+    file.write_all(first.as_bytes()).expect("first half");
+    file.flush().expect("flush");
+    let pause = Instant::now() + Duration::from_millis(1500);
+    let (mut probes, mut leaked, mut dropped) = (0, 0, 0);
+    while Instant::now() < pause {
+        probes += 1;
+        if wait(
+            lab.probe("x/client", "tcp", server, 80, 150)
+                .expect("probe"),
+        ) {
+            leaked += 1;
+        }
+        if !wait(
+            lab.probe("x/client", "tcp", server, 81, 500)
+                .expect("probe"),
+        ) {
+            dropped += 1;
+        }
+    }
+    file.write_all(ONLY_81.as_bytes()).expect("second half");
+    drop(file);
+    std::thread::sleep(Duration::from_millis(500));
+    let denied_after = !wait(
+        lab.probe("x/client", "tcp", server, 80, 300)
+            .expect("probe"),
+    );
+    let allowed_after = wait(
+        lab.probe("x/client", "tcp", server, 81, 1000)
+            .expect("probe"),
+    );
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("half-written manifest: {probes} probe rounds over the pause");
+    assert!(probes >= 3, "{probes} probe rounds");
+    assert_eq!(
+        leaked, 0,
+        "a denied flow got through {leaked} of {probes} times"
+    );
+    assert_eq!(
+        dropped, 0,
+        "an allowed flow was dropped {dropped} of {probes} times"
+    );
+    assert!(
+        denied_after && allowed_after,
+        "the whole file is in force after"
+    );
+}
