@@ -149,7 +149,17 @@ impl<B: Backend> Agent<B> {
             log_denies: self.config.log_denies,
             break_glass: self.config.break_glass_marker().exists(),
         };
-        let (ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
+        let (mut ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
+        // Rules rendered again (a replaced chain, a whole new table) start from the counts
+        // the kernel has for their ids, so deny counters never go backwards.
+        let rerenders = match &commit {
+            Commit::Full => true,
+            Commit::Delta(t) => !t.chains_replaced.is_empty(),
+            Commit::Nothing => false,
+        };
+        if rerenders && let Ok(counts) = self.backend.deny_counts() {
+            ruleset.carried_counts = counts;
+        }
         let had_previous = self.view.last().is_some();
         // A delta when the kernel holds a ruleset this agent applied, a full replace
         // otherwise (or when the delta is refused: the full replace is always valid).
@@ -202,6 +212,7 @@ impl<B: Backend> Agent<B> {
             // in the rules' comments are the fallback.
             let mut table = crate::rules::RuleTable::load(&self.config.state_dir);
             let table_changed = table.merge(ruleset.rule_table());
+            ruleset.carried_counts.clear();
             self.view.committed(ruleset);
             if table_changed && let Err(e) = table.save(&self.config.state_dir) {
                 return Err(AgentError::State(format!(

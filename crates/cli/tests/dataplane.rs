@@ -1030,3 +1030,77 @@ fn a_manifest_written_in_two_halves_is_never_applied_half() {
         "the whole file is in force after"
     );
 }
+
+/// Denied packets towards `x/server`, summed over its rules, from `agent metrics`.
+fn denied_packets_of_server() -> u64 {
+    metrics()
+        .lines()
+        .filter(|l| {
+            l.starts_with("bulkhead_denied_packets_total{")
+                && l.contains("pod=\"server\"")
+                && l.contains("direction=\"ingress\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+#[test]
+fn denied_packet_counters_never_go_back_across_policy_edits_under_a_flood() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("monotonic counters") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("counters");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let mut agent = start_agent(&dir);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    // The flood: denied connection attempts to port 80 all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        let netns = lab.pods["x/client"].netns.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", &netns, lab::netprobe(), "probe", "tcp"])
+                    .args(["10.77.0.2", "80", "100"])
+                    .output();
+            }
+        })
+    };
+    // Ten edits of the server's own policy: its ingress chain is rendered again each time.
+    let edits = [
+        ONLY_81.replace("[{port: 81}]", "[{port: 81}, {port: 82}]"),
+        ONLY_81.to_string(),
+    ];
+    let mut seen = Vec::new();
+    std::thread::sleep(Duration::from_millis(500));
+    seen.push(denied_packets_of_server());
+    for k in 0..10 {
+        let tmp = dir.join(".policies.tmp");
+        std::fs::write(&tmp, &edits[k % 2]).expect("write");
+        std::fs::rename(&tmp, dir.join("policies.yaml")).expect("rename");
+        std::thread::sleep(Duration::from_millis(400));
+        seen.push(denied_packets_of_server());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.join();
+    let still_denied = !wait(
+        lab.probe("x/client", "tcp", server, 80, 300)
+            .expect("probe"),
+    );
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("denied packets of x/server after each of ten edits: {seen:?}");
+    assert!(
+        seen[seen.len() - 1] > seen[0],
+        "the flood was counted: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] >= w[0]),
+        "a counter went back: {seen:?}"
+    );
+    assert!(still_denied);
+}

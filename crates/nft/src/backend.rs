@@ -2,6 +2,7 @@
 //! on Bulkhead's own table. A fake backend records scripts for tests without root.
 
 use crate::counters::{self, TableState};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -33,6 +34,22 @@ pub trait Backend {
     fn table_exists(&mut self) -> Result<bool, BackendError>;
     /// The table's mode and deny counters; `None` when there is no table.
     fn state(&mut self) -> Result<Option<TableState>, BackendError>;
+    /// Packets and bytes per deny rule id now, to carry over into rules that replace them
+    /// (one terse listing; empty when there is no table).
+    fn deny_counts(&mut self) -> Result<BTreeMap<String, (u64, u64)>, BackendError>;
+}
+
+/// Per rule id, the sum over its rules (a rule split per address family shares its id).
+pub fn counts_by_id(denies: &[counters::DenyCounter]) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for d in denies {
+        if let Some(id) = &d.id {
+            let slot = out.entry(id.clone()).or_default();
+            slot.0 += d.packets;
+            slot.1 += d.bytes;
+        }
+    }
+    out
 }
 
 /// The real kernel through the `nft` command (nftables >= 1.0).
@@ -103,6 +120,19 @@ impl Backend for NftCli {
             .any(|l| l.trim() == format!("table inet {}", crate::ruleset::TABLE)))
     }
 
+    fn deny_counts(&mut self) -> Result<BTreeMap<String, (u64, u64)>, BackendError> {
+        let table = crate::ruleset::TABLE;
+        // No table (yet, or removed): nothing to carry over.
+        let Ok(rules) = self.run(&["-j", "-t", "list", "table", "inet", table], None) else {
+            return Ok(BTreeMap::new());
+        };
+        let denies = counters::deny_counters(&rules).map_err(|source| BackendError::Parse {
+            command: "nft list table".into(),
+            source,
+        })?;
+        Ok(counts_by_id(&denies))
+    }
+
     fn state(&mut self) -> Result<Option<TableState>, BackendError> {
         if !self.table_exists()? {
             return Ok(None);
@@ -153,5 +183,13 @@ impl Backend for FakeBackend {
 
     fn state(&mut self) -> Result<Option<TableState>, BackendError> {
         Ok(self.present.then(|| self.state.clone()))
+    }
+
+    fn deny_counts(&mut self) -> Result<BTreeMap<String, (u64, u64)>, BackendError> {
+        Ok(if self.present {
+            counts_by_id(&self.state.denies)
+        } else {
+            BTreeMap::new()
+        })
     }
 }

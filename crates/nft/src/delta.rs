@@ -203,6 +203,7 @@ impl Transaction {
             ingress_by_address: old.ingress_by_address.clone(),
             enforcement: old.enforcement,
             pod_interface_prefixes: old.pod_interface_prefixes.clone(),
+            carried_counts: BTreeMap::new(),
         };
         for change in &self.dispatch {
             match (&change.key, change.map) {

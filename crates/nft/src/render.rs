@@ -238,6 +238,8 @@ pub fn quoted_interface(name: &str) -> String {
 /// The rules of one chain, one nft rule per line, without the chain around them.
 pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
     let mut out = Vec::new();
+    // A rule split per address family shares its id: the carried count goes to the first.
+    let mut carried_once = std::collections::BTreeSet::new();
     let endpoint = chain.endpoint.as_str();
     for rule in &chain.rules {
         let mut parts: Vec<String> = rule
@@ -284,11 +286,22 @@ pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
             ));
             out.push(format!("{}{comment}", log.join(" ")));
         }
+        let counter = if denies {
+            let id = rule_id(endpoint, &rule.comment);
+            match ruleset.carried_counts.get(&id) {
+                Some((packets, bytes)) if carried_once.insert(id.clone()) => {
+                    format!("counter packets {packets} bytes {bytes}")
+                }
+                _ => "counter".to_string(),
+            }
+        } else {
+            "counter".to_string()
+        };
         parts.push(match &rule.verdict {
             Verdict::Return => "return".into(),
-            Verdict::Drop => "counter meta nfproto vmap @deny_verdict".into(),
+            Verdict::Drop => format!("{counter} meta nfproto vmap @deny_verdict"),
             Verdict::DropAlways => "counter drop".into(),
-            Verdict::AuditDeny => "counter return".into(),
+            Verdict::AuditDeny => format!("{counter} return"),
             Verdict::Goto(c) => format!("goto {c}"),
             Verdict::Log(prefix) => format!(
                 "log prefix {}",
@@ -489,6 +502,46 @@ mod tests {
             "never half a letter"
         );
         assert_eq!(quote("a\"b\\c\u{7}d", 10), "\"abcd\"");
+    }
+
+    #[test]
+    fn carried_counts_start_the_deny_rule_once_per_id() {
+        use crate::ruleset::{Chain, Enforcement, Match, Rule};
+        let deny = |ipv4: bool| Rule {
+            matches: vec![Match::Family { ipv4 }],
+            verdict: Verdict::Drop,
+            comment: "end of tier default".into(),
+        };
+        let mut ruleset = Ruleset {
+            sets: Vec::new(),
+            chains: vec![Chain {
+                name: "in_x".into(),
+                comment: "ingress of x/a".into(),
+                endpoint: "ingress of x/a".into(),
+                rules: vec![deny(true), deny(false)],
+            }],
+            egress_dispatch: Default::default(),
+            ingress_dispatch: Default::default(),
+            egress_by_address: Default::default(),
+            ingress_by_address: Default::default(),
+            enforcement: Enforcement::default(),
+            pod_interface_prefixes: Vec::new(),
+            carried_counts: Default::default(),
+        };
+        let id = rule_id("ingress of x/a", "end of tier default");
+        ruleset.carried_counts.insert(id, (40, 2400));
+        let rules = chain_rules(&ruleset, &ruleset.chains[0]);
+        let started: Vec<&String> = rules
+            .iter()
+            .filter(|r| r.contains("counter packets 40 bytes 2400 meta nfproto vmap @deny_verdict"))
+            .collect();
+        assert_eq!(started.len(), 1, "{rules:#?}");
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.contains("ipv6 counter meta nfproto vmap")),
+            "{rules:#?}"
+        );
     }
 
     #[test]
