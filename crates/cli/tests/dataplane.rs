@@ -345,8 +345,15 @@ impl Drop for AgentProcess {
 
 /// Starts the long-running agent and waits for its first apply.
 fn start_agent(dir: &Path) -> AgentProcess {
+    start_agent_with(dir, &[])
+}
+
+/// The agent on `dir` with more flags, once it has applied its first ruleset.
+fn start_agent_with(dir: &Path, extra: &[&str]) -> AgentProcess {
     let mut child = Command::new(lab::bulkhead())
-        .args(["agent", "--node", NODE, "--poll-ms", "100", "--manifests"])
+        .args(["agent", "--node", NODE, "--poll-ms", "100"])
+        .args(extra)
+        .arg("--manifests")
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -781,31 +788,7 @@ fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
     write_manifests(&dir, TWO_PODS, "");
     // The prefix is the late pod's own interface name, so no other interface on this host is
     // touched (a CNI's prefix, `veth` or `cali`, would cover every pod).
-    let mut child = Command::new(lab::bulkhead())
-        .args([
-            "agent",
-            "--node",
-            NODE,
-            "--poll-ms",
-            "100",
-            "--pod-interface-prefix",
-            &late,
-            "--manifests",
-        ])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("applied ruleset") {
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in reader.lines() {});
-    let mut agent = AgentProcess(child);
+    let mut agent = start_agent_with(&dir, &["--pod-interface-prefix", &late]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     assert!(
         wait(
@@ -861,31 +844,7 @@ fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     let state = std::env::temp_dir().join(format!("{}-state", lab.id));
     write_manifests(&dir, TWO_PODS, ONLY_81);
     let state_arg = state.to_string_lossy().to_string();
-    let mut child = Command::new(lab::bulkhead())
-        .args([
-            "agent",
-            "--node",
-            NODE,
-            "--poll-ms",
-            "100",
-            "--state-dir",
-            &state_arg,
-            "--manifests",
-        ])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && !line.contains("applied ruleset") {
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in reader.lines() {});
-    let mut agent = AgentProcess(child);
+    let mut agent = start_agent_with(&dir, &["--state-dir", &state_arg]);
     bulkhead_ok(&["agent", "break-glass", "on", "--state-dir", &state_arg]);
     // Port 80 is denied by the policy; break-glass lets a connection open anyway.
     let mut hold = lab
