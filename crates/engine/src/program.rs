@@ -64,6 +64,13 @@ pub enum PortMatch {
     },
 }
 
+/// One `ports` entry of a Kubernetes or ANP/BANP/CNP rule, as the program needs it.
+enum PortEntry<'a> {
+    Range(Protocol, PortRange),
+    /// A container port name, looked up under each of these protocols.
+    Named(&'a str, &'a [Protocol]),
+}
+
 impl Engine<'_> {
     /// Addresses of known endpoints and their set, computed once per engine (every program
     /// of every pod needs them).
@@ -190,30 +197,14 @@ impl Engine<'_> {
                     rule.remote = Some(combine(external, &matches));
                 }
                 if let Some(ports) = &r.ports {
-                    let mut ranges = Vec::new();
-                    let mut named = Vec::new();
-                    for port in ports {
-                        match &port.port {
-                            PortSpec::Any => {
-                                ranges.push((port.protocol, PortRange::new(1, 65535)?))
-                            }
-                            PortSpec::Range(range) => ranges.push((port.protocol, *range)),
-                            PortSpec::Named(name) => self.resolve_named(
-                                direction,
-                                local,
-                                name,
-                                port.protocol,
-                                known,
-                                &mut ranges,
-                                &mut named,
-                            ),
+                    let entries = ports.iter().map(|port| match &port.port {
+                        PortSpec::Any => PortEntry::Range(port.protocol, PortRange::full()),
+                        PortSpec::Range(range) => PortEntry::Range(port.protocol, *range),
+                        PortSpec::Named(name) => {
+                            PortEntry::Named(name, std::slice::from_ref(&port.protocol))
                         }
-                    }
-                    rule.ports = PortMatch::Some {
-                        ranges,
-                        named,
-                        not_ranges: Vec::new(),
-                    };
+                    });
+                    rule.ports = self.port_match(direction, local, known, entries);
                 }
             }
 
@@ -246,36 +237,17 @@ impl Engine<'_> {
                 };
                 rule.remote = Some(combine(external, &matches));
                 if let Some(ports) = &r.ports {
-                    let mut ranges = Vec::new();
-                    let mut named = Vec::new();
-                    for port in ports {
-                        match port {
-                            ClusterPort::Range { protocol, range } => {
-                                ranges.push((*protocol, *range))
-                            }
-                            ClusterPort::AllOf(protocol) => {
-                                ranges.push((*protocol, PortRange::new(1, 65535)?))
-                            }
-                            ClusterPort::Named(name) => {
-                                for protocol in Protocol::L4 {
-                                    self.resolve_named(
-                                        direction,
-                                        local,
-                                        name,
-                                        protocol,
-                                        known,
-                                        &mut ranges,
-                                        &mut named,
-                                    );
-                                }
-                            }
+                    let entries = ports.iter().map(|port| match port {
+                        ClusterPort::Range { protocol, range } => {
+                            PortEntry::Range(*protocol, *range)
                         }
-                    }
-                    rule.ports = PortMatch::Some {
-                        ranges,
-                        named,
-                        not_ranges: Vec::new(),
-                    };
+                        ClusterPort::AllOf(protocol) => {
+                            PortEntry::Range(*protocol, PortRange::full())
+                        }
+                        // A named port matches a container port of any protocol (ANP-PORT-1).
+                        ClusterPort::Named(name) => PortEntry::Named(name, &Protocol::L4),
+                    });
+                    rule.ports = self.port_match(direction, local, known, entries);
                 }
             }
             RuleMatcher::Calico(r) => {
@@ -292,6 +264,41 @@ impl Engine<'_> {
             }
         }
         Some(rule)
+    }
+
+    /// The port condition of a Kubernetes or ANP/BANP/CNP rule from its entries.
+    fn port_match<'p>(
+        &self,
+        direction: Direction,
+        local: usize,
+        known: &[(IpAddr, Endpoint)],
+        entries: impl IntoIterator<Item = PortEntry<'p>>,
+    ) -> PortMatch {
+        let mut ranges = Vec::new();
+        let mut named = Vec::new();
+        for entry in entries {
+            match entry {
+                PortEntry::Range(protocol, range) => ranges.push((protocol, range)),
+                PortEntry::Named(name, protocols) => {
+                    for &protocol in protocols {
+                        self.resolve_named(
+                            direction,
+                            local,
+                            name,
+                            protocol,
+                            known,
+                            &mut ranges,
+                            &mut named,
+                        );
+                    }
+                }
+            }
+        }
+        PortMatch::Some {
+            ranges,
+            named,
+            not_ranges: Vec::new(),
+        }
     }
 
     #[expect(
@@ -452,11 +459,7 @@ impl Engine<'_> {
                 }
             }
             if destination.ports.is_empty() {
-                ranges.extend(
-                    protocols
-                        .iter()
-                        .filter_map(|p| Some((*p, PortRange::new(1, 65535)?))),
-                );
+                ranges.extend(protocols.iter().map(|p| (*p, PortRange::full())));
             }
             rule.ports = PortMatch::Some {
                 ranges,

@@ -87,6 +87,14 @@ impl PortRange {
         (start <= end).then_some(Self { start, end })
     }
 
+    /// Every port, 1-65535.
+    pub fn full() -> Self {
+        Self {
+            start: 1,
+            end: u16::MAX,
+        }
+    }
+
     pub fn single(port: u16) -> Self {
         Self {
             start: port,
