@@ -22,6 +22,8 @@ use bulkhead_model::{
     ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
 };
 
+const NETS_HELP: &str = "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)";
+
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH110",
     name: "ipblock-contains-pod-ips",
@@ -43,67 +45,73 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     for r in crate::lint::policy_rules(ctx.cluster)
         .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
     {
-        let (field, nets): (&str, Vec<ipnet::IpNet>) = match &r.rule.matcher {
+        let pod_ips = |inside: &dyn Fn(std::net::IpAddr) -> bool| {
+            ips.iter().filter(|ip| inside(**ip)).count()
+        };
+        let nets = |field: &str, nets: &[ipnet::IpNet]| -> Vec<(String, usize)> {
+            nets.iter()
+                .map(|n| (format!(" {field} net {n}"), pod_ips(&|ip| n.contains(&ip))))
+                .collect()
+        };
+        // Each range the rule allows, named as the user wrote it, with the pod IPs it holds.
+        let (ranges, help) = match &r.rule.matcher {
             RuleMatcher::Kubernetes(rule) => {
                 let field = match r.direction {
                     Direction::Ingress => "from",
                     Direction::Egress => "to",
                 };
-                for (j, peer) in rule.peers.iter().flatten().enumerate() {
-                    let NetworkPolicyPeer::IpBlock(block) = peer else {
-                        continue;
-                    };
-                    let count = ips.iter().filter(|ip| block.contains(**ip)).count();
-                    if count > 0 {
-                        out.push(ctx.finding(
-                            &RULE,
-                            Some(r.resource.clone()),
-                            r.source(),
-                            format!(
-                                "{} {}[{}].{field}[{j}] ipBlock {block} contains {count} pod IP{}",
-                                r.resource,
-                                r.direction,
-                                r.index,
-                                if count == 1 { "" } else { "s" }
-                            ),
-                            "match pods with selectors; except the pod CIDR from broad ipBlocks",
-                        ));
-                    }
-                }
-                continue;
+                let blocks = rule
+                    .peers
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .filter_map(|(j, peer)| {
+                        let NetworkPolicyPeer::IpBlock(block) = peer else {
+                            return None;
+                        };
+                        Some((
+                            format!(".{field}[{j}] ipBlock {block}"),
+                            pod_ips(&|ip| block.contains(ip)),
+                        ))
+                    });
+                (
+                    blocks.collect(),
+                    "match pods with selectors; except the pod CIDR from broad ipBlocks",
+                )
             }
-            RuleMatcher::Calico(c) => match r.direction {
-                Direction::Egress => ("destination", c.destination.nets.clone()),
-                Direction::Ingress => ("source", c.source.nets.clone()),
-            },
-            RuleMatcher::Cluster(c) => (
-                "networks",
-                c.peers
+            RuleMatcher::Calico(c) => (
+                match r.direction {
+                    Direction::Egress => nets("destination", &c.destination.nets),
+                    Direction::Ingress => nets("source", &c.source.nets),
+                },
+                NETS_HELP,
+            ),
+            RuleMatcher::Cluster(c) => {
+                let networks: Vec<ipnet::IpNet> = c
+                    .peers
                     .iter()
                     .flat_map(|p| match p {
                         ClusterPeer::Networks(n) => n.clone(),
                         _ => Vec::new(),
                     })
-                    .collect(),
-            ),
-        };
-        for net in nets {
-            let count = ips.iter().filter(|ip| net.contains(*ip)).count();
-            if count > 0 {
-                out.push(ctx.finding(
-                    &RULE,
-                    Some(r.resource.clone()),
-                    r.source(),
-                    format!(
-                        "{} {}[{}] {field} net {net} contains {count} pod IP{}",
-                        r.resource,
-                        r.direction,
-                        r.index,
-                        if count == 1 { "" } else { "s" }
-                    ),
-                    "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)",
-                ));
+                    .collect();
+                (nets("networks", &networks), NETS_HELP)
             }
+        };
+        for (what, count) in ranges.into_iter().filter(|(_, count)| *count > 0) {
+            out.push(ctx.finding(
+                &RULE,
+                Some(r.resource.clone()),
+                r.source(),
+                format!(
+                    "{} {}[{}]{what} contains {count} pod IP{}",
+                    r.resource,
+                    r.direction,
+                    r.index,
+                    if count == 1 { "" } else { "s" }
+                ),
+                help,
+            ));
         }
     }
     out
