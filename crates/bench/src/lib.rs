@@ -105,6 +105,15 @@ pub struct Options {
     pub scattered_ips: bool,
 }
 
+impl Generated {
+    /// Writes the three files flat into `dir`: namespaces.yaml, pods.yaml, policies.yaml.
+    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(dir.join("namespaces.yaml"), &self.namespaces)?;
+        std::fs::write(dir.join("pods.yaml"), &self.pods)?;
+        std::fs::write(dir.join("policies.yaml"), &self.policies)
+    }
+}
+
 enum PodIps {
     /// 10.0.0.1, 10.0.0.2, ... whatever the node.
     Sequential(u32),

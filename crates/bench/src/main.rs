@@ -329,9 +329,7 @@ fn live(
     let dir = std::env::temp_dir().join(format!("bulkhead-bench-live-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("namespaces.yaml"), &g.namespaces)?;
-    std::fs::write(dir.join("pods.yaml"), &g.pods)?;
-    std::fs::write(dir.join("policies.yaml"), &g.policies)?;
+    g.write_to(&dir)?;
     // The node with pod node-0; every one of its pods on an interface named after it.
     let snapshot = bulkhead_k8s::load(
         &[Input::new("pods.yaml", g.pods.clone())],

@@ -344,6 +344,16 @@ impl Drop for AgentProcess {
 }
 
 /// Starts the long-running agent and waits for its first apply.
+/// Two pods (x/client, x/server serving 80 and 81) and an agent enforcing `policies` on them.
+fn two_pods_under_agent(tag: &str, policies: &str, extra: &[&str]) -> (Lab, PathBuf, AgentProcess) {
+    lab::sweep_leftovers();
+    let lab = two_pod_lab(tag);
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, policies);
+    let agent = start_agent_with(&dir, extra);
+    (lab, dir, agent)
+}
+
 fn start_agent(dir: &Path) -> AgentProcess {
     start_agent_with(dir, &[])
 }
@@ -384,12 +394,8 @@ fn killing_and_restarting_the_agent_never_opens_a_window() {
     if !lab::privileged_or_skip("agent restart") {
         return;
     }
-    lab::sweep_leftovers();
-    let lab = two_pod_lab("restart");
-    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, TWO_PODS, ONLY_81);
+    let (lab, dir, mut agent) = two_pods_under_agent("restart", ONLY_81, &[]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
-    let mut agent = start_agent(&dir);
     assert!(
         wait(
             lab.probe("x/client", "tcp", server, 81, 1000)
@@ -438,11 +444,7 @@ fn tightening_a_policy_cuts_existing_connections() {
     if !lab::privileged_or_skip("policy tightening") {
         return;
     }
-    lab::sweep_leftovers();
-    let lab = two_pod_lab("tighten");
-    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, TWO_PODS, ONLY_80);
-    let mut agent = start_agent(&dir);
+    let (lab, dir, mut agent) = two_pods_under_agent("tighten", ONLY_80, &[]);
     let mut hold = lab
         .exec("x/client", &[lab::netprobe(), "hold", "10.77.0.2", "80"])
         .expect("hold");
@@ -876,11 +878,7 @@ fn a_table_deleted_by_hand_is_restored() {
     if !lab::privileged_or_skip("table repair") {
         return;
     }
-    lab::sweep_leftovers();
-    let lab = two_pod_lab("repair");
-    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, TWO_PODS, ONLY_81);
-    let mut agent = start_agent(&dir);
+    let (lab, dir, mut agent) = two_pods_under_agent("repair", ONLY_81, &[]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     assert!(
         !wait(
@@ -931,11 +929,7 @@ fn a_manifest_written_in_two_halves_is_never_applied_half() {
     if !lab::privileged_or_skip("half-written manifest") {
         return;
     }
-    lab::sweep_leftovers();
-    let lab = two_pod_lab("halves");
-    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, TWO_PODS, ONLY_81);
-    let mut agent = start_agent(&dir);
+    let (lab, dir, mut agent) = two_pods_under_agent("halves", ONLY_81, &[]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     // The first half is valid YAML on its own (a document boundary) and, applied alone,
     // would drop the policy and open port 80.
@@ -1009,11 +1003,7 @@ fn denied_packet_counters_never_go_back_across_policy_edits_under_a_flood() {
     if !lab::privileged_or_skip("monotonic counters") {
         return;
     }
-    lab::sweep_leftovers();
-    let lab = two_pod_lab("counters");
-    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
-    write_manifests(&dir, TWO_PODS, ONLY_81);
-    let mut agent = start_agent(&dir);
+    let (lab, dir, mut agent) = two_pods_under_agent("counters", ONLY_81, &[]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     // The flood: denied connection attempts to port 80 all along.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

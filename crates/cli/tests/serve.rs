@@ -246,6 +246,14 @@ async fn css(client: &Client, selector: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{selector}: {e}"))
 }
 
+async fn click(client: &Client, selector: &str) {
+    css(client, selector)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+}
+
 async fn text_of(client: &Client, selector: &str) -> String {
     css(client, selector).await.text().await.expect("text")
 }
@@ -275,24 +283,17 @@ fn the_demo_in_a_real_browser() {
         screenshot(&client, "serve-1-namespaces").await;
 
         // Drill into a namespace: its workloads.
-        css(&client, "g.node[data-id='development']")
-            .await
-            .click()
-            .await
-            .expect("click the namespace");
+        click(&client, "g.node[data-id='development']").await;
         css(&client, "body[data-level='workloads:development']").await;
         css(&client, "g.node[data-id='development/deployment/frontend']").await;
         screenshot(&client, "serve-2-development").await;
 
         // Click an edge: the explanation, as `explain` prints it.
-        css(
+        click(
             &client,
             "button[data-edge='development/deployment/frontend->development/deployment/backend']",
         )
-        .await
-        .click()
-        .await
-        .expect("click the edge");
+        .await;
         css(&client, "#explain[data-done]").await;
         let explained = text_of(&client, "#explain").await;
         assert!(
@@ -307,19 +308,12 @@ fn the_demo_in_a_real_browser() {
         screenshot(&client, "serve-3-explain").await;
 
         // What if allow-dns selected kube-system by the label it really has?
-        css(&client, "nav button[data-tab='whatif']")
-            .await
-            .click()
-            .await
-            .expect("what-if tab");
-        css(
+        click(&client, "nav button[data-tab='whatif']").await;
+        click(
             &client,
             "button[data-edit='NetworkPolicy development/allow-dns']",
         )
-        .await
-        .click()
-        .await
-        .expect("edit allow-dns");
+        .await;
         let yaml = client
             .execute(
                 "return document.querySelector('#whatif-yaml').value",
@@ -340,11 +334,7 @@ fn the_demo_in_a_real_browser() {
             )
             .await
             .expect("edit");
-        css(&client, "#whatif-run")
-            .await
-            .click()
-            .await
-            .expect("run");
+        click(&client, "#whatif-run").await;
         css(&client, "#whatif-result[data-done]").await;
         let added = text_of(&client, "#whatif-added").await;
         assert!(
@@ -367,19 +357,12 @@ fn the_demo_in_a_real_browser() {
             .execute("document.querySelector('#whatif-yaml').value = ''", vec![])
             .await
             .expect("clear");
-        css(
+        click(
             &client,
             "input[data-delete='NetworkPolicy development/backend-from-frontend']",
         )
-        .await
-        .click()
-        .await
-        .expect("tick delete");
-        css(&client, "#whatif-run")
-            .await
-            .click()
-            .await
-            .expect("run");
+        .await;
+        click(&client, "#whatif-run").await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let now = client
@@ -427,14 +410,8 @@ fn the_l_cluster_opens_with_a_readable_first_view() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let generated = bulkhead_bench::generate(bulkhead_bench::size("L").expect("size L"), 1);
-    for (name, text) in [
-        ("namespaces.yaml", &generated.namespaces),
-        ("pods.yaml", &generated.pods),
-        ("policies.yaml", &generated.policies),
-    ] {
-        std::fs::write(dir.path().join(name), text).expect("write L");
-    }
+    let generated = bulkhead_bench::generate(bulkhead_bench::size("L").expect("size"), 1);
+    generated.write_to(dir.path()).expect("write the cluster");
     let started = Instant::now();
     let (_server, address) = serve(&fastest_binary(), &[dir.path()]);
     let serving = started.elapsed();
@@ -502,14 +479,8 @@ fn the_l_cluster_opens_with_a_readable_first_view() {
 #[test]
 fn a_static_page_of_a_large_cluster_is_grouped_and_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let generated = bulkhead_bench::generate(bulkhead_bench::size("M").expect("size M"), 1);
-    for (name, text) in [
-        ("namespaces.yaml", &generated.namespaces),
-        ("pods.yaml", &generated.pods),
-        ("policies.yaml", &generated.policies),
-    ] {
-        std::fs::write(dir.path().join(name), text).expect("write M");
-    }
+    let generated = bulkhead_bench::generate(bulkhead_bench::size("M").expect("size"), 1);
+    generated.write_to(dir.path()).expect("write the cluster");
     let out = Command::new(support::bin())
         .args(["map", "-o", "html"])
         .arg(dir.path())
@@ -557,11 +528,7 @@ fn the_page_follows_a_changed_file_without_a_reload() {
             .await
             .expect("open");
         css(&client, "body[data-ready]").await;
-        css(&client, "g.node[data-id='development']")
-            .await
-            .click()
-            .await
-            .expect("drill");
+        click(&client, "g.node[data-id='development']").await;
         css(
             &client,
             "button[data-edge='development/deployment/frontend->development/deployment/backend']",

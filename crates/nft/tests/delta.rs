@@ -8,10 +8,7 @@
 mod random_cluster;
 
 use bulkhead_engine::{Engine, EngineOptions};
-use bulkhead_model::cluster::ContainerPort;
-use bulkhead_model::{
-    Cluster, NetworkPolicy, Pod, PodOrigin, Policy, PolicyKind, Protocol, WorkloadRef,
-};
+use bulkhead_model::{Cluster, NetworkPolicy, Pod, Policy, PolicyKind, Protocol};
 use bulkhead_nft::delta::Transaction;
 use bulkhead_nft::interpret::Packet;
 use bulkhead_nft::render::render;
@@ -79,29 +76,14 @@ struct State {
 fn new_pod(state: &mut State, namespace: usize, app: usize, node: usize) -> Pod {
     let n = state.next_pod;
     state.next_pod += 1;
-    let name = format!("q{n}");
-    Pod {
-        namespace: NAMESPACES[namespace].into(),
-        name: name.clone(),
-        labels: random_cluster::labels(&[("app", APPS[app])]),
-        ips: vec![ip(u8::try_from(100 + n % 150).expect("small"))],
-        node: Some(NODES[node].into()),
-        host_network: false,
-        service_account: "default".into(),
-        ports: vec![ContainerPort {
-            name: Some("http".into()),
-            port: 80,
-            protocol: Protocol::Tcp,
-        }],
-        phase: Some("Running".into()),
-        origin: PodOrigin::Live,
-        workload: WorkloadRef {
-            kind: "pod".into(),
-            name,
-        },
-        source: None,
-        replicas: 1,
-    }
+    random_cluster::pod(
+        NAMESPACES[namespace],
+        &format!("q{n}"),
+        random_cluster::labels(&[("app", APPS[app])]),
+        ip(u8::try_from(100 + n % 150).expect("small")),
+        NODES[node],
+        80,
+    )
 }
 
 fn kubernetes_indexes(cluster: &Cluster) -> Vec<usize> {

@@ -298,6 +298,32 @@ pub fn gnp_strategy() -> impl Strategy<Value = Policy> {
         })
 }
 
+/// A live, running pod with one container port named `http`.
+pub fn pod(namespace: &str, name: &str, labels: Labels, ip: IpAddr, node: &str, http: u16) -> Pod {
+    Pod {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels,
+        ips: vec![ip],
+        node: Some(node.into()),
+        host_network: false,
+        service_account: "default".into(),
+        ports: vec![ContainerPort {
+            name: Some("http".into()),
+            port: http,
+            protocol: Protocol::Tcp,
+        }],
+        phase: Some("Running".into()),
+        origin: PodOrigin::Live,
+        workload: WorkloadRef {
+            kind: "pod".into(),
+            name: name.into(),
+        },
+        source: None,
+        replicas: 1,
+    }
+}
+
 pub fn cluster_strategy(with_anp: bool, with_calico: bool) -> impl Strategy<Value = Cluster> {
     (
         proptest::collection::vec(
@@ -328,29 +354,14 @@ pub fn cluster_strategy(with_anp: bool, with_calico: bool) -> impl Strategy<Valu
                 if tier {
                     l.insert("tier".into(), "x".into());
                 }
-                let name = format!("p{i}");
-                cluster.pods.push(Pod {
-                    namespace: NAMESPACES[n].into(),
-                    name: name.clone(),
-                    labels: l,
-                    ips: vec![ip(u8::try_from(i + 1).expect("small"))],
-                    node: Some("node-1".into()),
-                    host_network: false,
-                    service_account: "default".into(),
-                    ports: vec![ContainerPort {
-                        name: Some("http".into()),
-                        port: if http { 80 } else { 8080 },
-                        protocol: Protocol::Tcp,
-                    }],
-                    phase: Some("Running".into()),
-                    origin: PodOrigin::Live,
-                    workload: WorkloadRef {
-                        kind: "pod".into(),
-                        name,
-                    },
-                    source: None,
-                    replicas: 1,
-                });
+                cluster.pods.push(pod(
+                    NAMESPACES[n],
+                    &format!("p{i}"),
+                    l,
+                    ip(u8::try_from(i + 1).expect("small")),
+                    "node-1",
+                    if http { 80 } else { 8080 },
+                ));
             }
             for (i, p) in policies.iter_mut().enumerate() {
                 p.name = format!("np{i}");
