@@ -149,7 +149,7 @@ impl<B: Backend> Agent<B> {
             log_denies: self.config.log_denies,
             break_glass: self.config.break_glass_marker().exists(),
         };
-        let (mut ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
+        let (ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
         // Rules rendered again (a replaced chain, a whole new table) start from the counts
         // the kernel has for their ids, so deny counters never go backwards.
         let rerenders = match &commit {
@@ -157,9 +157,11 @@ impl<B: Backend> Agent<B> {
             Commit::Delta(t) => !t.chains_replaced.is_empty(),
             Commit::Nothing => false,
         };
-        if rerenders && let Ok(counts) = self.backend.deny_counts() {
-            ruleset.carried_counts = counts;
-        }
+        let counts = if rerenders {
+            self.backend.deny_counts().unwrap_or_default()
+        } else {
+            Default::default()
+        };
         let had_previous = self.view.last().is_some();
         // A delta when the kernel holds a ruleset this agent applied, a full replace
         // otherwise (or when the delta is refused: the full replace is always valid).
@@ -168,7 +170,7 @@ impl<B: Backend> Agent<B> {
             Commit::Delta(t) => match self
                 .view
                 .last()
-                .map(|last| t.render(last, &ruleset))
+                .map(|last| t.render(last, &ruleset, &counts))
                 .map(|script| self.backend.apply(&script))
                 .unwrap_or(Err(BackendError::Failed {
                     command: "delta".into(),
@@ -178,13 +180,13 @@ impl<B: Backend> Agent<B> {
                 Ok(()) => (true, Some(t.size())),
                 Err(_) => {
                     self.backend
-                        .apply(&bulkhead_nft::render::render(&ruleset))?;
+                        .apply(&bulkhead_nft::render::render_counting(&ruleset, &counts))?;
                     (true, None)
                 }
             },
             Commit::Full => {
                 self.backend
-                    .apply(&bulkhead_nft::render::render(&ruleset))?;
+                    .apply(&bulkhead_nft::render::render_counting(&ruleset, &counts))?;
                 (true, None)
             }
         };
@@ -212,7 +214,6 @@ impl<B: Backend> Agent<B> {
             // in the rules' comments are the fallback.
             let mut table = crate::rules::RuleTable::load(&self.config.state_dir);
             let table_changed = table.merge(ruleset.rule_table());
-            ruleset.carried_counts.clear();
             self.view.committed(ruleset);
             if table_changed && let Err(e) = table.save(&self.config.state_dir) {
                 return Err(AgentError::State(format!(

@@ -185,7 +185,6 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             ingress_by_address,
             enforcement: Enforcement::default(),
             pod_interface_prefixes: options.pod_interface_prefixes.clone(),
-            carried_counts: BTreeMap::new(),
         },
         report,
     )

@@ -10,7 +10,7 @@
 //! "old + delta == fresh compile" without a kernel.
 
 use crate::render;
-use crate::ruleset::{Chain, NamedSet, Ruleset, TABLE};
+use crate::ruleset::{Chain, Counts, NamedSet, Ruleset, TABLE};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -203,7 +203,6 @@ impl Transaction {
             ingress_by_address: old.ingress_by_address.clone(),
             enforcement: old.enforcement,
             pod_interface_prefixes: old.pod_interface_prefixes.clone(),
-            carried_counts: BTreeMap::new(),
         };
         for change in &self.dispatch {
             match (&change.key, change.map) {
@@ -227,8 +226,9 @@ impl Transaction {
     }
 
     /// One `nft -f` batch (committed atomically). `old` is what the kernel holds, `new` the
-    /// ruleset the transaction leads to: rules are rendered against its sets.
-    pub fn render(&self, old: &Ruleset, new: &Ruleset) -> String {
+    /// ruleset the transaction leads to: rules are rendered against its sets, deny rules
+    /// starting from `counts`.
+    pub fn render(&self, old: &Ruleset, new: &Ruleset, counts: &Counts) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -266,7 +266,7 @@ impl Transaction {
             if self.chains_replaced.contains(chain) {
                 let _ = writeln!(out, "flush chain inet {TABLE} {}", chain.name);
             }
-            for rule in render::chain_rules(new, chain) {
+            for rule in render::chain_rules(new, chain, counts) {
                 let _ = writeln!(out, "add rule inet {TABLE} {} {rule}", chain.name);
             }
         }

@@ -187,7 +187,6 @@ mod tests {
             ingress_by_address: BTreeMap::new(),
             enforcement,
             pod_interface_prefixes: Vec::new(),
-            carried_counts: BTreeMap::new(),
         }
     }
 

@@ -3,8 +3,8 @@
 //! old rules stay in force until the new ones are complete, and start-up never opens a window.
 
 use crate::ruleset::{
-    Chain, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side, TABLE,
-    UNKNOWN_INTERFACE, Verdict, rule_id,
+    Chain, Counts, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side,
+    TABLE, UNKNOWN_INTERFACE, Verdict, rule_id,
 };
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
@@ -70,6 +70,11 @@ fn elements(items: &[String]) -> String {
 
 /// The transaction that replaces the table with `ruleset`.
 pub fn render(ruleset: &Ruleset) -> String {
+    render_counting(ruleset, &Counts::new())
+}
+
+/// [`render`], with deny rules starting from `counts` (the kernel's, for their ids).
+pub fn render_counting(ruleset: &Ruleset, counts: &Counts) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -172,7 +177,7 @@ pub fn render(ruleset: &Ruleset) -> String {
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);
         let _ = writeln!(out, "    comment {}", quoted_comment(&chain.comment));
-        for rule in chain_rules(ruleset, chain) {
+        for rule in chain_rules(ruleset, chain, counts) {
             let _ = writeln!(out, "    {rule}");
         }
         let _ = writeln!(out, "  }}");
@@ -236,7 +241,7 @@ pub fn quoted_interface(name: &str) -> String {
 }
 
 /// The rules of one chain, one nft rule per line, without the chain around them.
-pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
+pub fn chain_rules(ruleset: &Ruleset, chain: &Chain, counts: &Counts) -> Vec<String> {
     let mut out = Vec::new();
     // A rule split per address family shares its id: the carried count goes to the first.
     let mut carried_once = std::collections::BTreeSet::new();
@@ -288,7 +293,7 @@ pub fn chain_rules(ruleset: &Ruleset, chain: &Chain) -> Vec<String> {
         }
         let counter = if denies {
             let id = rule_id(endpoint, &rule.comment);
-            match ruleset.carried_counts.get(&id) {
+            match counts.get(&id) {
                 Some((packets, bytes)) if carried_once.insert(id.clone()) => {
                     format!("counter packets {packets} bytes {bytes}")
                 }
@@ -512,7 +517,7 @@ mod tests {
             verdict: Verdict::Drop,
             comment: "end of tier default".into(),
         };
-        let mut ruleset = Ruleset {
+        let ruleset = Ruleset {
             sets: Vec::new(),
             chains: vec![Chain {
                 name: "in_x".into(),
@@ -526,11 +531,10 @@ mod tests {
             ingress_by_address: Default::default(),
             enforcement: Enforcement::default(),
             pod_interface_prefixes: Vec::new(),
-            carried_counts: Default::default(),
         };
         let id = rule_id("ingress of x/a", "end of tier default");
-        ruleset.carried_counts.insert(id, (40, 2400));
-        let rules = chain_rules(&ruleset, &ruleset.chains[0]);
+        let counts = Counts::from([(id, (40, 2400))]);
+        let rules = chain_rules(&ruleset, &ruleset.chains[0], &counts);
         let started: Vec<&String> = rules
             .iter()
             .filter(|r| r.contains("counter packets 40 bytes 2400 meta nfproto vmap @deny_verdict"))

@@ -29,11 +29,11 @@ pub struct Ruleset {
     /// one that has no chain yet (a pod whose rules are not in place) is dropped, both ways,
     /// and counted, instead of passing unfiltered. Empty: off.
     pub pod_interface_prefixes: Vec<String>,
-    /// Deny counts (packets, bytes) per rule id to start the rendered deny rules from, so a
-    /// rule that a change renders again keeps counting where it was. Only the agent sets it,
-    /// just before rendering.
-    pub carried_counts: BTreeMap<String, (u64, u64)>,
 }
+
+/// Deny counts (packets, bytes) per rule id that rendered deny rules start from, so a rule a
+/// change renders again keeps counting where it was (read from the kernel just before).
+pub type Counts = BTreeMap<String, (u64, u64)>;
 
 /// How denies act, and whether they are logged. Kept out of the compiled rules: both modes and
 /// break-glass are one-element verdict maps in the table (dataplane.md §4.6, §5.1), so the

@@ -258,7 +258,7 @@ proptest! {
                     prop_assert!(false, "step {step} {event:?}: no delta on node {node}");
                     unreachable!();
                 };
-                let script = delta.render(held, wanted);
+                let script = delta.render(held, wanted, &Default::default());
                 prop_assert!(delta.is_empty() == (held == wanted), "step {step}: {script}");
                 let applied = delta.apply(held);
                 prop_assert_eq!(
@@ -467,7 +467,7 @@ fn the_kernel_follows_deltas_to_the_table_a_full_load_gives() {
         let delta = Transaction::between(&held, &wanted).expect("delta");
         objects += delta.size();
         if !delta.is_empty() {
-            let script = delta.render(&held, &wanted);
+            let script = delta.render(&held, &wanted, &Default::default());
             nft_in(&netns.0, &script).unwrap_or_else(|e| {
                 panic!("step {step} {event:?}: nft refused the delta: {e}\n{script}")
             });
