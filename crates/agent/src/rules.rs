@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "rules.json";
 
-/// How many ids the table keeps; the oldest entries of rules no longer in force go first.
+/// How many ids the table keeps; above it, ids of rules no longer in force are dropped (in id
+/// order, which says nothing of their age), never those in force.
 const MAX_ENTRIES: usize = 1_000_000;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,7 @@ impl RuleTable {
     pub fn merge(&mut self, current: BTreeMap<String, RuleIdentity>) -> bool {
         let before = self.rules.len();
         let mut changed = false;
+        let in_force: std::collections::BTreeSet<String> = current.keys().cloned().collect();
         for (id, identity) in current {
             if self.rules.get(&id) != Some(&identity) {
                 self.rules.insert(id, identity);
@@ -44,7 +46,13 @@ impl RuleTable {
         }
         if self.rules.len() > MAX_ENTRIES {
             let extra = self.rules.len() - MAX_ENTRIES;
-            let drop: Vec<String> = self.rules.keys().take(extra).cloned().collect();
+            let drop: Vec<String> = self
+                .rules
+                .keys()
+                .filter(|id| !in_force.contains(*id))
+                .take(extra)
+                .cloned()
+                .collect();
             for id in drop {
                 self.rules.remove(&id);
             }
