@@ -7,7 +7,7 @@ use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_index::{Commit, Index, NodeView};
 use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Protocol;
-use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, Mode};
+use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, KernelMark, Mode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -86,6 +86,13 @@ pub struct Agent<B: Backend> {
     /// What the kernel holds since the last apply; empty until the first full replace (and
     /// after anything that changed the table behind the ruleset's back, like break-glass).
     view: NodeView,
+    /// The kernel's generation and table fingerprint right after this agent's last commit:
+    /// a later read that differs means someone else changed the table (see [`Agent::run`]).
+    mark: Option<KernelMark>,
+    /// Lists tracked flows for tightening; opened at the first tightening.
+    conntrack: Option<conntrack::Conntrack>,
+    /// Deletes the flows tightening picked, off the loop.
+    cutter: Option<conntrack::Cutter>,
     /// What the loop did, for the running agent's metrics file.
     pub stats: crate::metrics::LoopMetrics,
 }
@@ -105,6 +112,9 @@ impl<B: Backend> Agent<B> {
             source,
             index: Index::new(),
             view: NodeView::default(),
+            mark: None,
+            conntrack: None,
+            cutter: None,
             stats: crate::metrics::LoopMetrics::default(),
         }
     }
@@ -163,6 +173,7 @@ impl<B: Backend> Agent<B> {
             Default::default()
         };
         let had_previous = self.view.last().is_some();
+        let generation_before = self.backend.generation().ok();
         // A delta when the kernel holds a ruleset this agent applied, a full replace
         // otherwise (or when the delta is refused: the full replace is always valid).
         let (changed, delta_objects) = match commit {
@@ -190,6 +201,9 @@ impl<B: Backend> Agent<B> {
                 (true, None)
             }
         };
+        if changed {
+            self.remember_mark(generation_before);
+        }
         match (changed, delta_objects) {
             (true, Some(n)) => {
                 self.stats.deltas.inc();
@@ -207,7 +221,7 @@ impl<B: Backend> Agent<B> {
                 ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
             if self.config.tighten && had_previous && enforcing {
                 let engine = Engine::new(&cluster, EngineOptions::for_cluster(&cluster));
-                cut = tighten(&engine);
+                cut = self.tighten(&engine);
             }
             // The id table names what the kernel now reports by id. The kernel has the
             // ruleset either way; a table that cannot be written is reported, and the names
@@ -222,7 +236,6 @@ impl<B: Backend> Agent<B> {
                 )));
             }
         }
-        self.stats.tightened_connections.inc_by(cut as u64);
         self.stats
             .last_applied_revision
             .set(i64::try_from(self.index.revision()).unwrap_or(i64::MAX));
@@ -263,8 +276,10 @@ impl<B: Backend> Agent<B> {
         if !self.backend.table_exists()? {
             return Ok(false);
         }
+        let generation_before = self.backend.generation().ok();
         self.backend
             .apply(&bulkhead_nft::render::render_break_glass(on))?;
+        self.remember_mark(generation_before);
         // The next reconcile renders the map from the marker again, as a full replace.
         self.view.forget();
         Ok(true)
@@ -296,6 +311,7 @@ impl<B: Backend> Agent<B> {
         self.backend
             .apply(&bulkhead_nft::render::render_removal())?;
         self.view.forget();
+        self.mark = None;
         Ok(true)
     }
 
@@ -312,17 +328,26 @@ impl<B: Backend> Agent<B> {
         let mut metrics_written: Option<Instant> = None;
         let mut table_checked = Instant::now();
         while keep_running() {
-            // Repair: the table deleted behind the agent's back (by hand, another tool) is put
-            // back at once, and counted. A cheap check (`nft list tables`), once a second.
+            // Repair: the table deleted or changed behind the agent's back (by hand, another
+            // tool) is put back at once, and counted. The check reads the generation id (one
+            // netlink request) and reads the table's fingerprint only when it moved.
             if table_checked.elapsed() >= TABLE_CHECK_EVERY && self.view.last().is_some() {
                 table_checked = Instant::now();
-                if matches!(self.backend.table_exists(), Ok(false)) {
+                if let Some(reason) = self.foreign_change() {
                     self.view.forget();
-                    self.stats.repairs.inc();
-                    report(Err(AgentError::State(
-                        "the table was removed behind the agent's back; restoring it".into(),
-                    )));
-                    report(self.commit(crate::source::Delivery::default()));
+                    self.mark = None;
+                    if reason == ForeignChange::BreakGlass {
+                        // `agent break-glass` flipped the map and the marker: not a repair.
+                        report(self.commit(crate::source::Delivery::default()));
+                    } else {
+                        self.stats.repairs.inc();
+                        // The metrics file shows the repair now, not at its next refresh.
+                        metrics_written = None;
+                        report(Err(AgentError::State(format!(
+                            "{reason} behind the agent's back; restoring it"
+                        ))));
+                        report(self.commit(crate::source::Delivery::default()));
+                    }
                 }
             }
             // Break-glass ended (`agent break-glass off` flipped the map and left a note, so
@@ -335,8 +360,8 @@ impl<B: Backend> Agent<B> {
             {
                 let start = Instant::now();
                 let cluster = self.index.cluster();
-                let cut = tighten(&Engine::new(&cluster, EngineOptions::for_cluster(&cluster)));
-                self.stats.tightened_connections.inc_by(cut as u64);
+                let cut =
+                    self.tighten(&Engine::new(&cluster, EngineOptions::for_cluster(&cluster)));
                 report(Ok(Reconciled {
                     applied: false,
                     pods: 0,
@@ -375,6 +400,76 @@ impl<B: Backend> Agent<B> {
 }
 
 impl<B: Backend> Agent<B> {
+    /// Cuts tracked flows the engine now denies (see [`crate::conntrack`]): the loop lists
+    /// and picks them, the cutter thread deletes them (and counts them in the
+    /// tightened-connections metric). Returns how many were handed over.
+    fn tighten(&mut self, engine: &Engine<'_>) -> usize {
+        if self.conntrack.is_none() {
+            self.conntrack = conntrack::Conntrack::open().ok();
+        }
+        let Some(listed) = self.conntrack.as_mut().map(conntrack::Conntrack::list) else {
+            return 0;
+        };
+        let Ok(flows) = listed else {
+            // A socket that failed is opened again next time.
+            self.conntrack = None;
+            return 0;
+        };
+        let doomed = denied(engine, flows);
+        let count = doomed.len();
+        self.cutter
+            .get_or_insert_with(|| {
+                conntrack::Cutter::start(self.stats.tightened_connections.clone())
+            })
+            .cut(doomed);
+        count
+    }
+
+    /// Records where the kernel stands after this agent's own transaction. When the
+    /// generation moved by more than that one transaction, another process committed around
+    /// it and the mark cannot tell whose change the table holds: no mark, so the next check
+    /// restores the table from the ruleset.
+    fn remember_mark(&mut self, generation_before: Option<u32>) {
+        self.mark = match (self.backend.mark(), generation_before) {
+            (Ok(mark), Some(before)) if mark.generation == before.wrapping_add(1) => Some(mark),
+            (Ok(mark), None) => Some(mark),
+            _ => None,
+        };
+    }
+
+    /// Whether the table is no longer what this agent committed. Without netlink (or without
+    /// a mark), only a removed table is seen, through `nft list tables`.
+    fn foreign_change(&mut self) -> Option<ForeignChange> {
+        let unchanged = match (self.mark, self.backend.generation()) {
+            (Some(mark), Ok(generation)) if generation == mark.generation => return None,
+            (Some(mark), Ok(_)) => match self.backend.mark() {
+                Ok(now) if now.fingerprint == mark.fingerprint => {
+                    // Another table changed; ours did not.
+                    self.mark = Some(now);
+                    return None;
+                }
+                Ok(now) => now.fingerprint.is_some().then_some(ForeignChange::Changed),
+                Err(_) => None,
+            },
+            // No mark: the commit could not be told apart from another process's.
+            (None, Ok(_)) => Some(ForeignChange::Changed),
+            (_, Err(_)) => None,
+        };
+        if let Some(change) = unchanged {
+            let glass = self.config.break_glass_marker().exists();
+            let in_force = self.view.last().is_some_and(|r| r.enforcement.break_glass);
+            return Some(if glass == in_force {
+                change
+            } else {
+                ForeignChange::BreakGlass
+            });
+        }
+        match self.backend.table_exists() {
+            Ok(false) => Some(ForeignChange::Removed),
+            _ => None,
+        }
+    }
+
     /// Waits up to `wait` for the source to see a change, and commits it; `None` when nothing
     /// changed (one turn of [`Agent::run`], for benchmarks and tests).
     pub fn step(&mut self, wait: Duration) -> Option<Result<Reconciled, AgentError>> {
@@ -383,38 +478,58 @@ impl<B: Backend> Agent<B> {
     }
 }
 
-/// How often a running agent checks that its table is still there.
-const TABLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a running agent checks that its table is as it left it (a generation read: one
+/// netlink request, microseconds).
+const TABLE_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// What [`Agent::foreign_change`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ForeignChange {
+    Removed,
+    Changed,
+    /// The break-glass marker no longer matches the ruleset in force: `agent break-glass`.
+    BreakGlass,
+}
+
+impl std::fmt::Display for ForeignChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Removed => "the table was removed",
+            Self::Changed => "the table was changed",
+            Self::BreakGlass => "break-glass was switched",
+        })
+    }
+}
 
 /// How often a running agent refreshes its metrics file.
 const METRICS_EVERY: Duration = Duration::from_secs(5);
 
-/// Cuts tracked flows the engine now denies (see [`crate::conntrack`]).
-fn tighten(engine: &Engine<'_>) -> usize {
-    let mut cut = 0;
-    for flow in conntrack::list() {
-        let (src, dst) = (
-            engine.endpoint_for_ip(flow.src),
-            engine.endpoint_for_ip(flow.dst),
-        );
-        if !matches!(src, Endpoint::Pod(_)) && !matches!(dst, Endpoint::Pod(_)) {
-            continue;
-        }
-        let Ok(protocol) = flow.protocol.parse::<Protocol>() else {
-            continue;
-        };
-        let verdict = engine.evaluate(&Flow {
-            src,
-            dst,
-            protocol,
-            port: Some(flow.dport),
-            icmp: None,
-        });
-        if !verdict.allowed && conntrack::delete(&flow) {
-            cut += 1;
-        }
-    }
-    cut
+/// The tracked flows between pods (or a pod and anything) that the engine now denies.
+fn denied(engine: &Engine<'_>, flows: Vec<conntrack::TrackedFlow>) -> Vec<conntrack::TrackedFlow> {
+    flows
+        .into_iter()
+        .filter(|flow| {
+            let (src, dst) = (
+                engine.endpoint_for_ip(flow.src),
+                engine.endpoint_for_ip(flow.dst),
+            );
+            if !matches!(src, Endpoint::Pod(_)) && !matches!(dst, Endpoint::Pod(_)) {
+                return false;
+            }
+            let Ok(protocol) = flow.protocol.parse::<Protocol>() else {
+                return false;
+            };
+            !engine
+                .evaluate(&Flow {
+                    src,
+                    dst,
+                    protocol,
+                    port: Some(flow.dport),
+                    icmp: None,
+                })
+                .allowed
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //!   succeeds within the timeout, 1 otherwise.
 //! * `hold ADDRESS PORT`: keep one TCP connection open, writing a byte every 50 ms; print `up`
 //!   once, then `down` and exit 1 as soon as an echo fails to come back.
+//! * `hold-many ADDRESS PORT COUNT`: keep COUNT TCP connections open, echoing a byte on each
+//!   every round; print `up COUNT` once all are established, then `down` and exit 0 once no
+//!   echo comes back on any of them (exit 1 after 60 s).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -127,6 +130,56 @@ fn hold(args: &[String]) -> i32 {
     }
 }
 
+fn hold_many(args: &[String]) -> i32 {
+    let (Some(addr), Some(port), Some(count)) = (
+        args.first()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
+        args.get(1).and_then(|p| p.parse::<u16>().ok()),
+        args.get(2).and_then(|c| c.parse::<usize>().ok()),
+    ) else {
+        return 2;
+    };
+    let target = SocketAddr::new(addr, port);
+    let mut alive: Vec<TcpStream> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(1000))
+        else {
+            println!("connect failed after {}", alive.len());
+            return 1;
+        };
+        let mut buf = [0u8; 1];
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(1000)));
+        if stream.write_all(b"x").is_err() || stream.read_exact(&mut buf).is_err() {
+            println!("no echo after {}", alive.len());
+            return 1;
+        }
+        let _ = stream.set_nonblocking(true);
+        alive.push(stream);
+    }
+    println!("up {count}");
+    let _ = std::io::stdout().flush();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        for stream in &mut alive {
+            let _ = stream.write_all(b"x");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        // A connection whose echo did not come back within the round is down (its packets
+        // are dropped); one that echoes stays.
+        alive.retain_mut(|stream| {
+            let mut buf = [0u8; 64];
+            matches!(stream.read(&mut buf), Ok(n) if n > 0)
+        });
+        if alive.is_empty() {
+            println!("down");
+            let _ = std::io::stdout().flush();
+            return 0;
+        }
+    }
+    println!("still up {}", alive.len());
+    1
+}
+
 /// `connect-bench ADDRESS PORT COUNT`: COUNT sequential TCP connects; prints p50 and p99 in
 /// microseconds (connection setup is what policy costs: established packets skip it).
 fn connect_bench(args: &[String]) -> i32 {
@@ -173,9 +226,10 @@ fn main() {
         }
         Some("probe") => probe(&args[1..]),
         Some("hold") => hold(&args[1..]),
+        Some("hold-many") => hold_many(&args[1..]),
         Some("connect-bench") => connect_bench(&args[1..]),
         _ => {
-            eprintln!("usage: bulkhead-netprobe serve|probe|hold ...");
+            eprintln!("usage: bulkhead-netprobe serve|probe|hold|hold-many|connect-bench ...");
             2
         }
     };

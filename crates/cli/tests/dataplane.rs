@@ -470,6 +470,85 @@ fn tightening_a_policy_cuts_existing_connections() {
     assert!(took < Duration::from_secs(5), "cut after {took:?}");
 }
 
+const NO_INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-81, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  policyTypes: [Ingress]\n";
+
+/// Cutting a thousand connections runs beside the loop: a change written while they are cut
+/// is applied as quickly as any other, and every cut is counted.
+#[test]
+fn tightening_a_thousand_connections_leaves_the_loop_applying_changes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("tightening 1,000 connections") {
+        return;
+    }
+    let (metrics_dir, metrics) = metrics_file("cut1000");
+    let metrics_flag = metrics.to_string_lossy().into_owned();
+    let (lab, dir, mut agent) =
+        two_pods_under_agent("cut1000", ONLY_80, &["--metrics-file", &metrics_flag]);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let mut hold = lab
+        .exec(
+            "x/client",
+            &[lab::netprobe(), "hold-many", "10.77.0.2", "80", "1000"],
+        )
+        .expect("hold-many");
+    let mut lines = BufReader::new(hold.stdout.take().expect("stdout")).lines();
+    let up = lines.next().and_then(Result::ok);
+    assert_eq!(
+        up.as_deref(),
+        Some("up 1000"),
+        "1,000 connections established"
+    );
+    let allowed_81 = || {
+        wait(
+            lab.probe("x/client", "tcp", server, 81, 300)
+                .expect("probe"),
+        )
+    };
+    let until = |want: bool, within: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if allowed_81() == want {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    };
+
+    // Change 1 denies port 80: the thousand connections are to be cut.
+    let tightened = Instant::now();
+    std::fs::write(dir.join("policies.yaml"), ONLY_81).expect("tighten");
+    let (down_tx, down_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = lines.next().and_then(Result::ok);
+        let _ = down_tx.send((line, tightened.elapsed()));
+    });
+    let first = until(true, Duration::from_secs(5));
+    // Change 2, written at once: denies port 81 too.
+    let second_written = Instant::now();
+    std::fs::write(dir.join("policies.yaml"), NO_INGRESS).expect("second change");
+    let second = until(false, Duration::from_secs(5)).map(|_| second_written.elapsed());
+    let down = down_rx.recv_timeout(Duration::from_secs(30)).ok();
+    let counted = wait_for_counter(
+        &metrics,
+        "bulkhead_agent_tightened_connections_total",
+        1000,
+        Duration::from_secs(8),
+    );
+    let _ = hold.kill();
+    let _ = hold.wait();
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&metrics_dir);
+    println!("change 1 (cuts 1,000 connections) seen applied after {first:?}");
+    println!("change 2 applied {second:?} after it was written");
+    println!("all 1,000 connections down: {down:?}; counted: {counted:?}");
+    assert!(first.is_some(), "the tightening change was applied");
+    assert!(second.is_some(), "the change written meanwhile was applied");
+    let (line, _) = down.expect("the connections went down within 30 s");
+    assert_eq!(line.as_deref(), Some("down"), "every connection was cut");
+    assert!(counted.is_some(), "the cuts were counted in the metrics");
+}
+
 #[test]
 fn pods_behind_a_bridge_are_enforced_by_address() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -872,54 +951,112 @@ fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     assert!(took < Duration::from_secs(5), "cut after {took:?}");
 }
 
+/// A directory of the test's own (mode 0755: the agent refuses directories others can write,
+/// like /tmp) and the metrics file path in it.
+fn metrics_file(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bh-{tag}-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("metrics dir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let file = dir.join("bulkhead.prom");
+    (dir, file)
+}
+
+/// The value of a counter in the agent's metrics file once it reaches `at_least` (bounded).
+fn wait_for_counter(metrics: &Path, name: &str, at_least: u64, within: Duration) -> Option<u64> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let value = std::fs::read_to_string(metrics).ok().and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse::<u64>().ok())
+            })
+        });
+        if value.is_some_and(|v| v >= at_least) {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The repairs counter in the agent's metrics file, once it reaches `count` (bounded wait).
+fn wait_for_repairs(metrics: &Path, count: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let line = format!("bulkhead_agent_repairs_total {count}");
+    while start.elapsed() < Duration::from_secs(5) {
+        if std::fs::read_to_string(metrics).is_ok_and(|t| t.lines().any(|l| l == line)) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 #[test]
-fn a_table_deleted_by_hand_is_restored() {
+fn a_table_deleted_or_changed_by_hand_is_restored() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !lab::privileged_or_skip("table repair") {
         return;
     }
-    let (lab, dir, mut agent) = two_pods_under_agent("repair", ONLY_81, &[]);
+    let (metrics_dir, metrics) = metrics_file("repair");
+    let metrics_flag = metrics.to_string_lossy().into_owned();
+    let (lab, dir, mut agent) =
+        two_pods_under_agent("repair", ONLY_81, &["--metrics-file", &metrics_flag]);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
-    assert!(
+    let denied = |timeout_ms| {
         !wait(
-            lab.probe("x/client", "tcp", server, 80, 400)
-                .expect("probe")
-        ),
-        "denied before"
-    );
-    let deleted = Instant::now();
-    assert!(
-        Command::new("nft")
-            .args(["delete", "table", "inet", "bulkhead"])
-            .status()
-            .expect("nft")
-            .success()
-    );
-    let exists = || {
-        Command::new("nft")
-            .args(["list", "table", "inet", "bulkhead"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+            lab.probe("x/client", "tcp", server, 80, timeout_ms)
+                .expect("probe"),
+        )
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = deleted.elapsed();
-    let restored = exists();
-    let denied_again = !wait(
-        lab.probe("x/client", "tcp", server, 80, 400)
-            .expect("probe"),
-    );
+    assert!(denied(400), "denied before");
+    let nft = |args: &[&str]| {
+        assert!(
+            Command::new("nft")
+                .args(args)
+                .status()
+                .expect("nft")
+                .success(),
+            "nft {args:?}"
+        );
+    };
+
+    // Deleted by hand.
+    nft(&["delete", "table", "inet", "bulkhead"]);
+    let restored = wait_for_repairs(&metrics, 1);
+    let denied_after_delete = denied(400);
+
+    // Changed by another process: a rule that lets everything through, inserted first in
+    // the chain every forwarded packet meets.
+    nft(&["insert", "rule", "inet", "bulkhead", "forward", "accept"]);
+    let reverted = wait_for_repairs(&metrics, 2);
+    let denied_after_change = denied(400);
     let allowed_still = wait(
         lab.probe("x/client", "tcp", server, 81, 1000)
             .expect("probe"),
     );
     agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(restored, "the agent put its table back");
-    println!("table deleted by hand -> restored in {took:?}");
-    assert!(denied_again, "the denied flow is denied again");
+    let _ = std::fs::remove_dir_all(&metrics_dir);
+    println!("table deleted by hand -> repair counted after {restored:?}");
+    println!("rule inserted by hand -> repair counted after {reverted:?}");
+    assert!(
+        restored.is_some(),
+        "the deleted table was restored and counted"
+    );
+    assert!(
+        denied_after_delete,
+        "the denied flow is denied again after the delete"
+    );
+    assert!(
+        reverted.is_some(),
+        "the changed table was restored and counted"
+    );
+    assert!(
+        denied_after_change,
+        "the denied flow is denied again after the change"
+    );
     assert!(allowed_still, "the allowed flow still passes");
 }
 

@@ -2,6 +2,7 @@
 //! on Bulkhead's own table. A fake backend records scripts for tests without root.
 
 use crate::counters::{self, TableState};
+use crate::netlink::NfTables;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -37,7 +38,24 @@ pub trait Backend {
     /// Packets and bytes per deny rule id now, to carry over into rules that replace them
     /// (one terse listing; empty when there is no table).
     fn deny_counts(&mut self) -> Result<BTreeMap<String, (u64, u64)>, BackendError>;
+    /// Where the kernel's table stands, cheaply: the ruleset generation (moved by any
+    /// process's transaction) and a fingerprint of the table (`None`: no table). Never lists
+    /// the peer sets' elements.
+    fn mark(&mut self) -> Result<KernelMark, BackendError>;
+    /// The ruleset generation alone (one netlink request).
+    fn generation(&mut self) -> Result<u32, BackendError>;
 }
+
+/// What [`Backend::mark`] reads: compare two to tell whether the table changed in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelMark {
+    pub generation: u32,
+    pub fingerprint: Option<u64>,
+}
+
+/// The mode maps are small and decide everything (audit, break-glass), so their elements are
+/// part of the fingerprint; the peer sets' elements are not (`crate::netlink`).
+const MODE_MAPS: [&str; 2] = ["break_glass", "deny_verdict"];
 
 /// Per rule id, the sum over its rules (a rule split per address family shares its id).
 pub fn counts_by_id(denies: &[counters::DenyCounter]) -> BTreeMap<String, (u64, u64)> {
@@ -52,21 +70,32 @@ pub fn counts_by_id(denies: &[counters::DenyCounter]) -> BTreeMap<String, (u64, 
     out
 }
 
-/// The real kernel through the `nft` command (nftables >= 1.0).
-#[derive(Debug, Clone)]
+/// The real kernel through the `nft` command (nftables >= 1.0), and netlink for the cheap
+/// reads of [`Backend::mark`].
+#[derive(Debug)]
 pub struct NftCli {
     pub binary: PathBuf,
+    /// Opened at the first read, in the network namespace of the thread that reads.
+    netlink: Option<NfTables>,
 }
 
 impl Default for NftCli {
     fn default() -> Self {
         Self {
             binary: PathBuf::from("nft"),
+            netlink: None,
         }
     }
 }
 
 impl NftCli {
+    fn netlink(&mut self) -> Result<&mut NfTables, BackendError> {
+        if self.netlink.is_none() {
+            self.netlink = Some(NfTables::open().map_err(netlink_error)?);
+        }
+        Ok(self.netlink.as_mut().expect("opened above"))
+    }
+
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, BackendError> {
         let command = format!("{} {}", self.binary.display(), args.join(" "));
         let mut child = Command::new(&self.binary)
@@ -133,6 +162,28 @@ impl Backend for NftCli {
         Ok(counts_by_id(&denies))
     }
 
+    fn mark(&mut self) -> Result<KernelMark, BackendError> {
+        let kernel = self.netlink()?;
+        // Read the generation on both sides of the fingerprint: equal, nothing committed in
+        // between, so the fingerprint belongs to that generation.
+        loop {
+            let generation = kernel.generation().map_err(netlink_error)?;
+            let fingerprint = kernel
+                .fingerprint(crate::ruleset::TABLE, &MODE_MAPS)
+                .map_err(netlink_error)?;
+            if kernel.generation().map_err(netlink_error)? == generation {
+                return Ok(KernelMark {
+                    generation,
+                    fingerprint,
+                });
+            }
+        }
+    }
+
+    fn generation(&mut self) -> Result<u32, BackendError> {
+        self.netlink()?.generation().map_err(netlink_error)
+    }
+
     fn state(&mut self) -> Result<Option<TableState>, BackendError> {
         if !self.table_exists()? {
             return Ok(None);
@@ -159,6 +210,14 @@ impl Backend for NftCli {
     }
 }
 
+fn netlink_error(e: crate::netlink::NetlinkError) -> BackendError {
+    BackendError::Failed {
+        command: "netlink (nf_tables)".into(),
+        status: "error".into(),
+        stderr: e.to_string(),
+    }
+}
+
 /// Records what would be applied.
 #[derive(Debug, Default, Clone)]
 pub struct FakeBackend {
@@ -166,6 +225,20 @@ pub struct FakeBackend {
     pub present: bool,
     /// What [`Backend::state`] reports while the table is present.
     pub state: TableState,
+    /// The generation: one more per apply, and per [`FakeBackend::foreign_change`].
+    pub generation: u32,
+    /// Changed by [`FakeBackend::foreign_change`], as another process editing the table.
+    pub tampered: u64,
+}
+
+impl FakeBackend {
+    /// Another process edits the table (or, with `ours: false`, some other table).
+    pub fn foreign_change(&mut self, ours: bool) {
+        self.generation = self.generation.wrapping_add(1);
+        if ours {
+            self.tampered += 1;
+        }
+    }
 }
 
 impl Backend for FakeBackend {
@@ -174,7 +247,24 @@ impl Backend for FakeBackend {
             .trim_end()
             .ends_with(&format!("delete table inet {}", crate::ruleset::TABLE));
         self.applied.push(script.to_string());
+        self.generation = self.generation.wrapping_add(1);
         Ok(())
+    }
+
+    fn mark(&mut self) -> Result<KernelMark, BackendError> {
+        let fingerprint = self.present.then(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&(self.applied.len(), self.tampered), &mut h);
+            std::hash::Hasher::finish(&h)
+        });
+        Ok(KernelMark {
+            generation: self.generation,
+            fingerprint,
+        })
+    }
+
+    fn generation(&mut self) -> Result<u32, BackendError> {
+        Ok(self.generation)
     }
 
     fn table_exists(&mut self) -> Result<bool, BackendError> {

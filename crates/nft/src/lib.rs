@@ -14,9 +14,10 @@ pub mod compile;
 pub mod counters;
 pub mod delta;
 pub mod interpret;
+pub mod netlink;
 pub mod render;
 pub mod ruleset;
 
-pub use backend::{Backend, BackendError, FakeBackend, NftCli};
+pub use backend::{Backend, BackendError, FakeBackend, KernelMark, NftCli};
 pub use compile::{CompileOptions, compile};
 pub use ruleset::{Enforcement, Mode, Ruleset};

@@ -227,7 +227,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             }
             if !done.applied && done.connections_cut > 0 {
                 eprintln!(
-                    "cut {} connection(s) no longer allowed (break-glass ended)",
+                    "cutting {} connection(s) no longer allowed (break-glass ended)",
                     done.connections_cut
                 );
             }
@@ -242,7 +242,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                     },
                     if done.connections_cut > 0 {
                         format!(
-                            "; cut {} connection(s) no longer allowed",
+                            "; cutting {} connection(s) no longer allowed",
                             done.connections_cut
                         )
                     } else {
