@@ -33,6 +33,9 @@ pub struct AgentConfig {
     pub metrics_file: Option<PathBuf>,
     /// Host interface name prefixes of pods: one without rules yet is dropped (fail closed).
     pub pod_interface_prefixes: Vec<String>,
+    /// This node's pod CIDRs: an address in them without rules yet is dropped (fail closed
+    /// for pods behind a bridge).
+    pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl AgentConfig {
@@ -153,6 +156,7 @@ impl<B: Backend> Agent<B> {
             interfaces,
             audit_namespaces: self.config.audit_namespaces.clone(),
             pod_interface_prefixes: self.config.pod_interface_prefixes.clone(),
+            pod_cidrs: self.config.pod_cidrs.clone(),
         };
         let enforcement = Enforcement {
             mode: self.config.mode,
@@ -558,6 +562,7 @@ mod tests {
                 state_dir: dir.join("state"),
                 metrics_file: None,
                 pod_interface_prefixes: vec!["veth".into()],
+                pod_cidrs: Vec::new(),
             },
             FakeBackend::default(),
         )

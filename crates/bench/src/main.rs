@@ -360,6 +360,7 @@ fn live(
         state_dir: dir.join(".state"),
         metrics_file: None,
         pod_interface_prefixes: vec!["bh".into()],
+        pod_cidrs: Vec::new(),
     };
     fn run<B: Backend>(
         mut agent: Agent<B>,

@@ -366,6 +366,9 @@ pub struct CompileArgs {
     /// The ruleset `agent --pod-interface-prefix PREFIX` applies (fail closed).
     #[arg(long = "pod-interface-prefix", value_name = "PREFIX")]
     pub pod_interface_prefixes: Vec<String>,
+    /// The ruleset `agent --pod-cidr CIDR` applies (fail closed by address).
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pub pod_cidrs: Vec<ipnet::IpNet>,
     /// The ruleset `agent --no-deny-log` applies (no NFLOG records for denies).
     #[arg(long)]
     pub no_deny_log: bool,
@@ -420,6 +423,12 @@ pub struct AgentArgs {
     /// its rules are in place (fail closed), and its drops are counted.
     #[arg(long = "pod-interface-prefix", value_name = "PREFIX")]
     pub pod_interface_prefixes: Vec<String>,
+    /// This node's pod CIDR (`kubectl get node NODE -o jsonpath='{.spec.podCIDRs}'`;
+    /// repeatable, one per family). A packet from an address in it, or forwarded to one, that
+    /// belongs to no pod with rules here yet is dropped and counted (fail closed for pods
+    /// behind a bridge, where the interface cannot tell a new pod from the others).
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";

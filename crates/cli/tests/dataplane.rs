@@ -913,6 +913,69 @@ fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
     assert!(through, "once its rules are in place, the late pod talks");
 }
 
+/// The same behind a bridge, where the interface is every pod's: the node's pod CIDR tells a
+/// pod address without rules from the pods the agent knows.
+#[test]
+fn a_pod_behind_a_bridge_that_appears_before_its_rules_sends_nothing_through() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("fail closed behind a bridge") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let mut lab = Lab::bridged("bridgelate");
+    for (key, ip) in [
+        ("x/client", "10.77.0.1"),
+        ("x/server", "10.77.0.2"),
+        ("x/late", "10.77.0.3"),
+    ] {
+        lab.pod(key, ip.parse().expect("ip"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    lab.serve("x/server", &[80], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, TWO_PODS, "");
+    let mut agent = start_agent_with(&dir, &["--pod-cidr", "10.77.0.0/24"]);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let known_talks = wait(
+        lab.probe("x/client", "tcp", server, 80, 1000)
+            .expect("probe"),
+    );
+    let leaked = (0..5)
+        .filter(|_| wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe")))
+        .count();
+    let counted = metrics();
+    let with_late = format!(
+        "{TWO_PODS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: x, labels: {{app: late}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: 10.77.0.3, podIPs: [{{ip: 10.77.0.3}}]}}\n"
+    );
+    let tmp = dir.join(".cluster.tmp");
+    std::fs::write(&tmp, with_late).expect("write");
+    std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut through = false;
+    while Instant::now() < deadline && !through {
+        through = wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe"));
+    }
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        known_talks,
+        "a pod with rules (none isolate it) still talks"
+    );
+    assert_eq!(
+        leaked, 0,
+        "the pod without rules got through {leaked} of 5 times"
+    );
+    assert!(
+        counted.lines().any(
+            |l| l.starts_with("bulkhead_unknown_interface_dropped_packets_total ")
+                && !l.ends_with(" 0")
+        ),
+        "the drops are counted: {counted}"
+    );
+    assert!(through, "once its rules are in place, the late pod talks");
+}
+
 #[test]
 fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -21,6 +21,7 @@ fn main() {
             interfaces,
             audit_namespaces: Default::default(),
             pod_interface_prefixes: Vec::new(),
+            pod_cidrs: Vec::new(),
         },
     );
     print!("{}", bulkhead_nft::render::render(&ruleset));

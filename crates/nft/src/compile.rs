@@ -19,6 +19,9 @@ pub struct CompileOptions {
     pub audit_namespaces: std::collections::BTreeSet<String>,
     /// Interface name prefixes of pods (fail closed for a pod whose rules are not in place).
     pub pod_interface_prefixes: Vec<String>,
+    /// This node's pod CIDRs: an address in them without rules yet is dropped (fail closed
+    /// for pods behind a bridge).
+    pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
 /// What compiling left out, so the agent can say it.
@@ -185,6 +188,7 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             ingress_by_address,
             enforcement: Enforcement::default(),
             pod_interface_prefixes: options.pod_interface_prefixes.clone(),
+            pod_cidrs: options.pod_cidrs.clone(),
         },
         report,
     )

@@ -83,6 +83,7 @@ impl Transaction {
     pub fn between(old: &Ruleset, new: &Ruleset) -> Option<Transaction> {
         if old.enforcement != new.enforcement
             || old.pod_interface_prefixes != new.pod_interface_prefixes
+            || old.pod_cidrs != new.pod_cidrs
         {
             return None;
         }
@@ -203,6 +204,7 @@ impl Transaction {
             ingress_by_address: old.ingress_by_address.clone(),
             enforcement: old.enforcement,
             pod_interface_prefixes: old.pod_interface_prefixes.clone(),
+            pod_cidrs: old.pod_cidrs.clone(),
         };
         for change in &self.dispatch {
             match (&change.key, change.map) {

@@ -40,6 +40,13 @@ impl Ruleset {
         {
             return false;
         }
+        // So does an address of this node's pod CIDRs without rules (pods behind a bridge);
+        // the destination side only for forwarded packets.
+        if self.is_unknown_pod_address(packet.iif.as_deref(), packet.src)
+            || (!packet.dst_local && self.is_unknown_pod_address(packet.oif.as_deref(), packet.dst))
+        {
+            return false;
+        }
         // The base chain's order: egress by interface, egress by address (pods behind a shared
         // bridge interface), then ingress the same two ways.
         let stages = [
@@ -187,6 +194,7 @@ mod tests {
             ingress_by_address: BTreeMap::new(),
             enforcement,
             pod_interface_prefixes: Vec::new(),
+            pod_cidrs: Vec::new(),
         }
     }
 
@@ -258,5 +266,45 @@ mod tests {
         // Break-glass opens everything, new pods too.
         r.enforcement.break_glass = true;
         assert!(r.allows(&packet("veth-new", "eth0")));
+    }
+
+    #[test]
+    fn an_address_of_the_pod_cidr_without_rules_passes_nothing() {
+        let mut r = ruleset(Enforcement::default());
+        let packet = |src: &str, dst: &str, dst_local: bool| Packet {
+            iif: Some("cni0".into()),
+            oif: Some("cni0".into()),
+            src: src.parse().expect("ip"),
+            dst: dst.parse().expect("ip"),
+            protocol: Protocol::Tcp,
+            dport: Some(80),
+            icmp: None,
+            dst_local,
+        };
+        r.egress_by_address
+            .insert("10.244.1.5".parse().expect("ip"), "eg_known".into());
+        // Off: not judged.
+        assert!(r.allows(&packet("10.244.1.9", "10.1.0.1", false)));
+        r.pod_cidrs = vec!["10.244.1.0/24".parse().expect("cidr")];
+        assert!(
+            !r.allows(&packet("10.244.1.9", "10.1.0.1", false)),
+            "from a new pod"
+        );
+        assert!(
+            !r.allows(&packet("10.1.0.1", "10.244.1.9", false)),
+            "to a new pod"
+        );
+        assert!(
+            r.allows(&packet("10.244.1.5", "10.1.0.1", false)),
+            "a known pod"
+        );
+        assert!(
+            r.allows(&packet("10.1.0.1", "10.244.1.1", true)),
+            "the node's own address in the CIDR (the bridge) is not a pod"
+        );
+        assert!(
+            r.allows(&packet("10.2.0.1", "10.1.0.1", false)),
+            "outside the CIDR"
+        );
     }
 }

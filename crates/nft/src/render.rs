@@ -159,6 +159,25 @@ pub fn render_counting(ruleset: &Ruleset, counts: &Counts) -> String {
             );
         }
     }
+    // The same for pods behind a bridge, by address: from this node's pod CIDRs (both hooks)
+    // or forwarded to them, neither a known interface nor a known pod address. Every local
+    // pod with rules has an egress dispatch entry, so the egress maps list them all.
+    let mut unknown_input = unknown.clone();
+    for cidr in &ruleset.pod_cidrs {
+        let (family, map) = match cidr {
+            ipnet::IpNet::V4(_) => ("ip", "egress_address4"),
+            ipnet::IpNet::V6(_) => ("ip6", "egress_address6"),
+        };
+        let from = format!(
+            "    {family} saddr {cidr} iifname != @pod_interfaces {family} saddr != @{map} counter drop comment \"{UNKNOWN_INTERFACE}\"\n"
+        );
+        unknown.push_str(&from);
+        unknown_input.push_str(&from);
+        let _ = writeln!(
+            unknown,
+            "    {family} daddr {cidr} oifname != @pod_interfaces {family} daddr != @{map} counter drop comment \"{UNKNOWN_INTERFACE}\""
+        );
+    }
     // Egress of the sending pod first (by interface, or by address behind a bridge), then
     // ingress of the receiving pod.
     const EGRESS_STAGE: &str = "    iifname vmap @egress_dispatch\n    ip saddr vmap @egress_address4\n    ip6 saddr vmap @egress_address6\n";
@@ -172,7 +191,7 @@ pub fn render_counting(ruleset: &Ruleset, counts: &Counts) -> String {
     // traffic is touched: nothing here drops the node's other input.
     let _ = write!(
         out,
-        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n    meta nfproto vmap @break_glass\n{unknown}{EGRESS_STAGE}  }}\n"
+        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n    meta nfproto vmap @break_glass\n{unknown_input}{EGRESS_STAGE}  }}\n"
     );
     for chain in &ruleset.chains {
         let _ = writeln!(out, "  chain {} {{", chain.name);
@@ -531,6 +550,7 @@ mod tests {
             ingress_by_address: Default::default(),
             enforcement: Enforcement::default(),
             pod_interface_prefixes: Vec::new(),
+            pod_cidrs: Vec::new(),
         };
         let id = rule_id("ingress of x/a", "end of tier default");
         let counts = Counts::from([(id, (40, 2400))]);

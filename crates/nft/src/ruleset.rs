@@ -29,6 +29,11 @@ pub struct Ruleset {
     /// one that has no chain yet (a pod whose rules are not in place) is dropped, both ways,
     /// and counted, instead of passing unfiltered. Empty: off.
     pub pod_interface_prefixes: Vec<String>,
+    /// This node's pod CIDRs (`node.spec.podCIDRs`): a packet from one of its addresses, or
+    /// forwarded to one, that belongs to no pod with rules here is dropped and counted like
+    /// an unknown pod interface (pods behind a bridge, where the interface cannot tell). Empty:
+    /// off.
+    pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
 /// Deny counts (packets, bytes) per rule id that rendered deny rules start from, so a rule a
@@ -184,6 +189,17 @@ impl Ruleset {
             .any(|p| interface.starts_with(p.as_str()))
             && !self.egress_dispatch.contains_key(interface)
             && !self.ingress_dispatch.contains_key(interface)
+    }
+
+    /// Whether a packet from `address` (through `interface`) comes from this node's pod
+    /// CIDRs but from no pod with rules: neither its interface nor its address is dispatched.
+    /// Every local pod with rules has an egress dispatch entry, so egress is the list of them.
+    pub fn is_unknown_pod_address(&self, interface: Option<&str>, address: IpAddr) -> bool {
+        self.pod_cidrs.iter().any(|c| c.contains(&address))
+            && !interface.is_some_and(|i| {
+                self.egress_dispatch.contains_key(i) || self.ingress_dispatch.contains_key(i)
+            })
+            && !self.egress_by_address.contains_key(&address)
     }
 
     /// The set of this name.

@@ -204,6 +204,7 @@ fn compile_all(cluster: &Cluster, audit: &BTreeSet<String>, calico: bool) -> Vec
                     // Fail closed on every test interface: the pod_interfaces set follows
                     // every pod added and removed.
                     pod_interface_prefixes: vec!["v-".into()],
+                    pod_cidrs: Vec::new(),
                 },
             )
             .0

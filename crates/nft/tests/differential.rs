@@ -54,6 +54,7 @@ fn build_auditing(engine: &Engine<'_>, bridged: bool, audit: &BTreeSet<String>) 
                     interfaces,
                     audit_namespaces: audit.clone(),
                     pod_interface_prefixes: Vec::new(),
+                    pod_cidrs: Vec::new(),
                 },
             );
             // Rendering must not fail on anything the compiler builds.

@@ -42,6 +42,7 @@ pub fn compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
             interfaces: map,
             audit_namespaces: args.audit_namespaces.iter().cloned().collect(),
             pod_interface_prefixes: args.pod_interface_prefixes.clone(),
+            pod_cidrs: args.pod_cidrs.clone(),
         },
     );
     ruleset.enforcement = Enforcement {
@@ -121,6 +122,7 @@ fn table_agent(state_dir: &std::path::Path) -> Agent<NftCli> {
             state_dir: state_dir.to_path_buf(),
             metrics_file: None,
             pod_interface_prefixes: Vec::new(),
+            pod_cidrs: Vec::new(),
         },
         NftCli::default(),
     )
@@ -144,6 +146,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             state_dir: args.state_dir.clone(),
             metrics_file: args.metrics_file.clone(),
             pod_interface_prefixes: args.pod_interface_prefixes.clone(),
+            pod_cidrs: args.pod_cidrs.clone(),
         })
     };
     match &args.action {
