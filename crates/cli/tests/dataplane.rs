@@ -976,6 +976,115 @@ fn a_pod_behind_a_bridge_that_appears_before_its_rules_sends_nothing_through() {
     assert!(through, "once its rules are in place, the late pod talks");
 }
 
+/// `bulkhead agent flows -o json`, bound before the caller sends packets: its records as
+/// JSON values (the process ends with the returned guard).
+fn flow_records() -> (AgentProcess, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let mut reader = Command::new(lab::bulkhead())
+        .args(["agent", "flows", "-o", "json", "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flows starts");
+    let mut stderr = BufReader::new(reader.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let _ = stderr.read_line(&mut line);
+    assert!(line.contains("listening"), "flows: {line}");
+    let stdout = reader.stdout.take().expect("stdout");
+    let (send, records) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = send.send(v);
+            }
+        }
+    });
+    (AgentProcess(reader), records)
+}
+
+/// Names nft would choke on if they reached it as text (253 bytes; 60 two-byte letters, 120
+/// bytes) are enforced like any other, and metrics and flow logs name them in full.
+#[test]
+fn pods_with_long_and_non_ascii_names_are_enforced_and_named() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("long and non-ASCII names") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let long = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(long.len(), 253);
+    let letters = "ж".repeat(60);
+    let mut lab = Lab::new("names");
+    lab.pod("x/client", "10.77.0.1".parse().expect("ip"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let servers = [
+        (long.as_str(), "10.77.0.2"),
+        (letters.as_str(), "10.77.0.3"),
+    ];
+    for (name, ip) in servers {
+        let key = format!("x/{name}");
+        lab.pod(&key, ip.parse().expect("ip"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        lab.serve(&key, &[80, 81], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut cluster = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: x, labels: {app: client}}\nspec: {nodeName: test-node, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.77.0.1, podIPs: [{ip: 10.77.0.1}]}\n",
+    );
+    for (name, ip) in servers {
+        cluster.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: server}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: {ip}, podIPs: [{{ip: {ip}}}]}}\n"
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, &cluster, ONLY_81);
+    let (_flows, records) = flow_records();
+    let mut agent = start_agent(&dir);
+    let mut results = Vec::new();
+    for (name, ip) in servers {
+        let ip: IpAddr = ip.parse().expect("ip");
+        let denied = !wait(lab.probe("x/client", "tcp", ip, 80, 400).expect("probe"));
+        let allowed = wait(lab.probe("x/client", "tcp", ip, 81, 1000).expect("probe"));
+        results.push((name, denied, allowed));
+    }
+    let mut logged = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while logged.len() < 2 {
+        let Ok(r) = records.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        if r["verdict"] == "deny" && r["dst_port"] == 80 {
+            logged.insert(r["dst"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let exposition = metrics();
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, denied, allowed) in results {
+        assert!(denied, "port 80 of {name} is denied");
+        assert!(allowed, "port 81 of {name} is allowed");
+        assert!(
+            logged.contains(&format!("x/{name}")),
+            "a deny record names x/{name}: {logged:?}"
+        );
+        let counted = exposition
+            .lines()
+            .filter(|l| l.starts_with("bulkhead_denied_packets_total{"))
+            .filter(|l| l.contains(&format!("pod=\"{name}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+        assert!(
+            counted > 0,
+            "metrics count the denies of {name}: {exposition}"
+        );
+    }
+}
+
 #[test]
 fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
