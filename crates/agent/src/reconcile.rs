@@ -92,10 +92,15 @@ pub struct Agent<B: Backend> {
     /// The kernel's generation and table fingerprint right after this agent's last commit:
     /// a later read that differs means someone else changed the table (see [`Agent::run`]).
     mark: Option<KernelMark>,
+    /// Another process committed around this agent's last commit: restore to be sure.
+    mark_unsure: bool,
     /// Lists tracked flows for tightening; opened at the first tightening.
     conntrack: Option<conntrack::Conntrack>,
     /// Deletes the flows tightening picked, off the loop.
     cutter: Option<conntrack::Cutter>,
+    /// Break-glass as the kernel has it, when the marker could not be made to say the same
+    /// (the kernel flip comes first and wins; see [`Agent::break_glass`]).
+    glass_from_kernel: Option<bool>,
     /// What the loop did, for the running agent's metrics file.
     pub stats: crate::metrics::LoopMetrics,
 }
@@ -116,8 +121,10 @@ impl<B: Backend> Agent<B> {
             index: Index::new(),
             view: NodeView::default(),
             mark: None,
+            mark_unsure: false,
             conntrack: None,
             cutter: None,
+            glass_from_kernel: None,
             stats: crate::metrics::LoopMetrics::default(),
         }
     }
@@ -161,7 +168,7 @@ impl<B: Backend> Agent<B> {
         let enforcement = Enforcement {
             mode: self.config.mode,
             log_denies: self.config.log_denies,
-            break_glass: self.config.break_glass_marker().exists(),
+            break_glass: self.break_glass(),
         };
         let (ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
         // Rules rendered again (a replaced chain, a whole new table) start from the counts
@@ -262,31 +269,58 @@ impl<B: Backend> Agent<B> {
     }
 
     /// Break-glass: on, every packet is accepted before any policy runs (fail open); off,
-    /// enforcement is back. One element flip in the kernel, and a marker file so that a
-    /// running or restarted agent keeps the state. Returns whether a table was there to flip.
+    /// enforcement is back. The kernel first (one element flip, so the lever works even
+    /// when the disk does not), then the marker file that keeps the state for a running or
+    /// restarted agent; a marker that cannot be written is reported after the flip, saying
+    /// what holds. Returns whether a table was there to flip.
     pub fn set_break_glass(&mut self, on: bool) -> Result<bool, AgentError> {
+        let flipped = if self.backend.table_exists()? {
+            let generation_before = self.backend.generation().ok();
+            self.backend
+                .apply(&bulkhead_nft::render::render_break_glass(on))?;
+            self.remember_mark(generation_before);
+            // The next reconcile renders the map from the marker again, as a full replace.
+            self.view.forget();
+            true
+        } else {
+            false
+        };
+        self.persist_break_glass(on).map_err(|e| {
+            AgentError::State(format!(
+                "break-glass is {} in the kernel{}, but {e}: a running agent keeps it, a restarted agent would not",
+                if on { "ON" } else { "off" },
+                if flipped { "" } else { " (no table yet, so nothing changed there)" },
+            ))
+        })?;
+        Ok(flipped)
+    }
+
+    /// Makes the marker say `on`; for `off` also leaves the note that has the running agent
+    /// cut what break-glass let open.
+    fn persist_break_glass(&self, on: bool) -> Result<(), String> {
         let marker = self.config.break_glass_marker();
+        let failed = |path: &std::path::Path, e: std::io::Error| {
+            format!("{} could not be written ({e})", path.display())
+        };
         if on {
-            std::fs::create_dir_all(&self.config.state_dir)
+            return std::fs::create_dir_all(&self.config.state_dir)
                 .and_then(|()| crate::files::write_by_rename(&marker, b"on\n"))
-                .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
-        } else if std::fs::symlink_metadata(&marker).is_ok() {
-            std::fs::remove_file(&marker)
-                .map_err(|e| AgentError::State(format!("{}: {e}", marker.display())))?;
-            let ended = self.config.break_glass_ended_marker();
-            crate::files::write_by_rename(&ended, b"off\n")
-                .map_err(|e| AgentError::State(format!("{}: {e}", ended.display())))?;
+                .map_err(|e| failed(&marker, e));
         }
-        if !self.backend.table_exists()? {
-            return Ok(false);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(&marker, e)),
         }
-        let generation_before = self.backend.generation().ok();
-        self.backend
-            .apply(&bulkhead_nft::render::render_break_glass(on))?;
-        self.remember_mark(generation_before);
-        // The next reconcile renders the map from the marker again, as a full replace.
-        self.view.forget();
-        Ok(true)
+        let ended = self.config.break_glass_ended_marker();
+        crate::files::write_by_rename(&ended, b"off\n").map_err(|e| failed(&ended, e))
+    }
+
+    /// Whether break-glass is on: the marker, unless the kernel was flipped and the marker
+    /// could not follow.
+    fn break_glass(&self) -> bool {
+        self.glass_from_kernel
+            .unwrap_or_else(|| self.config.break_glass_marker().exists())
     }
 
     /// Prometheus exposition of the table's state (deny counters, audit, break-glass).
@@ -337,13 +371,30 @@ impl<B: Backend> Agent<B> {
             // netlink request) and reads the table's fingerprint only when it moved.
             if table_checked.elapsed() >= TABLE_CHECK_EVERY && self.view.last().is_some() {
                 table_checked = Instant::now();
-                if let Some(reason) = self.foreign_change() {
-                    self.view.forget();
-                    self.mark = None;
-                    if reason == ForeignChange::BreakGlass {
-                        // `agent break-glass` flipped the map and the marker: not a repair.
-                        report(self.commit(crate::source::Delivery::default()));
-                    } else {
+                match self.foreign_change() {
+                    None => {}
+                    Some(ForeignChange::BreakGlass(on)) => {
+                        // `agent break-glass` flipped the map (the kernel first, then the
+                        // marker): not a repair. The kernel is the truth; the marker follows
+                        // it, and the ruleset in force now says what the kernel has.
+                        self.glass_from_kernel = match self.persist_break_glass(on) {
+                            Ok(()) => None,
+                            Err(e) => {
+                                report(Err(AgentError::State(format!(
+                                    "break-glass is {} in the kernel, but {e}; keeping it while this agent runs",
+                                    if on { "ON" } else { "off" }
+                                ))));
+                                Some(on)
+                            }
+                        };
+                        if let Some(mut last) = self.view.last().cloned() {
+                            last.enforcement.break_glass = on;
+                            self.view.committed(last);
+                        }
+                    }
+                    Some(reason) => {
+                        self.view.forget();
+                        self.mark = None;
                         self.stats.repairs.inc();
                         // The metrics file shows the repair now, not at its next refresh.
                         metrics_written = None;
@@ -434,39 +485,37 @@ impl<B: Backend> Agent<B> {
     /// it and the mark cannot tell whose change the table holds: no mark, so the next check
     /// restores the table from the ruleset.
     fn remember_mark(&mut self, generation_before: Option<u32>) {
-        self.mark = match (self.backend.mark(), generation_before) {
-            (Ok(mark), Some(before)) if mark.generation == before.wrapping_add(1) => Some(mark),
-            (Ok(mark), None) => Some(mark),
-            _ => None,
+        (self.mark, self.mark_unsure) = match (self.backend.mark(), generation_before) {
+            (Ok(mark), Some(before)) if mark.generation == before.wrapping_add(1) => {
+                (Some(mark), false)
+            }
+            (Ok(mark), None) => (Some(mark), false),
+            (Ok(_), Some(_)) => (None, true),
+            // No netlink: only the `nft list tables` check is left.
+            (Err(_), _) => (None, false),
         };
     }
 
     /// Whether the table is no longer what this agent committed. Without netlink (or without
     /// a mark), only a removed table is seen, through `nft list tables`.
     fn foreign_change(&mut self) -> Option<ForeignChange> {
-        let unchanged = match (self.mark, self.backend.generation()) {
+        match (self.mark, self.backend.generation()) {
             (Some(mark), Ok(generation)) if generation == mark.generation => return None,
             (Some(mark), Ok(_)) => match self.backend.mark() {
                 Ok(now) if now.fingerprint == mark.fingerprint => {
-                    // Another table changed; ours did not.
+                    // Another table changed, or only the break-glass map flipped.
                     self.mark = Some(now);
-                    return None;
+                    return (now.break_glass != mark.break_glass)
+                        .then_some(ForeignChange::BreakGlass(now.break_glass));
                 }
-                Ok(now) => now.fingerprint.is_some().then_some(ForeignChange::Changed),
-                Err(_) => None,
+                Ok(now) if now.fingerprint.is_some() => return Some(ForeignChange::Changed),
+                // Gone: said below, after asking nft too.
+                Ok(_) | Err(_) => {}
             },
-            // No mark: the commit could not be told apart from another process's.
-            (None, Ok(_)) => Some(ForeignChange::Changed),
-            (_, Err(_)) => None,
-        };
-        if let Some(change) = unchanged {
-            let glass = self.config.break_glass_marker().exists();
-            let in_force = self.view.last().is_some_and(|r| r.enforcement.break_glass);
-            return Some(if glass == in_force {
-                change
-            } else {
-                ForeignChange::BreakGlass
-            });
+            // The commit could not be told apart from another process's.
+            (None, Ok(_)) if self.mark_unsure => return Some(ForeignChange::Changed),
+            (None, Ok(_)) => {}
+            (_, Err(_)) => {}
         }
         match self.backend.table_exists() {
             Ok(false) => Some(ForeignChange::Removed),
@@ -491,8 +540,8 @@ const TABLE_CHECK_EVERY: Duration = Duration::from_millis(200);
 enum ForeignChange {
     Removed,
     Changed,
-    /// The break-glass marker no longer matches the ruleset in force: `agent break-glass`.
-    BreakGlass,
+    /// Only the break-glass map flipped (`agent break-glass`): now on, or off.
+    BreakGlass(bool),
 }
 
 impl std::fmt::Display for ForeignChange {
@@ -500,7 +549,7 @@ impl std::fmt::Display for ForeignChange {
         f.write_str(match self {
             Self::Removed => "the table was removed",
             Self::Changed => "the table was changed",
-            Self::BreakGlass => "break-glass was switched",
+            Self::BreakGlass(_) => "break-glass was switched",
         })
     }
 }
@@ -566,6 +615,57 @@ mod tests {
             },
             FakeBackend::default(),
         )
+    }
+
+    #[test]
+    fn foreign_changes_are_told_apart_from_other_tables_and_from_break_glass() {
+        let dir =
+            std::env::temp_dir().join(format!("bulkhead-agent-foreign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        let mut a = agent(&dir);
+        assert!(a.reconcile().expect("valid").applied);
+        assert_eq!(a.foreign_change(), None, "right after its own commit");
+        a.backend.foreign_change(false);
+        assert_eq!(a.foreign_change(), None, "another table changed");
+        a.backend.foreign_change(true);
+        assert_eq!(a.foreign_change(), Some(ForeignChange::Changed));
+        // Restored: the agent's commit is its own again.
+        a.view.forget();
+        assert!(a.reconcile().expect("valid").applied);
+        assert_eq!(a.foreign_change(), None);
+        // `agent break-glass on` from another process: the map alone flipped.
+        a.backend
+            .apply(&bulkhead_nft::render::render_break_glass(true))
+            .expect("fake");
+        assert_eq!(a.foreign_change(), Some(ForeignChange::BreakGlass(true)));
+        assert_eq!(a.foreign_change(), None, "adopted once");
+        // `nft delete table`: a transaction like any other.
+        a.backend.present = false;
+        a.backend.foreign_change(true);
+        assert_eq!(a.foreign_change(), Some(ForeignChange::Removed));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn break_glass_flips_the_kernel_even_when_the_marker_cannot_be_written() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-agent-glass-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        let mut a = agent(&dir);
+        assert!(a.reconcile().expect("valid").applied);
+        // The state directory is a file: no marker can be written there.
+        std::fs::write(&a.config.state_dir, "not a directory").expect("write");
+        let err = a.set_break_glass(true).expect_err("the marker fails");
+        assert!(
+            err.to_string()
+                .contains("break-glass is ON in the kernel, but"),
+            "{err}"
+        );
+        assert!(a.backend.break_glass, "the kernel was flipped first");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -50,12 +50,16 @@ pub trait Backend {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelMark {
     pub generation: u32,
+    /// Everything but the break-glass map; `None`: no table.
     pub fingerprint: Option<u64>,
+    /// Whether the break-glass map is open: apart, so a flip by `agent break-glass` is told
+    /// from any other change.
+    pub break_glass: bool,
 }
 
-/// The mode maps are small and decide everything (audit, break-glass), so their elements are
-/// part of the fingerprint; the peer sets' elements are not (`crate::netlink`).
-const MODE_MAPS: [&str; 2] = ["break_glass", "deny_verdict"];
+/// The audit map is small and decides every deny, so its elements are part of the
+/// fingerprint; the peer sets' elements are not (`crate::netlink`).
+const MODE_MAPS: [&str; 1] = ["deny_verdict"];
 
 /// Per rule id, the sum over its rules (a rule split per address family shares its id).
 pub fn counts_by_id(denies: &[counters::DenyCounter]) -> BTreeMap<String, (u64, u64)> {
@@ -171,10 +175,15 @@ impl Backend for NftCli {
             let fingerprint = kernel
                 .fingerprint(crate::ruleset::TABLE, &MODE_MAPS)
                 .map_err(netlink_error)?;
+            let break_glass = fingerprint.is_some()
+                && kernel
+                    .elements(crate::ruleset::TABLE, "break_glass")
+                    .is_ok_and(|e| !e.is_empty());
             if kernel.generation().map_err(netlink_error)? == generation {
                 return Ok(KernelMark {
                     generation,
                     fingerprint,
+                    break_glass,
                 });
             }
         }
@@ -229,6 +238,8 @@ pub struct FakeBackend {
     pub generation: u32,
     /// Changed by [`FakeBackend::foreign_change`], as another process editing the table.
     pub tampered: u64,
+    /// Whether the last break-glass script opened the map.
+    pub break_glass: bool,
 }
 
 impl FakeBackend {
@@ -246,6 +257,15 @@ impl Backend for FakeBackend {
         self.present = !script
             .trim_end()
             .ends_with(&format!("delete table inet {}", crate::ruleset::TABLE));
+        // The break-glass map as a flip or a whole table leaves it.
+        if script.contains(&format!(
+            "flush map inet {} break_glass",
+            crate::ruleset::TABLE
+        )) {
+            self.break_glass = script.contains("add element");
+        } else if let Some(line) = script.lines().find(|l| l.contains("map break_glass {")) {
+            self.break_glass = line.contains("accept");
+        }
         self.applied.push(script.to_string());
         self.generation = self.generation.wrapping_add(1);
         Ok(())
@@ -254,12 +274,19 @@ impl Backend for FakeBackend {
     fn mark(&mut self) -> Result<KernelMark, BackendError> {
         let fingerprint = self.present.then(|| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(&(self.applied.len(), self.tampered), &mut h);
+            // Break-glass flips are not part of it, as with the kernel.
+            let structural = self
+                .applied
+                .iter()
+                .filter(|s| !s.starts_with("flush map inet bulkhead break_glass"))
+                .count();
+            std::hash::Hash::hash(&(structural, self.tampered), &mut h);
             std::hash::Hasher::finish(&h)
         });
         Ok(KernelMark {
             generation: self.generation,
             fingerprint,
+            break_glass: self.present && self.break_glass,
         })
     }
 

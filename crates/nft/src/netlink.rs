@@ -154,33 +154,40 @@ impl NfTables {
             },
         )?;
         for set in small_sets {
-            let mut elements = Vec::new();
-            let request = NfTablesMessage::Other {
-                message_type: NFT_MSG_GETSETELEM,
-                attributes: vec![
-                    netlink_packet_core::DefaultNla::new(1, name.clone()),
-                    netlink_packet_core::DefaultNla::new(2, nul_terminated(set)),
-                ],
-            };
-            self.request(
-                "GETSETELEM",
-                NetfilterProtoFamily::Inet,
-                request,
-                true,
-                |kind, attributes| {
-                    if kind == NFT_MSG_NEWSETELEM {
-                        for a in attributes.flatten() {
-                            if a.kind() == SET_ELEM_LIST_ELEMENTS {
-                                elements.extend_from_slice(a.value());
-                            }
-                        }
-                    }
-                },
-            )?;
+            let elements = self.elements(table, set)?;
             set.hash(&mut print.hasher);
             elements.hash(&mut print.hasher);
         }
         Ok(Some(print.hasher.finish()))
+    }
+
+    /// The raw element list of one set of `table` (empty when it has none); an error when
+    /// the set does not exist.
+    pub fn elements(&mut self, table: &str, set: &str) -> Result<Vec<u8>, NetlinkError> {
+        let mut elements = Vec::new();
+        let request = NfTablesMessage::Other {
+            message_type: NFT_MSG_GETSETELEM,
+            attributes: vec![
+                netlink_packet_core::DefaultNla::new(1, nul_terminated(table)),
+                netlink_packet_core::DefaultNla::new(2, nul_terminated(set)),
+            ],
+        };
+        self.request(
+            "GETSETELEM",
+            NetfilterProtoFamily::Inet,
+            request,
+            true,
+            |kind, attributes| {
+                if kind == NFT_MSG_NEWSETELEM {
+                    for a in attributes.flatten() {
+                        if a.kind() == SET_ELEM_LIST_ELEMENTS {
+                            elements.extend_from_slice(a.value());
+                        }
+                    }
+                }
+            },
+        )?;
+        Ok(elements)
     }
 
     /// Sends one request and hands every reply message's type and attributes to `each`,
