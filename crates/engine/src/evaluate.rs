@@ -518,6 +518,18 @@ pub struct AppliedPolicy {
 impl Engine<'_> {
     /// The enforced policies that select pod `pod` for `direction` (empty: not isolated and no
     /// tier applies).
+    /// The policies that select pod `pod` in `direction`, in evaluation order, as references
+    /// into the cluster (no copies: for callers that ask for every pod).
+    pub fn applying_policy_refs(
+        &self,
+        pod: usize,
+        direction: Direction,
+    ) -> impl Iterator<Item = &Policy> + '_ {
+        self.pipeline.applying[pod][crate::pipeline::direction_index(direction)]
+            .iter()
+            .map(|&j| self.pipeline.policies[j].policy)
+    }
+
     pub fn applying_policies(&self, pod: usize, direction: Direction) -> Vec<AppliedPolicy> {
         let pipeline = &self.pipeline;
         pipeline.applying[pod][crate::pipeline::direction_index(direction)]

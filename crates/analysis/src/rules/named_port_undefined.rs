@@ -36,28 +36,56 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
     let engine = &ctx.engine;
     let pods: Vec<usize> = engine.pod_endpoints();
-    let mut out = Vec::new();
-    for policy in cluster
+    // Who each policy selects, per direction, from one pass over the pods (asking per policy
+    // and pod would be policies x pods lookups).
+    let index_of: std::collections::HashMap<*const bulkhead_model::Policy, usize> = cluster
         .policies
         .iter()
-        .filter(|p| p.staged.is_none() && !p.host_endpoints_only)
+        .enumerate()
+        .map(|(i, p)| (std::ptr::from_ref(p), i))
+        .collect();
+    let mut selected: Vec<[Vec<usize>; 2]> = vec![[Vec::new(), Vec::new()]; cluster.policies.len()];
+    for &pod in &pods {
+        for (d, direction) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .enumerate()
+        {
+            for policy in engine.applying_policy_refs(pod, direction) {
+                if let Some(&i) = index_of.get(&std::ptr::from_ref(policy)) {
+                    selected[i][d].push(pod);
+                }
+            }
+        }
+    }
+    // The pods that define each port name: the only destinations that can matter.
+    let mut defining: std::collections::HashMap<&str, Vec<usize>> =
+        std::collections::HashMap::new();
+    for &pod in &pods {
+        for port in &cluster.pods[pod].ports {
+            if let Some(name) = port.name.as_deref() {
+                defining.entry(name).or_default().push(pod);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (index, policy) in cluster
+        .policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.staged.is_none() && !p.host_endpoints_only)
     {
         let res = resource(
             policy.kind.as_str(),
             policy.namespace.as_deref(),
             &policy.name,
         );
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let subjects: Vec<usize> = pods
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    engine.applying_policies(i, direction).iter().any(|a| {
-                        a.name == policy.name
-                            && a.namespace.as_deref() == policy.namespace.as_deref()
-                    })
-                })
-                .collect();
+        for (d, direction) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .enumerate()
+        {
+            let subjects = &mut selected[index][d];
+            subjects.sort_unstable();
+            let subjects = &*subjects;
             if subjects.is_empty() {
                 continue;
             }
@@ -95,52 +123,53 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 if named.is_empty() {
                     continue;
                 }
-                let destinations: Vec<usize> = match direction {
-                    Direction::Ingress => subjects.clone(),
-                    Direction::Egress => {
-                        // The same rule without its port match: which pods do its peers reach?
-                        let mut any_port = policy.clone();
-                        if let Some(r) = any_port.egress.get_mut(i) {
-                            match &mut r.matcher {
-                                RuleMatcher::Calico(c) => {
-                                    c.destination.ports.clear();
-                                    c.destination.not_ports.clear();
-                                    c.protocol = None;
-                                }
-                                RuleMatcher::Cluster(c) => c.ports = None,
-                                RuleMatcher::Kubernetes(k) => k.ports = None,
-                            }
+                // The same rule without its port match, for egress: which pods do its peers
+                // reach? Asked only of the pods that define the name.
+                let mut any_port = policy.clone();
+                if let Some(r) = any_port.egress.get_mut(i) {
+                    match &mut r.matcher {
+                        RuleMatcher::Calico(c) => {
+                            c.destination.ports.clear();
+                            c.destination.not_ports.clear();
+                            c.protocol = None;
                         }
-                        pods.iter()
-                            .copied()
-                            .filter(|&q| {
-                                subjects.iter().any(|&s| {
-                                    s != q
-                                        && !engine
-                                            .policy_rule_ports(
-                                                &any_port,
-                                                direction,
-                                                i,
-                                                s,
-                                                Endpoint::Pod(q),
-                                                Protocol::Tcp,
-                                            )
-                                            .is_empty()
-                                })
-                            })
-                            .collect()
+                        RuleMatcher::Cluster(c) => c.ports = None,
+                        RuleMatcher::Kubernetes(k) => k.ports = None,
                     }
-                };
-                if destinations.is_empty() {
-                    continue;
                 }
+                let is_destination = |q: usize| match direction {
+                    Direction::Ingress => subjects.binary_search(&q).is_ok(),
+                    Direction::Egress => subjects.iter().any(|&s| {
+                        s != q
+                            && !engine
+                                .policy_rule_ports(
+                                    &any_port,
+                                    direction,
+                                    i,
+                                    s,
+                                    Endpoint::Pod(q),
+                                    Protocol::Tcp,
+                                )
+                                .is_empty()
+                    }),
+                };
                 for (name, protocol) in named {
-                    let defined = destinations.iter().any(|&d| {
-                        cluster.pods[d].ports.iter().any(|p| {
-                            p.name.as_deref() == Some(name.as_str())
-                                && protocol.is_none_or(|want| want == p.protocol)
+                    let defined = defining
+                        .get(name.as_str())
+                        .into_iter()
+                        .flatten()
+                        .filter(|&&q| {
+                            cluster.pods[q].ports.iter().any(|p| {
+                                p.name.as_deref() == Some(name.as_str())
+                                    && protocol.is_none_or(|want| want == p.protocol)
+                            })
                         })
-                    });
+                        .any(|&q| is_destination(q));
+                    // A rule whose peers reach no pod at all is left to BH102 (its selector
+                    // matches nothing); asked only now, since it scans every pod.
+                    if !defined && !pods.iter().any(|&q| is_destination(q)) {
+                        continue;
+                    }
                     if !defined {
                         let what = protocol.map_or_else(String::new, |p| format!("{p} "));
                         out.push(ctx.finding(
