@@ -5,7 +5,7 @@ use crate::codes::{self, Code};
 use crate::document::{FieldPath, ObjectContext, at_span};
 use crate::input::Input;
 use crate::network_policy;
-use crate::typed;
+use crate::prepare::Prepared;
 use crate::workload::WorkloadIndex;
 use crate::yaml_tree::{self, Node, SurpriseKind, Value};
 use crate::{calico, cluster_network_policy};
@@ -57,6 +57,7 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
         snapshot: Snapshot::default(),
         seen: HashMap::new(),
         workloads: WorkloadIndex::default(),
+        prepared: Prepared::default(),
     };
     for input in inputs {
         loader.load_input(input);
@@ -88,11 +89,21 @@ struct Loader<'o> {
     /// (group, kind, namespace, name) -> where it was first defined.
     seen: HashMap<(String, String, String, String), SourceLocation>,
     workloads: WorkloadIndex,
+    /// The current input's objects, deserialised in parallel before the walk in order.
+    prepared: Prepared,
 }
 
 impl Loader<'_> {
     fn load_input(&mut self, input: &Input) {
-        for document in yaml_tree::parse_documents(&input.text) {
+        let documents = yaml_tree::parse_documents(&input.text);
+        self.prepared = Prepared::objects(
+            input,
+            documents
+                .iter()
+                .filter_map(|d| d.as_ref().ok()?.root.as_ref()),
+            &self.options.default_namespace,
+        );
+        for document in documents {
             let document = match document {
                 Ok(d) => d,
                 Err(e) => {
@@ -300,12 +311,13 @@ impl Loader<'_> {
             node,
             resource: None,
         };
-        let Some(name) = node
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Node::as_str)
-            .map(str::to_string)
-        else {
+        let Some((namespace, name, resource)) = object_identity(
+            node,
+            group,
+            kind,
+            cluster_scoped,
+            &self.options.default_namespace,
+        ) else {
             self.push(ctx.diagnostic(
                 codes::MISSING_NAME,
                 &FieldPath::root().key("metadata"),
@@ -313,28 +325,6 @@ impl Loader<'_> {
                 format!("{kind} has no metadata.name"),
             ));
             return None;
-        };
-        let namespace = if cluster_scoped {
-            String::new()
-        } else {
-            node.get("metadata")
-                .and_then(|m| m.get("namespace"))
-                .and_then(Node::as_str)
-                .filter(|n| !n.is_empty())
-                .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
-        };
-        // Calico's namespaced NetworkPolicy shares its kind with Kubernetes'; findings and the
-        // `bulkhead.io/ignore` suppressions tell them apart.
-        let shown = match (group, kind) {
-            ("projectcalico.org" | "crd.projectcalico.org", "NetworkPolicy") => {
-                "CalicoNetworkPolicy"
-            }
-            _ => kind,
-        };
-        let resource = if cluster_scoped {
-            format!("{shown} {name}")
-        } else {
-            format!("{shown} {namespace}/{name}")
         };
         record_suppressions(&mut self.snapshot.cluster, node, &resource);
         record_crown_jewel(&mut self.snapshot.cluster, node, kind, &namespace, &name);
@@ -407,7 +397,7 @@ impl Loader<'_> {
         };
         match (family, kind) {
             (TieredFamily::Calico, "Tier") => {
-                if let Some(wire) = typed::deserialize::<calico::TierWire>(&ctx, &mut diagnostics) {
+                if let Some(wire) = self.prepared.take::<calico::TierWire>(&ctx, &mut diagnostics) {
                     cluster
                         .tiers
                         .extend(calico::lower_tier(&ctx, &wire, &name, &mut diagnostics));
@@ -415,7 +405,7 @@ impl Loader<'_> {
             }
             (TieredFamily::Calico, "NetworkSet" | "GlobalNetworkSet") => {
                 if let Some(wire) =
-                    typed::deserialize::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
+                    self.prepared.take::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
                 {
                     cluster.network_sets.extend(calico::lower_network_set(
                         &ctx,
@@ -428,7 +418,7 @@ impl Loader<'_> {
             }
             (TieredFamily::Calico, "StagedKubernetesNetworkPolicy") => {
                 if let Some(wire) =
-                    typed::deserialize::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
+                    self.prepared.take::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
                 {
                     let action = match wire.spec.as_ref().and_then(|s| s.staged_action.as_deref()) {
                         Some("Delete") => bulkhead_model::StagedAction::Delete,
@@ -448,7 +438,7 @@ impl Loader<'_> {
                 }
             }
             (TieredFamily::Calico, _) => {
-                if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics)
+                if let Some(wire) = self.prepared.take::<calico::PolicyWire>(&ctx, &mut diagnostics)
                 {
                     cluster.policies.extend(calico::lower_policy(
                         &ctx,
@@ -461,7 +451,7 @@ impl Loader<'_> {
                 }
             }
             (TieredFamily::Admin | TieredFamily::Cluster, _) => {
-                if let Some(wire) = typed::deserialize::<cluster_network_policy::ClusterPolicyWire>(
+                if let Some(wire) = self.prepared.take::<cluster_network_policy::ClusterPolicyWire>(
                     &ctx,
                     &mut diagnostics,
                 ) {
@@ -518,7 +508,7 @@ impl Loader<'_> {
         let mut diagnostics = Vec::new();
         match kind {
             "Namespace" => {
-                if let Some(ns) = typed::deserialize::<core::Namespace>(ctx, &mut diagnostics) {
+                if let Some(ns) = self.prepared.take::<core::Namespace>(ctx, &mut diagnostics) {
                     let mut labels: Labels = ns.metadata.labels.unwrap_or_default();
                     labels
                         .entry(METADATA_NAME_LABEL.to_string())
@@ -532,7 +522,7 @@ impl Loader<'_> {
                 }
             }
             "Node" => {
-                if let Some(node) = typed::deserialize::<core::Node>(ctx, &mut diagnostics) {
+                if let Some(node) = self.prepared.take::<core::Node>(ctx, &mut diagnostics) {
                     let ips = node
                         .status
                         .iter()
@@ -547,7 +537,7 @@ impl Loader<'_> {
                 }
             }
             "ServiceAccount" => {
-                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics)
+                if let Some(sa) = self.prepared.take::<core::ServiceAccount>(ctx, &mut diagnostics)
                 {
                     self.snapshot.cluster.service_accounts.push(ServiceAccount {
                         namespace: namespace.to_string(),
@@ -558,10 +548,10 @@ impl Loader<'_> {
             }
             "Service" => {
                 // Checked for structure only: the engine judges flows after service DNAT.
-                let _ = typed::deserialize::<core::Service>(ctx, &mut diagnostics);
+                let _ = self.prepared.take::<core::Service>(ctx, &mut diagnostics);
             }
             "Pod" => {
-                if let Some(pod) = typed::deserialize::<core::Pod>(ctx, &mut diagnostics) {
+                if let Some(pod) = self.prepared.take::<core::Pod>(ctx, &mut diagnostics) {
                     self.workloads.add_live_pod(ctx, namespace, name, &pod);
                 }
             }
@@ -591,12 +581,12 @@ impl Loader<'_> {
                 |d| Some((&d.spec.template, None)),
             ),
             "ReplicaSet" => {
-                if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
+                if let Some(rs) = self.prepared.take::<apps::ReplicaSet>(ctx, &mut diagnostics) {
                     self.workloads.add_replica_set(ctx, namespace, name, &rs);
                 }
             }
             "Job" => {
-                if let Some(job) = typed::deserialize::<batch::Job>(ctx, &mut diagnostics) {
+                if let Some(job) = self.prepared.take::<batch::Job>(ctx, &mut diagnostics) {
                     self.workloads.add_job(ctx, namespace, name, &job);
                 }
             }
@@ -616,7 +606,7 @@ impl Loader<'_> {
             ),
             "NetworkPolicy" => {
                 if let Some(policy) =
-                    typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics)
+                    self.prepared.take::<networking::NetworkPolicy>(ctx, &mut diagnostics)
                 {
                     if !crate::names::is_dns1123_label(namespace) {
                         diagnostics.push(ctx.diagnostic(
@@ -649,9 +639,9 @@ impl Loader<'_> {
         diagnostics: &mut Vec<Diagnostic>,
         template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, Option<i32>)>,
     ) where
-        T: serde::de::DeserializeOwned + serde::Serialize,
+        T: serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
     {
-        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics)
+        if let Some(object) = self.prepared.take::<T>(ctx, diagnostics)
             && let Some((t, replicas)) = template(&object)
         {
             self.workloads.add_template(
@@ -720,6 +710,43 @@ impl Loader<'_> {
     }
 }
 
+/// An object's namespace (empty for cluster-scoped; the default one when it has none), name
+/// and resource as findings name it (`Pod shop/web`); `None` without a name.
+pub(crate) fn object_identity(
+    node: &Node,
+    group: &str,
+    kind: &str,
+    cluster_scoped: bool,
+    default_namespace: &str,
+) -> Option<(String, String, String)> {
+    let name = node
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .map(str::to_string)?;
+    let namespace = if cluster_scoped {
+        String::new()
+    } else {
+        node.get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::as_str)
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| default_namespace.to_string(), str::to_string)
+    };
+    // Calico's namespaced NetworkPolicy shares its kind with Kubernetes'; findings and the
+    // `bulkhead.io/ignore` suppressions tell them apart.
+    let shown = match (group, kind) {
+        ("projectcalico.org" | "crd.projectcalico.org", "NetworkPolicy") => "CalicoNetworkPolicy",
+        _ => kind,
+    };
+    let resource = if cluster_scoped {
+        format!("{shown} {name}")
+    } else {
+        format!("{shown} {namespace}/{name}")
+    };
+    Some((namespace, name, resource))
+}
+
 /// Nothing to analyse is worth saying: an empty file, comments only, an empty pipe or a
 /// directory without manifests would otherwise pass as "0 errors".
 fn empty_input(inputs: &[Input]) -> Diagnostic {
@@ -750,7 +777,7 @@ fn empty_input(inputs: &[Input]) -> Diagnostic {
 pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 
 /// Bytes of text from a node's start to the end of its last descendant.
-fn byte_extent(node: &Node) -> usize {
+pub(crate) fn byte_extent(node: &Node) -> usize {
     let mut end = node.span.end;
     let mut last = node;
     loop {
@@ -781,14 +808,14 @@ fn last_line(node: &Node) -> usize {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TieredFamily {
+pub(crate) enum TieredFamily {
     Calico,
     Admin,
     Cluster,
 }
 
 /// The policy kinds of Calico and network-policy-api that Bulkhead evaluates.
-fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
+pub(crate) fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
     match (group, kind) {
         (
             "projectcalico.org" | "crd.projectcalico.org",
