@@ -13,7 +13,6 @@ pub mod input;
 pub mod kinds;
 pub mod load;
 pub mod names;
-mod prepare;
 pub mod network_policy;
 pub mod typed;
 pub mod workload;

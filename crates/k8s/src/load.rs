@@ -5,7 +5,7 @@ use crate::codes::{self, Code};
 use crate::document::{FieldPath, ObjectContext, at_span};
 use crate::input::Input;
 use crate::network_policy;
-use crate::prepare::Prepared;
+use crate::typed;
 use crate::workload::WorkloadIndex;
 use crate::yaml_tree::{self, Node, SurpriseKind, Value};
 use crate::{calico, cluster_network_policy};
@@ -57,7 +57,6 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
         snapshot: Snapshot::default(),
         seen: HashMap::new(),
         workloads: WorkloadIndex::default(),
-        prepared: Prepared::default(),
     };
     for input in inputs {
         loader.load_input(input);
@@ -89,21 +88,11 @@ struct Loader<'o> {
     /// (group, kind, namespace, name) -> where it was first defined.
     seen: HashMap<(String, String, String, String), SourceLocation>,
     workloads: WorkloadIndex,
-    /// The current input's objects, deserialised in parallel before the walk in order.
-    prepared: Prepared,
 }
 
 impl Loader<'_> {
     fn load_input(&mut self, input: &Input) {
-        let documents = yaml_tree::parse_documents(&input.text);
-        self.prepared = Prepared::objects(
-            input,
-            documents
-                .iter()
-                .filter_map(|d| d.as_ref().ok()?.root.as_ref()),
-            &self.options.default_namespace,
-        );
-        for document in documents {
+        for document in yaml_tree::parse_documents(&input.text) {
             let document = match document {
                 Ok(d) => d,
                 Err(e) => {
@@ -311,13 +300,12 @@ impl Loader<'_> {
             node,
             resource: None,
         };
-        let Some((namespace, name, resource)) = object_identity(
-            node,
-            group,
-            kind,
-            cluster_scoped,
-            &self.options.default_namespace,
-        ) else {
+        let Some(name) = node
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .map(str::to_string)
+        else {
             self.push(ctx.diagnostic(
                 codes::MISSING_NAME,
                 &FieldPath::root().key("metadata"),
@@ -325,6 +313,28 @@ impl Loader<'_> {
                 format!("{kind} has no metadata.name"),
             ));
             return None;
+        };
+        let namespace = if cluster_scoped {
+            String::new()
+        } else {
+            node.get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Node::as_str)
+                .filter(|n| !n.is_empty())
+                .map_or_else(|| self.options.default_namespace.clone(), str::to_string)
+        };
+        // Calico's namespaced NetworkPolicy shares its kind with Kubernetes'; findings and the
+        // `bulkhead.io/ignore` suppressions tell them apart.
+        let shown = match (group, kind) {
+            ("projectcalico.org" | "crd.projectcalico.org", "NetworkPolicy") => {
+                "CalicoNetworkPolicy"
+            }
+            _ => kind,
+        };
+        let resource = if cluster_scoped {
+            format!("{shown} {name}")
+        } else {
+            format!("{shown} {namespace}/{name}")
         };
         record_suppressions(&mut self.snapshot.cluster, node, &resource);
         record_crown_jewel(&mut self.snapshot.cluster, node, kind, &namespace, &name);
@@ -397,7 +407,7 @@ impl Loader<'_> {
         };
         match (family, kind) {
             (TieredFamily::Calico, "Tier") => {
-                if let Some(wire) = self.prepared.take::<calico::TierWire>(&ctx, &mut diagnostics) {
+                if let Some(wire) = typed::deserialize::<calico::TierWire>(&ctx, &mut diagnostics) {
                     cluster
                         .tiers
                         .extend(calico::lower_tier(&ctx, &wire, &name, &mut diagnostics));
@@ -405,7 +415,7 @@ impl Loader<'_> {
             }
             (TieredFamily::Calico, "NetworkSet" | "GlobalNetworkSet") => {
                 if let Some(wire) =
-                    self.prepared.take::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
+                    typed::deserialize::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
                 {
                     cluster.network_sets.extend(calico::lower_network_set(
                         &ctx,
@@ -418,7 +428,7 @@ impl Loader<'_> {
             }
             (TieredFamily::Calico, "StagedKubernetesNetworkPolicy") => {
                 if let Some(wire) =
-                    self.prepared.take::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
+                    typed::deserialize::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
                 {
                     let action = match wire.spec.as_ref().and_then(|s| s.staged_action.as_deref()) {
                         Some("Delete") => bulkhead_model::StagedAction::Delete,
@@ -438,7 +448,7 @@ impl Loader<'_> {
                 }
             }
             (TieredFamily::Calico, _) => {
-                if let Some(wire) = self.prepared.take::<calico::PolicyWire>(&ctx, &mut diagnostics)
+                if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics)
                 {
                     cluster.policies.extend(calico::lower_policy(
                         &ctx,
@@ -451,7 +461,7 @@ impl Loader<'_> {
                 }
             }
             (TieredFamily::Admin | TieredFamily::Cluster, _) => {
-                if let Some(wire) = self.prepared.take::<cluster_network_policy::ClusterPolicyWire>(
+                if let Some(wire) = typed::deserialize::<cluster_network_policy::ClusterPolicyWire>(
                     &ctx,
                     &mut diagnostics,
                 ) {
@@ -508,7 +518,7 @@ impl Loader<'_> {
         let mut diagnostics = Vec::new();
         match kind {
             "Namespace" => {
-                if let Some(ns) = self.prepared.take::<core::Namespace>(ctx, &mut diagnostics) {
+                if let Some(ns) = typed::deserialize::<core::Namespace>(ctx, &mut diagnostics) {
                     let mut labels: Labels = ns.metadata.labels.unwrap_or_default();
                     labels
                         .entry(METADATA_NAME_LABEL.to_string())
@@ -522,7 +532,7 @@ impl Loader<'_> {
                 }
             }
             "Node" => {
-                if let Some(node) = self.prepared.take::<core::Node>(ctx, &mut diagnostics) {
+                if let Some(node) = typed::deserialize::<core::Node>(ctx, &mut diagnostics) {
                     let ips = node
                         .status
                         .iter()
@@ -537,7 +547,7 @@ impl Loader<'_> {
                 }
             }
             "ServiceAccount" => {
-                if let Some(sa) = self.prepared.take::<core::ServiceAccount>(ctx, &mut diagnostics)
+                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics)
                 {
                     self.snapshot.cluster.service_accounts.push(ServiceAccount {
                         namespace: namespace.to_string(),
@@ -548,10 +558,10 @@ impl Loader<'_> {
             }
             "Service" => {
                 // Checked for structure only: the engine judges flows after service DNAT.
-                let _ = self.prepared.take::<core::Service>(ctx, &mut diagnostics);
+                let _ = typed::deserialize::<core::Service>(ctx, &mut diagnostics);
             }
             "Pod" => {
-                if let Some(pod) = self.prepared.take::<core::Pod>(ctx, &mut diagnostics) {
+                if let Some(pod) = typed::deserialize::<core::Pod>(ctx, &mut diagnostics) {
                     self.workloads.add_live_pod(ctx, namespace, name, &pod);
                 }
             }
@@ -581,12 +591,12 @@ impl Loader<'_> {
                 |d| Some((&d.spec.template, None)),
             ),
             "ReplicaSet" => {
-                if let Some(rs) = self.prepared.take::<apps::ReplicaSet>(ctx, &mut diagnostics) {
+                if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
                     self.workloads.add_replica_set(ctx, namespace, name, &rs);
                 }
             }
             "Job" => {
-                if let Some(job) = self.prepared.take::<batch::Job>(ctx, &mut diagnostics) {
+                if let Some(job) = typed::deserialize::<batch::Job>(ctx, &mut diagnostics) {
                     self.workloads.add_job(ctx, namespace, name, &job);
                 }
             }
@@ -606,7 +616,7 @@ impl Loader<'_> {
             ),
             "NetworkPolicy" => {
                 if let Some(policy) =
-                    self.prepared.take::<networking::NetworkPolicy>(ctx, &mut diagnostics)
+                    typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics)
                 {
                     if !crate::names::is_dns1123_label(namespace) {
                         diagnostics.push(ctx.diagnostic(
@@ -639,9 +649,9 @@ impl Loader<'_> {
         diagnostics: &mut Vec<Diagnostic>,
         template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, Option<i32>)>,
     ) where
-        T: serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+        T: serde::de::DeserializeOwned + serde::Serialize,
     {
-        if let Some(object) = self.prepared.take::<T>(ctx, diagnostics)
+        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics)
             && let Some((t, replicas)) = template(&object)
         {
             self.workloads.add_template(
@@ -710,43 +720,6 @@ impl Loader<'_> {
     }
 }
 
-/// An object's namespace (empty for cluster-scoped; the default one when it has none), name
-/// and resource as findings name it (`Pod shop/web`); `None` without a name.
-pub(crate) fn object_identity(
-    node: &Node,
-    group: &str,
-    kind: &str,
-    cluster_scoped: bool,
-    default_namespace: &str,
-) -> Option<(String, String, String)> {
-    let name = node
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Node::as_str)
-        .map(str::to_string)?;
-    let namespace = if cluster_scoped {
-        String::new()
-    } else {
-        node.get("metadata")
-            .and_then(|m| m.get("namespace"))
-            .and_then(Node::as_str)
-            .filter(|n| !n.is_empty())
-            .map_or_else(|| default_namespace.to_string(), str::to_string)
-    };
-    // Calico's namespaced NetworkPolicy shares its kind with Kubernetes'; findings and the
-    // `bulkhead.io/ignore` suppressions tell them apart.
-    let shown = match (group, kind) {
-        ("projectcalico.org" | "crd.projectcalico.org", "NetworkPolicy") => "CalicoNetworkPolicy",
-        _ => kind,
-    };
-    let resource = if cluster_scoped {
-        format!("{shown} {name}")
-    } else {
-        format!("{shown} {namespace}/{name}")
-    };
-    Some((namespace, name, resource))
-}
-
 /// Nothing to analyse is worth saying: an empty file, comments only, an empty pipe or a
 /// directory without manifests would otherwise pass as "0 errors".
 fn empty_input(inputs: &[Input]) -> Diagnostic {
@@ -777,7 +750,7 @@ fn empty_input(inputs: &[Input]) -> Diagnostic {
 pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 
 /// Bytes of text from a node's start to the end of its last descendant.
-pub(crate) fn byte_extent(node: &Node) -> usize {
+fn byte_extent(node: &Node) -> usize {
     let mut end = node.span.end;
     let mut last = node;
     loop {
@@ -808,14 +781,14 @@ fn last_line(node: &Node) -> usize {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TieredFamily {
+enum TieredFamily {
     Calico,
     Admin,
     Cluster,
 }
 
 /// The policy kinds of Calico and network-policy-api that Bulkhead evaluates.
-pub(crate) fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
+fn tiered_kind(group: &str, kind: &str) -> Option<TieredFamily> {
     match (group, kind) {
         (
             "projectcalico.org" | "crd.projectcalico.org",
