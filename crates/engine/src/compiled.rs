@@ -360,11 +360,7 @@ impl Reach {
                                                 let peer =
                                                     engine.peer(Endpoint::Pod(reps[b]), ipv4);
                                                 if matching::peer_matches(
-                                                    cluster,
-                                                    namespace,
-                                                    e,
-                                                    peer,
-                                                    &mut scratch,
+                                                    cluster, namespace, e, peer, None,
                                                 ) {
                                                     out[family][b / 64] |= 1 << (b % 64);
                                                 }

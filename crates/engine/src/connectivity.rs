@@ -258,6 +258,9 @@ impl Engine<'_> {
         pods.sort_by_key(|&i| cluster.pods[i].key());
         let rank: std::collections::HashMap<usize, usize> =
             pods.iter().enumerate().map(|(r, &p)| (p, r)).collect();
+        // Each pod's `ns/name` once: a map of L has 100k rows.
+        let keys: std::collections::HashMap<usize, String> =
+            pods.iter().map(|&i| (i, cluster.pods[i].key())).collect();
         let mut out = Vec::new();
         for &src in pods.iter().filter(|&&p| is_source[p]) {
             let Some(a) = compiled.identity_of[src] else {
@@ -285,8 +288,8 @@ impl Engine<'_> {
                         continue;
                     }
                     out.push(Connection {
-                        from: cluster.pods[src].key(),
-                        to: cluster.pods[dst].key(),
+                        from: keys[&src].clone(),
+                        to: keys[&dst].clone(),
                         protocol: *protocol,
                         ports: ports[k].clone(),
                         ports_all_pairs: ports[k].clone(),

@@ -190,9 +190,9 @@ impl Engine<'_> {
                             ip: Some(ip),
                             namespace_labels: self.namespace_labels_of(e),
                         };
-                        entries.iter().any(|x| {
-                            matching::peer_matches(cluster, namespace, x, peer, &mut Vec::new())
-                        })
+                        entries
+                            .iter()
+                            .any(|x| matching::peer_matches(cluster, namespace, x, peer, None))
                     };
                     rule.remote = Some(combine(external, &matches));
                 }

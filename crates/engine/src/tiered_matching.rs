@@ -83,7 +83,13 @@ impl RuleContext<'_, '_> {
         let peer = self.engine.peer(self.remote, self.ipv4);
         let peer_ok = rule.peers.as_ref().is_none_or(|entries| {
             entries.iter().any(|e| {
-                matching::peer_matches(self.engine.cluster(), policy_namespace, e, peer, notes)
+                matching::peer_matches(
+                    self.engine.cluster(),
+                    policy_namespace,
+                    e,
+                    peer,
+                    Some(&mut *notes),
+                )
             })
         });
         if !peer_ok {

@@ -169,6 +169,7 @@ pub fn render_compiled(
     let endpoints: Vec<String> = engine
         .pod_endpoints()
         .into_iter()
+        .filter(|_| format == MapFormat::Html)
         .filter(|i| {
             let chosen = |set: &Option<Vec<usize>>| set.as_ref().is_some_and(|s| s.contains(i));
             (filter.from.is_none() && filter.to.is_none())
@@ -196,7 +197,7 @@ pub fn render_compiled(
     let grouped = aggregation != Aggregation::Pod;
     match format {
         MapFormat::Table => map::table(&connections, grouped),
-        MapFormat::Json => format!("{:#}\n", map::json(&connections, grouped)),
+        MapFormat::Json => map::json(&connections, grouped),
         MapFormat::Csv => map::csv(&connections),
         MapFormat::Dot => map::dot(&connections),
         MapFormat::Mermaid => map::mermaid(&connections),

@@ -1,7 +1,6 @@
 //! Connectivity as a table, JSON, CSV, Graphviz DOT or Mermaid.
 
 use bulkhead_engine::Connection;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -13,24 +12,49 @@ fn scope(c: &Connection) -> &'static str {
     }
 }
 
-pub fn json(connections: &[Connection], grouped: bool) -> serde_json::Value {
-    json!({
-        "connections": connections.iter().map(|c| {
-            let mut row = json!({
-                "from": c.from,
-                "to": c.to,
-                "protocol": c.protocol.to_string(),
-                "ports": c.ports.to_string(),
-            });
-            if grouped {
-                row["scope"] = json!(scope(c));
-                row["ports_all_pairs"] = json!(c.ports_all_pairs.to_string());
-                row["pairs_allowed"] = json!(c.pairs_allowed);
-                row["pairs_total"] = json!(c.pairs_total);
-            }
-            row
-        }).collect::<Vec<_>>()
-    })
+/// One connection as `map -o json` writes it (fields in alphabetical order, as they always
+/// were); the grouped fields only `--by workload|namespace`.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairs_allowed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairs_total: Option<usize>,
+    ports: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ports_all_pairs: Option<String>,
+    protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
+    to: &'a str,
+}
+
+/// `{"connections": [...]}`, pretty-printed, with a final newline. Serialised straight from
+/// the connections (a `serde_json::Value` of 100k rows first cost L's map 0.4 s and 200 MB).
+pub fn json(connections: &[Connection], grouped: bool) -> String {
+    #[derive(serde::Serialize)]
+    struct Document<'a> {
+        connections: Vec<JsonRow<'a>>,
+    }
+    let document = Document {
+        connections: connections
+            .iter()
+            .map(|c| JsonRow {
+                from: &c.from,
+                pairs_allowed: grouped.then_some(c.pairs_allowed),
+                pairs_total: grouped.then_some(c.pairs_total),
+                ports: c.ports.to_string(),
+                ports_all_pairs: grouped.then(|| c.ports_all_pairs.to_string()),
+                protocol: c.protocol.to_string(),
+                scope: grouped.then(|| scope(c)),
+                to: &c.to,
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_string_pretty(&document).unwrap_or_default();
+    out.push('\n');
+    out
 }
 
 pub fn table(connections: &[Connection], grouped: bool) -> String {
