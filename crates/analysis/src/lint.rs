@@ -140,6 +140,9 @@ pub struct LintContext<'c> {
     pub cluster: &'c Cluster,
     pub engine: Engine<'c>,
     pub config: &'c Config,
+    /// Namespace -> its pods that are endpoints (running, not host network), by index: rules
+    /// that ask "does a pod in these namespaces match" look at those pods, not at all of them.
+    endpoints_by_namespace: std::collections::HashMap<&'c str, Vec<usize>>,
 }
 
 impl<'c> LintContext<'c> {
@@ -153,7 +156,27 @@ impl<'c> LintContext<'c> {
                     .unwrap_or_else(|| EngineOptions::for_cluster(cluster)),
             ),
             config,
+            endpoints_by_namespace: {
+                let mut by: std::collections::HashMap<&str, Vec<usize>> =
+                    std::collections::HashMap::new();
+                for (i, p) in cluster.pods.iter().enumerate() {
+                    if p.is_endpoint() && !p.host_network {
+                        by.entry(p.namespace.as_str()).or_default().push(i);
+                    }
+                }
+                by
+            },
         }
+    }
+
+    /// The endpoint pods (running, not host network) of `namespace`.
+    pub fn endpoints_in(&self, namespace: &str) -> impl Iterator<Item = &'c bulkhead_model::Pod> {
+        let cluster = self.cluster;
+        self.endpoints_by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(move |&i| &cluster.pods[i])
     }
 
     /// A finding of `rule` about `resource`, located at `source`.
@@ -178,10 +201,9 @@ impl<'c> LintContext<'c> {
     }
 
     pub fn namespace_has_pods(&self, namespace: &str) -> bool {
-        self.cluster
-            .pods
-            .iter()
-            .any(|p| p.namespace == namespace && p.is_endpoint() && !p.host_network)
+        self.endpoints_by_namespace
+            .get(namespace)
+            .is_some_and(|pods| !pods.is_empty())
     }
 }
 
@@ -204,17 +226,26 @@ fn matches_rule(key: &str, info: &RuleInfo) -> bool {
 /// Runs every enabled rule, applies severities, suppressions (annotation `bulkhead.io/ignore`
 /// on the resource) and path ignores. Findings are sorted like all diagnostics.
 pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
+    use rayon::prelude::*;
     let context = LintContext::new(cluster, config);
+    // The rules are independent readers of one context: they run side by side, and their
+    // findings are taken in the rules' order (then sorted), so the output never depends on it.
+    let enabled: Vec<_> = crate::rules::ALL
+        .iter()
+        .filter(|rule| {
+            !config
+                .rules
+                .disable
+                .iter()
+                .any(|k| matches_rule(k, &rule.info))
+        })
+        .collect();
+    let findings: Vec<Vec<Diagnostic>> = enabled
+        .par_iter()
+        .map(|rule| (rule.check)(&context))
+        .collect();
     let mut out = Vec::new();
-    for rule in crate::rules::ALL {
-        if config
-            .rules
-            .disable
-            .iter()
-            .any(|k| matches_rule(k, &rule.info))
-        {
-            continue;
-        }
+    for (rule, found) in enabled.into_iter().zip(findings) {
         let severity = config
             .rules
             .severity
@@ -226,7 +257,7 @@ pub fn lint(cluster: &Cluster, config: &Config) -> Vec<Diagnostic> {
                 "info" => Some(Severity::Info),
                 _ => None,
             });
-        for mut d in (rule.check)(&context) {
+        for mut d in found {
             if let Some(s) = severity {
                 d.severity = s;
             }

@@ -137,21 +137,38 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         RuleMatcher::Kubernetes(k) => k.ports = None,
                     }
                 }
+                // Kubernetes and ANP/BANP/CNP peers do not depend on the sending pod, only on
+                // the flow's address family, so one sender per family profile answers for all;
+                // a Calico rule's source match does depend on it, so every sender is asked.
+                let every_sender = matches!(rule.matcher, RuleMatcher::Calico(_));
+                let profile = |s: usize| {
+                    let ips = &cluster.pods[s].ips;
+                    usize::from(ips.iter().any(std::net::IpAddr::is_ipv4))
+                        + 2 * usize::from(ips.iter().any(std::net::IpAddr::is_ipv6))
+                };
                 let is_destination = |q: usize| match direction {
                     Direction::Ingress => subjects.binary_search(&q).is_ok(),
-                    Direction::Egress => subjects.iter().any(|&s| {
-                        s != q
-                            && !engine
-                                .policy_rule_ports(
-                                    &any_port,
-                                    direction,
-                                    i,
-                                    s,
-                                    Endpoint::Pod(q),
-                                    Protocol::Tcp,
-                                )
-                                .is_empty()
-                    }),
+                    Direction::Egress => {
+                        let mut asked = [false; 4];
+                        subjects
+                            .iter()
+                            .filter(|&&s| s != q)
+                            .filter(|&&s| {
+                                every_sender || !std::mem::replace(&mut asked[profile(s)], true)
+                            })
+                            .any(|&s| {
+                                !engine
+                                    .policy_rule_ports(
+                                        &any_port,
+                                        direction,
+                                        i,
+                                        s,
+                                        Endpoint::Pod(q),
+                                        Protocol::Tcp,
+                                    )
+                                    .is_empty()
+                            })
+                    }
                 };
                 for (name, protocol) in named {
                     let defined = defining

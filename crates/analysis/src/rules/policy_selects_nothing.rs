@@ -59,12 +59,9 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             }
             if let Subject::PodsInNamespace(pod_selector) = &policy.subject {
                 let namespace = policy.namespace.as_deref().unwrap_or_default();
-                let matches_a_pod = cluster.pods.iter().any(|p| {
-                    p.is_endpoint()
-                        && !p.host_network
-                        && p.namespace == namespace
-                        && pod_selector.matches(&p.labels)
-                });
+                let matches_a_pod = ctx
+                    .endpoints_in(namespace)
+                    .any(|p| pod_selector.matches(&p.labels));
                 if !matches_a_pod {
                     let res = resource("NetworkPolicy", Some(namespace), &policy.name);
                     out.push(ctx.finding(

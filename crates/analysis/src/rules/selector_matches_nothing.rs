@@ -111,12 +111,10 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     }
                     if let Some(s) = pod_selector {
                         let has_pods = scope.iter().any(|ns| ctx.namespace_has_pods(ns));
-                        let matched = cluster.pods.iter().any(|p| {
-                            p.is_endpoint()
-                                && !p.host_network
-                                && scope.contains(&p.namespace.as_str())
-                                && s.matches(&p.labels)
-                        });
+                        let matched = scope
+                            .iter()
+                            .flat_map(|ns| ctx.endpoints_in(ns))
+                            .any(|p| s.matches(&p.labels));
                         if has_pods && !matched {
                             let typo = crate::nearest::nearest(
                                 &crate::nearest::label_wants(s),
