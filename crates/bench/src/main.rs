@@ -84,6 +84,10 @@ enum Command {
     },
 }
 
+/// The allocator the `bulkhead` binary uses, so inner-loop figures match whole processes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Live {
