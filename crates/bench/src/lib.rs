@@ -2,6 +2,7 @@
 //! labels, the default-deny + DNS + tier-to-tier pattern of our users' playbook, named ports,
 //! ipBlock egress allowlists and a monitoring namespace. Same seed, same bytes.
 
+pub mod whole;
 use std::fmt::Write as _;
 
 /// SplitMix64: tiny, fast, and good enough to vary a synthetic cluster.
@@ -37,7 +38,7 @@ pub struct Size {
     pub policies_per_namespace: usize,
 }
 
-pub const SIZES: [Size; 4] = [
+pub const SIZES: [Size; 5] = [
     Size {
         name: "S",
         namespaces: 5,
@@ -65,6 +66,15 @@ pub const SIZES: [Size; 4] = [
         deployments_per_namespace: 4,
         replicas: 5,
         policies_per_namespace: 2,
+    },
+    // The scale Antrea's controller reports (100k pods, 75k NetworkPolicies): one policy per
+    // workload plus each namespace's default-deny and DNS allow.
+    Size {
+        name: "Antrea",
+        namespaces: 12_500,
+        deployments_per_namespace: 4,
+        replicas: 2,
+        policies_per_namespace: 6,
     },
 ];
 

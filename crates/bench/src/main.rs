@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Write a synthetic cluster (namespaces.yaml, pods.yaml, policies/policies.yaml) to DIR.
     Generate {
-        /// S (100 pods), M (1k pods, 500 policies), L (10k/2k) or XL (100k/10k, 5k namespaces).
+        /// S (100 pods), M (1k pods, 500 policies), L (10k/2k), XL (100k/10k, 5k namespaces) or
+        /// Antrea (100k pods, 75k policies: one per workload plus namespace defaults).
         #[arg(long)]
         size: String,
         #[arg(long, default_value_t = 1)]
@@ -68,6 +69,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Whole processes as a user runs them, per size: `bulkhead check --no-lint` on the
+    /// cluster as YAML and as JSON (loading, MB/s), `check`, and `map` (by pod up to L, by
+    /// workload above), each the median of --runs, with wall time and peak RSS.
+    Whole {
+        /// Comma-separated sizes: S, M, L, XL, Antrea.
+        #[arg(long, default_value = "S,M,L")]
+        sizes: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The `bulkhead` binary; by default the one next to this program.
+        #[arg(long)]
+        bulkhead: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// network-config-analyzer's `nca` (bench/peers/run.sh installs it), timed on the same
+        /// clusters for the side-by-side ratio.
+        #[arg(long)]
+        nca: Option<PathBuf>,
+    },
     /// Measure every stage on the given sizes and print one block of figures per size.
     Run {
         /// Comma-separated sizes.
@@ -90,6 +110,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Whole {
+            sizes,
+            seed,
+            bulkhead,
+            runs,
+            nca,
+        } => {
+            let sizes = sizes
+                .split(',')
+                .map(|n| {
+                    size(n.trim())
+                        .with_context(|| format!("unknown size {n}: use S, M, L, XL or Antrea"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let binary = bulkhead.unwrap_or_else(bulkhead_bench::whole::default_binary);
+            bulkhead_bench::whole::run(&sizes, seed, &binary, runs, nca.as_deref())?;
+        }
         Command::Live {
             size: name,
             rounds,
@@ -97,8 +134,8 @@ fn main() -> anyhow::Result<()> {
             scattered_ips,
             kernel,
         } => {
-            let s =
-                size(&name).with_context(|| format!("unknown size {name}: use S, M, L or XL"))?;
+            let s = size(&name)
+                .with_context(|| format!("unknown size {name}: use S, M, L, XL or Antrea"))?;
             live(s, rounds, seed, scattered_ips, kernel)?;
         }
         Command::Generate {
@@ -107,8 +144,8 @@ fn main() -> anyhow::Result<()> {
             out,
             scattered_ips,
         } => {
-            let s =
-                size(&name).with_context(|| format!("unknown size {name}: use S, M, L or XL"))?;
+            let s = size(&name)
+                .with_context(|| format!("unknown size {name}: use S, M, L, XL or Antrea"))?;
             let g =
                 bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
             std::fs::create_dir_all(out.join("policies"))?;
