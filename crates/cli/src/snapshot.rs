@@ -62,12 +62,18 @@ pub fn fill_source_lines(
     diagnostics: &mut [bulkhead_model::Diagnostic],
     inputs: &[bulkhead_k8s::Input],
 ) {
+    let mut by_name: std::collections::HashMap<&str, &bulkhead_k8s::Input> =
+        std::collections::HashMap::new();
+    for input in inputs {
+        // The first input of a name, as before.
+        by_name.entry(input.name.as_str()).or_insert(input);
+    }
     for d in diagnostics {
         if d.source_line.is_some() {
             continue;
         }
         if let Some(location) = &d.location
-            && let Some(input) = inputs.iter().find(|i| i.name == location.file)
+            && let Some(input) = by_name.get(location.file.as_str())
             && let Some(line) = input.line(location.line)
         {
             d.length = line

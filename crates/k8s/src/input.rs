@@ -13,27 +13,44 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-/// The text of one file, with the name diagnostics use for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The text of one file, with the name diagnostics use for it. Treat the text as read-only
+/// once lines have been asked for (their index is kept).
+#[derive(Clone, Debug)]
 pub struct Input {
     pub name: String,
     pub text: String,
+    /// Byte offset where each line starts, built at the first [`Input::line`]: finding a line
+    /// by scanning the text made thousands of diagnostics in a large file quadratic.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
+
+impl PartialEq for Input {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.text == other.text
+    }
+}
+
+impl Eq for Input {}
 
 impl Input {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             text: text.into(),
+            line_starts: std::sync::OnceLock::new(),
         }
     }
 
     /// The text of a 1-based line, without its line break.
     pub fn line(&self, line: usize) -> Option<&str> {
-        self.text
-            .split('\n')
-            .nth(line.checked_sub(1)?)
-            .map(|l| l.trim_end_matches('\r'))
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(self.text.len(), |next| next - 1);
+        self.text.get(start..end).map(|l| l.trim_end_matches('\r'))
     }
 }
 
@@ -263,4 +280,23 @@ fn located(mut d: Diagnostic, path: &Path) -> Diagnostic {
         column: 1,
     });
     d
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::Input;
+
+    #[test]
+    fn lines_are_those_of_splitting_at_line_feeds() {
+        for text in ["", "a", "a\n", "a\nb", "a\r\nb\r\n", "\n\nc\n", "é\nü\n"] {
+            let input = Input::new("t", text);
+            for n in 0usize..6 {
+                let expected = n
+                    .checked_sub(1)
+                    .and_then(|k| text.split('\n').nth(k))
+                    .map(|l| l.trim_end_matches('\r'));
+                assert_eq!(input.line(n), expected, "{text:?} line {n}");
+            }
+        }
+    }
 }

@@ -57,13 +57,25 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             }
         }
     }
-    // The pods that define each port name: the only destinations that can matter.
+    // The pods that define each port name: the only destinations that can matter; and the
+    // same per namespace, for rules whose peers stay in the policy's namespace.
     let mut defining: std::collections::HashMap<&str, Vec<usize>> =
         std::collections::HashMap::new();
+    let mut defining_in: std::collections::HashMap<(&str, &str), Vec<usize>> =
+        std::collections::HashMap::new();
+    let mut pods_in: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     for &pod in &pods {
+        pods_in
+            .entry(cluster.pods[pod].namespace.as_str())
+            .or_default()
+            .push(pod);
         for port in &cluster.pods[pod].ports {
             if let Some(name) = port.name.as_deref() {
                 defining.entry(name).or_default().push(pod);
+                defining_in
+                    .entry((cluster.pods[pod].namespace.as_str(), name))
+                    .or_default()
+                    .push(pod);
             }
         }
     }
@@ -171,8 +183,33 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     }
                 };
                 for (name, protocol) in named {
-                    let defined = defining
-                        .get(name.as_str())
+                    // Egress to pods of the policy's own namespace only (every peer a
+                    // podSelector without namespaceSelector): the candidates there.
+                    let own_namespace = direction == Direction::Egress
+                        && match &rule.matcher {
+                            RuleMatcher::Kubernetes(k) => k.peers.as_ref().is_some_and(|peers| {
+                                !peers.is_empty()
+                                    && peers.iter().all(|p| {
+                                        matches!(
+                                            p,
+                                            bulkhead_model::NetworkPolicyPeer::Pods {
+                                                namespace_selector: None,
+                                                ..
+                                            }
+                                        )
+                                    })
+                            }),
+                            _ => false,
+                        };
+                    let candidates = if own_namespace {
+                        defining_in.get(&(
+                            policy.namespace.as_deref().unwrap_or_default(),
+                            name.as_str(),
+                        ))
+                    } else {
+                        defining.get(name.as_str())
+                    };
+                    let defined = candidates
                         .into_iter()
                         .flatten()
                         .filter(|&&q| {
@@ -184,7 +221,12 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         .any(|&q| is_destination(q));
                     // A rule whose peers reach no pod at all is left to BH102 (its selector
                     // matches nothing); asked only now, since it scans every pod.
-                    if !defined && !pods.iter().any(|&q| is_destination(q)) {
+                    let reachable = if own_namespace {
+                        pods_in.get(policy.namespace.as_deref().unwrap_or_default())
+                    } else {
+                        Some(&pods)
+                    };
+                    if !defined && !reachable.into_iter().flatten().any(|&q| is_destination(q)) {
                         continue;
                     }
                     if !defined {

@@ -36,6 +36,10 @@ pub const RULE: RuleInfo = RuleInfo {
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
     let namespaces_known = cluster.namespaces.iter().any(|n| n.defined);
+    // The namespaces a namespaceSelector selects, once per distinct selector: thousands of
+    // policies repeat the same few (a namespace per team, all asking for `purpose: monitoring`).
+    let mut scopes: std::collections::HashMap<&bulkhead_model::LabelSelector, Vec<&str>> =
+        std::collections::HashMap::new();
     let mut out = Vec::new();
     for policy in cluster
         .policies
@@ -64,12 +68,17 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                     };
                     let scope: Vec<&str> = match namespace_selector {
                         None => vec![namespace],
-                        Some(s) => cluster
-                            .namespaces
-                            .iter()
-                            .filter(|n| s.matches(&n.labels))
-                            .map(|n| n.name.as_str())
-                            .collect(),
+                        Some(s) => scopes
+                            .entry(s)
+                            .or_insert_with(|| {
+                                cluster
+                                    .namespaces
+                                    .iter()
+                                    .filter(|n| s.matches(&n.labels))
+                                    .map(|n| n.name.as_str())
+                                    .collect()
+                            })
+                            .clone(),
                     };
                     let place = format!("{direction}[{i}].{field}[{j}]");
                     if let Some(s) = namespace_selector
