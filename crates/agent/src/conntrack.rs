@@ -8,9 +8,9 @@
 //! deletions go to a [`Cutter`] thread that sends them in batches of many messages per
 //! datagram, so thousands of cuts never hold up the next change.
 
+use bulkhead_nft::netlink;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
@@ -72,34 +72,19 @@ impl Conntrack {
         let mut flows = Vec::new();
         loop {
             let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let Ok(raw) = NetlinkBuffer::new_checked(&self.buffer[offset..size]) else {
-                    break;
-                };
-                let length = raw.length() as usize;
-                if length == 0 {
-                    break;
-                }
-                let kind = raw.message_type();
-                let this = &self.buffer[offset..offset + length];
-                offset += length.next_multiple_of(4);
+            for parsed in netlink::messages(&self.buffer[..size]) {
+                let (kind, _, message) = parsed.map_err(std::io::Error::other)?;
                 match kind {
                     NLMSG_DONE => return Ok(flows),
-                    NLMSG_ERROR => {
-                        let errno = error_code(raw.payload());
-                        if errno != 0 {
-                            return Err(std::io::Error::from_raw_os_error(errno));
-                        }
-                    }
-                    _ => {
-                        if let Some(flow) = NetlinkMessage::<NetfilterMessage>::deserialize(this)
+                    NLMSG_ERROR => match netlink::error_code(message) {
+                        0 => {}
+                        errno => return Err(std::io::Error::from_raw_os_error(errno)),
+                    },
+                    _ => flows.extend(
+                        NetlinkMessage::<NetfilterMessage>::deserialize(message)
                             .ok()
-                            .and_then(|m| flow_of(&m))
-                        {
-                            flows.push(flow);
-                        }
-                    }
+                            .and_then(|m| flow_of(&m)),
+                    ),
                 }
             }
         }
@@ -136,19 +121,11 @@ impl Conntrack {
             let mut acknowledged = 0;
             while acknowledged < expected {
                 let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
-                let mut offset = 0;
-                while offset < size {
-                    let Ok(raw) = NetlinkBuffer::new_checked(&self.buffer[offset..size]) else {
-                        break;
-                    };
-                    let length = raw.length() as usize;
-                    if length == 0 {
-                        break;
-                    }
-                    offset += length.next_multiple_of(4);
-                    if raw.message_type() == NLMSG_ERROR {
+                for parsed in netlink::messages(&self.buffer[..size]) {
+                    let (kind, _, message) = parsed.map_err(std::io::Error::other)?;
+                    if kind == NLMSG_ERROR {
                         acknowledged += 1;
-                        if error_code(raw.payload()) == 0 {
+                        if netlink::error_code(message) == 0 {
                             deleted += 1;
                         }
                     }
@@ -235,14 +212,6 @@ fn message(
     let mut out = vec![0; packet.buffer_len()];
     packet.serialize(&mut out);
     out
-}
-
-fn error_code(payload: &[u8]) -> i32 {
-    payload
-        .get(..4)
-        .map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        // EIO, for an error message too short to carry its code.
-        .unwrap_or(5)
 }
 
 fn protocol_number(name: &str) -> Option<Protocol> {

@@ -130,16 +130,18 @@ fn hold(args: &[String]) -> i32 {
     }
 }
 
+/// `ADDRESS PORT COUNT`.
+fn target_and_count(args: &[String]) -> Option<(SocketAddr, usize)> {
+    let addr = args.first()?.parse::<std::net::IpAddr>().ok()?;
+    let port = args.get(1)?.parse::<u16>().ok()?;
+    let count = args.get(2)?.parse::<usize>().ok()?;
+    Some((SocketAddr::new(addr, port), count))
+}
+
 fn hold_many(args: &[String]) -> i32 {
-    let (Some(addr), Some(port), Some(count)) = (
-        args.first()
-            .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
-        args.get(1).and_then(|p| p.parse::<u16>().ok()),
-        args.get(2).and_then(|c| c.parse::<usize>().ok()),
-    ) else {
+    let Some((target, count)) = target_and_count(args) else {
         return 2;
     };
-    let target = SocketAddr::new(addr, port);
     let mut alive: Vec<TcpStream> = Vec::with_capacity(count);
     for _ in 0..count {
         let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(1000))
@@ -183,15 +185,9 @@ fn hold_many(args: &[String]) -> i32 {
 /// `connect-bench ADDRESS PORT COUNT`: COUNT sequential TCP connects; prints p50 and p99 in
 /// microseconds (connection setup is what policy costs: established packets skip it).
 fn connect_bench(args: &[String]) -> i32 {
-    let (Some(addr), Some(port), Some(count)) = (
-        args.first()
-            .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
-        args.get(1).and_then(|p| p.parse::<u16>().ok()),
-        args.get(2).and_then(|c| c.parse::<usize>().ok()),
-    ) else {
+    let Some((target, count)) = target_and_count(args) else {
         return 2;
     };
-    let target = SocketAddr::new(addr, port);
     let mut times = Vec::with_capacity(count);
     for _ in 0..count {
         let start = std::time::Instant::now();

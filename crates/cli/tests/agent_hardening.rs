@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 struct Netns(String);
 
+impl Netns {
+    /// A network namespace of this test (`bh-TAG-PID`), deleted when dropped.
+    fn add(tag: &str) -> Self {
+        let netns = Self(format!("bh-{tag}-{}", std::process::id()));
+        assert!(
+            Command::new("ip")
+                .args(["netns", "add", &netns.0])
+                .status()
+                .expect("ip")
+                .success()
+        );
+        netns
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -72,14 +87,7 @@ fn a_second_agent_on_the_node_exits_and_the_first_keeps_its_table() {
     if !privileged() {
         return;
     }
-    let netns = Netns(format!("bh-lock-{}", std::process::id()));
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &netns.0])
-            .status()
-            .expect("ip")
-            .success()
-    );
+    let netns = Netns::add("lock");
     let dir = tempfile::tempdir().expect("temp");
     let manifests = dir.path().join("manifests");
     let state = dir.path().join("state");
@@ -132,14 +140,7 @@ fn symlinks_planted_at_the_marker_or_the_metrics_temp_file_leave_their_targets_u
     if !privileged() {
         return;
     }
-    let netns = Netns(format!("bh-links-{}", std::process::id()));
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &netns.0])
-            .status()
-            .expect("ip")
-            .success()
-    );
+    let netns = Netns::add("links");
     let dir = tempfile::tempdir().expect("temp");
     let manifests = dir.path().join("manifests");
     let state = dir.path().join("state");

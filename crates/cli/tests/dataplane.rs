@@ -851,6 +851,23 @@ fn a_pods_traffic_to_its_own_node_follows_the_engine() {
     }
 }
 
+/// The late pod's manifest (x/late, 10.77.0.3) renamed into the agent's directory beside
+/// the two pods: whether it reaches `server`:80 within 10 s.
+fn late_pod_talks_once_its_manifest_arrives(lab: &Lab, dir: &Path, server: IpAddr) -> bool {
+    let with_late = format!(
+        "{TWO_PODS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: x, labels: {{app: late}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: 10.77.0.3, podIPs: [{{ip: 10.77.0.3}}]}}\n"
+    );
+    let tmp = dir.join(".cluster.tmp");
+    std::fs::write(&tmp, with_late).expect("write");
+    std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut through = false;
+    while Instant::now() < deadline && !through {
+        through = wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe"));
+    }
+    through
+}
+
 #[test]
 fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -897,17 +914,7 @@ fn a_pod_interface_that_appears_before_its_rules_sends_nothing_through() {
         "the drops are counted: {counted}"
     );
     // Its manifest arrives (renamed into place): its rules are in, it talks.
-    let with_late = format!(
-        "{TWO_PODS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: x, labels: {{app: late}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: 10.77.0.3, podIPs: [{{ip: 10.77.0.3}}]}}\n"
-    );
-    let tmp = dir.join(".cluster.tmp");
-    std::fs::write(&tmp, with_late).expect("write");
-    std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut through = false;
-    while Instant::now() < deadline && !through {
-        through = wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe"));
-    }
+    let through = late_pod_talks_once_its_manifest_arrives(&lab, &dir, server);
     agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(through, "once its rules are in place, the late pod talks");
@@ -945,17 +952,7 @@ fn a_pod_behind_a_bridge_that_appears_before_its_rules_sends_nothing_through() {
         .filter(|_| wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe")))
         .count();
     let counted = metrics();
-    let with_late = format!(
-        "{TWO_PODS}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: x, labels: {{app: late}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: 10.77.0.3, podIPs: [{{ip: 10.77.0.3}}]}}\n"
-    );
-    let tmp = dir.join(".cluster.tmp");
-    std::fs::write(&tmp, with_late).expect("write");
-    std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut through = false;
-    while Instant::now() < deadline && !through {
-        through = wait(lab.probe("x/late", "tcp", server, 80, 300).expect("probe"));
-    }
+    let through = late_pod_talks_once_its_manifest_arrives(&lab, &dir, server);
     agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(

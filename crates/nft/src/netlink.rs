@@ -217,38 +217,25 @@ impl NfTables {
         self.socket.send(&out, 0)?;
         loop {
             let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let message = NetlinkBuffer::new_checked(&self.buffer[offset..size])
-                    .map_err(|e| NetlinkError::Malformed(e.to_string()))?;
-                let length = message.length() as usize;
-                if length == 0 {
-                    break;
-                }
-                offset += length.next_multiple_of(4);
-                if message.sequence_number() != self.sequence {
+            for parsed in messages(&self.buffer[..size]) {
+                let (kind, sequence, message) = parsed?;
+                if sequence != self.sequence {
                     continue;
                 }
-                let kind = message.message_type();
-                let payload = message.payload();
                 match kind {
                     NLMSG_DONE => return Ok(()),
+                    // An error of 0 is the acknowledgement that ends a plain request.
                     NLMSG_ERROR => {
-                        let errno = payload
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(-1);
-                        // An error of 0 is the acknowledgement that ends a plain request.
-                        if errno == 0 {
-                            return Ok(());
-                        }
-                        return Err(NetlinkError::Kernel {
-                            request: name,
-                            errno: -errno,
-                        });
+                        return match error_code(message) {
+                            0 => Ok(()),
+                            errno => Err(NetlinkError::Kernel {
+                                request: name,
+                                errno,
+                            }),
+                        };
                     }
                     _ => {
-                        let attributes = payload.get(NFGENMSG_LEN..).unwrap_or_default();
+                        let attributes = payload(message).get(NFGENMSG_LEN..).unwrap_or_default();
                         each(kind, NlasIterator::new(attributes));
                     }
                 }
@@ -305,6 +292,57 @@ impl Print<'_> {
             }
         }
     }
+}
+
+/// One netlink message of a datagram: type, sequence number, the whole message.
+pub type Message<'a> = (u16, u32, &'a [u8]);
+
+/// The netlink messages of one received datagram; a malformed one is an error (and the last
+/// item), so a reader never waits for replies that were in it.
+pub fn messages(datagram: &[u8]) -> impl Iterator<Item = Result<Message<'_>, NetlinkError>> + '_ {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if offset >= datagram.len() {
+            return None;
+        }
+        let parsed = NetlinkBuffer::new_checked(&datagram[offset..])
+            .map_err(|e| NetlinkError::Malformed(e.to_string()))
+            .and_then(|raw| {
+                let length = raw.length() as usize;
+                if length == 0 || offset + length > datagram.len() {
+                    return Err(NetlinkError::Malformed(format!(
+                        "a message of {length} bytes"
+                    )));
+                }
+                Ok((raw.message_type(), raw.sequence_number(), length))
+            });
+        Some(match parsed {
+            Ok((kind, sequence, length)) => {
+                let message = &datagram[offset..offset + length];
+                offset += length.next_multiple_of(4);
+                Ok((kind, sequence, message))
+            }
+            Err(e) => {
+                offset = datagram.len();
+                Err(e)
+            }
+        })
+    })
+}
+
+/// The error code of an `NLMSG_ERROR` message (0: an acknowledgement), as a positive errno.
+pub fn error_code(message: &[u8]) -> i32 {
+    // The payload starts after the 16-byte netlink header with a native-endian i32.
+    message
+        .get(16..20)
+        .map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        // EIO, for an error message too short to carry its code.
+        .unwrap_or(5)
+}
+
+/// The payload of a message (after its 16-byte netlink header).
+fn payload(message: &[u8]) -> &[u8] {
+    message.get(16..).unwrap_or_default()
 }
 
 fn nul_terminated(text: &str) -> Vec<u8> {
