@@ -143,6 +143,8 @@ pub struct LintContext<'c> {
     /// Namespace -> its pods that are endpoints (running, not host network), by index: rules
     /// that ask "does a pod in these namespaces match" look at those pods, not at all of them.
     endpoints_by_namespace: std::collections::HashMap<&'c str, Vec<usize>>,
+    /// Namespace -> all its pods, by index.
+    pods_by_namespace: std::collections::HashMap<&'c str, Vec<usize>>,
 }
 
 impl<'c> LintContext<'c> {
@@ -156,6 +158,14 @@ impl<'c> LintContext<'c> {
                     .unwrap_or_else(|| EngineOptions::for_cluster(cluster)),
             ),
             config,
+            pods_by_namespace: {
+                let mut by: std::collections::HashMap<&str, Vec<usize>> =
+                    std::collections::HashMap::new();
+                for (i, p) in cluster.pods.iter().enumerate() {
+                    by.entry(p.namespace.as_str()).or_default().push(i);
+                }
+                by
+            },
             endpoints_by_namespace: {
                 let mut by: std::collections::HashMap<&str, Vec<usize>> =
                     std::collections::HashMap::new();
@@ -167,6 +177,21 @@ impl<'c> LintContext<'c> {
                 by
             },
         }
+    }
+
+    /// Every pod of these namespaces, in the cluster's order.
+    pub fn pods_in(&self, namespaces: &[&str]) -> impl Iterator<Item = &'c bulkhead_model::Pod> {
+        let mut indices: Vec<usize> = namespaces
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|ns| self.pods_by_namespace.get(*ns))
+            .flatten()
+            .copied()
+            .collect();
+        indices.sort_unstable();
+        let cluster = self.cluster;
+        indices.into_iter().map(move |i| &cluster.pods[i])
     }
 
     /// The endpoint pods (running, not host network) of `namespace`.

@@ -201,7 +201,10 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                             }),
                             _ => false,
                         };
-                    let candidates = if own_namespace {
+                    // Ingress: the destinations are the policy's own pods, few; ask them.
+                    let candidates = if direction == Direction::Ingress {
+                        Some(subjects)
+                    } else if own_namespace {
                         defining_in.get(&(
                             policy.namespace.as_deref().unwrap_or_default(),
                             name.as_str(),

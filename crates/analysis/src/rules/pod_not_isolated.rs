@@ -30,20 +30,23 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
     let mut groups: BTreeMap<(String, &str), (usize, Option<&bulkhead_model::SourceLocation>)> =
         BTreeMap::new();
+    // The namespaces that use NetworkPolicies, once (not every policy per pod).
+    let with_policies: std::collections::HashSet<&str> = cluster
+        .policies
+        .iter()
+        .filter(|p| p.is_kubernetes() && p.staged.is_none())
+        .filter_map(|p| p.namespace.as_deref())
+        .collect();
     for i in ctx.engine.pod_endpoints() {
         let pod = &cluster.pods[i];
-        if !cluster.policies.iter().any(|p| {
-            p.is_kubernetes()
-                && p.staged.is_none()
-                && p.namespace.as_deref() == Some(pod.namespace.as_str())
-        }) {
+        if !with_policies.contains(pod.namespace.as_str()) {
             continue;
         }
+        let state = crate::default_deny::pod(&ctx.engine, i);
         for (direction, name) in [
             (Direction::Ingress, "ingress"),
             (Direction::Egress, "egress"),
         ] {
-            let state = crate::default_deny::pod(&ctx.engine, i);
             let denied = match direction {
                 Direction::Ingress => state.ingress,
                 Direction::Egress => state.egress,

@@ -127,11 +127,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         if has_pods && !matched {
                             let typo = crate::nearest::nearest(
                                 &crate::nearest::label_wants(s),
-                                cluster
-                                    .pods
-                                    .iter()
-                                    .filter(|p| scope.contains(&p.namespace.as_str()))
-                                    .map(|p| &p.labels),
+                                ctx.pods_in(&scope).map(|p| &p.labels),
                             );
                             let suggestion = typo
                                 .as_ref()
