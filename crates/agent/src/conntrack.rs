@@ -9,15 +9,11 @@
 //! datagram, so thousands of cuts never hold up the next change.
 
 use bulkhead_nft::netlink;
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
 };
-use netlink_packet_netfilter::{
-    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
-};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{Socket, SocketAddr, constants::NETLINK_NETFILTER};
 use prometheus_client::metrics::counter::Counter;
 use std::net::IpAddr;
@@ -62,7 +58,7 @@ impl Conntrack {
     /// The tracked TCP, UDP and SCTP flows (original direction) of every address family.
     pub fn list(&mut self) -> std::io::Result<Vec<TrackedFlow>> {
         self.sequence = self.sequence.wrapping_add(1);
-        let request = message(
+        let request = netlink::encode(
             NetfilterProtoFamily::Unspec,
             ConntrackMessage::Get(vec![]),
             NLM_F_REQUEST | NLM_F_DUMP,
@@ -106,7 +102,7 @@ impl Conntrack {
                     IpAddr::V4(_) => NetfilterProtoFamily::IPv4,
                     IpAddr::V6(_) => NetfilterProtoFamily::IPv6,
                 };
-                datagram.extend(message(
+                datagram.extend(netlink::encode(
                     family,
                     ConntrackMessage::Delete(attributes),
                     NLM_F_REQUEST | NLM_F_ACK,
@@ -190,28 +186,6 @@ impl Drop for Cutter {
             let _ = worker.join();
         }
     }
-}
-
-fn message(
-    family: NetfilterProtoFamily,
-    body: ConntrackMessage,
-    flags: u16,
-    sequence: u32,
-) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = flags;
-    header.sequence_number = sequence;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(NetfilterMessage::new(
-            NetfilterHeader::new(family, 0, 0),
-            body,
-        )),
-    );
-    packet.finalize();
-    let mut out = vec![0; packet.buffer_len()];
-    packet.serialize(&mut out);
-    out
 }
 
 fn protocol_number(name: &str) -> Option<Protocol> {
@@ -302,7 +276,7 @@ mod tests {
             sport: 40000,
             dport: 80,
         };
-        let bytes = message(
+        let bytes = netlink::encode(
             NetfilterProtoFamily::IPv4,
             ConntrackMessage::New(delete_request(&flow).expect("tcp has ports")),
             NLM_F_REQUEST,

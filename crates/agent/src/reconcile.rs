@@ -68,6 +68,8 @@ pub struct Reconciled {
     pub applied: bool,
     pub pods: usize,
     pub pods_without_interface: Vec<String>,
+    /// Tracked connections the engine now denies, handed to the cutter thread, which deletes
+    /// them right after (the tightened-connections metric counts what the kernel deleted).
     pub connections_cut: usize,
     /// How it was applied: `Some(n)`, a delta touching `n` sets, chains and dispatch entries;
     /// `None`, a full replace of the table (start-up, a mode change) or nothing.
@@ -597,6 +599,15 @@ mod tests {
     const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {nodeName: n1, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.9.0.1, podIPs: [{ip: 10.9.0.1}]}\n";
     const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n";
 
+    /// A fresh manifest directory of this test holding `POD` as pod.yaml.
+    fn directory_with_pod(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bulkhead-agent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        write(&dir, "pod.yaml", POD);
+        dir
+    }
+
     fn agent(dir: &std::path::Path) -> Agent<FakeBackend> {
         Agent::new(
             AgentConfig {
@@ -619,11 +630,7 @@ mod tests {
 
     #[test]
     fn foreign_changes_are_told_apart_from_other_tables_and_from_break_glass() {
-        let dir =
-            std::env::temp_dir().join(format!("bulkhead-agent-foreign-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        write(&dir, "pod.yaml", POD);
+        let dir = directory_with_pod("foreign");
         let mut a = agent(&dir);
         assert!(a.reconcile().expect("valid").applied);
         assert_eq!(a.foreign_change(), None, "right after its own commit");
@@ -650,10 +657,7 @@ mod tests {
 
     #[test]
     fn break_glass_flips_the_kernel_even_when_the_marker_cannot_be_written() {
-        let dir = std::env::temp_dir().join(format!("bulkhead-agent-glass-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        write(&dir, "pod.yaml", POD);
+        let dir = directory_with_pod("glass");
         let mut a = agent(&dir);
         assert!(a.reconcile().expect("valid").applied);
         // The state directory is a file: no marker can be written there.
@@ -670,10 +674,7 @@ mod tests {
 
     #[test]
     fn invalid_input_at_start_up_applies_nothing() {
-        let dir = std::env::temp_dir().join(format!("bulkhead-agent-start-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        write(&dir, "pod.yaml", POD);
+        let dir = directory_with_pod("start");
         write(
             &dir,
             "broken.yaml",
@@ -698,10 +699,7 @@ mod tests {
 
     #[test]
     fn applies_once_per_change_and_keeps_the_last_good_ruleset_on_bad_input() {
-        let dir = std::env::temp_dir().join(format!("bulkhead-agent-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        write(&dir, "pod.yaml", POD);
+        let dir = directory_with_pod("test");
         let mut a = agent(&dir);
         let first = a.reconcile().expect("valid");
         assert!(first.applied);
@@ -799,10 +797,7 @@ mod tests {
 
     #[test]
     fn an_alias_bomb_or_a_fifo_in_the_directory_keeps_the_last_good_ruleset() {
-        let dir = std::env::temp_dir().join(format!("bulkhead-agent-bomb-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        write(&dir, "pod.yaml", POD);
+        let dir = directory_with_pod("bomb");
         write(&dir, "policy.yaml", DENY);
         let mut a = agent(&dir);
         assert!(a.reconcile().expect("valid").applied);

@@ -480,10 +480,7 @@ fn tightening_a_thousand_connections_leaves_the_loop_applying_changes() {
     if !lab::privileged_or_skip("tightening 1,000 connections") {
         return;
     }
-    let (metrics_dir, metrics) = metrics_file("cut1000");
-    let metrics_flag = metrics.to_string_lossy().into_owned();
-    let (lab, dir, mut agent) =
-        two_pods_under_agent("cut1000", ONLY_80, &["--metrics-file", &metrics_flag]);
+    let (lab, dir, mut agent, metrics) = two_pods_under_agent_with_metrics("cut1000", ONLY_80);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     let mut hold = lab
         .exec(
@@ -529,7 +526,7 @@ fn tightening_a_thousand_connections_leaves_the_loop_applying_changes() {
     let second = until(false, Duration::from_secs(5)).map(|_| second_written.elapsed());
     let down = down_rx.recv_timeout(Duration::from_secs(30)).ok();
     let counted = wait_for_counter(
-        &metrics,
+        &metrics.path,
         "bulkhead_agent_tightened_connections_total",
         1000,
         Duration::from_secs(8),
@@ -538,7 +535,6 @@ fn tightening_a_thousand_connections_leaves_the_loop_applying_changes() {
     let _ = hold.wait();
     agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&metrics_dir);
     println!("change 1 (cuts 1,000 connections) seen applied after {first:?}");
     println!("change 2 applied {second:?} after it was written");
     println!("all 1,000 connections down: {down:?}; counted: {counted:?}");
@@ -1120,15 +1116,35 @@ fn a_connection_opened_during_break_glass_is_cut_when_it_ends() {
     assert!(took < Duration::from_secs(5), "cut after {took:?}");
 }
 
-/// A directory of the test's own (mode 0755: the agent refuses directories others can write,
-/// like /tmp) and the metrics file path in it.
-fn metrics_file(tag: &str) -> (PathBuf, PathBuf) {
+/// The agent's metrics file in a directory of the test's own (mode 0755: the agent refuses
+/// directories others can write, like /tmp), removed when the test ends.
+struct MetricsFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// [`two_pods_under_agent`] with the agent writing `--metrics-file`.
+fn two_pods_under_agent_with_metrics(
+    tag: &str,
+    policies: &str,
+) -> (Lab, PathBuf, AgentProcess, MetricsFile) {
     let dir = std::env::temp_dir().join(format!("bh-{tag}-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("metrics dir");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
-    let file = dir.join("bulkhead.prom");
-    (dir, file)
+    let metrics = MetricsFile {
+        path: dir.join("bulkhead.prom"),
+        dir,
+    };
+    let flag = metrics.path.to_string_lossy().into_owned();
+    let (lab, manifests, agent) = two_pods_under_agent(tag, policies, &["--metrics-file", &flag]);
+    (lab, manifests, agent, metrics)
 }
 
 /// The value of a counter in the agent's metrics file once it reaches `at_least` (bounded).
@@ -1168,10 +1184,7 @@ fn a_table_deleted_or_changed_by_hand_is_restored() {
     if !lab::privileged_or_skip("table repair") {
         return;
     }
-    let (metrics_dir, metrics) = metrics_file("repair");
-    let metrics_flag = metrics.to_string_lossy().into_owned();
-    let (lab, dir, mut agent) =
-        two_pods_under_agent("repair", ONLY_81, &["--metrics-file", &metrics_flag]);
+    let (lab, dir, mut agent, metrics) = two_pods_under_agent_with_metrics("repair", ONLY_81);
     let server: IpAddr = "10.77.0.2".parse().expect("ip");
     let denied = |timeout_ms| {
         !wait(
@@ -1193,13 +1206,13 @@ fn a_table_deleted_or_changed_by_hand_is_restored() {
 
     // Deleted by hand.
     nft(&["delete", "table", "inet", "bulkhead"]);
-    let restored = wait_for_repairs(&metrics, 1);
+    let restored = wait_for_repairs(&metrics.path, 1);
     let denied_after_delete = denied(400);
 
     // Changed by another process: a rule that lets everything through, inserted first in
     // the chain every forwarded packet meets.
     nft(&["insert", "rule", "inet", "bulkhead", "forward", "accept"]);
-    let reverted = wait_for_repairs(&metrics, 2);
+    let reverted = wait_for_repairs(&metrics.path, 2);
     let denied_after_change = denied(400);
     let allowed_still = wait(
         lab.probe("x/client", "tcp", server, 81, 1000)
@@ -1207,7 +1220,6 @@ fn a_table_deleted_or_changed_by_hand_is_restored() {
     );
     agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&metrics_dir);
     println!("table deleted by hand -> repair counted after {restored:?}");
     println!("rule inserted by hand -> repair counted after {reverted:?}");
     assert!(

@@ -16,7 +16,9 @@ use netlink_packet_core::{
 use netlink_packet_netfilter::nftables::{
     ChainMessage, GenMessage, NfTablesMessage, RuleAttribute, RuleMessage, SetMessage,
 };
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 use netlink_sys::{Socket, SocketAddr, constants::NETLINK_NETFILTER};
 use std::hash::{Hash as _, Hasher as _};
 
@@ -115,44 +117,48 @@ impl NfTables {
         };
         // Chains and sets are dumped for the whole family and filtered here (the kernel
         // filters those dumps by family only); rules are filtered by table in the kernel.
-        self.request(
-            "GETCHAIN",
-            NetfilterProtoFamily::Inet,
-            NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
-            true,
-            |kind, attributes| {
-                if kind == NFT_MSG_NEWCHAIN {
-                    print.absorb(kind, CHAIN_TABLE, CHAIN_HASHED, attributes);
-                }
-            },
-        )?;
-        if print.objects == 0 {
-            return Ok(None);
+        let dumps = [
+            (
+                "GETCHAIN",
+                NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
+                NFT_MSG_NEWCHAIN,
+                CHAIN_TABLE,
+                CHAIN_HASHED,
+            ),
+            (
+                "GETSET",
+                NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
+                NFT_MSG_NEWSET,
+                SET_TABLE,
+                SET_HASHED,
+            ),
+            (
+                "GETRULE",
+                NfTablesMessage::GetRule(RuleMessage {
+                    attributes: vec![RuleAttribute::Table(table.to_string())],
+                }),
+                NFT_MSG_NEWRULE,
+                RULE_TABLE,
+                RULE_HASHED,
+            ),
+        ];
+        for (name, request, reply, table_kind, hashed) in dumps {
+            self.request(
+                name,
+                NetfilterProtoFamily::Inet,
+                request,
+                true,
+                |kind, attributes| {
+                    if kind == reply {
+                        print.absorb(kind, table_kind, hashed, attributes);
+                    }
+                },
+            )?;
+            // A table has its base chains: none of ours means no table.
+            if print.objects == 0 {
+                return Ok(None);
+            }
         }
-        self.request(
-            "GETSET",
-            NetfilterProtoFamily::Inet,
-            NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
-            true,
-            |kind, attributes| {
-                if kind == NFT_MSG_NEWSET {
-                    print.absorb(kind, SET_TABLE, SET_HASHED, attributes);
-                }
-            },
-        )?;
-        self.request(
-            "GETRULE",
-            NetfilterProtoFamily::Inet,
-            NfTablesMessage::GetRule(RuleMessage {
-                attributes: vec![RuleAttribute::Table(table.to_string())],
-            }),
-            true,
-            |kind, attributes| {
-                if kind == NFT_MSG_NEWRULE {
-                    print.absorb(kind, RULE_TABLE, RULE_HASHED, attributes);
-                }
-            },
-        )?;
         for set in small_sets {
             let elements = self.elements(table, set)?;
             set.hash(&mut print.hasher);
@@ -201,20 +207,9 @@ impl NfTables {
         mut each: impl FnMut(u16, NlasIterator<&[u8]>),
     ) -> Result<(), NetlinkError> {
         self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        header.sequence_number = self.sequence;
-        let mut packet = NetlinkMessage::new(
-            header,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(family, 0, 0),
-                message,
-            )),
-        );
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket.send(&out, 0)?;
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        self.socket
+            .send(&encode(family, message, flags, self.sequence), 0)?;
         loop {
             let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
             for parsed in messages(&self.buffer[..size]) {
@@ -292,6 +287,29 @@ impl Print<'_> {
             }
         }
     }
+}
+
+/// One netfilter request (`NfTablesMessage`, `ConntrackMessage`, ...) as bytes to send.
+pub fn encode(
+    family: NetfilterProtoFamily,
+    body: impl Into<NetfilterMessageInner>,
+    flags: u16,
+    sequence: u32,
+) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(family, 0, 0),
+            body,
+        )),
+    );
+    packet.finalize();
+    let mut out = vec![0; packet.buffer_len()];
+    packet.serialize(&mut out);
+    out
 }
 
 /// One netlink message of a datagram: type, sequence number, the whole message.
