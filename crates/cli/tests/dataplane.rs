@@ -658,26 +658,7 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     };
 
     // The flow log reader, bound before any packet is sent.
-    let mut reader = Command::new(lab::bulkhead())
-        .args(["agent", "flows", "-o", "json", "--duration", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("flows starts");
-    let mut stderr = BufReader::new(reader.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    let _ = stderr.read_line(&mut line);
-    assert!(line.contains("listening"), "flows: {line}");
-    let stdout = reader.stdout.take().expect("stdout");
-    let mut flows = AgentProcess(reader);
-    let (send, records) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = send.send(v);
-            }
-        }
-    });
+    let (mut flows, records) = flow_records();
     let next_record_for_port_80 = |verdict: &str| {
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Ok(r) = records.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
