@@ -24,6 +24,6 @@ pub use connectivity::{Aggregation, Connection, ConnectivityOptions};
 pub use endpoint::{Endpoint, Flow};
 pub use evaluate::{AppliedPolicy, Engine, EngineOptions, Semantics, UnmatchedNamespaceSelector};
 pub use external_reach::ExternalRegion;
-pub use program::{DirectionProgram, PortMatch, ProgramRule, TierProgram};
+pub use program::{DirectionProgram, PortMatch, ProgramRule, RuleKey, TierProgram};
 pub use reference::{ReferenceError, Resolved};
 pub use verdict::{DirectionVerdict, Note, Reason, RuleRef, Verdict};

@@ -36,6 +36,10 @@ pub struct TierProgram {
 pub struct ProgramRule {
     /// `kind ns/name direction[i]`, for rule comments and log prefixes.
     pub id: String,
+    /// The rule's stable identity (its policy's kind, namespace and name, the direction and
+    /// the index), unlike `id` unique across policy APIs: the dataplane names what a rule
+    /// needs by it.
+    pub key: RuleKey,
     pub action: Action,
     /// The remote address must be in this set (`None`: any address).
     pub remote: Option<AddrRanges>,
@@ -46,6 +50,27 @@ pub struct ProgramRule {
     pub icmp: Option<IcmpMatch>,
     pub not_icmp: Option<IcmpMatch>,
     pub ports: PortMatch,
+}
+
+/// Which rule of which policy: what a rule's remote side depends on (the rule and the
+/// cluster's endpoints, never the local pod it is compiled for).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleKey {
+    pub kind: bulkhead_model::PolicyKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub direction: Direction,
+    pub index: usize,
+}
+
+impl std::fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ", self.kind.as_str())?;
+        if let Some(n) = &self.namespace {
+            write!(f, "{n}/")?;
+        }
+        write!(f, "{} {}[{}]", self.name, self.direction, self.index)
+    }
 }
 
 /// Destination ports. `ranges` and `named` are alternatives (OR); both empty with `Some` means
@@ -150,6 +175,13 @@ impl Engine<'_> {
         let mut scratch = Vec::new();
         let mut rule = ProgramRule {
             id,
+            key: RuleKey {
+                kind: policy.kind,
+                namespace: policy.namespace.clone(),
+                name: policy.name.clone(),
+                direction,
+                index,
+            },
             action: policy_rule.action,
             remote: None,
             remote_not: None,

@@ -145,6 +145,33 @@ impl AddrRanges {
         }
     }
 
+    /// The set of these inclusive ranges (a pair of two families is ignored).
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (IpAddr, IpAddr)>) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for range in ranges {
+            match range {
+                (IpAddr::V4(lo), IpAddr::V4(hi)) if lo <= hi => {
+                    v4.push((u32::from(lo), u32::from(hi)))
+                }
+                (IpAddr::V6(lo), IpAddr::V6(hi)) if lo <= hi => {
+                    v6.push((u128::from(lo), u128::from(hi)))
+                }
+                _ => {}
+            }
+        }
+        Self {
+            v4: normalise(v4),
+            v6: normalise(v6),
+        }
+    }
+
+    /// Both families' ranges, in order, as addresses.
+    pub fn ranges(&self) -> impl Iterator<Item = (IpAddr, IpAddr)> + '_ {
+        self.v4()
+            .map(|(lo, hi)| (IpAddr::V4(lo), IpAddr::V4(hi)))
+            .chain(self.v6().map(|(lo, hi)| (IpAddr::V6(lo), IpAddr::V6(hi))))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
@@ -172,13 +199,17 @@ impl AddrRanges {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
+            // Ranges are ordered and disjoint: the one that may hold x is the last that
+            // starts at or before it.
             IpAddr::V4(a) => {
                 let x = u32::from(a);
-                self.v4.iter().any(|&(lo, hi)| lo <= x && x <= hi)
+                let i = self.v4.partition_point(|&(lo, _)| lo <= x);
+                i > 0 && self.v4[i - 1].1 >= x
             }
             IpAddr::V6(a) => {
                 let x = u128::from(a);
-                self.v6.iter().any(|&(lo, hi)| lo <= x && x <= hi)
+                let i = self.v6.partition_point(|&(lo, _)| lo <= x);
+                i > 0 && self.v6[i - 1].1 >= x
             }
         }
     }

@@ -5,7 +5,7 @@
 use crate::ruleset::{
     Chain, Enforcement, Match, NamedSet, Rule, Ruleset, SetData, Side, Verdict, stable_hash,
 };
-use bulkhead_engine::{DirectionProgram, Engine, PortMatch, ProgramRule};
+use bulkhead_engine::{DirectionProgram, Engine, PortMatch, ProgramRule, RuleKey};
 use bulkhead_model::{Action, AddrRanges, Direction, Protocol, TierDefault};
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,20 +24,99 @@ pub struct CompileOptions {
     pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
-/// What compiling left out, so the agent can say it.
+/// What compiling left out, so the agent can say it, and where each rule's address sets went
+/// (what a later change of endpoints elsewhere needs to update them in place).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompileReport {
     pub pods: usize,
     pub pods_without_interface: Vec<String>,
+    /// Every address part of every compiled rule, and what it became.
+    pub recipes: BTreeMap<SetRecipe, Placement>,
+    /// Recipes that came out with two contents for two local pods (a rule's remote side
+    /// depending on the pod it is compiled for): their sets are named by content instead,
+    /// and cannot be updated in place.
+    pub conflicts: usize,
+}
+
+/// What an address set of a rule holds: one family of a rule's remote side, of its excluded
+/// part (Calico `notNets`/`notSelector`), or of its destination named ports. A function of the
+/// rule and the cluster's endpoints only, so the set is named by it: an endpoint that comes or
+/// goes elsewhere changes the set's elements, never its name or the rules that use it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetRecipe {
+    pub rule: RuleKey,
+    pub part: RulePart,
+    pub ipv4: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RulePart {
+    Remote,
+    RemoteNot,
+    NamedPorts,
+}
+
+impl std::fmt::Display for SetRecipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {}",
+            self.rule,
+            self.part,
+            if self.ipv4 { "ipv4" } else { "ipv6" }
+        )
+    }
+}
+
+/// What a recipe's contents became in the ruleset: a set, or no set at all because the rule
+/// needs none (every address: no address match) or cannot match (nothing: no rule, or for an
+/// excluded part no negated match). A change that moves a recipe between these changes rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Set(String),
+    Empty,
+    Everything,
 }
 
 struct Builder {
-    /// Set name -> contents; a name is a hash of the contents, so equal sets are shared.
+    /// Set name -> contents. Address sets are named by their recipe, port sets by content (so
+    /// equal port lists are shared).
     sets: BTreeMap<String, SetData>,
     chains: Vec<Chain>,
+    recipes: BTreeMap<SetRecipe, Placement>,
+    conflicts: usize,
 }
 
 impl Builder {
+    /// Records where `recipe` went; a second local pod must see the same.
+    fn place(&mut self, recipe: SetRecipe, placement: Placement) {
+        match self.recipes.get(&recipe) {
+            Some(p) if *p != placement => self.conflicts += 1,
+            Some(_) => {}
+            None => {
+                self.recipes.insert(recipe, placement);
+            }
+        }
+    }
+
+    /// The set of one recipe's contents, named by the recipe.
+    fn recipe_set(&mut self, recipe: SetRecipe, data: SetData) -> String {
+        let name = format!("s_{:016x}", stable_hash(recipe.to_string().as_bytes()));
+        let name = match self.sets.get(&name) {
+            // Never for the rules compiled today (the remote side does not depend on the
+            // local pod); should it ever, the later content is named by content and the fast
+            // path is refused (`conflicts`).
+            Some(d) if *d != data => {
+                self.conflicts += 1;
+                return self.set(data);
+            }
+            _ => name,
+        };
+        self.sets.entry(name.clone()).or_insert(data);
+        self.place(recipe, Placement::Set(name.clone()));
+        name
+    }
+
     fn set(&mut self, data: SetData) -> String {
         let mut name = format!("s_{:016x}", stable_hash(format!("{data:?}").as_bytes()));
         // Two contents with one hash (never seen, but cheap to rule out): the later one gets
@@ -48,13 +127,14 @@ impl Builder {
         self.sets.entry(name.clone()).or_insert(data);
         name
     }
-    /// The shared set of one family's addresses.
-    fn addr_set(&mut self, part: AddrRanges, ipv4: bool) -> String {
-        self.set(if ipv4 {
+    /// The set of one family's addresses of one recipe.
+    fn addr_set(&mut self, recipe: SetRecipe, part: AddrRanges) -> String {
+        let data = if recipe.ipv4 {
             SetData::Addr4(part)
         } else {
             SetData::Addr6(part)
-        })
+        };
+        self.recipe_set(recipe, data)
     }
 }
 
@@ -64,6 +144,8 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
     let mut b = Builder {
         sets: BTreeMap::new(),
         chains: Vec::new(),
+        recipes: BTreeMap::new(),
+        conflicts: 0,
     };
     let mut egress_dispatch = BTreeMap::new();
     let mut ingress_dispatch = BTreeMap::new();
@@ -174,6 +256,8 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
     }
     let mut chains = b.chains;
     chains.sort_by(|a, b| a.name.cmp(&b.name));
+    report.recipes = b.recipes;
+    report.conflicts = b.conflicts;
     (
         Ruleset {
             sets: b
@@ -281,13 +365,21 @@ fn translate(
         let mut base = Vec::new();
         if let Some(ipv4) = family {
             base.push(Match::Family { ipv4 });
+            let recipe = |part| SetRecipe {
+                rule: rule.key.clone(),
+                part,
+                ipv4,
+            };
             if let Some(remote) = &rule.remote {
                 let part = remote.family(ipv4);
                 if part.is_empty() {
+                    b.place(recipe(RulePart::Remote), Placement::Empty);
                     continue;
                 }
-                if part != AddrRanges::everything().family(ipv4) {
-                    let set = b.addr_set(part, ipv4);
+                if part == AddrRanges::everything().family(ipv4) {
+                    b.place(recipe(RulePart::Remote), Placement::Everything);
+                } else {
+                    let set = b.addr_set(recipe(RulePart::Remote), part);
                     base.push(Match::Addr {
                         side,
                         set,
@@ -297,8 +389,10 @@ fn translate(
             }
             if let Some(not) = &rule.remote_not {
                 let part = not.family(ipv4);
-                if !part.is_empty() {
-                    let set = b.addr_set(part, ipv4);
+                if part.is_empty() {
+                    b.place(recipe(RulePart::RemoteNot), Placement::Empty);
+                } else {
+                    let set = b.addr_set(recipe(RulePart::RemoteNot), part);
                     base.push(Match::Addr {
                         side,
                         set,
@@ -360,17 +454,30 @@ fn translate(
                     });
                 }
                 if let Some(ipv4) = family {
-                    let mine: Vec<_> = named
+                    // Sorted: the contents are a set, whatever order pods were found in.
+                    let mut mine: Vec<_> = named
                         .iter()
                         .filter(|(ip, _, _)| ip.is_ipv4() == ipv4)
                         .copied()
                         .collect();
-                    if !mine.is_empty() {
-                        let set = b.set(if ipv4 {
-                            SetData::AddrProtoPort4(mine)
-                        } else {
-                            SetData::AddrProtoPort6(mine)
-                        });
+                    mine.sort();
+                    mine.dedup();
+                    let recipe = SetRecipe {
+                        rule: rule.key.clone(),
+                        part: RulePart::NamedPorts,
+                        ipv4,
+                    };
+                    if mine.is_empty() {
+                        b.place(recipe, Placement::Empty);
+                    } else {
+                        let set = b.recipe_set(
+                            recipe,
+                            if ipv4 {
+                                SetData::AddrProtoPort4(mine)
+                            } else {
+                                SetData::AddrProtoPort6(mine)
+                            },
+                        );
                         let mut m = base.clone();
                         m.push(Match::AddrProtoPort { set });
                         m.extend(tail);

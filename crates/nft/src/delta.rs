@@ -10,8 +10,9 @@
 //! "old + delta == fresh compile" without a kernel.
 
 use crate::render;
-use crate::ruleset::{Chain, Counts, NamedSet, Ruleset, TABLE};
-use std::collections::BTreeMap;
+use crate::ruleset::{Chain, Counts, NamedSet, Ruleset, SetData, TABLE};
+use bulkhead_model::{AddrRanges, PortRange, Protocol};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -42,10 +43,103 @@ pub struct DispatchChange {
     pub chain: Option<String>,
 }
 
+/// One element of a set, as the kernel holds it: an address interval is one element (nft
+/// writes it as a start and an end key), so elements are compared as intervals, never split
+/// into addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    /// An inclusive address range of one family.
+    Addr(IpAddr, IpAddr),
+    ProtoPort(Protocol, PortRange),
+    AddrProtoPort(IpAddr, Protocol, u16),
+}
+
+/// The elements of a set's contents.
+pub fn elements(data: &SetData) -> BTreeSet<Element> {
+    match data {
+        SetData::Addr4(r) | SetData::Addr6(r) => {
+            r.ranges().map(|(lo, hi)| Element::Addr(lo, hi)).collect()
+        }
+        SetData::ProtoPort(list) => list
+            .iter()
+            .map(|&(p, r)| Element::ProtoPort(p, r))
+            .collect(),
+        SetData::AddrProtoPort4(list) | SetData::AddrProtoPort6(list) => list
+            .iter()
+            .map(|&(ip, p, port)| Element::AddrProtoPort(ip, p, port))
+            .collect(),
+    }
+}
+
+/// A set that keeps its name (and its users) while elements leave and join: an endpoint
+/// elsewhere came, went or changed labels. Removed elements go first, in the same batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetChange {
+    pub name: String,
+    pub removed: Vec<Element>,
+    pub added: Vec<Element>,
+}
+
+impl SetChange {
+    /// The change from `old` to `new` contents, `None` when they are of different types.
+    pub fn between(name: &str, old: &SetData, new: &SetData) -> Option<SetChange> {
+        if std::mem::discriminant(old) != std::mem::discriminant(new) {
+            return None;
+        }
+        let (before, after) = (elements(old), elements(new));
+        Some(SetChange {
+            name: name.to_string(),
+            removed: before.difference(&after).cloned().collect(),
+            added: after.difference(&before).cloned().collect(),
+        })
+    }
+
+    /// `data` with this change made.
+    pub fn applied_to(&self, data: &SetData) -> SetData {
+        let mut items = elements(data);
+        for e in &self.removed {
+            items.remove(e);
+        }
+        items.extend(self.added.iter().cloned());
+        let ranges = || {
+            AddrRanges::from_ranges(items.iter().filter_map(|e| match e {
+                Element::Addr(lo, hi) => Some((*lo, *hi)),
+                _ => None,
+            }))
+        };
+        let triples = || {
+            items
+                .iter()
+                .filter_map(|e| match e {
+                    Element::AddrProtoPort(ip, p, port) => Some((*ip, *p, *port)),
+                    _ => None,
+                })
+                .collect()
+        };
+        match data {
+            SetData::Addr4(_) => SetData::Addr4(ranges()),
+            SetData::Addr6(_) => SetData::Addr6(ranges()),
+            SetData::ProtoPort(_) => SetData::ProtoPort(
+                items
+                    .iter()
+                    .filter_map(|e| match e {
+                        Element::ProtoPort(p, r) => Some((*p, *r)),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            SetData::AddrProtoPort4(_) => SetData::AddrProtoPort4(triples()),
+            SetData::AddrProtoPort6(_) => SetData::AddrProtoPort6(triples()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Transaction {
     pub sets_added: Vec<NamedSet>,
     pub sets_removed: Vec<String>,
+    /// Same name, other elements: only the elements that differ are written.
+    pub sets_changed: Vec<SetChange>,
     pub chains_added: Vec<Chain>,
     /// Same name, other rules: flushed and refilled (its counters restart; others keep theirs).
     pub chains_replaced: Vec<Chain>,
@@ -95,12 +189,15 @@ impl Transaction {
         for (name, set) in &new_sets {
             match old_sets.get(name) {
                 Some(o) if o.data == set.data => {}
-                // Content-named: same name, other content cannot happen; replacing stays
-                // correct if it ever does.
-                Some(_) => {
-                    t.sets_removed.push((*name).to_string());
-                    t.sets_added.push((*set).clone());
-                }
+                Some(o) => match SetChange::between(name, &o.data, &set.data) {
+                    Some(change) => t.sets_changed.push(change),
+                    // Another type under one name (never built: the type is part of the
+                    // recipe); replacing stays correct.
+                    None => {
+                        t.sets_removed.push((*name).to_string());
+                        t.sets_added.push((*set).clone());
+                    }
+                },
                 None => t.sets_added.push((*set).clone()),
             }
         }
@@ -155,6 +252,7 @@ impl Transaction {
     pub fn is_empty(&self) -> bool {
         self.sets_added.is_empty()
             && self.sets_removed.is_empty()
+            && self.sets_changed.is_empty()
             && self.chains_added.is_empty()
             && self.chains_replaced.is_empty()
             && self.chains_removed.is_empty()
@@ -165,6 +263,7 @@ impl Transaction {
     pub fn size(&self) -> usize {
         self.sets_added.len()
             + self.sets_removed.len()
+            + self.sets_changed.len()
             + self.chains_added.len()
             + self.chains_replaced.len()
             + self.chains_removed.len()
@@ -183,6 +282,11 @@ impl Transaction {
         }
         for set in &self.sets_added {
             sets.insert(set.name.clone(), set.clone());
+        }
+        for change in &self.sets_changed {
+            if let Some(set) = sets.get_mut(&change.name) {
+                set.data = change.applied_to(&set.data);
+            }
         }
         let mut chains: BTreeMap<String, Chain> = old
             .chains
@@ -254,6 +358,22 @@ impl Transaction {
                 );
             } else {
                 let _ = writeln!(out, "add {}", render::set_declaration(set, TABLE));
+            }
+        }
+        for change in &self.sets_changed {
+            for (verb, items) in [("delete", &change.removed), ("add", &change.added)] {
+                if !items.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "{verb} element inet {TABLE} {} {{ {} }}",
+                        change.name,
+                        items
+                            .iter()
+                            .map(render::element)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
             }
         }
         for chain in &self.chains_added {

@@ -249,6 +249,17 @@ pub fn set_elements(set: &NamedSet) -> Option<String> {
     (!items.is_empty()).then(|| format!(" {{ {} }}", items.join(", ")))
 }
 
+/// One set element as nft writes it (`add element`/`delete element`).
+pub fn element(e: &crate::delta::Element) -> String {
+    use crate::delta::Element;
+    match e {
+        Element::Addr(lo, hi) if lo == hi => lo.to_string(),
+        Element::Addr(lo, hi) => format!("{lo}-{hi}"),
+        Element::ProtoPort(p, r) => format!("{} . {}", protocol_name(*p), range(*r)),
+        Element::AddrProtoPort(ip, p, port) => format!("{ip} . {} . {port}", protocol_name(*p)),
+    }
+}
+
 /// A comment as nft reads it: quoted, cut (by characters) to what nft accepts.
 pub fn quoted_comment(text: &str) -> String {
     quote(text, 120)
