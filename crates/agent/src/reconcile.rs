@@ -158,21 +158,34 @@ impl<B: Backend> Agent<B> {
                 first: first.clone(),
             });
         }
-        let cluster = self.index.cluster();
-        let interfaces = interfaces::for_node(&cluster, &self.config.node, &self.config.interfaces);
-        let options = CompileOptions {
-            node: self.config.node.clone(),
-            interfaces,
-            audit_namespaces: self.config.audit_namespaces.clone(),
-            pod_interface_prefixes: self.config.pod_interface_prefixes.clone(),
-            pod_cidrs: self.config.pod_cidrs.clone(),
-        };
         let enforcement = Enforcement {
             mode: self.config.mode,
             log_denies: self.config.log_denies,
             break_glass: self.break_glass(),
         };
-        let (ruleset, commit, report) = self.view.next(&cluster, &options, enforcement);
+        // Pods of other nodes update this node's sets in place; anything else compiles the
+        // node from the whole index.
+        let mut whole: Option<bulkhead_model::Cluster> = None;
+        let mut options = CompileOptions {
+            node: self.config.node.clone(),
+            interfaces: Default::default(),
+            audit_namespaces: self.config.audit_namespaces.clone(),
+            pod_interface_prefixes: self.config.pod_interface_prefixes.clone(),
+            pod_cidrs: self.config.pod_cidrs.clone(),
+        };
+        let (ruleset, commit, report) =
+            match self
+                .view
+                .next_in_place(&self.index, self.index.changes(), &options, enforcement)
+            {
+                Some(next) => next,
+                None => {
+                    let cluster = whole.insert(self.index.cluster());
+                    options.interfaces =
+                        interfaces::for_node(cluster, &self.config.node, &self.config.interfaces);
+                    self.view.next(cluster, &options, enforcement)
+                }
+            };
         // Rules rendered again (a replaced chain, a whole new table) start from the counts
         // the kernel has for their ids, so deny counters never go backwards.
         let rerenders = match &commit {
@@ -233,7 +246,8 @@ impl<B: Backend> Agent<B> {
             let enforcing =
                 ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
             if self.config.tighten && had_previous && enforcing {
-                let engine = Engine::new(&cluster, EngineOptions::for_cluster(&cluster));
+                let cluster = whole.get_or_insert_with(|| self.index.cluster());
+                let engine = Engine::new(cluster, EngineOptions::for_cluster(cluster));
                 cut = self.tighten(&engine);
             }
             // The id table names what the kernel now reports by id. The kernel has the
@@ -249,6 +263,8 @@ impl<B: Backend> Agent<B> {
                 )));
             }
         }
+        // The kernel has every change so far: the next in-place update starts from here.
+        self.index.clear_changes();
         self.stats
             .last_applied_revision
             .set(i64::try_from(self.index.revision()).unwrap_or(i64::MAX));

@@ -8,15 +8,20 @@
 //! Objects are the lowered model ([`bulkhead_model`]): every source lowers through the same
 //! loader (`bulkhead_k8s::load`), so validation is the same for every consumer.
 //!
-//! What is not incremental yet: the node's ruleset is compiled from the whole index on each
-//! commit (the engine over every object), and only the *difference* is sent to the kernel.
-//! The time to enforce therefore grows with the cluster (BENCHMARKS.md, "Live index").
+//! Pods that come, go or change elsewhere in the cluster (not on this node) are the events a
+//! large cluster sees most: for them the node's ruleset is updated in place ([`in_place`]),
+//! from the rules that hold the changed addresses, without compiling the cluster again.
+//! Every other change (a policy, a namespace, a pod of this node) compiles the node from the
+//! whole index, and only the *difference* is sent to the kernel.
+
+mod in_place;
 
 use bulkhead_engine::{Engine, EngineOptions};
 use bulkhead_model::{Cluster, Namespace, NetworkSet, Node, Pod, Policy, ServiceAccount, Tier};
 use bulkhead_nft::delta::Transaction;
 use bulkhead_nft::{CompileOptions, Ruleset};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 /// The kinds the index holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,6 +139,22 @@ pub struct Index {
     objects: BTreeMap<ObjectKey, Object>,
     /// Bumped by every event that changed something.
     revision: u64,
+    /// Objects changed since [`Index::take_changes`], each with what it was before the first
+    /// of those changes (`None`: it did not exist).
+    changed: BTreeMap<ObjectKey, Option<Object>>,
+    /// How many endpoints (pods that are endpoints, not on the host network; nodes) hold each
+    /// address: an address held twice is decided by the engine's tie rule, which only a full
+    /// compile applies.
+    owners: HashMap<IpAddr, u32>,
+}
+
+/// The addresses an object holds as a known endpoint.
+fn endpoint_addresses(object: &Object) -> &[IpAddr] {
+    match object {
+        Object::Pod(p) if p.is_endpoint() && !p.host_network => &p.ips,
+        Object::Node(n) => &n.ips,
+        _ => &[],
+    }
 }
 
 impl Index {
@@ -161,30 +182,24 @@ impl Index {
     /// Applies one event; returns how many objects it changed.
     pub fn handle(&mut self, event: Event) -> usize {
         let changed = match event {
-            Event::Apply(object) => {
-                let key = object.key();
-                if self.objects.get(&key) == Some(&*object) {
-                    0
-                } else {
-                    self.objects.insert(key, *object);
-                    1
-                }
-            }
-            Event::Delete(key) => usize::from(self.objects.remove(&key).is_some()),
+            Event::Apply(object) => usize::from(self.put(object.key(), Some(*object))),
+            Event::Delete(key) => usize::from(self.put(key, None)),
             Event::Resync(objects) => {
                 let mut fresh: BTreeMap<ObjectKey, Object> =
                     objects.into_iter().map(|o| (o.key(), o)).collect();
-                let mut changed = self
+                let gone: Vec<ObjectKey> = self
                     .objects
                     .keys()
                     .filter(|k| !fresh.contains_key(*k))
-                    .count();
-                for (key, object) in &fresh {
-                    if self.objects.get(key) != Some(object) {
-                        changed += 1;
-                    }
+                    .cloned()
+                    .collect();
+                let mut changed = 0;
+                for key in gone {
+                    changed += usize::from(self.put(key, None));
                 }
-                std::mem::swap(&mut self.objects, &mut fresh);
+                while let Some((key, object)) = fresh.pop_first() {
+                    changed += usize::from(self.put(key, Some(object)));
+                }
                 changed
             }
         };
@@ -192,6 +207,70 @@ impl Index {
             self.revision += 1;
         }
         changed
+    }
+
+    /// Puts `object` under `key` (`None` deletes); returns whether anything changed.
+    fn put(&mut self, key: ObjectKey, object: Option<Object>) -> bool {
+        if self.objects.get(&key) == object.as_ref() {
+            return false;
+        }
+        if let Some(o) = &object {
+            for ip in endpoint_addresses(o) {
+                *self.owners.entry(*ip).or_default() += 1;
+            }
+        }
+        let before = match object {
+            Some(o) => self.objects.insert(key.clone(), o),
+            None => self.objects.remove(&key),
+        };
+        if let Some(b) = &before {
+            for ip in endpoint_addresses(b) {
+                if let Some(n) = self.owners.get_mut(ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.owners.remove(ip);
+                    }
+                }
+            }
+        }
+        self.changed.entry(key).or_insert(before);
+        true
+    }
+
+    /// The objects changed since [`Index::clear_changes`], each with what it was before.
+    pub fn changes(&self) -> &BTreeMap<ObjectKey, Option<Object>> {
+        &self.changed
+    }
+
+    /// Called once the kernel has every change so far (a commit that fails keeps them, so
+    /// the next one still sees them).
+    pub fn clear_changes(&mut self) {
+        self.changed.clear();
+    }
+
+    /// How many known endpoints hold `ip`.
+    pub fn owners(&self, ip: IpAddr) -> u32 {
+        self.owners.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// The objects of one kind (in one namespace, when given), in key order.
+    pub fn objects_of_kind(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = &Object> + '_ {
+        let start = ObjectKey {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: String::new(),
+        };
+        let namespace = namespace.map(str::to_string);
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| {
+                k.kind == kind && (namespace.is_none() || k.namespace == namespace)
+            })
+            .map(|(_, o)| o)
     }
 
     /// The events that turn this index into one holding exactly `objects`: applies for the
@@ -237,6 +316,10 @@ impl Index {
 #[derive(Debug, Default)]
 pub struct NodeView {
     committed: Option<Ruleset>,
+    /// The last full compile, the base of updates in place; `None` until one is committed.
+    last: Option<in_place::LastCompile>,
+    /// The last full compile, until the kernel has its ruleset.
+    pending: Option<in_place::LastCompile>,
 }
 
 /// What [`NodeView::next`] asks the dataplane to do.
@@ -254,33 +337,90 @@ impl NodeView {
     /// The ruleset `cluster` compiles to on this node, and how to get the kernel there from
     /// the last committed one. Call [`NodeView::committed`] once the kernel has it.
     pub fn next(
-        &self,
+        &mut self,
         cluster: &Cluster,
         options: &CompileOptions,
         enforcement: bulkhead_nft::Enforcement,
     ) -> (Ruleset, Commit, bulkhead_nft::compile::CompileReport) {
-        let engine = Engine::new(cluster, EngineOptions::for_cluster(cluster));
+        let engine_options = EngineOptions::for_cluster(cluster);
+        let engine = Engine::new(cluster, engine_options);
         let (mut ruleset, report) = bulkhead_nft::compile(&engine, options);
         ruleset.enforcement = enforcement;
-        let commit = match &self.committed {
+        self.pending = Some(in_place::LastCompile::new(
+            cluster,
+            options,
+            engine_options,
+            report.clone(),
+        ));
+        let commit = self.commit_to(&ruleset);
+        if matches!(commit, Commit::Nothing) {
+            // The kernel holds this ruleset already; what this compile knew is the base now.
+            self.last = self.pending.take();
+        }
+        (ruleset, commit, report)
+    }
+
+    /// The ruleset after `changes` (from [`Index::changes`]) when they can be made in
+    /// place: every change is a pod of another node, and no rule of this node changes, only
+    /// the elements of its sets. `None`: compile with [`NodeView::next`]. `options` without
+    /// interfaces (a full compile finds those).
+    pub fn next_in_place(
+        &mut self,
+        index: &Index,
+        changes: &BTreeMap<ObjectKey, Option<Object>>,
+        options: &CompileOptions,
+        enforcement: bulkhead_nft::Enforcement,
+    ) -> Option<(Ruleset, Commit, bulkhead_nft::compile::CompileReport)> {
+        let committed = self.committed.as_ref()?;
+        let last = self.last.as_ref()?;
+        // `options.interfaces` are found by a full compile (routes of this node's pods);
+        // everything else must be what the last one had.
+        if committed.enforcement != enforcement
+            || options.node != last.options.node
+            || options.audit_namespaces != last.options.audit_namespaces
+            || options.pod_interface_prefixes != last.options.pod_interface_prefixes
+            || options.pod_cidrs != last.options.pod_cidrs
+        {
+            return None;
+        }
+        let ruleset = in_place::update(committed, last, index, changes)?;
+        let commit = self.commit_to(&ruleset);
+        // The same pods as the last full compile, by construction.
+        let report = bulkhead_nft::compile::CompileReport {
+            pods: last.report.pods,
+            pods_without_interface: last.report.pods_without_interface.clone(),
+            ..Default::default()
+        };
+        self.pending = None;
+        Some((ruleset, commit, report))
+    }
+
+    /// How to get the kernel from the committed ruleset to `ruleset`.
+    fn commit_to(&self, ruleset: &Ruleset) -> Commit {
+        match &self.committed {
             None => Commit::Full,
-            Some(last) => match Transaction::between(last, &ruleset) {
+            Some(last) => match Transaction::between(last, ruleset) {
                 None => Commit::Full,
                 Some(t) if t.is_empty() => Commit::Nothing,
                 Some(t) => Commit::Delta(t),
             },
-        };
-        (ruleset, commit, report)
+        }
     }
 
-    /// Records that the kernel now holds `ruleset`.
+    /// Records that the kernel now holds `ruleset` (the last one [`NodeView::next`] or
+    /// [`NodeView::next_in_place`] gave).
     pub fn committed(&mut self, ruleset: Ruleset) {
         self.committed = Some(ruleset);
+        if let Some(last) = self.pending.take() {
+            self.last = Some(last);
+        }
     }
 
     /// Forgets what the kernel holds (the next commit is a full replace).
     pub fn forget(&mut self) {
         self.committed = None;
+        self.last = None;
+        self.pending = None;
     }
 
     pub fn last(&self) -> Option<&Ruleset> {

@@ -4,176 +4,21 @@
 //! exactly the ruleset a fresh full compile gives (same canonical text, same verdicts through
 //! the interpreter), and a transaction must touch only what changed.
 
+#[path = "../../engine/tests/support/cluster_events.rs"]
+mod cluster_events;
 #[path = "../../engine/tests/support/random_cluster.rs"]
 mod random_cluster;
 
 use bulkhead_engine::{Engine, EngineOptions};
-use bulkhead_model::{Cluster, NetworkPolicy, Pod, Policy, PolicyKind, Protocol};
+use bulkhead_model::{Cluster, Protocol};
 use bulkhead_nft::delta::Transaction;
 use bulkhead_nft::interpret::Packet;
 use bulkhead_nft::render::render;
 use bulkhead_nft::{CompileOptions, Ruleset, compile};
+use cluster_events::{Event, NODES, State, apply_event, event_strategy, new_pod};
 use proptest::prelude::*;
-use random_cluster::{APPS, NAMESPACES, PORTS, ip};
+use random_cluster::{NAMESPACES, PORTS};
 use std::collections::{BTreeMap, BTreeSet};
-
-const NODES: [&str; 2] = ["node-1", "node-2"];
-
-#[derive(Clone, Debug)]
-enum Event {
-    AddPod {
-        namespace: usize,
-        app: usize,
-        node: usize,
-    },
-    RemovePod(usize),
-    Relabel {
-        pod: usize,
-        app: usize,
-    },
-    Readdress {
-        pod: usize,
-        last_octet: u8,
-    },
-    AddPolicy(NetworkPolicy),
-    EditPolicy(usize, NetworkPolicy),
-    DeletePolicy(usize),
-    AddOrdered(Policy),
-    DeleteOrdered(usize),
-    RelabelNamespace {
-        namespace: usize,
-        team: usize,
-    },
-    ToggleAudit(usize),
-}
-
-fn event_strategy() -> impl Strategy<Value = Event> {
-    prop_oneof![
-        3 => (0..NAMESPACES.len(), 0..APPS.len(), 0..NODES.len())
-            .prop_map(|(namespace, app, node)| Event::AddPod { namespace, app, node }),
-        2 => (0usize..16).prop_map(Event::RemovePod),
-        2 => (0usize..16, 0..APPS.len()).prop_map(|(pod, app)| Event::Relabel { pod, app }),
-        1 => (0usize..16, 1u8..60).prop_map(|(pod, last_octet)| Event::Readdress { pod, last_octet }),
-        2 => random_cluster::policy_strategy().prop_map(Event::AddPolicy),
-        2 => (0usize..8, random_cluster::policy_strategy()).prop_map(|(i, p)| Event::EditPolicy(i, p)),
-        1 => (0usize..8).prop_map(Event::DeletePolicy),
-        1 => random_cluster::anp_strategy().prop_map(Event::AddOrdered),
-        1 => random_cluster::gnp_strategy().prop_map(Event::AddOrdered),
-        1 => (0usize..8).prop_map(Event::DeleteOrdered),
-        1 => (0..NAMESPACES.len(), 0usize..3)
-            .prop_map(|(namespace, team)| Event::RelabelNamespace { namespace, team }),
-        1 => (0..NAMESPACES.len()).prop_map(Event::ToggleAudit),
-    ]
-}
-
-struct State {
-    cluster: Cluster,
-    audit: BTreeSet<String>,
-    next_pod: usize,
-    next_policy: usize,
-}
-
-fn new_pod(state: &mut State, namespace: usize, app: usize, node: usize) -> Pod {
-    let n = state.next_pod;
-    state.next_pod += 1;
-    random_cluster::pod(
-        NAMESPACES[namespace],
-        &format!("q{n}"),
-        random_cluster::labels(&[("app", APPS[app])]),
-        ip(u8::try_from(100 + n % 150).expect("small")),
-        NODES[node],
-        80,
-    )
-}
-
-fn kubernetes_indexes(cluster: &Cluster) -> Vec<usize> {
-    (0..cluster.policies.len())
-        .filter(|&i| cluster.policies[i].is_kubernetes())
-        .collect()
-}
-
-fn apply_event(state: &mut State, event: &Event) {
-    let cluster = &mut state.cluster;
-    let pods = cluster.pods.len();
-    match event {
-        Event::AddPod {
-            namespace,
-            app,
-            node,
-        } => {
-            let pod = new_pod(state, *namespace, *app, *node);
-            state.cluster.pods.push(pod);
-        }
-        Event::RemovePod(i) if pods > 0 => {
-            cluster.pods.remove(i % pods);
-        }
-        Event::Relabel { pod, app } if pods > 0 => {
-            cluster.pods[pod % pods]
-                .labels
-                .insert("app".into(), APPS[*app].into());
-        }
-        Event::Readdress { pod, last_octet } if pods > 0 => {
-            cluster.pods[pod % pods].ips = vec![ip(*last_octet)];
-        }
-        Event::AddPolicy(p) => {
-            let mut p = p.clone();
-            p.name = format!("np-new{}", state.next_policy);
-            state.next_policy += 1;
-            cluster.policies.push(Policy::from_network_policy(p, None));
-        }
-        Event::EditPolicy(i, p) => {
-            let k8s = kubernetes_indexes(cluster);
-            if let Some(&at) = k8s.get(i % k8s.len().max(1)) {
-                let mut p = p.clone();
-                p.name.clone_from(&cluster.policies[at].name);
-                p.namespace = cluster.policies[at].namespace.clone().unwrap_or_default();
-                cluster.policies[at] = Policy::from_network_policy(p, None);
-            }
-        }
-        Event::DeletePolicy(i) => {
-            let k8s = kubernetes_indexes(cluster);
-            if let Some(&at) = k8s.get(i % k8s.len().max(1)) {
-                cluster.policies.remove(at);
-            }
-        }
-        Event::AddOrdered(p) => {
-            let mut p = p.clone();
-            if p.kind != PolicyKind::BaselineAdminNetworkPolicy {
-                p.name = format!("ordered{}", state.next_policy);
-                state.next_policy += 1;
-            }
-            cluster
-                .policies
-                .retain(|q| !(q.kind == p.kind && q.name == p.name));
-            cluster.policies.push(p);
-        }
-        Event::DeleteOrdered(i) => {
-            let ordered: Vec<usize> = (0..cluster.policies.len())
-                .filter(|&k| !cluster.policies[k].is_kubernetes())
-                .collect();
-            if let Some(&at) = ordered.get(i % ordered.len().max(1)) {
-                cluster.policies.remove(at);
-            }
-        }
-        Event::RelabelNamespace { namespace, team } => {
-            if let Some(ns) = cluster
-                .namespaces
-                .iter_mut()
-                .find(|n| n.name == NAMESPACES[*namespace])
-            {
-                ns.labels.insert("team".into(), format!("t{team}"));
-            }
-        }
-        Event::ToggleAudit(namespace) => {
-            let name = NAMESPACES[*namespace].to_string();
-            if !state.audit.remove(&name) {
-                state.audit.insert(name);
-            }
-        }
-        _ => {}
-    }
-    state.cluster.finish();
-}
 
 /// The full compile of every node, each pod on its own interface.
 fn compile_all(cluster: &Cluster, audit: &BTreeSet<String>, calico: bool) -> Vec<Ruleset> {
