@@ -2,6 +2,7 @@
 //! labels, the default-deny + DNS + tier-to-tier pattern of our users' playbook, named ports,
 //! ipBlock egress allowlists and a monitoring namespace. Same seed, same bytes.
 
+pub mod index_events;
 pub mod whole;
 use std::fmt::Write as _;
 

@@ -57,6 +57,22 @@ enum Command {
     },
     /// Write a synthetic flow log (Bulkhead JSON lines, about 200 bytes a record) between the
     /// pods of a generated cluster: `--records` lines over `--distinct` 5-tuples.
+    /// The live index fed events directly (no files): pods of another node added, relabelled
+    /// and removed, a policy of the node edited, 1,000 pod events per second; each timed from
+    /// the event to the committed change. With --kernel, nft in the current network namespace
+    /// (`ip netns add bench && ip netns exec bench bulkhead-bench index --kernel ...`).
+    Index {
+        #[arg(long, default_value = "XL")]
+        size: String,
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        scattered_ips: bool,
+        #[arg(long)]
+        kernel: bool,
+    },
     Flows {
         #[arg(long)]
         size: String,
@@ -126,6 +142,51 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let binary = bulkhead.unwrap_or_else(bulkhead_bench::whole::default_binary);
             bulkhead_bench::whole::run(&sizes, seed, &binary, runs, nca.as_deref())?;
+        }
+        Command::Index {
+            size: name,
+            rounds,
+            seed,
+            scattered_ips,
+            kernel,
+        } => {
+            let s = size(&name).with_context(|| format!("unknown size {name}"))?;
+            let g = bulkhead_bench::generate_with(
+                s,
+                seed,
+                bulkhead_bench::Options { scattered_ips },
+            );
+            let started = Instant::now();
+            let snapshot = bulkhead_k8s::load(
+                &[
+                    Input::new("namespaces.yaml", g.namespaces),
+                    Input::new("pods.yaml", g.pods),
+                    Input::new("policies.yaml", g.policies),
+                ],
+                &LoadOptions::default(),
+            );
+            println!(
+                "size {}{}: manifests loaded in {:.1} s (the loader's speed is the Speed issue's)",
+                s.name,
+                if scattered_ips { ", scattered IPs" } else { "" },
+                started.elapsed().as_secs_f64()
+            );
+            if kernel {
+                bulkhead_bench::index_events::run(
+                    snapshot.cluster,
+                    rounds,
+                    bulkhead_nft::NftCli::default(),
+                    "real nft",
+                )?;
+            } else {
+                bulkhead_bench::index_events::run(
+                    snapshot.cluster,
+                    rounds,
+                    bulkhead_nft::FakeBackend::default(),
+                    "recording fake kernel",
+                )?;
+            }
+            println!("peak RSS {:.0} MiB", peak_rss_mib());
         }
         Command::Live {
             size: name,

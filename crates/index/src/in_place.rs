@@ -2,14 +2,14 @@
 //! such a pod can only change which addresses the rules' sets hold (its own addresses), so
 //! the sets are updated from a small cluster of what those rules need (this node's pods, the
 //! policies that have sets here, the changed pods and their namespaces), evaluated by the same
-//! engine and compiler as a full compile. Anything that would change a rule itself (a set
-//! becoming empty, a named-port rule appearing, an address two endpoints share) is refused,
-//! and the caller compiles the node in full.
+//! engine and compiler as a full compile. Anything that would change a rule itself (a
+//! named-port rule appearing, an address two endpoints share) is refused, and the caller
+//! compiles the node in full.
 
 use crate::{Index, Object, ObjectKey, ObjectKind};
 use bulkhead_engine::{Engine, EngineOptions, PortMatch, ProgramRule, RuleKey};
 use bulkhead_model::{AddrRanges, Cluster, Direction, Protocol};
-use bulkhead_nft::compile::{CompileReport, Placement, RulePart};
+use bulkhead_nft::compile::{CompileReport, RulePart};
 use bulkhead_nft::ruleset::SetData;
 use bulkhead_nft::{CompileOptions, Ruleset};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -229,7 +229,7 @@ fn update_sets(
         .map(|s| (s.name.as_str(), &s.data))
         .collect();
     let mut out = BTreeMap::new();
-    for (recipe, placement) in &last.report.recipes {
+    for (recipe, name) in &last.report.recipes {
         let rule = rules.get(&recipe.rule)?;
         let ips: Vec<IpAddr> = affected
             .iter()
@@ -239,88 +239,43 @@ fn update_sets(
         if ips.is_empty() {
             continue;
         }
-        match recipe.part {
-            RulePart::Remote | RulePart::RemoteNot => {
+        let old = current.get(name.as_str())?;
+        let new = match (recipe.part, old) {
+            (RulePart::Remote | RulePart::RemoteNot, SetData::Addr4(old) | SetData::Addr6(old)) => {
                 let ranges = if recipe.part == RulePart::Remote {
                     rule.remote.as_ref()
                 } else {
                     rule.remote_not.as_ref()
                 }?;
-                let members: Vec<IpAddr> = ips
+                let members = ips.iter().copied().filter(|ip| ranges.contains(*ip));
+                let new = old
+                    .difference(&AddrRanges::from_addrs(ips.iter().copied()))
+                    .union(&AddrRanges::from_addrs(members));
+                if recipe.ipv4 {
+                    SetData::Addr4(new)
+                } else {
+                    SetData::Addr6(new)
+                }
+            }
+            (RulePart::NamedPorts, SetData::AddrProtoPort4(old) | SetData::AddrProtoPort6(old)) => {
+                let mut new: Vec<_> = old
                     .iter()
+                    .filter(|t| !ips.contains(&t.0))
                     .copied()
-                    .filter(|ip| ranges.contains(*ip))
+                    .chain(ips.iter().flat_map(|ip| named_for(rule, *ip)))
                     .collect();
-                match placement {
-                    Placement::Empty if !members.is_empty() => return None,
-                    Placement::Everything if members.len() != ips.len() => return None,
-                    Placement::Empty | Placement::Everything => {}
-                    Placement::Set(name) => {
-                        let old = match current.get(name.as_str())? {
-                            SetData::Addr4(r) | SetData::Addr6(r) => r,
-                            _ => return None,
-                        };
-                        let new = old
-                            .difference(&AddrRanges::from_addrs(ips.iter().copied()))
-                            .union(&AddrRanges::from_addrs(members));
-                        // An empty set drops its rule, a full one its address match.
-                        if new.is_empty()
-                            || (recipe.part == RulePart::Remote
-                                && new == AddrRanges::everything().family(recipe.ipv4))
-                        {
-                            return None;
-                        }
-                        if new != *old {
-                            out.insert(
-                                name.clone(),
-                                if recipe.ipv4 {
-                                    SetData::Addr4(new)
-                                } else {
-                                    SetData::Addr6(new)
-                                },
-                            );
-                        }
-                    }
+                new.sort();
+                new.dedup();
+                if recipe.ipv4 {
+                    SetData::AddrProtoPort4(new)
+                } else {
+                    SetData::AddrProtoPort6(new)
                 }
             }
-            RulePart::NamedPorts => {
-                let mut triples: Vec<(IpAddr, Protocol, u16)> = Vec::new();
-                for ip in &ips {
-                    triples.extend(named_for(rule, *ip));
-                }
-                match placement {
-                    Placement::Empty if !triples.is_empty() => return None,
-                    Placement::Everything => return None,
-                    Placement::Empty => {}
-                    Placement::Set(name) => {
-                        let old = match current.get(name.as_str())? {
-                            SetData::AddrProtoPort4(t) | SetData::AddrProtoPort6(t) => t,
-                            _ => return None,
-                        };
-                        let mut new: Vec<_> = old
-                            .iter()
-                            .filter(|t| !ips.contains(&t.0))
-                            .copied()
-                            .chain(triples)
-                            .collect();
-                        new.sort();
-                        new.dedup();
-                        if new.is_empty() {
-                            return None;
-                        }
-                        if new != *old {
-                            out.insert(
-                                name.clone(),
-                                if recipe.ipv4 {
-                                    SetData::AddrProtoPort4(new)
-                                } else {
-                                    SetData::AddrProtoPort6(new)
-                                },
-                            );
-                        }
-                    }
-                }
-            }
+            _ => return None,
+        };
+        if new != **old {
+            out.insert(name.clone(), new);
         }
     }
     Some(out)

@@ -30,8 +30,8 @@ pub struct CompileOptions {
 pub struct CompileReport {
     pub pods: usize,
     pub pods_without_interface: Vec<String>,
-    /// Every address part of every compiled rule, and what it became.
-    pub recipes: BTreeMap<SetRecipe, Placement>,
+    /// Every address part of every compiled rule, and the set that holds it.
+    pub recipes: BTreeMap<SetRecipe, String>,
     /// Recipes that came out with two contents for two local pods (a rule's remote side
     /// depending on the pod it is compiled for): their sets are named by content instead,
     /// and cannot be updated in place.
@@ -68,37 +68,16 @@ impl std::fmt::Display for SetRecipe {
     }
 }
 
-/// What a recipe's contents became in the ruleset: a set, or no set at all because the rule
-/// needs none (every address: no address match) or cannot match (nothing: no rule, or for an
-/// excluded part no negated match). A change that moves a recipe between these changes rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Placement {
-    Set(String),
-    Empty,
-    Everything,
-}
-
 struct Builder {
     /// Set name -> contents. Address sets are named by their recipe, port sets by content (so
     /// equal port lists are shared).
     sets: BTreeMap<String, SetData>,
     chains: Vec<Chain>,
-    recipes: BTreeMap<SetRecipe, Placement>,
+    recipes: BTreeMap<SetRecipe, String>,
     conflicts: usize,
 }
 
 impl Builder {
-    /// Records where `recipe` went; a second local pod must see the same.
-    fn place(&mut self, recipe: SetRecipe, placement: Placement) {
-        match self.recipes.get(&recipe) {
-            Some(p) if *p != placement => self.conflicts += 1,
-            Some(_) => {}
-            None => {
-                self.recipes.insert(recipe, placement);
-            }
-        }
-    }
-
     /// The set of one recipe's contents, named by the recipe.
     fn recipe_set(&mut self, recipe: SetRecipe, data: SetData) -> String {
         let name = format!("s_{:016x}", stable_hash(recipe.to_string().as_bytes()));
@@ -113,7 +92,7 @@ impl Builder {
             _ => name,
         };
         self.sets.entry(name.clone()).or_insert(data);
-        self.place(recipe, Placement::Set(name.clone()));
+        self.recipes.insert(recipe, name.clone());
         name
     }
 
@@ -370,35 +349,23 @@ fn translate(
                 part,
                 ipv4,
             };
+            // A set even when it holds nothing (the rule matches nothing yet) or everything:
+            // the rule stays the same whoever comes and goes, only the set's elements follow.
             if let Some(remote) = &rule.remote {
-                let part = remote.family(ipv4);
-                if part.is_empty() {
-                    b.place(recipe(RulePart::Remote), Placement::Empty);
-                    continue;
-                }
-                if part == AddrRanges::everything().family(ipv4) {
-                    b.place(recipe(RulePart::Remote), Placement::Everything);
-                } else {
-                    let set = b.addr_set(recipe(RulePart::Remote), part);
-                    base.push(Match::Addr {
-                        side,
-                        set,
-                        negate: false,
-                    });
-                }
+                let set = b.addr_set(recipe(RulePart::Remote), remote.family(ipv4));
+                base.push(Match::Addr {
+                    side,
+                    set,
+                    negate: false,
+                });
             }
             if let Some(not) = &rule.remote_not {
-                let part = not.family(ipv4);
-                if part.is_empty() {
-                    b.place(recipe(RulePart::RemoteNot), Placement::Empty);
-                } else {
-                    let set = b.addr_set(recipe(RulePart::RemoteNot), part);
-                    base.push(Match::Addr {
-                        side,
-                        set,
-                        negate: true,
-                    });
-                }
+                let set = b.addr_set(recipe(RulePart::RemoteNot), not.family(ipv4));
+                base.push(Match::Addr {
+                    side,
+                    set,
+                    negate: true,
+                });
             }
         }
         if let Some(p) = rule.protocol {
@@ -467,9 +434,7 @@ fn translate(
                         part: RulePart::NamedPorts,
                         ipv4,
                     };
-                    if mine.is_empty() {
-                        b.place(recipe, Placement::Empty);
-                    } else {
+                    {
                         let set = b.recipe_set(
                             recipe,
                             if ipv4 {
