@@ -204,23 +204,32 @@ impl<B: Backend> Agent<B> {
         // otherwise (or when the delta is refused: the full replace is always valid).
         let (changed, delta_objects) = match commit {
             Commit::Nothing => (false, None),
-            Commit::Delta(t) => match self
-                .view
-                .last()
-                .map(|last| t.render(last, &ruleset, &counts))
-                .map(|script| self.backend.apply(&script))
-                .unwrap_or(Err(BackendError::Failed {
-                    command: "delta".into(),
-                    status: "no committed ruleset".into(),
-                    stderr: String::new(),
-                })) {
-                Ok(()) => (true, Some(t.size())),
-                Err(_) => {
+            Commit::Delta(t) => {
+                // Set elements alone go over netlink; anything else (or a refused write) as
+                // one nft batch; a refused batch as a full replace.
+                let written = t
+                    .elements_only()
+                    .is_some_and(|changes| self.backend.write_elements(changes).is_ok());
+                let applied = written
+                    || self
+                        .view
+                        .last()
+                        .map(|last| t.render(last, &ruleset, &counts))
+                        .map(|script| self.backend.apply(&script))
+                        .unwrap_or(Err(BackendError::Failed {
+                            command: "delta".into(),
+                            status: "no committed ruleset".into(),
+                            stderr: String::new(),
+                        }))
+                        .is_ok();
+                if applied {
+                    (true, Some(t.size()))
+                } else {
                     self.backend
                         .apply(&bulkhead_nft::render::render_counting(&ruleset, &counts))?;
                     (true, None)
                 }
-            },
+            }
             Commit::Full => {
                 self.backend
                     .apply(&bulkhead_nft::render::render_counting(&ruleset, &counts))?;

@@ -48,10 +48,19 @@ impl<B: Backend> Node<B> {
         let objects = match &commit {
             Commit::Nothing => 0,
             Commit::Delta(t) => {
-                let last = self.view.last().expect("a delta follows a commit");
-                self.backend
-                    .apply(&t.render(last, &ruleset, &Default::default()))
-                    .map_err(|e| anyhow::anyhow!("delta: {e}"))?;
+                // As the agent does: elements alone over netlink, anything else as one batch.
+                match t.elements_only() {
+                    Some(changes) => self
+                        .backend
+                        .write_elements(changes)
+                        .map_err(|e| anyhow::anyhow!("set elements: {e}"))?,
+                    None => {
+                        let last = self.view.last().expect("a delta follows a commit");
+                        self.backend
+                            .apply(&t.render(last, &ruleset, &Default::default()))
+                            .map_err(|e| anyhow::anyhow!("delta: {e}"))?
+                    }
+                }
                 t.size()
             }
             Commit::Full => {
@@ -76,10 +85,16 @@ impl<B: Backend> Node<B> {
     }
 }
 
-/// A pod of `node-1` (not the measured node) in `namespace`.
+/// A pod of `node-1` (not the measured node) in `namespace`. Every namespace's DNS egress
+/// rule holds the `kube-dns` pods of `kube-system`: such a pod changes a set in each.
 fn other_pod(namespace: &str, name: String, tier: &str, ip: IpAddr) -> Pod {
+    let labels = if namespace == "kube-system" {
+        format!("{{k8s-app: kube-dns, tier: {tier}}}")
+    } else {
+        format!("{{app: bench, tier: {tier}}}")
+    };
     let text = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{app: bench, tier: {tier}}}}}\nspec: {{nodeName: node-1, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: {ip}}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}\nspec: {{nodeName: node-1, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: {ip}}}\n"
     );
     let snapshot = bulkhead_k8s::load(
         &[bulkhead_k8s::Input::new("event.yaml", text)],
@@ -187,7 +202,12 @@ pub fn run<B: Backend>(
     let mut pod_in_place = [0, 0, 0];
     let mut pod_objects = [Vec::new(), Vec::new(), Vec::new()];
     for r in 0..rounds {
-        let namespace = &local_namespaces[r % local_namespaces.len()];
+        // Every other round a DNS pod, which the DNS rule of every local namespace holds.
+        let namespace = if r % 2 == 0 {
+            "kube-system"
+        } else {
+            &local_namespaces[r % local_namespaces.len()]
+        };
         next_ip += 1;
         let ip = fresh_ip(next_ip);
         let name = format!("bench-{r}");
@@ -228,7 +248,11 @@ pub fn run<B: Backend>(
     let policy_rounds = rounds.clamp(1, 10);
     for r in 0..policy_rounds {
         let namespace = &local_namespaces[r % local_namespaces.len()];
-        let extra = if r % 2 == 0 { ", {protocol: TCP, port: 5353}" } else { "" };
+        let extra = if r % 2 == 0 {
+            ", {protocol: TCP, port: 5353}"
+        } else {
+            ""
+        };
         let text = format!(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: allow-dns, namespace: {namespace}}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress:\n  - to:\n    - namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}\n      podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}\n    ports: [{{protocol: UDP, port: 53}}, {{protocol: TCP, port: 53}}{extra}]\n"
         );
@@ -276,7 +300,11 @@ pub fn run<B: Backend>(
             let event = if i % 3 == 2 && !live.is_empty() {
                 Event::Delete(live.remove(0))
             } else {
-                let namespace = &local_namespaces[i % local_namespaces.len()];
+                let namespace = if i % 2 == 0 {
+                    "kube-system"
+                } else {
+                    &local_namespaces[i % local_namespaces.len()]
+                };
                 next_ip += 1;
                 let tier = ["api", "web", "db", "cache"][i % 4];
                 let pod = other_pod(namespace, format!("stream-{i}"), tier, fresh_ip(next_ip));
@@ -292,7 +320,11 @@ pub fn run<B: Backend>(
         in_place += usize::from(done.in_place);
         stream_objects.push(done.objects);
         let now = Instant::now();
-        latencies.extend(arrivals.into_iter().map(|a| now.saturating_duration_since(a)));
+        latencies.extend(
+            arrivals
+                .into_iter()
+                .map(|a| now.saturating_duration_since(a)),
+        );
     }
     let elapsed = start.elapsed();
     summary(

@@ -151,11 +151,8 @@ fn main() -> anyhow::Result<()> {
             kernel,
         } => {
             let s = size(&name).with_context(|| format!("unknown size {name}"))?;
-            let g = bulkhead_bench::generate_with(
-                s,
-                seed,
-                bulkhead_bench::Options { scattered_ips },
-            );
+            let g =
+                bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
             let started = Instant::now();
             let snapshot = bulkhead_k8s::load(
                 &[

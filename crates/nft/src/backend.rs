@@ -44,6 +44,10 @@ pub trait Backend {
     fn mark(&mut self) -> Result<KernelMark, BackendError>;
     /// The ruleset generation alone (one netlink request).
     fn generation(&mut self) -> Result<u32, BackendError>;
+    /// Set elements deleted and added, nothing else, as one transaction (a delta made only of
+    /// [`crate::delta::SetChange`]s). An error leaves the kernel as it was; the caller may
+    /// then apply the same change as a script.
+    fn write_elements(&mut self, changes: &[crate::delta::SetChange]) -> Result<(), BackendError>;
 }
 
 /// What [`Backend::mark`] reads: compare two to tell whether the table changed in between.
@@ -141,6 +145,18 @@ impl NftCli {
 }
 
 impl Backend for NftCli {
+    /// Over netlink: no process start, and no listing of the set first (what `nft add
+    /// element` does for an interval set).
+    fn write_elements(&mut self, changes: &[crate::delta::SetChange]) -> Result<(), BackendError> {
+        self.netlink()?
+            .write_elements(crate::ruleset::TABLE, changes)
+            .map_err(|e| BackendError::Failed {
+                command: "netlink set elements (nf_tables)".into(),
+                status: "error".into(),
+                stderr: e.to_string(),
+            })
+    }
+
     fn apply(&mut self, script: &str) -> Result<(), BackendError> {
         self.run(&["-f", "-"], Some(script)).map(|_| ())
     }
@@ -253,6 +269,11 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
+    /// Recorded as the script that makes the same change.
+    fn write_elements(&mut self, changes: &[crate::delta::SetChange]) -> Result<(), BackendError> {
+        self.apply(&crate::delta::render_elements(changes))
+    }
+
     fn apply(&mut self, script: &str) -> Result<(), BackendError> {
         self.present = !script
             .trim_end()

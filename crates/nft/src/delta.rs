@@ -249,6 +249,19 @@ impl Transaction {
         Some(t)
     }
 
+    /// The set changes, when they are all there is: no rule, chain or dispatch entry
+    /// changes, so the elements alone can be written ([`crate::Backend::write_elements`]).
+    pub fn elements_only(&self) -> Option<&[SetChange]> {
+        let only = self.sets_added.is_empty()
+            && self.sets_removed.is_empty()
+            && self.chains_added.is_empty()
+            && self.chains_replaced.is_empty()
+            && self.chains_removed.is_empty()
+            && self.dispatch.is_empty()
+            && !self.sets_changed.is_empty();
+        only.then_some(self.sets_changed.as_slice())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sets_added.is_empty()
             && self.sets_removed.is_empty()
@@ -360,22 +373,7 @@ impl Transaction {
                 let _ = writeln!(out, "add {}", render::set_declaration(set, TABLE));
             }
         }
-        for change in &self.sets_changed {
-            for (verb, items) in [("delete", &change.removed), ("add", &change.added)] {
-                if !items.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "{verb} element inet {TABLE} {} {{ {} }}",
-                        change.name,
-                        items
-                            .iter()
-                            .map(render::element)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
-            }
-        }
+        out.push_str(&render_elements(&self.sets_changed));
         for chain in &self.chains_added {
             let _ = writeln!(
                 out,
@@ -437,6 +435,28 @@ impl Transaction {
         }
         out
     }
+}
+
+/// Set changes as `nft -f` lines: each set's removed elements, then its added ones.
+pub fn render_elements(changes: &[SetChange]) -> String {
+    let mut out = String::new();
+    for change in changes {
+        for (verb, items) in [("delete", &change.removed), ("add", &change.added)] {
+            if !items.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{verb} element inet {TABLE} {} {{ {} }}",
+                    change.name,
+                    items
+                        .iter()
+                        .map(render::element)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
+    out
 }
 
 fn update<K: Ord>(map: &mut BTreeMap<K, String>, key: K, chain: &Option<String>) {

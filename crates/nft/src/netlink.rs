@@ -239,6 +239,300 @@ impl NfTables {
     }
 }
 
+/// Netlink attribute and message numbers of element writes (linux/netfilter/nf_tables.h,
+/// linux/netfilter/nfnetlink.h).
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWSETELEM_REQUEST: u16 = NFNL_SUBSYS_NFTABLES << 8 | 12;
+const NFT_MSG_DELSETELEM: u16 = NFNL_SUBSYS_NFTABLES << 8 | 14;
+const NLA_F_NESTED: u16 = 0x8000;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_USERDATA: u16 = 6;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+/// nft's element user data "this interval runs to the end of the address space" (libnftnl
+/// `NFTNL_UDATA_SET_ELEM_FLAGS` = `NFTNL_SET_ELEM_F_INTERVAL_OPEN`), so `nft list` prints
+/// such a range as nft itself would have written it.
+const INTERVAL_OPEN_USERDATA: [u8; 6] = [1, 4, 1, 0, 0, 0];
+const NLM_F_CREATE: u16 = 0x400;
+const NFPROTO_INET: u8 = 1;
+
+/// One kernel element of a set: its key bytes, flags, and user data.
+struct KernelElement {
+    key: Vec<u8>,
+    flags: u32,
+    open: bool,
+}
+
+/// Why a change of elements cannot go over netlink (the caller writes it with nft instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ElementsError {
+    /// Port intervals (concatenated interval sets keep a key and an end key), or an interval
+    /// starting at address zero, where nft keeps an end element of its own.
+    #[error("elements nft writes differently: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// The kernel elements of one element: an address interval is a start key and, unless it runs
+/// to the end of the family's space, an end key one past it flagged as an interval end (what
+/// nft writes for an rbtree interval set).
+fn kernel_elements(e: &crate::delta::Element) -> Result<Vec<KernelElement>, ElementsError> {
+    use crate::delta::Element;
+    use bulkhead_model::Protocol;
+    use std::net::IpAddr;
+    fn padded(bytes: &[u8]) -> Vec<u8> {
+        let mut v = bytes.to_vec();
+        v.resize(bytes.len().next_multiple_of(4), 0);
+        v
+    }
+    match e {
+        Element::Addr(lo, hi) => {
+            let (start, end): (Vec<u8>, Option<Vec<u8>>) = match (lo, hi) {
+                (IpAddr::V4(lo), IpAddr::V4(hi)) => (
+                    lo.octets().to_vec(),
+                    u32::from(*hi)
+                        .checked_add(1)
+                        .map(|n| n.to_be_bytes().to_vec()),
+                ),
+                (IpAddr::V6(lo), IpAddr::V6(hi)) => (
+                    lo.octets().to_vec(),
+                    u128::from(*hi)
+                        .checked_add(1)
+                        .map(|n| n.to_be_bytes().to_vec()),
+                ),
+                _ => return Err(ElementsError::Unsupported(format!("{lo}-{hi}"))),
+            };
+            if start.iter().all(|b| *b == 0) {
+                return Err(ElementsError::Unsupported(format!("{lo}-{hi}")));
+            }
+            let mut out = vec![KernelElement {
+                key: start,
+                flags: 0,
+                open: end.is_none(),
+            }];
+            if let Some(end) = end {
+                out.push(KernelElement {
+                    key: end,
+                    flags: NFT_SET_ELEM_INTERVAL_END,
+                    open: false,
+                });
+            }
+            Ok(out)
+        }
+        Element::AddrProtoPort(ip, protocol, port) => {
+            let mut key = match ip {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let number = match protocol.canonical() {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Sctp => 132,
+                Protocol::Icmp => 1,
+                Protocol::Icmpv6 => 58,
+                Protocol::Number(n) => n,
+            };
+            key.extend(padded(&[number]));
+            key.extend(padded(&port.to_be_bytes()));
+            Ok(vec![KernelElement {
+                key,
+                flags: 0,
+                open: false,
+            }])
+        }
+        Element::ProtoPort(..) => Err(ElementsError::Unsupported("port intervals".into())),
+    }
+}
+
+/// One netlink attribute: length, type, value, padding to four bytes.
+fn attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let length = u16::try_from(4 + value.len()).unwrap_or(u16::MAX);
+    out.extend(length.to_ne_bytes());
+    out.extend(kind.to_ne_bytes());
+    out.extend(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// One netfilter message: netlink header, `nfgenmsg`, attributes.
+fn netfilter_message(
+    kind: u16,
+    flags: u16,
+    sequence: u32,
+    family: u8,
+    resource: u16,
+    body: &[u8],
+) -> Vec<u8> {
+    let length = u32::try_from(16 + 4 + body.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(length as usize);
+    out.extend(length.to_ne_bytes());
+    out.extend(kind.to_ne_bytes());
+    out.extend(flags.to_ne_bytes());
+    out.extend(sequence.to_ne_bytes());
+    out.extend(0u32.to_ne_bytes());
+    out.push(family);
+    out.push(0);
+    out.extend(resource.to_be_bytes());
+    out.extend(body);
+    out
+}
+
+/// The most elements one message carries (a message stays far below the socket's limits).
+const ELEMENTS_PER_MESSAGE: usize = 512;
+
+impl NfTables {
+    /// Deletes and adds set elements of `table` (family inet) in one nf_tables transaction:
+    /// every change's removed elements first, then the added ones; the kernel commits all of
+    /// it or nothing. Without a process start and without nft reading the whole set first
+    /// (what `nft add element` does for an interval set: 0.75 s for one address in a set of
+    /// 100k intervals here).
+    pub fn write_elements(
+        &mut self,
+        table: &str,
+        changes: &[crate::delta::SetChange],
+    ) -> Result<(), ElementsError> {
+        let mut bodies: Vec<(u16, Vec<u8>)> = Vec::new();
+        for (kind, removed) in [
+            (NFT_MSG_DELSETELEM, true),
+            (NFT_MSG_NEWSETELEM_REQUEST, false),
+        ] {
+            for change in changes {
+                let items = if removed {
+                    &change.removed
+                } else {
+                    &change.added
+                };
+                let mut elements = Vec::new();
+                for item in items {
+                    elements.extend(kernel_elements(item)?);
+                }
+                for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+                    let mut list = Vec::new();
+                    for element in chunk {
+                        let mut key = Vec::new();
+                        attribute(&mut key, NFTA_DATA_VALUE, &element.key);
+                        let mut body = Vec::new();
+                        attribute(&mut body, NFTA_SET_ELEM_KEY | NLA_F_NESTED, &key);
+                        if element.flags != 0 {
+                            attribute(&mut body, NFTA_SET_ELEM_FLAGS, &element.flags.to_be_bytes());
+                        }
+                        if element.open {
+                            attribute(&mut body, NFTA_SET_ELEM_USERDATA, &INTERVAL_OPEN_USERDATA);
+                        }
+                        attribute(&mut list, LIST_ELEM | NLA_F_NESTED, &body);
+                    }
+                    let mut message = Vec::new();
+                    attribute(
+                        &mut message,
+                        NFTA_SET_ELEM_LIST_TABLE,
+                        &nul_terminated(table),
+                    );
+                    attribute(
+                        &mut message,
+                        NFTA_SET_ELEM_LIST_SET,
+                        &nul_terminated(&change.name),
+                    );
+                    attribute(&mut message, SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list);
+                    bodies.push((kind, message));
+                }
+            }
+        }
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let first = self.sequence.wrapping_add(1);
+        let mut batch = netfilter_message(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            first,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+        let mut sequence = first;
+        for (kind, body) in &bodies {
+            sequence = sequence.wrapping_add(1);
+            let flags = NLM_F_REQUEST
+                | NLM_F_ACK
+                | if *kind == NFT_MSG_NEWSETELEM_REQUEST {
+                    NLM_F_CREATE
+                } else {
+                    0
+                };
+            batch.extend(netfilter_message(
+                *kind,
+                flags,
+                sequence,
+                NFPROTO_INET,
+                0,
+                body,
+            ));
+        }
+        sequence = sequence.wrapping_add(1);
+        batch.extend(netfilter_message(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            sequence,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        ));
+        let last = sequence;
+        self.sequence = last;
+        self.socket.send(&batch, 0).map_err(NetlinkError::from)?;
+        // The kernel answers a batch's messages in order; a generation request sent after it
+        // is answered after all of them, so its reply ends the wait whatever was acknowledged.
+        let mut failure = None;
+        let barrier = self.sequence.wrapping_add(1);
+        self.sequence = barrier;
+        self.socket
+            .send(
+                &encode(
+                    NetfilterProtoFamily::Unspec,
+                    NfTablesMessage::GetGen(GenMessage { attributes: vec![] }),
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    barrier,
+                ),
+                0,
+            )
+            .map_err(NetlinkError::from)?;
+        loop {
+            let size = self
+                .socket
+                .recv(&mut &mut self.buffer[..], 0)
+                .map_err(NetlinkError::from)?;
+            for parsed in messages(&self.buffer[..size]) {
+                let (kind, seq, message) = parsed?;
+                if seq == barrier {
+                    if kind == NLMSG_ERROR || kind == NLMSG_DONE {
+                        return match failure {
+                            None => Ok(()),
+                            Some(errno) => Err(NetlinkError::Kernel {
+                                request: "NEWSETELEM/DELSETELEM batch",
+                                errno,
+                            }
+                            .into()),
+                        };
+                    }
+                    continue;
+                }
+                let ours = seq.wrapping_sub(first) <= last.wrapping_sub(first);
+                if ours && kind == NLMSG_ERROR {
+                    let errno = error_code(message);
+                    if errno != 0 && failure.is_none() {
+                        failure = Some(errno);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The fingerprint being computed: what of Bulkhead's objects is hashed.
 struct Print<'a> {
     table: &'a [u8],

@@ -57,6 +57,210 @@ fn handle_of_first_rule() -> String {
         .to_string()
 }
 
+/// Whether this process is the one inside the test's own network namespace; otherwise runs
+/// `test` again under `unshare --net` (or skips without root) and returns false.
+fn inside_own_netns(test: &str) -> bool {
+    if std::env::var_os(INSIDE).is_some() {
+        return true;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = Command::new("nft").arg("--version").output().is_ok()
+        && Command::new("unshare").arg("--version").output().is_ok();
+    if !(root && tools) {
+        assert!(
+            std::env::var_os("BULKHEAD_REQUIRE_PRIVILEGED").is_none(),
+            "root, nft and unshare are required (BULKHEAD_REQUIRE_PRIVILEGED is set)"
+        );
+        eprintln!("SKIPPED: needs root, nft and unshare");
+        return false;
+    }
+    let status = Command::new("unshare")
+        .arg("--net")
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--nocapture"])
+        .env(INSIDE, "1")
+        .status()
+        .expect("unshare");
+    assert!(
+        status.success(),
+        "the test inside the network namespace failed"
+    );
+    false
+}
+
+fn listing(table: &str, set: &str) -> String {
+    let out = Command::new("nft")
+        .args(["list", "set", "inet", table, set])
+        .output()
+        .expect("nft list set");
+    assert!(out.status.success(), "nft list set {table} {set}");
+    String::from_utf8_lossy(&out.stdout).replace(&format!("table inet {table}"), "table")
+}
+
+/// Set elements written over netlink (deleted and added in one transaction) leave the set
+/// exactly as nft itself writes the same contents: single addresses, ranges, ranges that
+/// merge with or split from their neighbours, ranges to the end of the address space, IPv6,
+/// and address-protocol-port triples.
+#[test]
+fn set_elements_written_over_netlink_equal_what_nft_writes() {
+    use bulkhead_model::{AddrRanges, Protocol};
+    use bulkhead_nft::delta::SetChange;
+    use bulkhead_nft::ruleset::{NamedSet, SetData};
+    use std::net::IpAddr;
+    if !inside_own_netns("set_elements_written_over_netlink_equal_what_nft_writes") {
+        return;
+    }
+    let declare = |table: &str, sets: &[NamedSet]| {
+        let mut script = format!("add table inet {table}\n");
+        for set in sets {
+            script.push_str(&format!(
+                "add {}\n",
+                bulkhead_nft::render::set_declaration(set, table)
+            ));
+        }
+        script
+    };
+    let pool: Vec<IpAddr> = [
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.3",
+        "10.0.0.4",
+        "10.0.0.9",
+        "10.0.1.0",
+        "10.0.0.255",
+        "192.168.1.1",
+        "255.255.255.254",
+        "255.255.255.255",
+        "0.0.0.1",
+    ]
+    .iter()
+    .map(|a| a.parse().expect("address"))
+    .collect();
+    let pool6: Vec<IpAddr> = [
+        "2001:db8::1",
+        "2001:db8::2",
+        "2001:db8::3",
+        "fd00::9",
+        "::1",
+    ]
+    .iter()
+    .map(|a| a.parse().expect("address"))
+    .collect();
+    let mut v4: Vec<IpAddr> = pool[..3].to_vec();
+    let mut v6: Vec<IpAddr> = pool6[..1].to_vec();
+    let mut named: Vec<(IpAddr, Protocol, u16)> = vec![(pool[0], Protocol::Tcp, 8080)];
+    let sets = |v4: &[IpAddr], v6: &[IpAddr], named: &[(IpAddr, Protocol, u16)]| {
+        let mut named = named.to_vec();
+        named.sort();
+        named.dedup();
+        vec![
+            NamedSet {
+                name: "a4".into(),
+                data: SetData::Addr4(AddrRanges::from_addrs(v4.iter().copied())),
+            },
+            NamedSet {
+                name: "a6".into(),
+                data: SetData::Addr6(AddrRanges::from_addrs(v6.iter().copied())),
+            },
+            NamedSet {
+                name: "n4".into(),
+                data: SetData::AddrProtoPort4(named),
+            },
+        ]
+    };
+    let mut held = sets(&v4, &v6, &named);
+    nft(&declare("bulkhead", &held));
+    let mut kernel = NfTables::open().expect("netlink socket");
+    // A deterministic walk: each step adds or removes one address of each family and one
+    // triple; the pool's neighbours make ranges merge and split.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut written = 0;
+    for step in 0..120 {
+        let toggle = |list: &mut Vec<IpAddr>, ip: IpAddr| {
+            if let Some(i) = list.iter().position(|a| *a == ip) {
+                list.remove(i);
+            } else {
+                list.push(ip);
+            }
+        };
+        toggle(&mut v4, pool[next(pool.len())]);
+        toggle(&mut v6, pool6[next(pool6.len())]);
+        let triple = (
+            pool[next(4)],
+            [Protocol::Tcp, Protocol::Udp][next(2)],
+            80 + next(3) as u16,
+        );
+        if let Some(i) = named.iter().position(|t| *t == triple) {
+            named.remove(i);
+        } else {
+            named.push(triple);
+        }
+        let wanted = sets(&v4, &v6, &named);
+        let changes: Vec<SetChange> = held
+            .iter()
+            .zip(&wanted)
+            .filter_map(|(old, new)| SetChange::between(&old.name, &old.data, &new.data))
+            .collect();
+        kernel
+            .write_elements("bulkhead", &changes)
+            .unwrap_or_else(|e| panic!("step {step}: {e}\n{changes:?}"));
+        written += changes
+            .iter()
+            .map(|c| c.added.len() + c.removed.len())
+            .sum::<usize>();
+        held = wanted;
+        if step % 10 == 9 {
+            nft(&declare("expected", &held));
+            for set in ["a4", "a6", "n4"] {
+                assert_eq!(
+                    listing("bulkhead", set),
+                    listing("expected", set),
+                    "step {step}: set {set} written over netlink differs from nft's"
+                );
+            }
+            nft("delete table inet expected\n");
+        }
+    }
+    assert!(written > 100, "the walk changed {written} elements");
+    // A change the kernel refuses (a set that does not exist) is an error, and nothing of its
+    // transaction is applied.
+    let before = listing("bulkhead", "a4");
+    let bad = vec![
+        SetChange {
+            name: "a4".into(),
+            removed: Vec::new(),
+            added: vec![bulkhead_nft::delta::Element::Addr(
+                "172.16.0.1".parse().expect("ip"),
+                "172.16.0.1".parse().expect("ip"),
+            )],
+        },
+        SetChange {
+            name: "missing".into(),
+            removed: Vec::new(),
+            added: vec![bulkhead_nft::delta::Element::Addr(
+                "172.16.0.2".parse().expect("ip"),
+                "172.16.0.2".parse().expect("ip"),
+            )],
+        },
+    ];
+    assert!(kernel.write_elements("bulkhead", &bad).is_err());
+    assert_eq!(
+        listing("bulkhead", "a4"),
+        before,
+        "a refused batch changes nothing"
+    );
+    nft("delete table inet bulkhead\n");
+}
+
 #[test]
 fn generation_and_fingerprint_follow_changes_to_the_table_only() {
     if std::env::var_os(INSIDE).is_none() {
