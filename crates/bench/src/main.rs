@@ -54,6 +54,10 @@ enum Command {
         /// Apply through `nft` (needs root; use a network namespace).
         #[arg(long)]
         kernel: bool,
+        /// The new pods run on node-1, not on the measured node-0: their manifests change
+        /// node-0's sets only, which is made in place.
+        #[arg(long)]
+        other_node: bool,
     },
     /// Write a synthetic flow log (Bulkhead JSON lines, about 200 bytes a record) between the
     /// pods of a generated cluster: `--records` lines over `--distinct` 5-tuples.
@@ -191,10 +195,11 @@ fn main() -> anyhow::Result<()> {
             seed,
             scattered_ips,
             kernel,
+            other_node,
         } => {
             let s = size(&name)
                 .with_context(|| format!("unknown size {name}: use S, M, L, XL or Antrea"))?;
-            live(s, rounds, seed, scattered_ips, kernel)?;
+            live(s, rounds, seed, scattered_ips, kernel, other_node)?;
         }
         Command::Generate {
             size: name,
@@ -421,6 +426,7 @@ fn live(
     seed: u64,
     scattered_ips: bool,
     kernel: bool,
+    other_node: bool,
 ) -> anyhow::Result<()> {
     use bulkhead_agent::{Agent, AgentConfig};
     use bulkhead_nft::{Backend, FakeBackend, Mode, NftCli};
@@ -461,11 +467,13 @@ fn live(
         pod_interface_prefixes: vec!["bh".into()],
         pod_cidrs: Vec::new(),
     };
+    let pod_node = if other_node { "node-1" } else { "node-0" };
     fn run<B: Backend>(
         mut agent: Agent<B>,
         dir: &std::path::Path,
         rounds: usize,
         scattered: u32,
+        pod_node: &str,
     ) -> anyhow::Result<(Duration, Vec<Duration>, Vec<usize>)> {
         let started = Instant::now();
         agent
@@ -476,7 +484,7 @@ fn live(
         let mut sizes = Vec::new();
         for r in 0..rounds {
             let pod = format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: live-{r}, namespace: team-0000, labels: {{app: web-0, tier: web}}}}\nspec: {{nodeName: node-0, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: 10.255.{}.{}}}\n",
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: live-{r}, namespace: team-0000, labels: {{app: web-0, tier: web}}}}\nspec: {{nodeName: {pod_node}, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: 10.255.{}.{}}}\n",
                 (r as u32 + scattered) / 250,
                 1 + (r as u32 + scattered) % 250
             );
@@ -498,15 +506,15 @@ fn live(
         Ok((first, times, sizes))
     }
     let (first, mut times, sizes) = if kernel {
-        run(Agent::new(config, NftCli::default()), &dir, rounds, 0)?
+        run(Agent::new(config, NftCli::default()), &dir, rounds, 0, pod_node)?
     } else {
-        run(Agent::new(config, FakeBackend::default()), &dir, rounds, 0)?
+        run(Agent::new(config, FakeBackend::default()), &dir, rounds, 0, pod_node)?
     };
     let _ = std::fs::remove_dir_all(&dir);
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "== live agent, size {} ({} pods, {} policies{}; node-0: {local} local pods), {} ==",
+        "== live agent, size {} ({} pods, {} policies{}; node-0: {local} local pods; new pods on {pod_node}), {} ==",
         s.name,
         g.pod_count,
         g.policy_count,
