@@ -20,6 +20,8 @@ pub struct LoopMetrics {
     pub deltas: Counter,
     pub delta_objects: Counter,
     pub full_replaces: Counter,
+    /// Commits made in place (pods of other nodes: set elements only, no compile).
+    pub in_place: Counter,
     /// Files kept at their last good version (or loads refused across files).
     pub rejected: Counter,
     pub tightened_connections: Counter,
@@ -38,6 +40,7 @@ impl Default for LoopMetrics {
             deltas: Counter::default(),
             delta_objects: Counter::default(),
             full_replaces: Counter::default(),
+            in_place: Counter::default(),
             rejected: Counter::default(),
             tightened_connections: Counter::default(),
             repairs: Counter::default(),
@@ -86,6 +89,11 @@ impl LoopMetrics {
             "agent_full_replaces",
             "Changes applied by replacing the whole table (start-up, a mode change)",
             self.full_replaces.clone(),
+        );
+        registry.register(
+            "agent_in_place_updates",
+            "Changes made in place: pods of other nodes changed only set elements, written over netlink without compiling the node",
+            self.in_place.clone(),
         );
         registry.register(
             "agent_rejected_inputs",

@@ -178,7 +178,10 @@ impl<B: Backend> Agent<B> {
                 .view
                 .next_in_place(&self.index, self.index.changes(), &options, enforcement)
             {
-                Some(next) => next,
+                Some(next) => {
+                    self.stats.in_place.inc();
+                    next
+                }
                 None => {
                     let cluster = whole.insert(self.index.cluster());
                     options.interfaces =

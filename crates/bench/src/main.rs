@@ -506,9 +506,21 @@ fn live(
         Ok((first, times, sizes))
     }
     let (first, mut times, sizes) = if kernel {
-        run(Agent::new(config, NftCli::default()), &dir, rounds, 0, pod_node)?
+        run(
+            Agent::new(config, NftCli::default()),
+            &dir,
+            rounds,
+            0,
+            pod_node,
+        )?
     } else {
-        run(Agent::new(config, FakeBackend::default()), &dir, rounds, 0, pod_node)?
+        run(
+            Agent::new(config, FakeBackend::default()),
+            &dir,
+            rounds,
+            0,
+            pod_node,
+        )?
     };
     let _ = std::fs::remove_dir_all(&dir);
     times.sort();

@@ -1110,19 +1110,25 @@ impl Drop for MetricsFile {
     }
 }
 
+impl MetricsFile {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bh-{tag}-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("metrics dir");
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        MetricsFile {
+            path: dir.join("bulkhead.prom"),
+            dir,
+        }
+    }
+}
+
 /// [`two_pods_under_agent`] with the agent writing `--metrics-file`.
 fn two_pods_under_agent_with_metrics(
     tag: &str,
     policies: &str,
 ) -> (Lab, PathBuf, AgentProcess, MetricsFile) {
-    let dir = std::env::temp_dir().join(format!("bh-{tag}-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("metrics dir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    let metrics = MetricsFile {
-        path: dir.join("bulkhead.prom"),
-        dir,
-    };
+    let metrics = MetricsFile::new(tag);
     let flag = metrics.path.to_string_lossy().into_owned();
     let (lab, manifests, agent) = two_pods_under_agent(tag, policies, &["--metrics-file", &flag]);
     (lab, manifests, agent, metrics)
@@ -1157,6 +1163,104 @@ fn wait_for_repairs(metrics: &Path, count: u64) -> Option<Duration> {
         std::thread::sleep(Duration::from_millis(10));
     }
     None
+}
+
+/// The client of [`TWO_PODS`] as a pod of another node, labelled `app`: its traffic reaches
+/// this node (the lab forwards it through the host) and only the server's rules judge it.
+fn two_pods_client_elsewhere(app: &str) -> String {
+    TWO_PODS
+        .replacen(
+            "labels: {app: client}",
+            &format!("labels: {{app: {app}}}"),
+            1,
+        )
+        .replacen(
+            &format!("spec: {{nodeName: {NODE}"),
+            "spec: {nodeName: another-node",
+            1,
+        )
+}
+
+const FROM_CLIENTS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-clients, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n";
+
+#[test]
+fn a_pod_of_another_node_relabelled_is_followed_in_place_with_real_packets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("in-place updates") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("inplace");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    write_manifests(&dir, &two_pods_client_elsewhere("client"), FROM_CLIENTS);
+    let metrics = MetricsFile::new("inplace");
+    let flag = metrics.path.to_string_lossy().into_owned();
+    let agent = start_agent_with(&dir, &["--metrics-file", &flag]);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let reaches = || {
+        wait(
+            lab.probe("x/client", "tcp", server, 80, 100)
+                .expect("probe"),
+        )
+    };
+    assert!(
+        reaches(),
+        "a client elsewhere labelled app=client reaches the server"
+    );
+    let relabel = |app: &str| {
+        let tmp = dir.join(".cluster.tmp");
+        std::fs::write(&tmp, two_pods_client_elsewhere(app)).expect("write");
+        std::fs::rename(&tmp, dir.join("cluster.yaml")).expect("rename");
+    };
+    for (round, (app, allowed)) in [("other", false), ("client", true), ("other", false)]
+        .into_iter()
+        .enumerate()
+    {
+        let started = Instant::now();
+        relabel(app);
+        let mut followed = None;
+        while started.elapsed() < Duration::from_secs(5) {
+            if reaches() == allowed {
+                followed = Some(started.elapsed());
+                break;
+            }
+        }
+        let Some(took) = followed else {
+            panic!(
+                "round {round}: app={app} should {}reach the server, still not so after 5 s",
+                if allowed { "" } else { "not " }
+            );
+        };
+        println!(
+            "client elsewhere relabelled to app={app}: packets follow {:.0} ms after the rename",
+            took.as_secs_f64() * 1e3
+        );
+    }
+    // The metrics file is written every 5 s: each relabelling was made in place, and the
+    // table was replaced only at start-up.
+    assert!(
+        wait_for_counter(
+            &metrics.path,
+            "bulkhead_agent_in_place_updates_total",
+            3,
+            Duration::from_secs(12)
+        )
+        .is_some(),
+        "three relabellings made in place:\n{}",
+        std::fs::read_to_string(&metrics.path).unwrap_or_default()
+    );
+    assert_eq!(
+        wait_for_counter(
+            &metrics.path,
+            "bulkhead_agent_full_replaces_total",
+            1,
+            Duration::from_secs(1)
+        ),
+        Some(1),
+        "only the start-up replaced the table"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
