@@ -168,3 +168,169 @@ fn a_thousand_events_in_place_or_compiled_equal_a_fresh_compile() {
         events.len()
     );
 }
+
+/// Whether this process runs inside the test's own network namespace; otherwise runs `test`
+/// again under `unshare --net` (or skips without root) and returns false.
+fn inside_own_netns(test: &str) -> bool {
+    const INSIDE: &str = "BULKHEAD_INDEX_TEST_INSIDE";
+    if std::env::var_os(INSIDE).is_some() {
+        return true;
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok()
+        && std::process::Command::new("unshare")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !(root && tools) {
+        assert!(
+            std::env::var_os("BULKHEAD_REQUIRE_PRIVILEGED").is_none(),
+            "root, nft and unshare are required (BULKHEAD_REQUIRE_PRIVILEGED is set)"
+        );
+        eprintln!("SKIPPED: needs root, nft and unshare");
+        return false;
+    }
+    let status = std::process::Command::new("unshare")
+        .arg("--net")
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--nocapture"])
+        .env(INSIDE, "1")
+        .status()
+        .expect("unshare");
+    assert!(
+        status.success(),
+        "the test inside the network namespace failed"
+    );
+    false
+}
+
+/// The table as nft lists it, line by line, sorted (the order of a set's elements and of
+/// objects is nft's, the content is what is compared).
+fn kernel_listing() -> Vec<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", bulkhead_nft::ruleset::TABLE])
+        .output()
+        .expect("nft list table");
+    assert!(out.status.success(), "nft list table");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split(|c| c == '\n' || c == ',')
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The live index with the real kernel, in a network namespace of its own: 300 pod-heavy
+/// events, each committed as the agent commits (in place with set elements over netlink,
+/// else a delta batch through nft); every 25 steps the kernel's table must list exactly as a
+/// full load of a fresh compile of the same state.
+#[test]
+fn the_kernel_follows_the_live_index_to_the_table_a_full_load_gives() {
+    use bulkhead_nft::{Backend, NftCli};
+    use proptest::strategy::ValueTree as _;
+    if !inside_own_netns("the_kernel_follows_the_live_index_to_the_table_a_full_load_gives") {
+        return;
+    }
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut state = State {
+        cluster: random_cluster::cluster_strategy(true, true)
+            .new_tree(&mut runner)
+            .expect("cluster")
+            .current(),
+        audit: BTreeSet::new(),
+        next_pod: 0,
+        next_policy: 0,
+    };
+    let events = proptest::collection::vec(cluster_events::pod_heavy_event_strategy(), 300)
+        .new_tree(&mut runner)
+        .expect("events")
+        .current();
+    for (i, pod) in state.cluster.pods.iter_mut().enumerate() {
+        pod.node = Some(NODES[i % 2].into());
+    }
+    state.cluster.finish();
+    let mut kernel = NftCli::default();
+    let mut index = Index::new();
+    index.handle(IndexEvent::Resync(objects_of(&state.cluster)));
+    let mut view = NodeView::default();
+    let enforcement = Enforcement::default();
+    let cluster = index.cluster();
+    let (first, _, _) = view.next(&cluster, &options(&cluster, &state.audit), enforcement);
+    kernel.apply(&render(&first)).expect("the first full load");
+    view.committed(first);
+    index.clear_changes();
+    let (mut by_netlink, mut by_batch) = (0, 0);
+    for (step, event) in events.iter().enumerate() {
+        apply_event(&mut state, event);
+        for e in index.events_towards(objects_of(&state.cluster)) {
+            index.handle(e);
+        }
+        let cluster = index.cluster();
+        let static_options = CompileOptions {
+            interfaces: BTreeMap::new(),
+            ..options(&cluster, &state.audit)
+        };
+        let (next, commit) =
+            match view.next_in_place(&index, index.changes(), &static_options, enforcement) {
+                Some((ruleset, commit, _)) => (ruleset, commit),
+                None => {
+                    let (ruleset, commit, _) =
+                        view.next(&cluster, &options(&cluster, &state.audit), enforcement);
+                    (ruleset, commit)
+                }
+            };
+        let held = view.last().expect("committed").clone();
+        match &commit {
+            Commit::Nothing => {}
+            Commit::Delta(t) => match t.elements_only() {
+                Some(changes) => {
+                    kernel.write_elements(changes).unwrap_or_else(|e| {
+                        panic!("step {step} {event:?}: netlink refused {changes:?}: {e}")
+                    });
+                    by_netlink += 1;
+                }
+                None => {
+                    let script = t.render(&held, &next, &Default::default());
+                    kernel.apply(&script).unwrap_or_else(|e| {
+                        panic!("step {step} {event:?}: nft refused the delta: {e}\n{script}")
+                    });
+                    by_batch += 1;
+                }
+            },
+            Commit::Full => kernel.apply(&render(&next)).expect("full load"),
+        }
+        view.committed(next);
+        index.clear_changes();
+        if step % 25 == 24 || step + 1 == events.len() {
+            let after_deltas = kernel_listing();
+            let wanted = fresh(&index.cluster(), &state.audit);
+            kernel.apply(&render(&wanted)).expect("full load");
+            let after_full = kernel_listing();
+            assert_eq!(
+                after_deltas, after_full,
+                "step {step}: the kernel after the index's commits differs from a full load"
+            );
+        }
+    }
+    println!(
+        "{} events: {by_netlink} commits as set elements over netlink, {by_batch} as nft batches",
+        events.len()
+    );
+    assert!(
+        by_netlink > 20,
+        "only {by_netlink} commits were set elements alone"
+    );
+    kernel
+        .apply(&format!(
+            "delete table inet {}\n",
+            bulkhead_nft::ruleset::TABLE
+        ))
+        .expect("delete the table");
+}
