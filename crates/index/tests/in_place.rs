@@ -219,7 +219,7 @@ fn kernel_listing() -> Vec<String> {
         .expect("nft list table");
     assert!(out.status.success(), "nft list table");
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split(|c| c == '\n' || c == ',')
+        .split(['\n', ','])
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect();
