@@ -245,6 +245,7 @@ pub fn run<B: Backend>(
     // then loses it again.
     let mut policy_times = Vec::new();
     let mut policy_objects = Vec::new();
+    let mut policy_in_place = 0;
     let policy_rounds = rounds.clamp(1, 10);
     for r in 0..policy_rounds {
         let namespace = &local_namespaces[r % local_namespaces.len()];
@@ -269,11 +270,12 @@ pub fn run<B: Backend>(
         let (took, done) = node.timed(events)?;
         policy_times.push(took);
         policy_objects.push(done.objects);
+        policy_in_place += usize::from(done.in_place);
     }
     summary(
         "policy of this node edited",
         policy_times,
-        0,
+        policy_in_place,
         &policy_objects,
     );
     // 1,000 pod events per second for two seconds: pods of other nodes arrive and leave;

@@ -1,10 +1,12 @@
-//! The node's ruleset updated in place for pods that came, went or changed on *other* nodes:
+//! The node's ruleset without a compile of the whole index. First ([`update`]), for pods that
+//! came, went or changed on *other* nodes:
 //! such a pod can only change which addresses the rules' sets hold (its own addresses), so
 //! the sets are updated from a small cluster of what those rules need (this node's pods, the
 //! policies that have sets here, the changed pods and their namespaces), evaluated by the same
 //! engine and compiler as a full compile. Anything that would change a rule itself (a
 //! named-port rule appearing, an address two endpoints share) is refused, and the caller
-//! compiles the node in full.
+//! compiles the node in full. Second ([`update_policies`]), for Kubernetes NetworkPolicies
+//! whose peers are selectors: see there.
 
 use crate::{Index, Object, ObjectKey, ObjectKind};
 use bulkhead_engine::{Engine, EngineOptions, PortMatch, ProgramRule, RuleKey};
@@ -279,4 +281,238 @@ fn update_sets(
         }
     }
     Some(out)
+}
+
+/// Whether a Kubernetes NetworkPolicy's sets can be computed from the pods its peers can
+/// select: no ipBlock (its addresses are the cluster's complement of every endpoint) and no
+/// named port on an egress rule (resolved on every destination pod of the cluster).
+fn peers_are_selectors(policy: &bulkhead_model::Policy) -> bool {
+    use bulkhead_model::{NetworkPolicyPeer, PortSpec, RuleMatcher};
+    if !policy.is_kubernetes() || policy.staged.is_some() {
+        return false;
+    }
+    for direction in [Direction::Ingress, Direction::Egress] {
+        for rule in policy.rules(direction) {
+            let RuleMatcher::Kubernetes(r) = &rule.matcher else {
+                return false;
+            };
+            if r.peers
+                .iter()
+                .flatten()
+                .any(|p| matches!(p, NetworkPolicyPeer::IpBlock(_)))
+            {
+                return false;
+            }
+            if direction == Direction::Egress
+                && r.ports
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.port, PortSpec::Named(_)))
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The namespaces whose pods a policy's peers can select.
+fn peer_namespaces(policy: &bulkhead_model::Policy, index: &Index) -> BTreeSet<String> {
+    use bulkhead_model::{NetworkPolicyPeer, RuleMatcher};
+    let own = policy.namespace.clone().unwrap_or_default();
+    let mut out = BTreeSet::new();
+    let mut selectors = Vec::new();
+    for direction in [Direction::Ingress, Direction::Egress] {
+        for rule in policy.rules(direction) {
+            if let RuleMatcher::Kubernetes(r) = &rule.matcher {
+                for peer in r.peers.iter().flatten() {
+                    if let NetworkPolicyPeer::Pods {
+                        namespace_selector, ..
+                    } = peer
+                    {
+                        match namespace_selector {
+                            None => {
+                                out.insert(own.clone());
+                            }
+                            Some(s) => selectors.push(s),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !selectors.is_empty() {
+        let default_labels = |name: &str| {
+            bulkhead_model::Labels::from([(
+                bulkhead_model::cluster::METADATA_NAME_LABEL.to_string(),
+                name.to_string(),
+            )])
+        };
+        for name in index.namespace_names() {
+            let key = ObjectKey {
+                kind: ObjectKind::Namespace,
+                namespace: None,
+                name: name.to_string(),
+            };
+            let labels = match index.get(&key) {
+                Some(Object::Namespace(n)) => std::borrow::Cow::Borrowed(&n.labels),
+                _ => std::borrow::Cow::Owned(default_labels(name)),
+            };
+            if selectors.iter().any(|s| s.matches(&labels)) {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `committed` after a change made only of Kubernetes NetworkPolicies whose peers are pod and
+/// namespace selectors: this node's pods are compiled again on a small cluster (this node's
+/// pods, every policy that can apply to them, and the pods the changed policies' peers can
+/// select), the changed policies' sets are taken from it (no other pod can be in them), and
+/// every other set keeps its elements (they depend on endpoints, which did not change). `None`
+/// when the change is anything else, or when a rule's sets would come out differently shaped.
+pub(crate) fn update_policies(
+    committed: &Ruleset,
+    last: &LastCompile,
+    index: &Index,
+    changes: &BTreeMap<ObjectKey, Option<Object>>,
+) -> Option<(Ruleset, LastCompile)> {
+    if last.report.conflicts > 0
+        || !last.report.pods_without_interface.is_empty()
+        || changes.is_empty()
+    {
+        return None;
+    }
+    let mut changed_policies = BTreeSet::new();
+    let mut peer_ns = BTreeSet::new();
+    for (key, before) in changes {
+        if key.kind != ObjectKind::Policy {
+            return None;
+        }
+        for object in [before.as_ref(), index.get(key)].into_iter().flatten() {
+            let Object::Policy(p) = object else {
+                return None;
+            };
+            if !peers_are_selectors(p) {
+                return None;
+            }
+        }
+        if let Some(Object::Policy(p)) = index.get(key) {
+            peer_ns.extend(peer_namespaces(p, index));
+        }
+        changed_policies.insert(key.clone());
+    }
+    let mut mini = Cluster::default();
+    let mut local_namespaces = BTreeSet::new();
+    for key in &last.local {
+        let pod = pod_of(index.get(key))?.clone();
+        local_namespaces.insert(pod.namespace.clone());
+        mini.pods.push(pod);
+    }
+    // The pods the changed policies' peers can select (this node's are in already).
+    for ns in &peer_ns {
+        for object in index.objects_of_kind(ObjectKind::Pod, Some(ns)) {
+            if let Object::Pod(p) = object
+                && p.node.as_deref() != Some(last.options.node.as_str())
+            {
+                mini.pods.push(p.clone());
+            }
+        }
+    }
+    // Every policy that can apply to this node's pods: the cluster-scoped ones (keys without
+    // a namespace sort first) and those of their namespaces.
+    for object in index.objects_of_kind(ObjectKind::Policy, None) {
+        match object {
+            Object::Policy(p) if p.namespace.is_none() => mini.policies.push(p.clone()),
+            _ => break,
+        }
+    }
+    for ns in &local_namespaces {
+        for object in index.objects_of_kind(ObjectKind::Policy, Some(ns)) {
+            if let Object::Policy(p) = object {
+                mini.policies.push(p.clone());
+            }
+        }
+    }
+    for object in index.objects_of_kind(ObjectKind::Tier, None) {
+        if let Object::Tier(t) = object {
+            mini.tiers.push(t.clone());
+        }
+    }
+    for object in index.objects_of_kind(ObjectKind::NetworkSet, None) {
+        if let Object::NetworkSet(s) = object {
+            mini.network_sets.push(s.clone());
+        }
+    }
+    let namespaces: BTreeSet<String> = mini
+        .pods
+        .iter()
+        .map(|p| p.namespace.clone())
+        .chain(mini.policies.iter().filter_map(|p| p.namespace.clone()))
+        .chain(mini.network_sets.iter().filter_map(|s| s.namespace.clone()))
+        .collect();
+    for ns in &namespaces {
+        let key = ObjectKey {
+            kind: ObjectKind::Namespace,
+            namespace: None,
+            name: ns.clone(),
+        };
+        if let Some(Object::Namespace(n)) = index.get(&key) {
+            mini.namespaces.push(n.clone());
+        }
+        for object in index.objects_of_kind(ObjectKind::ServiceAccount, Some(ns)) {
+            if let Object::ServiceAccount(s) = object {
+                mini.service_accounts.push(s.clone());
+            }
+        }
+    }
+    mini.finish();
+    // The semantics follow the policy kinds; a Kubernetes NetworkPolicy changes them only
+    // when it is staged, which is refused above.
+    let engine = Engine::new(&mini, last.engine);
+    let (mut ruleset, report) = bulkhead_nft::compile(&engine, &last.options);
+    if report.conflicts > 0
+        || report.pods != last.report.pods
+        || report.pods_without_interface != last.report.pods_without_interface
+    {
+        return None;
+    }
+    ruleset.enforcement = committed.enforcement;
+    let is_changed = |rule: &RuleKey| changed_policies.contains(&policy_key(rule));
+    // The unchanged policies' rules must come out with the same sets as before: their
+    // elements are the committed ones (the small cluster does not hold their peers).
+    let unchanged_before: BTreeMap<_, _> = last
+        .report
+        .recipes
+        .iter()
+        .filter(|(r, _)| !is_changed(&r.rule))
+        .collect();
+    let unchanged_now: BTreeMap<_, _> = report
+        .recipes
+        .iter()
+        .filter(|(r, _)| !is_changed(&r.rule))
+        .collect();
+    if unchanged_before != unchanged_now {
+        return None;
+    }
+    let held: HashMap<&str, &SetData> = committed
+        .sets
+        .iter()
+        .map(|s| (s.name.as_str(), &s.data))
+        .collect();
+    let unchanged_sets: BTreeSet<&str> = unchanged_now.values().map(|n| n.as_str()).collect();
+    for set in &mut ruleset.sets {
+        if unchanged_sets.contains(set.name.as_str()) {
+            set.data = (*held.get(set.name.as_str())?).clone();
+        }
+    }
+    let compiled = LastCompile {
+        options: last.options.clone(),
+        engine: last.engine,
+        policies: report.recipes.keys().map(|r| policy_key(&r.rule)).collect(),
+        report,
+        local: last.local.clone(),
+    };
+    Some((ruleset, compiled))
 }

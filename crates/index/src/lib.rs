@@ -10,9 +10,11 @@
 //!
 //! Pods that come, go or change elsewhere in the cluster (not on this node) are the events a
 //! large cluster sees most: for them the node's ruleset is updated in place ([`in_place`]),
-//! from the rules that hold the changed addresses, without compiling the cluster again.
-//! Every other change (a policy, a namespace, a pod of this node) compiles the node from the
-//! whole index, and only the *difference* is sent to the kernel.
+//! from the rules that hold the changed addresses, without compiling the cluster again. A
+//! Kubernetes NetworkPolicy whose peers are selectors is compiled on a small cluster of this
+//! node's pods and the pods its peers can select. Every other change (a namespace, a pod of
+//! this node, an ipBlock or another policy API) compiles the node from the whole index; in
+//! every case only the *difference* is sent to the kernel.
 
 mod in_place;
 
@@ -146,6 +148,9 @@ pub struct Index {
     /// address: an address held twice is decided by the engine's tie rule, which only a full
     /// compile applies.
     owners: HashMap<IpAddr, u32>,
+    /// How many pods each namespace has (a namespace with pods but no Namespace object still
+    /// exists for selectors, with only its name label).
+    pod_namespaces: BTreeMap<String, usize>,
 }
 
 /// The addresses an object holds as a known endpoint.
@@ -218,6 +223,9 @@ impl Index {
             for ip in endpoint_addresses(o) {
                 *self.owners.entry(*ip).or_default() += 1;
             }
+            if let Object::Pod(p) = o {
+                *self.pod_namespaces.entry(p.namespace.clone()).or_default() += 1;
+            }
         }
         let before = match object {
             Some(o) => self.objects.insert(key.clone(), o),
@@ -230,6 +238,14 @@ impl Index {
                     if *n == 0 {
                         self.owners.remove(ip);
                     }
+                }
+            }
+            if let Object::Pod(p) = b
+                && let Some(n) = self.pod_namespaces.get_mut(&p.namespace)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.pod_namespaces.remove(&p.namespace);
                 }
             }
         }
@@ -246,6 +262,22 @@ impl Index {
     /// the next one still sees them).
     pub fn clear_changes(&mut self) {
         self.changed.clear();
+    }
+
+    /// Every namespace name: those with a Namespace object and those that only have pods.
+    pub fn namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
+        let defined = self
+            .objects_of_kind(ObjectKind::Namespace, None)
+            .filter_map(|o| match o {
+                Object::Namespace(n) => Some(n.name.as_str()),
+                _ => None,
+            });
+        let mut names: Vec<&str> = defined
+            .chain(self.pod_namespaces.keys().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter()
     }
 
     /// How many known endpoints hold `ip`.
@@ -360,10 +392,12 @@ impl NodeView {
         (ruleset, commit, report)
     }
 
-    /// The ruleset after `changes` (from [`Index::changes`]) when they can be made in
-    /// place: every change is a pod of another node, and no rule of this node changes, only
-    /// the elements of its sets. `None`: compile with [`NodeView::next`]. `options` without
-    /// interfaces (a full compile finds those).
+    /// The ruleset after `changes` (from [`Index::changes`]) when they can be made without
+    /// compiling the node from the whole index: every change is a pod of another node (only
+    /// set elements change), or every change is a Kubernetes NetworkPolicy whose peers are
+    /// pod and namespace selectors (this node's pods are compiled again on a small cluster).
+    /// `None`: compile with [`NodeView::next`]. `options` without interfaces (a full compile
+    /// finds those).
     pub fn next_in_place(
         &mut self,
         index: &Index,
@@ -383,15 +417,26 @@ impl NodeView {
         {
             return None;
         }
-        let ruleset = in_place::update(committed, last, index, changes)?;
+        if let Some(ruleset) = in_place::update(committed, last, index, changes) {
+            let commit = self.commit_to(&ruleset);
+            // The same pods as the last full compile, by construction.
+            let report = bulkhead_nft::compile::CompileReport {
+                pods: last.report.pods,
+                pods_without_interface: last.report.pods_without_interface.clone(),
+                ..Default::default()
+            };
+            self.pending = None;
+            return Some((ruleset, commit, report));
+        }
+        let (ruleset, compiled) = in_place::update_policies(committed, last, index, changes)?;
         let commit = self.commit_to(&ruleset);
-        // The same pods as the last full compile, by construction.
-        let report = bulkhead_nft::compile::CompileReport {
-            pods: last.report.pods,
-            pods_without_interface: last.report.pods_without_interface.clone(),
-            ..Default::default()
-        };
-        self.pending = None;
+        let report = compiled.report.clone();
+        if matches!(commit, Commit::Nothing) {
+            self.last = Some(compiled);
+            self.pending = None;
+        } else {
+            self.pending = Some(compiled);
+        }
         Some((ruleset, commit, report))
     }
 

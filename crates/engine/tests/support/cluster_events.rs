@@ -177,3 +177,15 @@ pub fn pod_heavy_event_strategy() -> impl Strategy<Value = Event> {
         1 => event_strategy(),
     ]
 }
+
+/// Mostly Kubernetes NetworkPolicies added, edited and deleted, with pods and every other
+/// kind mixed in.
+pub fn policy_heavy_event_strategy() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => random_cluster::policy_strategy().prop_map(Event::AddPolicy),
+        6 => (0usize..8, random_cluster::policy_strategy()).prop_map(|(i, p)| Event::EditPolicy(i, p)),
+        3 => (0usize..8).prop_map(Event::DeletePolicy),
+        4 => pod_heavy_event_strategy(),
+        1 => event_strategy(),
+    ]
+}
