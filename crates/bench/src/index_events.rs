@@ -192,10 +192,11 @@ pub fn run<B: Backend>(
     let indexed = t.elapsed();
     let (first, done) = node.timed(Vec::new())?;
     println!(
-        "objects indexed in {:.0} ms; full table compiled and committed in {:.0} ms ({} sets and chains)",
+        "objects indexed in {:.0} ms; full table compiled and committed in {:.0} ms ({} sets and chains); resident now {:.0} MiB",
         ms(indexed),
         ms(first),
-        done.objects
+        done.objects,
+        crate::memory_mib("VmRSS:")
     );
     let mut next_ip = 0;
     let mut pod_times = [Vec::new(), Vec::new(), Vec::new()];

@@ -79,6 +79,19 @@ pub const SIZES: [Size; 5] = [
     },
 ];
 
+/// A memory figure of this process from /proc (`VmRSS:` now, `VmHWM:` peak), in MiB.
+pub fn memory_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 pub fn size(name: &str) -> Option<Size> {
     SIZES
         .iter()

@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
             let s = size(&name).with_context(|| format!("unknown size {name}"))?;
             let g =
                 bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
+            let generated = bulkhead_bench::memory_mib("VmRSS:");
             let started = Instant::now();
             let snapshot = bulkhead_k8s::load(
                 &[
@@ -167,10 +168,11 @@ fn main() -> anyhow::Result<()> {
                 &LoadOptions::default(),
             );
             println!(
-                "size {}{}: manifests loaded in {:.1} s (the loader's speed is the Speed issue's)",
+                "size {}{}: manifests loaded in {:.1} s (the loader's speed is the Speed issue's); resident {generated:.0} MiB with the generated text, peak {:.0} MiB after loading",
                 s.name,
                 if scattered_ips { ", scattered IPs" } else { "" },
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                peak_rss_mib()
             );
             if kernel {
                 bulkhead_bench::index_events::run(
@@ -285,19 +287,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    bulkhead_bench::memory_mib("VmHWM:")
 }
 
 fn secs(d: Duration) -> String {

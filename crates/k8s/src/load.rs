@@ -92,74 +92,82 @@ struct Loader<'o> {
 
 impl Loader<'_> {
     fn load_input(&mut self, input: &Input) {
-        for document in yaml_tree::parse_documents(&input.text) {
-            let document = match document {
-                Ok(d) => d,
-                Err(e) => {
-                    self.snapshot.diagnostics.push(at_span(
-                        input,
-                        codes::YAML_SYNTAX,
-                        e.span,
-                        format!("invalid YAML: {}", e.message),
-                        None,
-                    ));
-                    continue;
-                }
-            };
-            for (key, span) in &document.duplicate_keys {
+        yaml_tree::for_each_document(&input.text, |document| self.load_document(input, document));
+    }
+
+    fn load_document(
+        &mut self,
+        input: &Input,
+        document: Result<yaml_tree::Document, yaml_tree::SyntaxError>,
+    ) {
+        let document = match document {
+            Ok(d) => d,
+            Err(e) => {
                 self.snapshot.diagnostics.push(at_span(
                     input,
-                    codes::DUPLICATE_KEY,
-                    *span,
-                    format!("key {key:?} appears twice in the same mapping; kubectl rejects the document"),
+                    codes::YAML_SYNTAX,
+                    e.span,
+                    format!("invalid YAML: {}", e.message),
                     None,
                 ));
+                return;
             }
-            let Some(root) = &document.root else { continue };
-            let analysed_lines = self.load_object(input, root);
-            for surprise in &document.surprises {
-                if !analysed_lines
-                    .iter()
-                    .any(|(a, b)| (*a..=*b).contains(&surprise.span.line))
-                {
-                    continue;
-                }
-                let (code, message, help) = match surprise.kind {
-                    SurpriseKind::Boolean if surprise.text.len() == 1 => (
-                        codes::YAML11_BOOLEAN,
-                        format!(
-                            "{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string",
-                            surprise.text
-                        ),
-                        format!(
-                            "quote it (\"{}\") so every tool reads the same",
-                            surprise.text
-                        ),
-                    ),
-                    SurpriseKind::Boolean => (
-                        codes::YAML11_BOOLEAN,
-                        format!(
-                            "{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools",
-                            surprise.text
-                        ),
-                        format!("quote it (\"{}\") if you mean the string", surprise.text),
-                    ),
-                    SurpriseKind::Octal => (
-                        codes::YAML11_OCTAL,
-                        format!(
-                            "{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools",
-                            surprise.text
-                        ),
-                        format!(
-                            "write it without the leading zero ({})",
-                            surprise.text.trim_start_matches('0')
-                        ),
-                    ),
-                };
-                self.snapshot
-                    .diagnostics
-                    .push(at_span(input, code, surprise.span, message, None).with_help(help));
+        };
+        for (key, span) in &document.duplicate_keys {
+            self.snapshot.diagnostics.push(at_span(
+                input,
+                codes::DUPLICATE_KEY,
+                *span,
+                format!(
+                    "key {key:?} appears twice in the same mapping; kubectl rejects the document"
+                ),
+                None,
+            ));
+        }
+        let Some(root) = &document.root else { return };
+        let analysed_lines = self.load_object(input, root);
+        for surprise in &document.surprises {
+            if !analysed_lines
+                .iter()
+                .any(|(a, b)| (*a..=*b).contains(&surprise.span.line))
+            {
+                continue;
             }
+            let (code, message, help) = match surprise.kind {
+                SurpriseKind::Boolean if surprise.text.len() == 1 => (
+                    codes::YAML11_BOOLEAN,
+                    format!(
+                        "{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string",
+                        surprise.text
+                    ),
+                    format!(
+                        "quote it (\"{}\") so every tool reads the same",
+                        surprise.text
+                    ),
+                ),
+                SurpriseKind::Boolean => (
+                    codes::YAML11_BOOLEAN,
+                    format!(
+                        "{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools",
+                        surprise.text
+                    ),
+                    format!("quote it (\"{}\") if you mean the string", surprise.text),
+                ),
+                SurpriseKind::Octal => (
+                    codes::YAML11_OCTAL,
+                    format!(
+                        "{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools",
+                        surprise.text
+                    ),
+                    format!(
+                        "write it without the leading zero ({})",
+                        surprise.text.trim_start_matches('0')
+                    ),
+                ),
+            };
+            self.snapshot
+                .diagnostics
+                .push(at_span(input, code, surprise.span, message, None).with_help(help));
         }
     }
 

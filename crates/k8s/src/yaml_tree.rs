@@ -104,6 +104,52 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
     out
 }
 
+/// [`parse_documents`] a group at a time: documents are parsed (in parallel) in groups of
+/// about [`GROUP_BYTES`] of text and handed to `each` in order, so the trees held at once are
+/// those of one group, not of the whole input (300,000 NetworkPolicies in one file are
+/// 100 MB of text and several GB of trees). A `kubectl get -o yaml` list is one document and
+/// stays whole.
+pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, SyntaxError>)) {
+    let pieces: Vec<Piece> = split_documents(text)
+        .into_iter()
+        .filter(|p| {
+            let chunk = &text[p.start..p.end];
+            !(chunk.trim().is_empty() || is_only_comments(chunk))
+        })
+        .collect();
+    let mut rest = pieces.as_slice();
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let take = rest
+            .iter()
+            .take_while(|p| {
+                bytes += p.end - p.start;
+                bytes <= GROUP_BYTES
+            })
+            .count()
+            .max(1);
+        let (group, next) = rest.split_at(take);
+        rest = next;
+        let parsed: Vec<Result<Vec<Document>, SyntaxError>> = group
+            .par_iter()
+            .map(|piece| {
+                let chunk = &text[piece.start..piece.end];
+                parse_list_in_parallel(chunk, piece.first_line - 1, piece.start)
+                    .unwrap_or_else(|| parse_one(chunk, piece.first_line - 1, piece.start))
+            })
+            .collect();
+        for result in parsed {
+            match result {
+                Ok(docs) => docs.into_iter().for_each(|d| each(Ok(d))),
+                Err(e) => each(Err(e)),
+            }
+        }
+    }
+}
+
+/// The text parsed at once by [`for_each_document`].
+const GROUP_BYTES: usize = 4 << 20;
+
 /// `kubectl get -o yaml` prints one document with thousands of `items:` at column 0. Each item
 /// (`- ` at column 0 up to the next) is valid YAML on its own, so the items are parsed in
 /// parallel and put back into the skeleton of the document, parsed with the items blanked out
