@@ -117,22 +117,30 @@ impl<'c> Pipeline<'c> {
             oa.total_cmp(&ob).then_with(|| a.name.cmp(&b.name))
         });
         let tier_of = |name: &str| tiers.iter().position(|t| t.name == name).unwrap_or(0);
-        let mut policies: Vec<PolicyEntry<'c>> = enforced
+        // The name key is built once per policy, not per comparison (300k policies: n log n
+        // string formats were a tenth of `check`).
+        let mut keyed: Vec<(PolicyEntry<'c>, String)> = enforced
             .into_iter()
-            .map(|p| PolicyEntry {
-                policy: p,
-                tier: tier_of(&p.tier),
+            .map(|p| {
+                (
+                    PolicyEntry {
+                        policy: p,
+                        tier: tier_of(&p.tier),
+                    },
+                    sort_key(p),
+                )
             })
             .collect();
-        policies.sort_by(|a, b| {
+        keyed.sort_by(|(a, a_key), (b, b_key)| {
             a.tier
                 .cmp(&b.tier)
                 .then_with(|| {
                     let order = |e: &PolicyEntry<'_>| e.policy.order.unwrap_or(f64::INFINITY);
                     order(a).total_cmp(&order(b))
                 })
-                .then_with(|| sort_key(a.policy).cmp(&sort_key(b.policy)))
+                .then_with(|| a_key.cmp(b_key))
         });
+        let policies: Vec<PolicyEntry<'c>> = keyed.into_iter().map(|(e, _)| e).collect();
         // Namespaced policies only ever select pods of their namespace: index them so selection
         // costs (policies of the namespace + cluster-scoped policies) per pod, not all policies.
         let mut by_namespace: std::collections::HashMap<String, Vec<usize>> =

@@ -57,6 +57,7 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
         snapshot: Snapshot::default(),
         seen: HashMap::new(),
         workloads: WorkloadIndex::default(),
+        list_part: 0,
     };
     for input in inputs {
         loader.load_input(input);
@@ -88,6 +89,9 @@ struct Loader<'o> {
     /// (group, kind, namespace, name) -> where it was first defined.
     seen: HashMap<(String, String, String, String), SourceLocation>,
     workloads: WorkloadIndex,
+    /// The part of a long list the document being loaded is (`Document::list_part`): the
+    /// list itself is counted once.
+    list_part: usize,
 }
 
 impl Loader<'_> {
@@ -125,6 +129,7 @@ impl Loader<'_> {
             ));
         }
         let Some(root) = &document.root else { return };
+        self.list_part = document.list_part;
         let analysed_lines = self.load_object(input, root);
         for surprise in &document.surprises {
             if !analysed_lines
@@ -206,13 +211,16 @@ impl Loader<'_> {
             .rsplit_once('/')
             .map_or("", |(g, _)| g)
             .to_string();
-        *self
-            .snapshot
-            .object_counts
-            .entry(kind.to_string())
-            .or_default() += 1;
-
-        if kind == "List" || (kind.ends_with("List") && node.get("items").is_some()) {
+        let is_list = kind == "List" || (kind.ends_with("List") && node.get("items").is_some());
+        let continued = std::mem::take(&mut self.list_part) > 0;
+        if !(continued && is_list) {
+            *self
+                .snapshot
+                .object_counts
+                .entry(kind.to_string())
+                .or_default() += 1;
+        }
+        if is_list {
             return self.load_list(input, node);
         }
         let bytes = byte_extent(node);

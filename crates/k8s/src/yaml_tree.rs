@@ -73,6 +73,9 @@ pub struct Document {
     pub root: Option<Node>,
     pub surprises: Vec<Yaml11Surprise>,
     pub duplicate_keys: Vec<(String, Span)>,
+    /// A long list handed over in parts ([`for_each_document`]): 0 for a whole document or the
+    /// first part, then 1, 2, ... (each part is the list's skeleton with some of its items).
+    pub list_part: usize,
 }
 
 /// Parses every document in `text`. A document with a syntax error yields `Err` and does not
@@ -118,7 +121,14 @@ pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, Synta
         })
         .collect();
     let mut rest = pieces.as_slice();
-    while !rest.is_empty() {
+    while let Some(piece) = rest.first() {
+        let chunk = &text[piece.start..piece.end];
+        if chunk.len() > GROUP_BYTES
+            && stream_list(chunk, piece.first_line - 1, piece.start, &mut each)
+        {
+            rest = &rest[1..];
+            continue;
+        }
         let mut bytes = 0;
         let take = rest
             .iter()
@@ -160,92 +170,211 @@ fn parse_list_in_parallel(
     line_offset: usize,
     byte_offset: usize,
 ) -> Option<Result<Vec<Document>, SyntaxError>> {
-    const MIN_ITEMS_BYTES: usize = 256 * 1024;
-    if chunk.len() < MIN_ITEMS_BYTES || chunk.contains('&') && chunk.contains('*') {
-        return None;
-    }
-    // Find the `items:` line at column 0 and the column-0 `- ` lines that follow it.
-    let mut offset = 0;
-    let mut items_start = None;
-    let mut starts: Vec<(usize, usize)> = Vec::new();
-    let mut end = chunk.len();
-    for (line_no, line) in chunk.split_inclusive('\n').enumerate() {
-        let content = line.trim_end_matches(['\n', '\r']);
-        if items_start.is_none() {
-            if content == "items:" {
-                items_start = Some(offset + line.len());
-            }
-        } else if content.starts_with("- ") || content == "-" {
-            starts.push((offset, line_no));
-        } else if !content.is_empty() && !content.starts_with(' ') && !content.starts_with('#') {
-            end = offset;
-            break;
-        }
-        offset += line.len();
-    }
-    let first = items_start?;
-    if starts.len() < 2 || starts[0].0 != first {
-        return None;
-    }
-    let items: Vec<Result<Vec<Document>, SyntaxError>> = starts
-        .par_iter()
-        .enumerate()
-        .map(|(k, &(start, line))| {
-            let stop = starts.get(k + 1).map_or(end, |s| s.0);
-            parse_one(&chunk[start..stop], line_offset + line, byte_offset + start)
-        })
-        .collect();
-    let mut nodes = Vec::with_capacity(items.len());
-    let mut surprises = Vec::new();
-    let mut duplicate_keys = Vec::new();
-    for item in items {
-        let mut docs = item.ok()?;
-        if docs.len() != 1 {
-            return None;
-        }
-        let doc = docs.pop()?;
-        match doc.root {
-            Some(Node {
-                value: Value::Sequence(mut seq),
-                ..
-            }) if seq.len() == 1 => nodes.push(seq.pop()?),
-            _ => return None,
-        }
-        surprises.extend(doc.surprises);
-        duplicate_keys.extend(doc.duplicate_keys);
-    }
-    let mut skeleton = String::with_capacity(chunk.len());
-    skeleton.push_str(&chunk[..first]);
-    skeleton.extend(
-        chunk[first..end]
-            .chars()
-            .map(|c| if c == '\n' { '\n' } else { ' ' }),
-    );
-    skeleton.push_str(&chunk[end..]);
-    let mut docs = match parse_one(&skeleton, line_offset, byte_offset) {
-        Ok(d) if d.len() == 1 => d,
-        _ => return None,
-    };
-    let doc = docs.first_mut()?;
-    let Some(Node {
-        value: Value::Mapping(entries),
-        ..
-    }) = doc.root.as_mut()
-    else {
-        return None;
-    };
-    let entry = entries.iter_mut().find(|e| e.key == "items")?;
-    if entry.value.value != Value::Null {
-        return None;
-    }
-    let span = nodes.first().map_or(entry.value.span, |n| n.span);
-    entry.value = Node {
-        value: Value::Sequence(nodes),
-        span,
-    };
+    let layout = ListLayout::find(chunk)?;
+    let (nodes, surprises, duplicate_keys) =
+        layout.parse_items(chunk, 0..layout.starts.len(), line_offset, byte_offset)?;
+    let mut doc = layout.skeleton(chunk, line_offset, byte_offset)?;
+    layout.fill(&mut doc, nodes)?;
     doc.surprises.extend(surprises);
     doc.duplicate_keys.extend(duplicate_keys);
-    Some(Ok(docs))
+    Some(Ok(vec![doc]))
+}
+
+/// Where the column-0 items of a `kubectl get -o yaml` list are in its text.
+struct ListLayout {
+    /// Byte offset just after the `items:` line.
+    first: usize,
+    /// Byte offset and line number (in the chunk) of each item's `- ` line.
+    starts: Vec<(usize, usize)>,
+    /// Byte offset where the items end.
+    end: usize,
+}
+
+type ParsedItems = (Vec<Node>, Vec<Yaml11Surprise>, Vec<(String, Span)>);
+
+impl ListLayout {
+    /// `None` for a document too small to be worth it, with anchors and aliases, or of
+    /// another shape.
+    fn find(chunk: &str) -> Option<Self> {
+        const MIN_ITEMS_BYTES: usize = 256 * 1024;
+        if chunk.len() < MIN_ITEMS_BYTES || chunk.contains('&') && chunk.contains('*') {
+            return None;
+        }
+        // Find the `items:` line at column 0 and the column-0 `- ` lines that follow it.
+        let mut offset = 0;
+        let mut items_start = None;
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut end = chunk.len();
+        for (line_no, line) in chunk.split_inclusive('\n').enumerate() {
+            let content = line.trim_end_matches(['\n', '\r']);
+            if items_start.is_none() {
+                if content == "items:" {
+                    items_start = Some(offset + line.len());
+                }
+            } else if content.starts_with("- ") || content == "-" {
+                starts.push((offset, line_no));
+            } else if !content.is_empty() && !content.starts_with(' ') && !content.starts_with('#')
+            {
+                end = offset;
+                break;
+            }
+            offset += line.len();
+        }
+        let first = items_start?;
+        if starts.len() < 2 || starts[0].0 != first {
+            return None;
+        }
+        Some(Self { first, starts, end })
+    }
+
+    /// The items `range`, each parsed on its own (in parallel); `None` if any does not parse
+    /// as exactly one item.
+    fn parse_items(
+        &self,
+        chunk: &str,
+        range: std::ops::Range<usize>,
+        line_offset: usize,
+        byte_offset: usize,
+    ) -> Option<ParsedItems> {
+        let items: Vec<Result<Vec<Document>, SyntaxError>> = self.starts[range.clone()]
+            .par_iter()
+            .enumerate()
+            .map(|(k, &(start, line))| {
+                let stop = self
+                    .starts
+                    .get(range.start + k + 1)
+                    .map_or(self.end, |s| s.0);
+                parse_one(&chunk[start..stop], line_offset + line, byte_offset + start)
+            })
+            .collect();
+        let mut nodes = Vec::with_capacity(items.len());
+        let mut surprises = Vec::new();
+        let mut duplicate_keys = Vec::new();
+        for item in items {
+            let mut docs = item.ok()?;
+            if docs.len() != 1 {
+                return None;
+            }
+            let doc = docs.pop()?;
+            match doc.root {
+                Some(Node {
+                    value: Value::Sequence(mut seq),
+                    ..
+                }) if seq.len() == 1 => nodes.push(seq.pop()?),
+                _ => return None,
+            }
+            surprises.extend(doc.surprises);
+            duplicate_keys.extend(doc.duplicate_keys);
+        }
+        Some((nodes, surprises, duplicate_keys))
+    }
+
+    /// The document with its items blanked out (same length, so every line and byte offset
+    /// stays true); its `items` is null until [`ListLayout::fill`].
+    fn skeleton(&self, chunk: &str, line_offset: usize, byte_offset: usize) -> Option<Document> {
+        let mut skeleton = String::with_capacity(chunk.len());
+        skeleton.push_str(&chunk[..self.first]);
+        skeleton.extend(
+            chunk[self.first..self.end]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' }),
+        );
+        skeleton.push_str(&chunk[self.end..]);
+        let mut docs = match parse_one(&skeleton, line_offset, byte_offset) {
+            Ok(d) if d.len() == 1 => d,
+            _ => return None,
+        };
+        let doc = docs.pop()?;
+        let Some(Node {
+            value: Value::Mapping(entries),
+            ..
+        }) = doc.root.as_ref()
+        else {
+            return None;
+        };
+        let entry = entries.iter().find(|e| e.key == "items")?;
+        (entry.value.value == Value::Null).then_some(doc)
+    }
+
+    /// Puts `nodes` in as the skeleton's items.
+    fn fill(&self, doc: &mut Document, nodes: Vec<Node>) -> Option<()> {
+        let Some(Node {
+            value: Value::Mapping(entries),
+            ..
+        }) = doc.root.as_mut()
+        else {
+            return None;
+        };
+        let entry = entries.iter_mut().find(|e| e.key == "items")?;
+        let span = nodes.first().map_or(entry.value.span, |n| n.span);
+        entry.value = Node {
+            value: Value::Sequence(nodes),
+            span,
+        };
+        Some(())
+    }
+}
+
+/// Hands a long list to `each` in parts of about [`GROUP_BYTES`] of items, each part the
+/// list's skeleton with its items. Returns false (nothing handed over) when the list cannot be
+/// read this way; an item that does not parse after parts were handed over ends the list with
+/// the document's syntax error.
+fn stream_list(
+    chunk: &str,
+    line_offset: usize,
+    byte_offset: usize,
+    each: &mut impl FnMut(Result<Document, SyntaxError>),
+) -> bool {
+    let Some(layout) = ListLayout::find(chunk) else {
+        return false;
+    };
+    let Some(skeleton) = layout.skeleton(chunk, line_offset, byte_offset) else {
+        return false;
+    };
+    let mut part = 0;
+    let mut from = 0;
+    while from < layout.starts.len() {
+        let base = layout.starts[from].0;
+        let mut to = from + 1;
+        while to < layout.starts.len() && layout.starts[to].0 - base < GROUP_BYTES {
+            to += 1;
+        }
+        let Some((nodes, surprises, duplicate_keys)) =
+            layout.parse_items(chunk, from..to, line_offset, byte_offset)
+        else {
+            if part == 0 {
+                return false;
+            }
+            // The whole document's parse names the error where a reader expects it.
+            if let Err(e) = parse_one(chunk, line_offset, byte_offset) {
+                each(Err(e));
+            }
+            return true;
+        };
+        let mut doc = Document {
+            root: skeleton.root.clone(),
+            surprises: if part == 0 {
+                skeleton.surprises.clone()
+            } else {
+                Vec::new()
+            },
+            duplicate_keys: if part == 0 {
+                skeleton.duplicate_keys.clone()
+            } else {
+                Vec::new()
+            },
+            list_part: part,
+        };
+        if layout.fill(&mut doc, nodes).is_none() {
+            return part > 0;
+        }
+        doc.surprises.extend(surprises);
+        doc.duplicate_keys.extend(duplicate_keys);
+        each(Ok(doc));
+        part += 1;
+        from = to;
+    }
+    true
 }
 
 fn is_only_comments(chunk: &str) -> bool {
@@ -387,6 +516,7 @@ fn parse_one(
             }
             Event::DocumentEnd => {
                 documents.push(Document {
+                    list_part: 0,
                     root: root.take(),
                     surprises: std::mem::take(&mut builder.surprises),
                     duplicate_keys: std::mem::take(&mut builder.duplicate_keys),
@@ -702,6 +832,34 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_longer_than_a_group_is_handed_over_in_parts_with_every_item() {
+        let mut text = String::from("apiVersion: v1\nkind: List\nitems:\n");
+        let items = 2 * GROUP_BYTES / 60 + 10;
+        for i in 0..items {
+            text.push_str(&format!(
+                "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: c{i:08}}}\n"
+            ));
+        }
+        let mut parts = Vec::new();
+        let mut seen = 0;
+        for_each_document(&text, |d| {
+            let d = d.expect("parses");
+            let root = d.root.expect("a root");
+            assert_eq!(root.get("kind").and_then(Node::as_str), Some("List"));
+            if let Some(Value::Sequence(list)) = root.get("items").map(|n| &n.value) {
+                // Each item keeps its own line in the whole text.
+                let first = &list[0];
+                assert_eq!(first.span.line, 4 + seen * 3);
+                seen += list.len();
+            }
+            parts.push(d.list_part);
+        });
+        assert!(parts.len() >= 2, "{parts:?}");
+        assert_eq!(parts, (0..parts.len()).collect::<Vec<_>>());
+        assert_eq!(seen, items);
+    }
 
     fn one(text: &str) -> Document {
         let mut docs = parse_documents(text);

@@ -176,8 +176,12 @@ impl Cluster {
             .collect();
         referenced.sort();
         referenced.dedup();
+        // Looked up in a set of the defined ones: the vector is unsorted while it grows, and
+        // a search of it per referenced namespace was quadratic.
+        let defined: std::collections::HashSet<String> =
+            self.namespaces.iter().map(|n| n.name.clone()).collect();
         for name in referenced {
-            if self.namespace(&name).is_none() {
+            if !defined.contains(&name) {
                 self.namespaces.push(Namespace {
                     labels: Labels::from([(METADATA_NAME_LABEL.to_string(), name.clone())]),
                     name,
