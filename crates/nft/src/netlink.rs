@@ -382,6 +382,9 @@ fn netfilter_message(
     out
 }
 
+/// The largest batch sent as one datagram (below the default socket send buffer).
+const MAX_BATCH_BYTES: usize = 192 * 1024;
+
 /// The most elements one message carries (a message stays far below the socket's limits).
 const ELEMENTS_PER_MESSAGE: usize = 512;
 
@@ -483,6 +486,14 @@ impl NfTables {
             &[],
         ));
         let last = sequence;
+        // One batch is one datagram, bounded by the socket's send buffer (212,992 bytes by
+        // default): a larger change goes to nft, which is not bounded so.
+        if batch.len() > MAX_BATCH_BYTES {
+            return Err(ElementsError::Unsupported(format!(
+                "a batch of {} bytes (more than {MAX_BATCH_BYTES})",
+                batch.len()
+            )));
+        }
         self.sequence = last;
         self.socket.send(&batch, 0).map_err(NetlinkError::from)?;
         // The kernel answers a batch's messages in order; a generation request sent after it

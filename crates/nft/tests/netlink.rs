@@ -258,6 +258,27 @@ fn set_elements_written_over_netlink_equal_what_nft_writes() {
         before,
         "a refused batch changes nothing"
     );
+    // A change too large for one datagram is refused before anything is sent (the agent then
+    // writes it with nft).
+    let huge = vec![SetChange {
+        name: "a4".into(),
+        removed: Vec::new(),
+        added: (0..20_000u32)
+            .map(|i| {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0xac10_0000 + 2 * i));
+                bulkhead_nft::delta::Element::Addr(ip, ip)
+            })
+            .collect(),
+    }];
+    let refused = kernel.write_elements("bulkhead", &huge);
+    assert!(
+        matches!(
+            refused,
+            Err(bulkhead_nft::netlink::ElementsError::Unsupported(_))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(listing("bulkhead", "a4"), before);
     nft("delete table inet bulkhead\n");
 }
 
