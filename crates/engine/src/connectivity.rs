@@ -190,7 +190,9 @@ impl Engine<'_> {
         }
         let mut out = Vec::new();
         for (name_g, members) in &groups {
-            let g_as_destination = names.iter().position(|n| *n == name_g);
+            // `names` are the keys of a BTreeMap, so sorted (a scan per group was quadratic
+            // in the workloads).
+            let g_as_destination = names.binary_search(&name_g).ok();
             // Destination group -> per protocol (union, intersection of present pairs, pairs
             // present with a non-empty set); pairs absent from the rows allow nothing.
             let mut acc: BTreeMap<usize, [Accumulated; 3]> = BTreeMap::new();
