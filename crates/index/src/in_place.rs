@@ -126,23 +126,10 @@ pub(crate) fn update(
     Some(next)
 }
 
-/// The program rules of this node's pods, by key, in a cluster of what they need.
-fn rules_of(
-    last: &LastCompile,
-    index: &Index,
-    arrived: Vec<bulkhead_model::Pod>,
-) -> Option<HashMap<RuleKey, ProgramRule>> {
-    let mut mini = Cluster::default();
-    for key in &last.local {
-        mini.pods.push(pod_of(index.get(key))?.clone());
-    }
-    mini.pods.extend(arrived);
-    for key in &last.policies {
-        match index.get(key) {
-            Some(Object::Policy(p)) => mini.policies.push(p.clone()),
-            _ => return None,
-        }
-    }
+/// Adds to a small cluster of pods and policies what the engine reads beside them: every tier
+/// and network set, and the namespaces and service accounts of the namespaces involved; then
+/// finishes it.
+fn complete(mini: &mut Cluster, index: &Index) {
     for object in index.objects_of_kind(ObjectKind::Tier, None) {
         if let Object::Tier(t) = object {
             mini.tiers.push(t.clone());
@@ -176,6 +163,26 @@ fn rules_of(
         }
     }
     mini.finish();
+}
+
+/// The program rules of this node's pods, by key, in a cluster of what they need.
+fn rules_of(
+    last: &LastCompile,
+    index: &Index,
+    arrived: Vec<bulkhead_model::Pod>,
+) -> Option<HashMap<RuleKey, ProgramRule>> {
+    let mut mini = Cluster::default();
+    for key in &last.local {
+        mini.pods.push(pod_of(index.get(key))?.clone());
+    }
+    mini.pods.extend(arrived);
+    for key in &last.policies {
+        match index.get(key) {
+            Some(Object::Policy(p)) => mini.policies.push(p.clone()),
+            _ => return None,
+        }
+    }
+    complete(&mut mini, index);
     let engine = Engine::new(&mini, last.engine);
     let mut rules = HashMap::new();
     for (i, pod) in mini.pods.iter().enumerate() {
@@ -435,39 +442,7 @@ pub(crate) fn update_policies(
             }
         }
     }
-    for object in index.objects_of_kind(ObjectKind::Tier, None) {
-        if let Object::Tier(t) = object {
-            mini.tiers.push(t.clone());
-        }
-    }
-    for object in index.objects_of_kind(ObjectKind::NetworkSet, None) {
-        if let Object::NetworkSet(s) = object {
-            mini.network_sets.push(s.clone());
-        }
-    }
-    let namespaces: BTreeSet<String> = mini
-        .pods
-        .iter()
-        .map(|p| p.namespace.clone())
-        .chain(mini.policies.iter().filter_map(|p| p.namespace.clone()))
-        .chain(mini.network_sets.iter().filter_map(|s| s.namespace.clone()))
-        .collect();
-    for ns in &namespaces {
-        let key = ObjectKey {
-            kind: ObjectKind::Namespace,
-            namespace: None,
-            name: ns.clone(),
-        };
-        if let Some(Object::Namespace(n)) = index.get(&key) {
-            mini.namespaces.push(n.clone());
-        }
-        for object in index.objects_of_kind(ObjectKind::ServiceAccount, Some(ns)) {
-            if let Object::ServiceAccount(s) = object {
-                mini.service_accounts.push(s.clone());
-            }
-        }
-    }
-    mini.finish();
+    complete(&mut mini, index);
     // The semantics follow the policy kinds; a Kubernetes NetworkPolicy changes them only
     // when it is staged, which is refused above.
     let engine = Engine::new(&mini, last.engine);

@@ -158,16 +158,20 @@ proptest! {
     }
 }
 
-/// 600 policy-heavy events from a fixed seed: policy edits are made in place too.
-#[test]
-fn policy_heavy_events_in_place_or_compiled_equal_a_fresh_compile() {
+/// `count` events of `events` from a fixed seed on a cluster with (or without) ANP and Calico
+/// objects; returns how many were made in place.
+fn long_sequence(
+    events: impl Strategy<Value = Event>,
+    count: usize,
+    other_apis: bool,
+) -> (usize, usize) {
     use proptest::strategy::ValueTree as _;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let initial = random_cluster::cluster_strategy(false, false)
+    let initial = random_cluster::cluster_strategy(other_apis, other_apis)
         .new_tree(&mut runner)
         .expect("cluster")
         .current();
-    let events = proptest::collection::vec(cluster_events::policy_heavy_event_strategy(), 600)
+    let events = proptest::collection::vec(events, count)
         .new_tree(&mut runner)
         .expect("events")
         .current();
@@ -178,42 +182,29 @@ fn policy_heavy_events_in_place_or_compiled_equal_a_fresh_compile() {
         next_policy: 0,
     };
     let in_place = follow(state, &events).unwrap_or_else(|e| panic!("{e}"));
-    println!(
-        "{} policy-heavy events, {in_place} made in place",
-        events.len()
-    );
+    (in_place, events.len())
+}
+
+/// 600 policy-heavy events: policy edits are made in place too.
+#[test]
+fn policy_heavy_events_in_place_or_compiled_equal_a_fresh_compile() {
+    let (in_place, total) =
+        long_sequence(cluster_events::policy_heavy_event_strategy(), 600, false);
+    println!("{total} policy-heavy events, {in_place} made in place");
     assert!(
-        in_place >= events.len() / 5,
-        "only {in_place} of {} were made in place",
-        events.len()
+        in_place >= total / 5,
+        "only {in_place} of {total} were made in place"
     );
 }
 
-/// One long sequence (1,200 events) from a fixed seed: many steps are made in place.
+/// One long sequence (1,200 events): many steps are made in place.
 #[test]
 fn a_thousand_events_in_place_or_compiled_equal_a_fresh_compile() {
-    use proptest::strategy::ValueTree as _;
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let initial = random_cluster::cluster_strategy(true, true)
-        .new_tree(&mut runner)
-        .expect("cluster")
-        .current();
-    let events = proptest::collection::vec(cluster_events::pod_heavy_event_strategy(), 1200)
-        .new_tree(&mut runner)
-        .expect("events")
-        .current();
-    let state = State {
-        cluster: initial,
-        audit: BTreeSet::new(),
-        next_pod: 0,
-        next_policy: 0,
-    };
-    let in_place = follow(state, &events).unwrap_or_else(|e| panic!("{e}"));
-    println!("{} events, {in_place} made in place", events.len());
+    let (in_place, total) = long_sequence(cluster_events::pod_heavy_event_strategy(), 1200, true);
+    println!("{total} events, {in_place} made in place");
     assert!(
-        in_place >= events.len() / 4,
-        "pods of the other node are most events; only {in_place} of {} were made in place",
-        events.len()
+        in_place >= total / 4,
+        "pods of the other node are most events; only {in_place} of {total} were made in place"
     );
 }
 

@@ -82,13 +82,7 @@ pub struct Document {
 /// stop the documents after it: the text is cut at `---` lines first, which YAML forbids inside
 /// any node, so each piece parses on its own.
 pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
-    let pieces: Vec<Piece> = split_documents(text)
-        .into_iter()
-        .filter(|p| {
-            let chunk = &text[p.start..p.end];
-            !(chunk.trim().is_empty() || is_only_comments(chunk))
-        })
-        .collect();
+    let pieces = pieces(text);
     let parsed: Vec<Result<Vec<Document>, SyntaxError>> = pieces
         .par_iter()
         .map(|piece| {
@@ -113,13 +107,7 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
 /// 100 MB of text and several GB of trees). A `kubectl get -o yaml` list is one document and
 /// stays whole.
 pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, SyntaxError>)) {
-    let pieces: Vec<Piece> = split_documents(text)
-        .into_iter()
-        .filter(|p| {
-            let chunk = &text[p.start..p.end];
-            !(chunk.trim().is_empty() || is_only_comments(chunk))
-        })
-        .collect();
+    let pieces = pieces(text);
     let mut rest = pieces.as_slice();
     while let Some(piece) = rest.first() {
         let chunk = &text[piece.start..piece.end];
@@ -155,6 +143,17 @@ pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, Synta
             }
         }
     }
+}
+
+/// The documents of `text` cut at `---` lines, without the empty and comment-only ones.
+fn pieces(text: &str) -> Vec<Piece> {
+    split_documents(text)
+        .into_iter()
+        .filter(|p| {
+            let chunk = &text[p.start..p.end];
+            !(chunk.trim().is_empty() || is_only_comments(chunk))
+        })
+        .collect()
 }
 
 /// The text parsed at once by [`for_each_document`].

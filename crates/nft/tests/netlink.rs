@@ -284,36 +284,7 @@ fn set_elements_written_over_netlink_equal_what_nft_writes() {
 
 #[test]
 fn generation_and_fingerprint_follow_changes_to_the_table_only() {
-    if std::env::var_os(INSIDE).is_none() {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let tools = Command::new("nft").arg("--version").output().is_ok()
-            && Command::new("unshare").arg("--version").output().is_ok();
-        if !(root && tools) {
-            assert!(
-                std::env::var_os("BULKHEAD_REQUIRE_PRIVILEGED").is_none(),
-                "root, nft and unshare are required (BULKHEAD_REQUIRE_PRIVILEGED is set)"
-            );
-            eprintln!("SKIPPED: needs root, nft and unshare");
-            return;
-        }
-        let status = Command::new("unshare")
-            .arg("--net")
-            .arg(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "generation_and_fingerprint_follow_changes_to_the_table_only",
-                "--nocapture",
-            ])
-            .env(INSIDE, "1")
-            .status()
-            .expect("unshare");
-        assert!(
-            status.success(),
-            "the test inside the network namespace failed"
-        );
+    if !inside_own_netns("generation_and_fingerprint_follow_changes_to_the_table_only") {
         return;
     }
 
