@@ -10,13 +10,11 @@ mod random_cluster;
 
 use bulkhead_engine::{Engine, EngineOptions};
 use bulkhead_index::{Commit, Event as IndexEvent, Index, NodeView, objects_of};
-use bulkhead_model::{Cluster, Protocol};
-use bulkhead_nft::interpret::Packet;
+use bulkhead_model::Cluster;
 use bulkhead_nft::render::render;
 use bulkhead_nft::{CompileOptions, Enforcement, Ruleset, compile};
-use cluster_events::{Event, NODES, State, apply_event};
+use cluster_events::{Event, NODES, State, apply_event, verdicts};
 use proptest::prelude::*;
-use random_cluster::PORTS;
 use std::collections::{BTreeMap, BTreeSet};
 
 const NODE: &str = NODES[0];
@@ -39,28 +37,6 @@ fn options(cluster: &Cluster, audit: &BTreeSet<String>) -> CompileOptions {
 fn fresh(cluster: &Cluster, audit: &BTreeSet<String>) -> Ruleset {
     let engine = Engine::new(cluster, EngineOptions::for_cluster(cluster));
     compile(&engine, &options(cluster, audit)).0
-}
-
-/// Packets between every pair of pods on the sampled ports.
-fn verdicts(ruleset: &Ruleset, cluster: &Cluster) -> Vec<bool> {
-    let mut out = Vec::new();
-    for a in &cluster.pods {
-        for b in &cluster.pods {
-            for port in PORTS {
-                out.push(ruleset.allows(&Packet {
-                    iif: Some(format!("v-{}", a.name)),
-                    oif: Some(format!("v-{}", b.name)),
-                    src: a.ips[0],
-                    dst: b.ips[0],
-                    protocol: Protocol::Tcp,
-                    dport: Some(port),
-                    icmp: None,
-                    dst_local: false,
-                }));
-            }
-        }
-    }
-    out
 }
 
 /// Follows `events` through the index and the node view; returns how many steps were made in

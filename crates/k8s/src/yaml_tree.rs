@@ -85,11 +85,7 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
     let pieces = pieces(text);
     let parsed: Vec<Result<Vec<Document>, SyntaxError>> = pieces
         .par_iter()
-        .map(|piece| {
-            let chunk = &text[piece.start..piece.end];
-            parse_list_in_parallel(chunk, piece.first_line - 1, piece.start)
-                .unwrap_or_else(|| parse_one(chunk, piece.first_line - 1, piece.start))
-        })
+        .map(|piece| parse_piece(text, piece))
         .collect();
     let mut out = Vec::new();
     for result in parsed {
@@ -130,11 +126,7 @@ pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, Synta
         rest = next;
         let parsed: Vec<Result<Vec<Document>, SyntaxError>> = group
             .par_iter()
-            .map(|piece| {
-                let chunk = &text[piece.start..piece.end];
-                parse_list_in_parallel(chunk, piece.first_line - 1, piece.start)
-                    .unwrap_or_else(|| parse_one(chunk, piece.first_line - 1, piece.start))
-            })
+            .map(|piece| parse_piece(text, piece))
             .collect();
         for result in parsed {
             match result {
@@ -143,6 +135,13 @@ pub fn for_each_document(text: &str, mut each: impl FnMut(Result<Document, Synta
             }
         }
     }
+}
+
+/// One piece of `text`: a long list with its items in parallel, anything else as a whole.
+fn parse_piece(text: &str, piece: &Piece) -> Result<Vec<Document>, SyntaxError> {
+    let chunk = &text[piece.start..piece.end];
+    parse_list_in_parallel(chunk, piece.first_line - 1, piece.start)
+        .unwrap_or_else(|| parse_one(chunk, piece.first_line - 1, piece.start))
 }
 
 /// The documents of `text` cut at `---` lines, without the empty and comment-only ones.

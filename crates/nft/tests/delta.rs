@@ -10,14 +10,13 @@ mod cluster_events;
 mod random_cluster;
 
 use bulkhead_engine::{Engine, EngineOptions};
-use bulkhead_model::{Cluster, Protocol};
+use bulkhead_model::Cluster;
 use bulkhead_nft::delta::Transaction;
-use bulkhead_nft::interpret::Packet;
 use bulkhead_nft::render::render;
 use bulkhead_nft::{CompileOptions, Ruleset, compile};
-use cluster_events::{Event, NODES, State, apply_event, event_strategy, new_pod};
+use cluster_events::{Event, NODES, State, apply_event, event_strategy, new_pod, verdicts};
 use proptest::prelude::*;
-use random_cluster::{NAMESPACES, PORTS};
+use random_cluster::NAMESPACES;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The full compile of every node, each pod on its own interface.
@@ -55,28 +54,6 @@ fn compile_all(cluster: &Cluster, audit: &BTreeSet<String>, calico: bool) -> Vec
             .0
         })
         .collect()
-}
-
-/// Packets between every pair of addresses the steps use, on the sampled ports.
-fn verdicts(ruleset: &Ruleset, cluster: &Cluster) -> Vec<bool> {
-    let mut out = Vec::new();
-    for a in &cluster.pods {
-        for b in &cluster.pods {
-            for port in PORTS {
-                out.push(ruleset.allows(&Packet {
-                    iif: Some(format!("v-{}", a.name)),
-                    oif: Some(format!("v-{}", b.name)),
-                    src: a.ips[0],
-                    dst: b.ips[0],
-                    protocol: Protocol::Tcp,
-                    dport: Some(port),
-                    icmp: None,
-                    dst_local: false,
-                }));
-            }
-        }
-    }
-    out
 }
 
 proptest! {

@@ -189,3 +189,26 @@ pub fn policy_heavy_event_strategy() -> impl Strategy<Value = Event> {
         1 => event_strategy(),
     ]
 }
+
+/// Packets between every pair of pods on the sampled ports, through the interpreter, each pod
+/// on its own interface `v-NAME`.
+pub fn verdicts(ruleset: &bulkhead_nft::Ruleset, cluster: &Cluster) -> Vec<bool> {
+    let mut out = Vec::new();
+    for a in &cluster.pods {
+        for b in &cluster.pods {
+            for port in crate::random_cluster::PORTS {
+                out.push(ruleset.allows(&bulkhead_nft::interpret::Packet {
+                    iif: Some(format!("v-{}", a.name)),
+                    oif: Some(format!("v-{}", b.name)),
+                    src: a.ips[0],
+                    dst: b.ips[0],
+                    protocol: bulkhead_model::Protocol::Tcp,
+                    dport: Some(port),
+                    icmp: None,
+                    dst_local: false,
+                }));
+            }
+        }
+    }
+    out
+}
