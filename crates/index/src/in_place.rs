@@ -232,11 +232,6 @@ fn update_sets(
             }
         }
     }
-    let current: HashMap<&str, &SetData> = committed
-        .sets
-        .iter()
-        .map(|s| (s.name.as_str(), &s.data))
-        .collect();
     let mut out = BTreeMap::new();
     for (recipe, name) in &last.report.recipes {
         let rule = rules.get(&recipe.rule)?;
@@ -248,7 +243,7 @@ fn update_sets(
         if ips.is_empty() {
             continue;
         }
-        let old = current.get(name.as_str())?;
+        let old = &committed.set(name)?.data;
         let new = match (recipe.part, old) {
             (RulePart::Remote | RulePart::RemoteNot, SetData::Addr4(old) | SetData::Addr6(old)) => {
                 let ranges = if recipe.part == RulePart::Remote {
@@ -283,7 +278,7 @@ fn update_sets(
             }
             _ => return None,
         };
-        if new != **old {
+        if new != *old {
             out.insert(name.clone(), new);
         }
     }
@@ -471,15 +466,10 @@ pub(crate) fn update_policies(
     if unchanged_before != unchanged_now {
         return None;
     }
-    let held: HashMap<&str, &SetData> = committed
-        .sets
-        .iter()
-        .map(|s| (s.name.as_str(), &s.data))
-        .collect();
     let unchanged_sets: BTreeSet<&str> = unchanged_now.values().map(|n| n.as_str()).collect();
     for set in &mut ruleset.sets {
         if unchanged_sets.contains(set.name.as_str()) {
-            set.data = (*held.get(set.name.as_str())?).clone();
+            set.data = committed.set(&set.name)?.data.clone();
         }
     }
     let compiled = LastCompile {

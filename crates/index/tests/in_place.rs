@@ -5,6 +5,8 @@
 
 #[path = "../../engine/tests/support/cluster_events.rs"]
 mod cluster_events;
+#[path = "../../nft/tests/support/own_netns.rs"]
+mod own_netns;
 #[path = "../../engine/tests/support/random_cluster.rs"]
 mod random_cluster;
 
@@ -14,6 +16,7 @@ use bulkhead_model::Cluster;
 use bulkhead_nft::render::render;
 use bulkhead_nft::{CompileOptions, Enforcement, Ruleset, compile};
 use cluster_events::{Event, NODES, State, apply_event, verdicts};
+use own_netns::inside_own_netns;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,9 +42,9 @@ fn fresh(cluster: &Cluster, audit: &BTreeSet<String>) -> Ruleset {
     compile(&engine, &options(cluster, audit)).0
 }
 
-/// Follows `events` through the index and the node view; returns how many steps were made in
-/// place. Fails (naming the step) where the view differs from a fresh compile.
-fn follow(mut state: State, events: &[Event]) -> Result<usize, TestCaseError> {
+/// The index and node view of `state`'s cluster (half the pods on each node) after the first
+/// full compile, which is returned.
+fn start(state: &mut State) -> (Index, NodeView, Ruleset) {
     for (i, pod) in state.cluster.pods.iter_mut().enumerate() {
         pod.node = Some(NODES[i % 2].into());
     }
@@ -49,34 +52,49 @@ fn follow(mut state: State, events: &[Event]) -> Result<usize, TestCaseError> {
     let mut index = Index::new();
     index.handle(IndexEvent::Resync(objects_of(&state.cluster)));
     let mut view = NodeView::default();
-    let enforcement = Enforcement::default();
     let cluster = index.cluster();
-    let (first, _, _) = view.next(&cluster, &options(&cluster, &state.audit), enforcement);
-    view.committed(first);
+    let (first, _, _) = view.next(
+        &cluster,
+        &options(&cluster, &state.audit),
+        Enforcement::default(),
+    );
+    view.committed(first.clone());
     index.clear_changes();
+    (index, view, first)
+}
+
+/// Brings the index to `state`'s cluster, object by object, and asks the view for the next
+/// ruleset as the agent does: in place when it can (the flag), else compiled.
+fn advance(state: &State, index: &mut Index, view: &mut NodeView) -> (Ruleset, Commit, bool) {
+    for e in index.events_towards(objects_of(&state.cluster)) {
+        index.handle(e);
+    }
+    let cluster = index.cluster();
+    let static_options = CompileOptions {
+        interfaces: BTreeMap::new(),
+        ..options(&cluster, &state.audit)
+    };
+    let enforcement = Enforcement::default();
+    match view.next_in_place(index, index.changes(), &static_options, enforcement) {
+        Some((ruleset, commit, _)) => (ruleset, commit, true),
+        None => {
+            let (ruleset, commit, _) =
+                view.next(&cluster, &options(&cluster, &state.audit), enforcement);
+            (ruleset, commit, false)
+        }
+    }
+}
+
+/// Follows `events` through the index and the node view; returns how many steps were made in
+/// place. Fails (naming the step) where the view differs from a fresh compile.
+fn follow(mut state: State, events: &[Event]) -> Result<usize, TestCaseError> {
+    let (mut index, mut view, _) = start(&mut state);
     let mut in_place = 0;
     for (step, event) in events.iter().enumerate() {
         apply_event(&mut state, event);
-        for e in index.events_towards(objects_of(&state.cluster)) {
-            index.handle(e);
-        }
+        let (next, commit, made_in_place) = advance(&state, &mut index, &mut view);
+        in_place += usize::from(made_in_place);
         let cluster = index.cluster();
-        let static_options = CompileOptions {
-            interfaces: BTreeMap::new(),
-            ..options(&cluster, &state.audit)
-        };
-        let (next, commit) =
-            match view.next_in_place(&index, index.changes(), &static_options, enforcement) {
-                Some((ruleset, commit, _)) => {
-                    in_place += 1;
-                    (ruleset, commit)
-                }
-                None => {
-                    let (ruleset, commit, _) =
-                        view.next(&cluster, &options(&cluster, &state.audit), enforcement);
-                    (ruleset, commit)
-                }
-            };
         let wanted = fresh(&cluster, &state.audit);
         prop_assert_eq!(
             render(&next),
@@ -184,47 +202,6 @@ fn a_thousand_events_in_place_or_compiled_equal_a_fresh_compile() {
     );
 }
 
-/// Whether this process runs inside the test's own network namespace; otherwise runs `test`
-/// again under `unshare --net` (or skips without root) and returns false.
-fn inside_own_netns(test: &str) -> bool {
-    const INSIDE: &str = "BULKHEAD_INDEX_TEST_INSIDE";
-    if std::env::var_os(INSIDE).is_some() {
-        return true;
-    }
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok()
-        && std::process::Command::new("unshare")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !(root && tools) {
-        assert!(
-            std::env::var_os("BULKHEAD_REQUIRE_PRIVILEGED").is_none(),
-            "root, nft and unshare are required (BULKHEAD_REQUIRE_PRIVILEGED is set)"
-        );
-        eprintln!("SKIPPED: needs root, nft and unshare");
-        return false;
-    }
-    let status = std::process::Command::new("unshare")
-        .arg("--net")
-        .arg(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture"])
-        .env(INSIDE, "1")
-        .status()
-        .expect("unshare");
-    assert!(
-        status.success(),
-        "the test inside the network namespace failed"
-    );
-    false
-}
-
 /// The table as nft lists it, line by line, sorted (the order of a set's elements and of
 /// objects is nft's, the content is what is compared).
 fn kernel_listing() -> Vec<String> {
@@ -267,40 +244,13 @@ fn the_kernel_follows_the_live_index_to_the_table_a_full_load_gives() {
         .new_tree(&mut runner)
         .expect("events")
         .current();
-    for (i, pod) in state.cluster.pods.iter_mut().enumerate() {
-        pod.node = Some(NODES[i % 2].into());
-    }
-    state.cluster.finish();
     let mut kernel = NftCli::default();
-    let mut index = Index::new();
-    index.handle(IndexEvent::Resync(objects_of(&state.cluster)));
-    let mut view = NodeView::default();
-    let enforcement = Enforcement::default();
-    let cluster = index.cluster();
-    let (first, _, _) = view.next(&cluster, &options(&cluster, &state.audit), enforcement);
+    let (mut index, mut view, first) = start(&mut state);
     kernel.apply(&render(&first)).expect("the first full load");
-    view.committed(first);
-    index.clear_changes();
     let (mut by_netlink, mut by_batch) = (0, 0);
     for (step, event) in events.iter().enumerate() {
         apply_event(&mut state, event);
-        for e in index.events_towards(objects_of(&state.cluster)) {
-            index.handle(e);
-        }
-        let cluster = index.cluster();
-        let static_options = CompileOptions {
-            interfaces: BTreeMap::new(),
-            ..options(&cluster, &state.audit)
-        };
-        let (next, commit) =
-            match view.next_in_place(&index, index.changes(), &static_options, enforcement) {
-                Some((ruleset, commit, _)) => (ruleset, commit),
-                None => {
-                    let (ruleset, commit, _) =
-                        view.next(&cluster, &options(&cluster, &state.audit), enforcement);
-                    (ruleset, commit)
-                }
-            };
+        let (next, commit, _) = advance(&state, &mut index, &mut view);
         let held = view.last().expect("committed").clone();
         match &commit {
             Commit::Nothing => {}

@@ -5,10 +5,12 @@
 //! itself under `unshare --net`, so nothing outlives it); without root it prints SKIPPED, and
 //! with BULKHEAD_REQUIRE_PRIVILEGED=1 (set by scripts/test.sh) it fails instead.
 
-use bulkhead_nft::netlink::NfTables;
-use std::process::Command;
+#[path = "support/own_netns.rs"]
+mod own_netns;
 
-const INSIDE: &str = "BULKHEAD_NETLINK_TEST_INSIDE";
+use bulkhead_nft::netlink::NfTables;
+use own_netns::inside_own_netns;
+use std::process::Command;
 
 const TABLE: &str = "table inet bulkhead {
   map break_glass { type nf_proto : verdict; }
@@ -55,40 +57,6 @@ fn handle_of_first_rule() -> String {
         .expect("a handle")
         .trim()
         .to_string()
-}
-
-/// Whether this process is the one inside the test's own network namespace; otherwise runs
-/// `test` again under `unshare --net` (or skips without root) and returns false.
-fn inside_own_netns(test: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        return true;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = Command::new("nft").arg("--version").output().is_ok()
-        && Command::new("unshare").arg("--version").output().is_ok();
-    if !(root && tools) {
-        assert!(
-            std::env::var_os("BULKHEAD_REQUIRE_PRIVILEGED").is_none(),
-            "root, nft and unshare are required (BULKHEAD_REQUIRE_PRIVILEGED is set)"
-        );
-        eprintln!("SKIPPED: needs root, nft and unshare");
-        return false;
-    }
-    let status = Command::new("unshare")
-        .arg("--net")
-        .arg(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture"])
-        .env(INSIDE, "1")
-        .status()
-        .expect("unshare");
-    assert!(
-        status.success(),
-        "the test inside the network namespace failed"
-    );
-    false
 }
 
 fn listing(table: &str, set: &str) -> String {
