@@ -1,7 +1,7 @@
 //! One reconcile: manifests -> snapshot -> engine -> ruleset -> one transaction. And the loop
 //! that runs it whenever the manifest directory changes.
 
-use crate::source::{Delivery, DirectorySource, Source as _};
+use crate::source::{Delivery, DirectorySource, Source};
 use crate::{conntrack, interfaces};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
 use bulkhead_index::{Commit, Index, NodeView};
@@ -86,7 +86,7 @@ pub struct Reconciled {
 pub struct Agent<B: Backend> {
     pub config: AgentConfig,
     pub backend: B,
-    source: DirectorySource,
+    source: Box<dyn Source>,
     index: Index,
     /// What the kernel holds since the last apply; empty until the first full replace (and
     /// after anything that changed the table behind the ruleset's back, like break-glass).
@@ -108,6 +108,7 @@ pub struct Agent<B: Backend> {
 }
 
 impl<B: Backend> Agent<B> {
+    /// An agent fed by the manifests directory of `config`.
     pub fn new(config: AgentConfig, backend: B) -> Self {
         let source = DirectorySource::new(
             config.manifests.clone(),
@@ -116,6 +117,11 @@ impl<B: Backend> Agent<B> {
             },
             vec![config.state_dir.clone()],
         );
+        Self::with_source(config, backend, Box::new(source))
+    }
+
+    /// An agent fed by another source (the Kubernetes API).
+    pub fn with_source(config: AgentConfig, backend: B, source: Box<dyn Source>) -> Self {
         Self {
             config,
             backend,

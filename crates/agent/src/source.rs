@@ -29,11 +29,36 @@ pub struct Delivery {
     pub seen: Option<Instant>,
 }
 
-pub trait Source {
+pub trait Source: std::fmt::Debug {
     /// Everything the source has now, as the events that bring `index` there.
     fn resync(&mut self, index: &Index) -> Delivery;
     /// Waits up to `timeout` for changes; `None` when nothing changed.
     fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery>;
+    /// Whether changes wake [`Source::changes`] at once (inotify, a watch) rather than being
+    /// found by polling.
+    fn is_watching(&self) -> bool {
+        false
+    }
+    /// Whether the source can currently see its objects (a directory always can).
+    fn health(&self) -> SourceHealth {
+        SourceHealth {
+            connected: true,
+            ..SourceHealth::default()
+        }
+    }
+}
+
+/// A remote source's state, for metrics and logs: while it is down the agent keeps the last
+/// good ruleset, and says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceHealth {
+    pub connected: bool,
+    /// Errors seen since start (failed connects, broken watches).
+    pub failures: u64,
+    /// Complete lists received (the first one per kind, then relists after 410 or reconnects).
+    pub relists: u64,
+    pub last_error: Option<String>,
+    pub down_since: Option<Instant>,
 }
 
 /// The manifest files of a directory, read when complete.
@@ -98,11 +123,6 @@ impl DirectorySource {
 
     fn wanted(&self, path: &Path) -> bool {
         is_manifest(path) && !self.ignored.iter().any(|i| path.starts_with(i))
-    }
-
-    /// Whether changes are seen through inotify (otherwise by polling).
-    pub fn is_watching(&self) -> bool {
-        self.watch.is_some()
     }
 
     /// Keeps `lowered` and the key counts in step: `path` now lowers to `objects` (`None`:
@@ -349,6 +369,11 @@ const WORKLOAD_KINDS: [&str; 6] = [
 ];
 
 impl Source for DirectorySource {
+    /// Whether changes are seen through inotify (otherwise by polling).
+    fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
     fn resync(&mut self, index: &Index) -> Delivery {
         let mut rejected = Vec::new();
         let files = self.all_files();

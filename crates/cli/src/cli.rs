@@ -169,13 +169,37 @@ Examples:
 
 #[derive(Clone, Debug, Args)]
 pub struct InputArgs {
-    /// Files or directories (recursive *.yaml, *.yml, *.json); `-` reads stdin.
-    #[arg(required = true, value_name = "PATH")]
+    /// Files or directories (recursive *.yaml, *.yml, *.json); `-` reads stdin. With
+    /// --live/--kubeconfig/--context they are read on top of the cluster's objects.
+    #[arg(required_unless_present_any = ["live", "kubeconfig", "context"], value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Namespace for namespaced objects without metadata.namespace, as `kubectl apply -n`,
     /// and for short references (`--from web -n shop` is shop/web) [default: default].
     #[arg(short = 'n', long = "namespace", value_name = "NS")]
     pub namespace: Option<String>,
+}
+
+/// Reading a live cluster through the Kubernetes API (the kinds `check` reads from files).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ClusterArgs {
+    /// Read the cluster of the current kubeconfig context ($KUBECONFIG, ~/.kube/config, or
+    /// the in-cluster service account), as kubectl does.
+    #[arg(long)]
+    pub live: bool,
+    /// Read the cluster of this kubeconfig file (implies --live).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use this kubeconfig context (implies --live).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    pub fn is_live(&self) -> bool {
+        self.live || self.kubeconfig.is_some() || self.context.is_some()
+    }
 }
 
 impl InputArgs {
@@ -186,7 +210,10 @@ impl InputArgs {
 
     /// The paths as the user gave them, for the title of a page or a report.
     pub fn title(&self) -> String {
-        let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        let mut paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        if self.cluster.is_live() {
+            paths.insert(0, "live cluster".to_string());
+        }
         paths.join(" ")
     }
 }
@@ -518,12 +545,22 @@ pub enum TestFormat {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The snapshot before the change (files or directories).
+    /// The snapshot before the change (files or directories), or `live`: the cluster of
+    /// the kubeconfig (see --kubeconfig; `./live` is a directory named live).
     #[arg(long, num_args = 1.., value_name = "PATH", required_unless_present = "git")]
     pub base: Vec<std::path::PathBuf>,
-    /// The snapshot after the change.
+    /// The snapshot after the change, or `live`.
     #[arg(long, num_args = 1.., value_name = "PATH", required_unless_present = "git")]
     pub head: Vec<std::path::PathBuf>,
+    /// The kubeconfig file `live` reads (default: the usual lookup, as kubectl).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context `live` reads.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Exit 1 when the two sides hold different policies (drift between the cluster and Git).
+    #[arg(long)]
+    pub fail_on_drift: bool,
     /// Compare two git revisions of a directory instead: `--git REV1..REV2 DIR`.
     #[arg(long, num_args = 2, value_names = ["REV1..REV2", "DIR"], conflicts_with_all = ["base", "head"])]
     pub git: Vec<String>,

@@ -22,10 +22,68 @@ pub fn read(
     Ok((inputs, diagnostics))
 }
 
+/// The inputs of a command: the live cluster (when asked for) and then the paths.
+pub fn read_input(
+    input: &InputArgs,
+) -> anyhow::Result<(Vec<bulkhead_k8s::Input>, Vec<bulkhead_model::Diagnostic>)> {
+    let mut inputs = if input.cluster.is_live() {
+        read_live(&input.cluster)?
+    } else {
+        Vec::new()
+    };
+    let (mut files, diagnostics) = if input.paths.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        read(&input.paths)?
+    };
+    inputs.append(&mut files);
+    Ok((inputs, diagnostics))
+}
+
+/// The cluster's objects through the Kubernetes API, one input per object. Lists are paged;
+/// a large cluster gets a progress line (on a terminal) and one line when done.
+pub fn read_live(cluster: &crate::cli::ClusterArgs) -> anyhow::Result<Vec<bulkhead_k8s::Input>> {
+    let target = bulkhead_kube::Target {
+        kubeconfig: cluster.kubeconfig.clone(),
+        context: cluster.context.clone(),
+    };
+    let started = std::time::Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    let mut shown = false;
+    let mut progress = |p: bulkhead_kube::Progress<'_>| {
+        if interactive && p.total > LARGE_LIST {
+            shown = true;
+            eprint!("\rlisting {}: {} of {}\x1b[K", p.kind, p.listed, p.total);
+        }
+    };
+    let read = bulkhead_kube::read_cluster(&target, &mut progress)?;
+    if shown {
+        eprint!("\r\x1b[K");
+    }
+    if read.inputs.len() > LARGE_LIST {
+        eprintln!(
+            "read {} object(s) from {} in {:.1} s",
+            read.inputs.len(),
+            read.server,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if !read.absent.is_empty() {
+        eprintln!(
+            "info: the cluster does not serve {}; skipped",
+            read.absent.join(", ")
+        );
+    }
+    Ok(read.inputs)
+}
+
+/// More objects than this in one kind (or in all) is a large cluster: progress is shown.
+const LARGE_LIST: usize = 2_000;
+
 /// Loads and also returns the inputs, for findings that need their source lines.
 pub fn load_with_inputs(input: &InputArgs) -> anyhow::Result<(Snapshot, Vec<bulkhead_k8s::Input>)> {
     let started = std::time::Instant::now();
-    let (inputs, mut io_diagnostics) = read(&input.paths)?;
+    let (inputs, mut io_diagnostics) = read_input(input)?;
     let bytes: usize = inputs.iter().map(|i| i.text.len()).sum();
     let interactive = std::io::stderr().is_terminal();
     if interactive && bytes > PROGRESS_BYTES {

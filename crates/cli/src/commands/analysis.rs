@@ -161,6 +161,43 @@ fn load_paths(paths: &[std::path::PathBuf], namespace: &str) -> anyhow::Result<S
     Ok(s)
 }
 
+/// Whether a side of `diff` is the live cluster (`--base live`).
+fn is_live(paths: &[std::path::PathBuf]) -> bool {
+    matches!(paths, [p] if p.as_os_str() == "live")
+}
+
+fn side_name(paths: &[std::path::PathBuf], fallback: &str) -> String {
+    if is_live(paths) {
+        "the live cluster".to_string()
+    } else if paths.is_empty() {
+        fallback.to_string()
+    } else {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// One side of `diff`: the live cluster or files.
+fn load_side(args: &DiffArgs, paths: &[std::path::PathBuf]) -> anyhow::Result<Snapshot> {
+    if !is_live(paths) {
+        return load_paths(paths, &args.namespace);
+    }
+    let inputs = snapshot::read_live(&crate::cli::ClusterArgs {
+        live: true,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    })?;
+    Ok(bulkhead_k8s::load(
+        &inputs,
+        &LoadOptions {
+            default_namespace: args.namespace.clone(),
+        },
+    ))
+}
+
 /// Every manifest file under `dir` at git revision `rev`, read with git itself.
 fn load_revision(dir: &str, rev: &str, namespace: &str) -> anyhow::Result<Snapshot> {
     let listing = Command::new("git")
@@ -205,10 +242,7 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
             load_revision(dir, b, &args.namespace)?,
         )
     } else {
-        (
-            load_paths(&args.base, &args.namespace)?,
-            load_paths(&args.head, &args.namespace)?,
-        )
+        (load_side(args, &args.base)?, load_side(args, &args.head)?)
     };
     for (label, s) in [("base", &base), ("head", &head)] {
         if s.error_count() > 0 {
@@ -230,10 +264,16 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     );
     let report = bulkhead_analysis::diff::diff(&b, &h);
     let radius = bulkhead_analysis::blast_radius::compare(&b, &h, usize::from(args.hops));
+    let policies = bulkhead_analysis::diff::policy_changes(&base.cluster, &head.cluster, &report);
     match args.output {
         DiffFormat::Markdown => super::print(&format!(
-            "{}{}",
+            "{}{}{}",
             bulkhead_analysis::diff::markdown(&report),
+            bulkhead_analysis::diff::policy_markdown(
+                &policies,
+                &side_name(&args.base, "the base"),
+                &side_name(&args.head, "the head")
+            ),
             bulkhead_analysis::blast_radius::markdown(&radius)
         ))?,
         DiffFormat::Json => {
@@ -242,15 +282,18 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
             };
             super::print(&format!(
                 "{:#}\n",
-                json!({"added": rows(&report.added), "removed": rows(&report.removed), "blast_radius": radius})
+                json!({"added": rows(&report.added), "removed": rows(&report.removed), "policies": policies, "blast_radius": radius})
             ))?;
         }
     }
-    Ok(if args.fail_on_new_access && !report.added.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let drift = args.fail_on_drift && !policies.is_empty();
+    Ok(
+        if drift || (args.fail_on_new_access && !report.added.is_empty()) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 pub fn coverage(args: &CoverageArgs) -> anyhow::Result<ExitCode> {

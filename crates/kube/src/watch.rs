@@ -1,0 +1,409 @@
+//! The agent's Kubernetes source: one kube-runtime watcher per kind the agent reads, on a
+//! runtime thread of its own, feeding the synchronous agent through the [`Source`] seam.
+//!
+//! Every watcher event is lowered at once by the one loader (`bulkhead_k8s::load`) into index
+//! objects: no copy of the API objects is kept, only the index keys each one lowered to.
+//! Windows are never opened:
+//! * until every kind has been listed once, [`Source::resync`] waits (the kernel keeps the
+//!   table it has);
+//! * a relist (after `410 Gone`, or a reconnect) is buffered from `Init` to `InitDone` and then
+//!   handed over as one difference, so no object is missing in between;
+//! * while the API cannot be reached, nothing changes: the last good ruleset stays, and
+//!   [`Source::health`] says so.
+
+use crate::kinds::{LiveKind, WANTED, discover};
+use crate::{Target, connect, object_input};
+use bulkhead_agent::source::{Delivery, Source, SourceHealth};
+use bulkhead_index::{Event, Index, Object, ObjectKey, ObjectKind, objects_of};
+use bulkhead_k8s::LoadOptions;
+use bulkhead_model::Severity;
+use futures::StreamExt as _;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// What the runtime thread tells the source.
+#[derive(Debug)]
+enum Message {
+    Discovered {
+        resources: Vec<ApiResource>,
+        absent: Vec<String>,
+    },
+    Watch {
+        kind: usize,
+        /// Boxed: an object is large, the other messages are small.
+        event: Box<watcher::Event<DynamicObject>>,
+        at: Instant,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+/// An API object's identity: kind (position in the discovered list), namespace, name.
+type ApiId = (usize, Option<String>, String);
+
+/// Watches the cluster for the agent.
+#[derive(Debug)]
+pub struct KubernetesSource {
+    receiver: Receiver<Message>,
+    options: LoadOptions,
+    resources: Vec<ApiResource>,
+    /// Kinds whose first list has completed.
+    synced: Vec<bool>,
+    /// Relists under way: objects between `Init` and `InitDone`, per kind.
+    relisting: HashMap<usize, Vec<DynamicObject>>,
+    /// The index keys each API object lowered to (its last good version).
+    lowered: HashMap<ApiId, Vec<ObjectKey>>,
+    /// Events not yet handed over.
+    pending: Vec<Event>,
+    rejected: Vec<String>,
+    seen: Option<Instant>,
+    health: SourceHealth,
+    /// Dropping it stops the runtime thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Kinds the cluster does not serve (said once, at start).
+    pub absent: Vec<String>,
+}
+
+impl KubernetesSource {
+    /// Connects in the background: discovery, then a watcher per kind. Errors (no cluster, the
+    /// API down) are retried with backoff and reported through [`Source::health`].
+    pub fn start(target: Target, options: LoadOptions) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("kube-watch".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = sender.send(Message::Failed {
+                            message: format!("cannot start the watch runtime: {e}"),
+                        });
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = watch_all(target, sender) => {}
+                    }
+                });
+            })
+            .expect("spawning the watch thread");
+        Self {
+            receiver,
+            options,
+            resources: Vec::new(),
+            synced: Vec::new(),
+            relisting: HashMap::new(),
+            lowered: HashMap::new(),
+            pending: Vec::new(),
+            rejected: Vec::new(),
+            seen: None,
+            health: SourceHealth::default(),
+            _stop: stop,
+            absent: Vec::new(),
+        }
+    }
+
+    fn all_synced(&self) -> bool {
+        !self.resources.is_empty() && self.synced.iter().all(|s| *s)
+    }
+
+    /// Handles one message; `index` filters applies that change nothing.
+    fn handle(&mut self, message: Message, index: &Index) {
+        match message {
+            Message::Discovered { resources, absent } => {
+                self.synced = vec![false; resources.len()];
+                self.resources = resources;
+                self.absent = absent;
+            }
+            Message::Failed { message } => {
+                self.health.failures += 1;
+                self.health.connected = false;
+                if self.health.down_since.is_none() {
+                    self.health.down_since = Some(Instant::now());
+                }
+                self.health.last_error = Some(message);
+            }
+            Message::Watch { kind, event, at } => {
+                self.health.connected = true;
+                self.health.down_since = None;
+                self.seen.get_or_insert(at);
+                match *event {
+                    watcher::Event::Init => {
+                        self.relisting.insert(kind, Vec::new());
+                    }
+                    watcher::Event::InitApply(object) => {
+                        self.relisting.entry(kind).or_default().push(object);
+                    }
+                    watcher::Event::InitDone => {
+                        let objects = self.relisting.remove(&kind).unwrap_or_default();
+                        self.relisted(kind, objects, index);
+                        if let Some(s) = self.synced.get_mut(kind) {
+                            *s = true;
+                        }
+                        self.health.relists += 1;
+                    }
+                    watcher::Event::Apply(object) => self.apply(kind, object, index),
+                    watcher::Event::Delete(object) => {
+                        let id = api_id(kind, &object);
+                        for key in self.lowered.remove(&id).unwrap_or_default() {
+                            self.pending.push(Event::Delete(key));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete list of `kind`: objects it no longer has are deleted, the rest applied.
+    fn relisted(&mut self, kind: usize, objects: Vec<DynamicObject>, index: &Index) {
+        let listed: HashSet<ApiId> = objects.iter().map(|o| api_id(kind, o)).collect();
+        let gone: Vec<ApiId> = self
+            .lowered
+            .keys()
+            .filter(|id| id.0 == kind && !listed.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            for key in self.lowered.remove(&id).unwrap_or_default() {
+                self.pending.push(Event::Delete(key));
+            }
+        }
+        for object in objects {
+            self.apply(kind, object, index);
+        }
+    }
+
+    fn apply(&mut self, kind: usize, object: DynamicObject, index: &Index) {
+        let id = api_id(kind, &object);
+        let Some(resource) = self.resources.get(kind) else {
+            return;
+        };
+        let objects = match lower(resource, object, &self.options) {
+            Ok(objects) => objects,
+            Err(problem) => {
+                // Keeps its last good version, loudly (as a file that does not load).
+                self.rejected.push(problem);
+                return;
+            }
+        };
+        let keys: Vec<ObjectKey> = objects.iter().map(Object::key).collect();
+        for old in self.lowered.get(&id).into_iter().flatten() {
+            if !keys.contains(old) {
+                self.pending.push(Event::Delete(old.clone()));
+            }
+        }
+        for object in objects {
+            if index.get(&object.key()) != Some(&object) {
+                self.pending.push(Event::Apply(Box::new(object)));
+            }
+        }
+        self.lowered.insert(id, keys);
+    }
+
+    fn deliver(&mut self) -> Delivery {
+        Delivery {
+            events: std::mem::take(&mut self.pending),
+            rejected: std::mem::take(&mut self.rejected),
+            seen: self.seen.take(),
+        }
+    }
+
+    /// Handles what arrives within `timeout`, then everything already queued.
+    fn drain(&mut self, index: &Index, timeout: Duration) -> bool {
+        match self.receiver.recv_timeout(timeout) {
+            Ok(message) => self.handle(message, index),
+            Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.health.connected = false;
+                return false;
+            }
+        }
+        loop {
+            match self.receiver.try_recv() {
+                Ok(message) => self.handle(message, index),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+}
+
+impl Source for KubernetesSource {
+    /// Waits for the first full list of every kind (saying every 10 s what it waits for),
+    /// then hands over everything, deleting what the index has and the API does not.
+    fn resync(&mut self, index: &Index) -> Delivery {
+        let mut said = Instant::now();
+        while !self.all_synced() {
+            self.drain(index, Duration::from_millis(200));
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "waiting for the first full list from the Kubernetes API: {} of {} kind(s) listed{}",
+                    self.synced.iter().filter(|s| **s).count(),
+                    self.synced.len(),
+                    self.health
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        let known: HashSet<&ObjectKey> = self.lowered.values().flatten().collect();
+        let mut stale = Vec::new();
+        for kind in [
+            ObjectKind::Namespace,
+            ObjectKind::Pod,
+            ObjectKind::Node,
+            ObjectKind::ServiceAccount,
+            ObjectKind::Policy,
+            ObjectKind::NetworkSet,
+            ObjectKind::Tier,
+        ] {
+            for object in index.objects_of_kind(kind, None) {
+                let key = object.key();
+                if !known.contains(&key) {
+                    stale.push(Event::Delete(key));
+                }
+            }
+        }
+        let mut delivery = self.deliver();
+        delivery.events.splice(0..0, stale);
+        delivery
+    }
+
+    fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
+        if !self.drain(index, timeout) && self.pending.is_empty() && self.rejected.is_empty() {
+            return None;
+        }
+        // A relist still under way is handed over whole, at its InitDone.
+        if self.pending.is_empty() && self.rejected.is_empty() {
+            return None;
+        }
+        Some(self.deliver())
+    }
+
+    fn is_watching(&self) -> bool {
+        true
+    }
+
+    fn health(&self) -> SourceHealth {
+        self.health.clone()
+    }
+}
+
+fn api_id(kind: usize, object: &DynamicObject) -> ApiId {
+    (
+        kind,
+        object.metadata.namespace.clone(),
+        object.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// One API object through the one loader: its index objects, or what is wrong with it.
+fn lower(
+    resource: &ApiResource,
+    object: DynamicObject,
+    options: &LoadOptions,
+) -> Result<Vec<Object>, String> {
+    let input = object_input(resource, object);
+    let snapshot = bulkhead_k8s::load(std::slice::from_ref(&input), options);
+    if let Some(error) = snapshot
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+    {
+        return Err(format!(
+            "{}: {} (kept at its last good version)",
+            input.name, error.message
+        ));
+    }
+    Ok(objects_of(&snapshot.cluster))
+}
+
+/// Discovery (retried until it succeeds), then a watcher per kind the agent reads, each with
+/// kube-runtime's default backoff.
+async fn watch_all(target: Target, sender: Sender<Message>) {
+    let mut wait = Duration::from_millis(200);
+    let (client, kinds) = loop {
+        let attempt = async {
+            let (client, server) = connect(&target).await?;
+            let agent_kinds: Vec<_> = WANTED.iter().copied().filter(|w| w.agent).collect();
+            let (kinds, absent) = discover(&client, &server, &agent_kinds).await?;
+            Ok::<_, crate::Error>((client, kinds, absent))
+        };
+        match attempt.await {
+            Ok((client, kinds, absent)) => {
+                let resources = kinds.iter().map(|k| k.resource.clone()).collect();
+                if sender
+                    .send(Message::Discovered { resources, absent })
+                    .is_err()
+                {
+                    return;
+                }
+                break (client, kinds);
+            }
+            Err(e) => {
+                if sender
+                    .send(Message::Failed {
+                        message: e.to_string(),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let mut tasks = Vec::new();
+    for (position, kind) in kinds.into_iter().enumerate() {
+        tasks.push(tokio::spawn(watch_kind(
+            client.clone(),
+            position,
+            kind,
+            sender.clone(),
+        )));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn watch_kind(
+    client: kube::Client,
+    position: usize,
+    kind: LiveKind,
+    sender: Sender<Message>,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource);
+    let config = watcher::Config::default().page_size(crate::PAGE);
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(item) = stream.next().await {
+        let message = match item {
+            Ok(event) => Message::Watch {
+                kind: position,
+                event: Box::new(event),
+                at: Instant::now(),
+            },
+            Err(e) => Message::Failed {
+                message: format!("watching {}: {e}", kind.resource.plural),
+            },
+        };
+        if sender.send(message).is_err() {
+            return;
+        }
+    }
+}
