@@ -40,6 +40,19 @@ if [ ! -s "$schema_dir/sarif-2.1.0-rtm.5.json" ]; then
     && tar xzf microsoft-sarif-matcher-utils-1.0.0-beta.0.tgz package/lib/schemas/sarif-2.1.0-rtm.5.json \
     && mv package/lib/schemas/sarif-2.1.0-rtm.5.json . && rm -rf package ./*.tgz)
 fi
+# Debian's kubectl (package kubernetes-client) checks the loopback API server double. It is
+# unpacked into target/ rather than installed: another package may own /usr/bin/kubectl.
+kubectl_root=target/kubectl-debian
+if [ ! -x "$kubectl_root/usr/bin/kubectl" ]; then
+  log "unpacking Debian's kubernetes-client (kubectl)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  apt-cache show kubernetes-client >/dev/null 2>&1 || $SUDO apt-get update -qq
+  mkdir -p "$kubectl_root"
+  (cd "$kubectl_root" && apt-get download -q kubernetes-client 2>/dev/null \
+    && dpkg-deb -x kubernetes-client_*.deb . && rm -f kubernetes-client_*.deb)
+fi
+export BULKHEAD_KUBECTL="$PWD/$kubectl_root/usr/bin/kubectl"
+export BULKHEAD_REQUIRE_KUBECTL=1
 export BULKHEAD_REQUIRE_SARIF_SCHEMA=1
 export BULKHEAD_REQUIRE_CHROMIUM=1
 

@@ -115,6 +115,20 @@ impl KubernetesSource {
         }
     }
 
+    /// Waits up to `timeout` for the first full list of every kind (what [`Source::resync`]
+    /// waits for without a bound); `false` when it has not arrived.
+    pub fn wait_synced(&mut self, index: &Index, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.all_synced() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.drain(index, left.min(Duration::from_millis(100)));
+        }
+        true
+    }
+
     fn all_synced(&self) -> bool {
         !self.resources.is_empty() && self.synced.iter().all(|s| *s)
     }
