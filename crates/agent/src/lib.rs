@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod rules;
 pub mod source;
+pub mod status;
 
 pub use reconcile::{Agent, AgentConfig, AgentError, Reconciled};

@@ -28,6 +28,10 @@ pub struct LoopMetrics {
     /// The table restored after it was removed behind the agent's back.
     pub repairs: Counter,
     pub peak_memory_bytes: Gauge,
+    /// 1 while the source (the Kubernetes API) can be reached.
+    pub source_up: Gauge,
+    pub source_failures: Counter,
+    pub source_relists: Counter,
 }
 
 impl Default for LoopMetrics {
@@ -45,6 +49,9 @@ impl Default for LoopMetrics {
             tightened_connections: Counter::default(),
             repairs: Counter::default(),
             peak_memory_bytes: Gauge::default(),
+            source_up: Gauge::default(),
+            source_failures: Counter::default(),
+            source_relists: Counter::default(),
         }
     }
 }
@@ -62,6 +69,15 @@ impl LoopMetrics {
         if let Some(kb) = peak {
             self.peak_memory_bytes.set(kb * 1024);
         }
+    }
+
+    /// Follows the source's health: the counters move by what changed since the last look.
+    pub fn record_source(&self, health: &crate::source::SourceHealth) {
+        self.source_up.set(i64::from(health.connected));
+        let failures = health.failures.saturating_sub(self.source_failures.get());
+        self.source_failures.inc_by(failures);
+        let relists = health.relists.saturating_sub(self.source_relists.get());
+        self.source_relists.inc_by(relists);
     }
 
     fn register(&self, registry: &mut Registry) {
@@ -109,6 +125,21 @@ impl LoopMetrics {
             "agent_repairs",
             "Times the table was restored after it was removed behind the agent's back",
             self.repairs.clone(),
+        );
+        registry.register(
+            "agent_source_up",
+            "1 while the agent's source (the Kubernetes API, or the directory) can be read; while 0 the last good ruleset stays in force",
+            self.source_up.clone(),
+        );
+        registry.register(
+            "agent_source_failures",
+            "Errors reading the source: failed connects and broken watches",
+            self.source_failures.clone(),
+        );
+        registry.register(
+            "agent_source_relists",
+            "Complete lists of a kind received: the first ones, then relists after 410 Gone or reconnects",
+            self.source_relists.clone(),
         );
         registry.register(
             "agent_peak_memory_bytes",

@@ -105,6 +105,8 @@ pub struct Agent<B: Backend> {
     glass_from_kernel: Option<bool>,
     /// What the loop did, for the running agent's metrics file.
     pub stats: crate::metrics::LoopMetrics,
+    /// Where the loop shows its state to the HTTP endpoints, when it has any.
+    published: Option<crate::status::Published>,
 }
 
 impl<B: Backend> Agent<B> {
@@ -134,6 +136,35 @@ impl<B: Backend> Agent<B> {
             cutter: None,
             glass_from_kernel: None,
             stats: crate::metrics::LoopMetrics::default(),
+            published: None,
+        }
+    }
+
+    /// Makes the loop publish its liveness, readiness, source health and (on request)
+    /// metrics to `published`.
+    pub fn publish_to(&mut self, published: crate::status::Published) {
+        self.published = Some(published);
+    }
+
+    /// One turn's worth of publishing: cheap fields always, metrics when asked for.
+    fn publish(&mut self) {
+        let health = self.source.health();
+        self.stats.record_source(&health);
+        let Some(published) = self.published.clone() else {
+            return;
+        };
+        {
+            let mut status = published.status();
+            status.last_turn = Some(Instant::now());
+            status.ready = self.view.last().is_some();
+            status.source = health;
+        }
+        if published.metrics_wanted() {
+            self.stats.sample_memory();
+            let text = self
+                .metrics()
+                .unwrap_or_else(|e| format!("# metrics unavailable: {e}\n"));
+            published.put_metrics(text);
         }
     }
 
@@ -402,6 +433,7 @@ impl<B: Backend> Agent<B> {
         let mut metrics_written: Option<Instant> = None;
         let mut table_checked = Instant::now();
         while keep_running() {
+            self.publish();
             // Repair: the table deleted or changed behind the agent's back (by hand, another
             // tool) is put back at once, and counted. The check reads the generation id (one
             // netlink request) and reads the table's fingerprint only when it moved.

@@ -37,6 +37,8 @@ Examples:
   bulkhead diff --git origin/main..HEAD manifests/     what a change opens and closes
   bulkhead scaffold shop                               default-deny + DNS for a new namespace
   sudo bulkhead agent --node node-1 --manifests manifests/ --audit    enforce (here: preview)
+  bulkhead map --live --by workload                    the cluster of your kubeconfig context
+  bulkhead diff --base live --head manifests/ --fail-on-drift         what the cluster has that Git lacks
 
 Exit codes: 0 ok, 1 findings (errors, failed expectations, denied with --fail-on-deny),
 2 usage or input error.";
@@ -406,12 +408,32 @@ pub struct CompileArgs {
 pub struct AgentArgs {
     #[command(subcommand)]
     pub action: Option<AgentAction>,
-    /// The node this agent runs on (pods with spec.nodeName equal to it are enforced).
-    #[arg(long)]
+    /// The node this agent runs on (pods with spec.nodeName equal to it are enforced). In a
+    /// DaemonSet, NODE_NAME comes from the downward API (fieldRef spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
     /// Directory of manifests (as `check` reads them), watched for changes.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "kubernetes")]
     pub manifests: Option<std::path::PathBuf>,
+    /// Follow the Kubernetes API (watches of pods, namespaces, policies, ...): in-cluster
+    /// configuration in a pod, else the usual kubeconfig lookup.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: this kubeconfig file instead of the usual lookup.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// With --kubernetes: this kubeconfig context.
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub context: Option<String>,
+    /// Also print each deny record to stdout as a JSON line (the format `bulkhead audit`
+    /// reads), for the cluster's log collector. The agent then owns the NFLOG group:
+    /// `agent flows` cannot read it at the same time.
+    #[arg(long)]
+    pub deny_log_stdout: bool,
+    /// Serve /healthz, /readyz and /metrics on this address (default with --kubernetes:
+    /// 127.0.0.1:9750; loopback unless you say otherwise).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Apply once and exit.
     #[arg(long)]
     pub once: bool,
@@ -701,7 +723,9 @@ Examples:
   bulkhead check manifests/ -o sarif > bulkhead.sarif     for code scanning
   bulkhead check manifests/ -o junit             a CI test report (only errors fail)
   kubectl get ns,pods,networkpolicies -A -o yaml | bulkhead check -
-  kustomize build overlays/prod | bulkhead check -";
+  kustomize build overlays/prod | bulkhead check -
+  bulkhead check --live                          the cluster of the current kubeconfig context
+  bulkhead check --context prod new-policy.yaml  the prod cluster with a new policy on top";
 
 const EXPLAIN_EXAMPLES: &str = "\
 Examples:
@@ -718,7 +742,8 @@ Examples:
   bulkhead map manifests/ --from shop --by workload       what namespace shop can reach
   bulkhead map manifests/ -n shop --from web      what web can reach, outside addresses too
   bulkhead map manifests/ --to shop/statefulset/db --port 5432    who reaches the database
-  bulkhead map manifests/ -o html > map.html      a page with graph, matrix and filter";
+  bulkhead map manifests/ -o html > map.html      a page with graph, matrix and filter
+  bulkhead map --kubeconfig ~/.kube/prod --by workload    a live cluster, read through its API";
 
 const DEMO_EXAMPLES: &str = "\
 Examples:
@@ -737,7 +762,9 @@ expect.yaml:
 const DIFF_EXAMPLES: &str = "\
 Examples:
   bulkhead diff --git origin/main..HEAD manifests/ --fail-on-new-access
-  bulkhead diff --base old/ --head new/ -o json";
+  bulkhead diff --base old/ --head new/ -o json
+  bulkhead diff --base live --head manifests/ --fail-on-drift    drift: the cluster against Git
+  bulkhead diff --base manifests/ --head live --context prod     what applying Git would change";
 
 const AUDIT_EXAMPLES: &str = "\
 Examples:
@@ -770,6 +797,8 @@ const AGENT_EXAMPLES: &str = "\
 Examples:
   sudo bulkhead agent --node node-1 --manifests manifests/ --audit    preview: log, do not drop
   sudo bulkhead agent --node node-1 --manifests manifests/            enforce
+  bulkhead agent --kubernetes                 in a DaemonSet: NODE_NAME from the downward API
+  sudo bulkhead agent --node n1 --kubernetes --kubeconfig k.yaml --listen 127.0.0.1:9750
   sudo bulkhead agent flows                  the live flow log of denied connections
   sudo bulkhead agent break-glass on         fail open now; `off` to end it
   sudo bulkhead agent uninstall              remove Bulkhead's table";

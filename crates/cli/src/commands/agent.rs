@@ -132,7 +132,11 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let config = |args: &AgentArgs| -> anyhow::Result<AgentConfig> {
         Ok(AgentConfig {
             node: args.node.clone().context("--node is required")?,
-            manifests: args.manifests.clone().context("--manifests is required")?,
+            manifests: match (&args.manifests, args.kubernetes) {
+                (Some(dir), _) => dir.clone(),
+                (None, true) => std::path::PathBuf::new(),
+                (None, false) => bail!("--manifests DIR or --kubernetes is required"),
+            },
             interfaces: interfaces(&args.interfaces)?,
             default_namespace: args.namespace.clone(),
             tighten: !args.no_tighten,
@@ -203,7 +207,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     // Root trusts nothing others can write, and one agent owns the node's table.
     for (dir, what) in [
-        (Some(config.manifests.as_path()), "manifest directory"),
+        (
+            (!args.kubernetes).then_some(config.manifests.as_path()),
+            "manifest directory",
+        ),
         (Some(config.state_dir.as_path()), "state directory"),
         (
             config
@@ -219,7 +226,36 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let _lock = bulkhead_agent::files::lock(&config.state_dir).map_err(anyhow::Error::msg)?;
-    let mut agent = Agent::new(config, NftCli::default());
+    let load_options = bulkhead_k8s::LoadOptions {
+        default_namespace: config.default_namespace.clone(),
+    };
+    let state_dir = config.state_dir.clone();
+    let mut agent = if args.kubernetes {
+        let target = bulkhead_kube::Target {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+        };
+        eprintln!("following the Kubernetes API for node {}", config.node);
+        let source = bulkhead_kube::KubernetesSource::start(target, load_options);
+        Agent::with_source(config, NftCli::default(), Box::new(source))
+    } else {
+        Agent::new(config, NftCli::default())
+    };
+    let published = bulkhead_agent::status::Published::default();
+    agent.publish_to(published.clone());
+    let listen = args.listen.or_else(|| {
+        args.kubernetes
+            .then(|| DEFAULT_LISTEN.parse().expect("valid address"))
+    });
+    if let Some(address) = listen {
+        super::agent_http::serve(address, published.clone())?;
+    }
+    if args.kubernetes {
+        super::agent_http::log_source_health(published.clone(), "the Kubernetes API");
+    }
+    if args.deny_log_stdout {
+        deny_records_to_stdout(&state_dir)?;
+    }
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
         Ok(done) => {
             for problem in &done.rejected {
@@ -265,6 +301,40 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `agent --kubernetes` serves /healthz, /readyz and /metrics unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
+
+/// Prints every deny record to stdout as a JSON line, from a thread of its own.
+fn deny_records_to_stdout(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut log = bulkhead_agent::flowlog::DenyLog::open(Some(state_dir))
+        .context("opening the NFLOG deny group for --deny-log-stdout (needs root)")?;
+    std::thread::spawn(move || {
+        while let Ok(batch) = log.next_batch() {
+            let mut out = std::io::stdout().lock();
+            for record in batch {
+                let line = flow_record(&record, &protocol_name(record.protocol));
+                if writeln!(out, "{line}").is_err() {
+                    return;
+                }
+            }
+            let _ = out.flush();
+        }
+    });
+    Ok(())
+}
+
+fn protocol_name(number: u8) -> String {
+    match number {
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        132 => "SCTP".to_string(),
+        1 => "ICMP".to_string(),
+        58 => "ICMPv6".to_string(),
+        n => n.to_string(),
+    }
+}
+
 fn flows(
     output: FlowsOutput,
     count: Option<usize>,
@@ -304,14 +374,7 @@ fn flows(
                 Err(_) => break,
             },
         };
-        let protocol = match record.protocol {
-            6 => "TCP".to_string(),
-            17 => "UDP".to_string(),
-            132 => "SCTP".to_string(),
-            1 => "ICMP".to_string(),
-            58 => "ICMPv6".to_string(),
-            n => n.to_string(),
-        };
+        let protocol = protocol_name(record.protocol);
         let line = match output {
             FlowsOutput::Json => flow_record(&record, &protocol),
             FlowsOutput::Text => format!(

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod agent;
+mod agent_http;
 mod analysis;
 mod blast_radius;
 mod check;
