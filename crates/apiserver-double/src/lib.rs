@@ -207,6 +207,9 @@ struct Shared {
     changes: broadcast::Sender<Change>,
     /// Bumped to end every open watch (a dropped connection, or a server stop).
     hangup: watch::Sender<u64>,
+    /// False while the server is stopped: a watch that starts then ends at once, so the
+    /// graceful shutdown never waits for it.
+    running: watch::Sender<bool>,
     requests: Mutex<Vec<String>>,
 }
 
@@ -247,6 +250,7 @@ impl ApiServer {
         let objects = resources.iter().map(|_| BTreeMap::new()).collect();
         let (changes, _) = broadcast::channel(1 << 16);
         let (hangup, _) = watch::channel(0);
+        let (running, _) = watch::channel(true);
         let shared = Arc::new(Shared {
             store: Mutex::new(Store {
                 resources,
@@ -259,6 +263,7 @@ impl ApiServer {
             }),
             changes,
             hangup,
+            running,
             requests: Mutex::new(Vec::new()),
         });
         let mut server = Self {
@@ -452,16 +457,21 @@ impl ApiServer {
 
     /// Stops listening and drops every connection; the objects are kept.
     pub fn stop(&mut self) {
+        self.shared.running.send_replace(false);
         self.drop_watches();
         if let Some((stop, task)) = self.serving.take() {
             let _ = stop.send(());
-            let _ = self.runtime.block_on(task);
+            // Bounded: a connection that never ends must not hang a test.
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
         }
     }
 
     /// Listens again on the same port after [`ApiServer::stop`].
     pub fn restart(&mut self) -> anyhow::Result<()> {
         if self.serving.is_none() {
+            self.shared.running.send_replace(true);
             self.listen()?;
         }
         Ok(())
@@ -1034,6 +1044,7 @@ fn start_watch(
     }
     let mut changes = shared.changes.subscribe();
     let mut hangup = shared.hangup.subscribe();
+    let mut running = shared.running.subscribe();
     let bookmark_every = store.bookmark_interval;
     let mut last_version = store.resource_version;
     drop(store);
@@ -1057,6 +1068,7 @@ fn start_watch(
             tokio::select! {
                 _ = until_deadline => return,
                 _ = hangup.changed() => return,
+                _ = async { running.wait_for(|r| !*r).await.is_ok() } => return,
                 _ = ticker.tick(), if bookmarks => {
                     let bookmark = json!({
                         "kind": r.kind,

@@ -40,6 +40,9 @@ enum Message {
     },
     Failed {
         message: String,
+        /// The API could not be reached (a refused or broken connection), as opposed to an
+        /// answer it gave (410 Gone before a relist, a 403).
+        unreachable: bool,
     },
 }
 
@@ -86,6 +89,7 @@ impl KubernetesSource {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = sender.send(Message::Failed {
+                            unreachable: true,
                             message: format!("cannot start the watch runtime: {e}"),
                         });
                         return;
@@ -141,11 +145,16 @@ impl KubernetesSource {
                 self.resources = resources;
                 self.absent = absent;
             }
-            Message::Failed { message } => {
+            Message::Failed {
+                message,
+                unreachable,
+            } => {
                 self.health.failures += 1;
-                self.health.connected = false;
-                if self.health.down_since.is_none() {
-                    self.health.down_since = Some(Instant::now());
+                if unreachable {
+                    self.health.connected = false;
+                    if self.health.down_since.is_none() {
+                        self.health.down_since = Some(Instant::now());
+                    }
                 }
                 self.health.last_error = Some(message);
             }
@@ -372,6 +381,7 @@ async fn watch_all(target: Target, sender: Sender<Message>) {
                 if sender
                     .send(Message::Failed {
                         message: e.to_string(),
+                        unreachable: true,
                     })
                     .is_err()
                 {
@@ -404,7 +414,9 @@ async fn watch_kind(
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &kind.resource);
     let config = watcher::Config::default().page_size(crate::PAGE);
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, config)
+        .backoff(Retry::default())
+        .boxed();
     while let Some(item) = stream.next().await {
         let message = match item {
             Ok(event) => Message::Watch {
@@ -413,11 +425,51 @@ async fn watch_kind(
                 at: Instant::now(),
             },
             Err(e) => Message::Failed {
+                unreachable: !matches!(
+                    e,
+                    watcher::Error::WatchError(_)
+                        | watcher::Error::InitialListFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
+                ),
                 message: format!("watching {}: {e}", kind.resource.plural),
             },
         };
         if sender.send(message).is_err() {
             return;
         }
+    }
+}
+
+/// How long a watcher waits before retrying: from 200 ms, doubling, at most 3 s, so an API
+/// server that comes back is followed within seconds (kube-runtime's default waits up to 30 s).
+#[derive(Debug)]
+struct Retry {
+    next: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self { next: Retry::FIRST }
+    }
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(3);
+}
+
+impl Iterator for Retry {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Retry {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
     }
 }
