@@ -107,6 +107,11 @@ pub struct Agent<B: Backend> {
     pub stats: crate::metrics::LoopMetrics,
     /// Where the loop shows its state to the HTTP endpoints, when it has any.
     published: Option<crate::status::Published>,
+    /// A commit that may have narrowed access, not yet followed by tightening. Tightening
+    /// lists every tracked flow (the kernel walks its whole conntrack table: ~15 ms) and may
+    /// build the engine, so it runs after the commit is in the kernel and once for a burst of
+    /// commits, not inside each.
+    tighten_due: Option<Instant>,
 }
 
 impl<B: Backend> Agent<B> {
@@ -137,6 +142,7 @@ impl<B: Backend> Agent<B> {
             glass_from_kernel: None,
             stats: crate::metrics::LoopMetrics::default(),
             published: None,
+            tighten_due: None,
         }
     }
 
@@ -289,15 +295,13 @@ impl<B: Backend> Agent<B> {
             }
             (false, _) => {}
         }
-        let mut cut = 0;
+        let cut = 0;
         if changed {
             // Audit mode and break-glass let denied flows through; cutting them would not.
             let enforcing =
                 ruleset.enforcement.mode == Mode::Enforce && !ruleset.enforcement.break_glass;
             if self.config.tighten && had_previous && enforcing {
-                let cluster = whole.get_or_insert_with(|| self.index.cluster());
-                let engine = Engine::new(cluster, EngineOptions::for_cluster(cluster));
-                cut = self.tighten(&engine);
+                self.tighten_due.get_or_insert_with(Instant::now);
             }
             // The id table names what the kernel now reports by id. The kernel has the
             // ruleset either way; a table that cannot be written is reported, and the names
@@ -432,6 +436,7 @@ impl<B: Backend> Agent<B> {
         report(self.reconcile());
         let mut metrics_written: Option<Instant> = None;
         let mut table_checked = Instant::now();
+        let mut quiet = true;
         while keep_running() {
             self.publish();
             // Repair: the table deleted or changed behind the agent's back (by hand, another
@@ -482,9 +487,16 @@ impl<B: Backend> Agent<B> {
                 && self.config.tighten
             {
                 let start = Instant::now();
-                let cluster = self.index.cluster();
-                let cut =
-                    self.tighten(&Engine::new(&cluster, EngineOptions::for_cluster(&cluster)));
+                let flows = self.tracked_pod_flows();
+                let cut = if flows.is_empty() {
+                    0
+                } else {
+                    let cluster = self.index.cluster();
+                    self.tighten(
+                        &Engine::new(&cluster, EngineOptions::for_cluster(&cluster)),
+                        flows,
+                    )
+                };
                 report(Ok(Reconciled {
                     applied: false,
                     pods: 0,
@@ -504,17 +516,41 @@ impl<B: Backend> Agent<B> {
                 }
                 metrics_written = Some(Instant::now());
             }
-            let wait = if self.source.is_watching() {
+            // Commits that may have narrowed access are followed by one tightening pass
+            // once the source is quiet (or 200 ms after the first of a burst).
+            if let Some(since) = self.tighten_due
+                && (quiet || since.elapsed() >= TIGHTEN_WITHIN)
+            {
+                let start = Instant::now();
+                let cut = self.tighten_now();
+                if cut > 0 {
+                    report(Ok(Reconciled {
+                        applied: false,
+                        pods: 0,
+                        pods_without_interface: Vec::new(),
+                        connections_cut: cut,
+                        delta_objects: None,
+                        rejected: Vec::new(),
+                        revision: self.index.revision(),
+                        took: start.elapsed(),
+                    }));
+                }
+            }
+            let wait = if self.tighten_due.is_some() {
+                Duration::from_millis(10)
+            } else if self.source.is_watching() {
                 // Woken by inotify at once; the timeout only paces metrics and stop checks.
                 Duration::from_millis(250)
             } else {
                 poll
             };
             if let Some(done) = self.step(wait) {
+                quiet = false;
                 report(done);
-            } else if self.view.last().is_none() {
-                // Start-up was refused (invalid input): try again as the files change.
-                if !self.source.is_watching() {
+            } else {
+                quiet = true;
+                if self.view.last().is_none() && !self.source.is_watching() {
+                    // Start-up was refused (invalid input): try again as the files change.
                     report(self.reconcile());
                 }
             }
@@ -526,18 +562,7 @@ impl<B: Backend> Agent<B> {
     /// Cuts tracked flows the engine now denies (see [`crate::conntrack`]): the loop lists
     /// and picks them, the cutter thread deletes them (and counts them in the
     /// tightened-connections metric). Returns how many were handed over.
-    fn tighten(&mut self, engine: &Engine<'_>) -> usize {
-        if self.conntrack.is_none() {
-            self.conntrack = conntrack::Conntrack::open().ok();
-        }
-        let Some(listed) = self.conntrack.as_mut().map(conntrack::Conntrack::list) else {
-            return 0;
-        };
-        let Ok(flows) = listed else {
-            // A socket that failed is opened again next time.
-            self.conntrack = None;
-            return 0;
-        };
+    fn tighten(&mut self, engine: &Engine<'_>, flows: Vec<conntrack::TrackedFlow>) -> usize {
         let doomed = denied(engine, flows);
         let count = doomed.len();
         self.cutter
@@ -546,6 +571,41 @@ impl<B: Backend> Agent<B> {
             })
             .cut(doomed);
         count
+    }
+
+    /// Cuts the tracked flows the policies in force deny, when a commit may have narrowed
+    /// access (see `tighten_due`). Returns how many were handed to the cutter.
+    pub fn tighten_now(&mut self) -> usize {
+        if self.tighten_due.take().is_none() {
+            return 0;
+        }
+        let flows = self.tracked_pod_flows();
+        if flows.is_empty() {
+            return 0;
+        }
+        let cluster = self.index.cluster();
+        self.tighten(
+            &Engine::new(&cluster, EngineOptions::for_cluster(&cluster)),
+            flows,
+        )
+    }
+
+    /// The tracked flows with a pod of the index at one end: only those can be cut, and
+    /// when there are none the engine need not be built to judge them.
+    fn tracked_pod_flows(&mut self) -> Vec<conntrack::TrackedFlow> {
+        if self.conntrack.is_none() {
+            self.conntrack = conntrack::Conntrack::open().ok();
+        }
+        let Some(listed) = self.conntrack.as_mut().map(conntrack::Conntrack::list) else {
+            return Vec::new();
+        };
+        let Ok(mut flows) = listed else {
+            // A socket that failed is opened again next time.
+            self.conntrack = None;
+            return Vec::new();
+        };
+        flows.retain(|f| self.index.owners(f.src) > 0 || self.index.owners(f.dst) > 0);
+        flows
     }
 
     /// Records where the kernel stands after this agent's own transaction. When the
@@ -621,6 +681,10 @@ impl std::fmt::Display for ForeignChange {
         })
     }
 }
+
+/// The longest a commit that may have narrowed access waits for its tightening pass while
+/// more changes keep arriving.
+const TIGHTEN_WITHIN: Duration = Duration::from_millis(200);
 
 /// How often a running agent refreshes its metrics file.
 const METRICS_EVERY: Duration = Duration::from_secs(5);

@@ -405,8 +405,9 @@ impl ApiServer {
                 })?;
                 let Some(root) = document.root else { continue };
                 let value = root.to_json();
+                // `List`, and typed lists (`PodList`) as `kubectl get -o yaml` writes them.
                 let objects = match value.get("kind").and_then(Value::as_str) {
-                    Some("List") => value
+                    Some(kind) if kind.ends_with("List") && value.get("items").is_some() => value
                         .get("items")
                         .and_then(Value::as_array)
                         .cloned()

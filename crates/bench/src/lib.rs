@@ -3,6 +3,7 @@
 //! ipBlock egress allowlists and a monitoring namespace. Same seed, same bytes.
 
 pub mod index_events;
+pub mod kube_events;
 pub mod whole;
 use std::fmt::Write as _;
 

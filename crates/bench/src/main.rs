@@ -77,6 +77,25 @@ enum Command {
         #[arg(long)]
         kernel: bool,
     },
+    /// The real `bulkhead agent --kubernetes` fed by the loopback API server double over the
+    /// real list/watch protocol: cold start, then pods of another node added, relabelled and
+    /// deleted through the API, each timed to the agent's commit; the agent's peak RSS.
+    /// Needs root in a network namespace of its own
+    /// (`ip netns add bench && ip netns exec bench ip link set lo up &&
+    /// ip netns exec bench bulkhead-bench kube ...`).
+    Kube {
+        #[arg(long, default_value = "XL")]
+        size: String,
+        #[arg(long, default_value_t = 300)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        scattered_ips: bool,
+        /// The `bulkhead` binary; by default the one next to this program.
+        #[arg(long)]
+        bulkhead: Option<PathBuf>,
+    },
     Flows {
         #[arg(long)]
         size: String,
@@ -146,6 +165,17 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let binary = bulkhead.unwrap_or_else(bulkhead_bench::whole::default_binary);
             bulkhead_bench::whole::run(&sizes, seed, &binary, runs, nca.as_deref())?;
+        }
+        Command::Kube {
+            size: name,
+            rounds,
+            seed,
+            scattered_ips,
+            bulkhead,
+        } => {
+            let s = size(&name).with_context(|| format!("unknown size {name}"))?;
+            let binary = bulkhead.unwrap_or_else(bulkhead_bench::whole::default_binary);
+            bulkhead_bench::kube_events::run(s, rounds, seed, scattered_ips, &binary)?;
         }
         Command::Index {
             size: name,

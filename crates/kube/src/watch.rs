@@ -57,8 +57,10 @@ pub struct KubernetesSource {
     resources: Vec<ApiResource>,
     /// Kinds whose first list has completed.
     synced: Vec<bool>,
-    /// Relists under way: objects between `Init` and `InitDone`, per kind.
-    relisting: HashMap<usize, Vec<DynamicObject>>,
+    /// Relists under way, per kind: the objects between `Init` and `InitDone`, lowered as
+    /// they arrive (the API objects themselves are not kept: at 100k pods they are hundreds
+    /// of MiB), handed over at `InitDone`.
+    relisting: HashMap<usize, Vec<(ApiId, Result<Vec<Object>, String>)>>,
     /// The index keys each API object lowered to (its last good version).
     lowered: HashMap<ApiId, Vec<ObjectKey>>,
     /// Events not yet handed over.
@@ -167,7 +169,11 @@ impl KubernetesSource {
                         self.relisting.insert(kind, Vec::new());
                     }
                     watcher::Event::InitApply(object) => {
-                        self.relisting.entry(kind).or_default().push(object);
+                        if let Some(resource) = self.resources.get(kind) {
+                            let id = api_id(kind, &object);
+                            let lowered = lower(resource, object, &self.options);
+                            self.relisting.entry(kind).or_default().push((id, lowered));
+                        }
                     }
                     watcher::Event::InitDone => {
                         let objects = self.relisting.remove(&kind).unwrap_or_default();
@@ -190,8 +196,13 @@ impl KubernetesSource {
     }
 
     /// A complete list of `kind`: objects it no longer has are deleted, the rest applied.
-    fn relisted(&mut self, kind: usize, objects: Vec<DynamicObject>, index: &Index) {
-        let listed: HashSet<ApiId> = objects.iter().map(|o| api_id(kind, o)).collect();
+    fn relisted(
+        &mut self,
+        kind: usize,
+        objects: Vec<(ApiId, Result<Vec<Object>, String>)>,
+        index: &Index,
+    ) {
+        let listed: HashSet<ApiId> = objects.iter().map(|(id, _)| id.clone()).collect();
         let gone: Vec<ApiId> = self
             .lowered
             .keys()
@@ -203,8 +214,8 @@ impl KubernetesSource {
                 self.pending.push(Event::Delete(key));
             }
         }
-        for object in objects {
-            self.apply(kind, object, index);
+        for (id, lowered) in objects {
+            self.apply_lowered(id, lowered, index);
         }
     }
 
@@ -213,7 +224,12 @@ impl KubernetesSource {
         let Some(resource) = self.resources.get(kind) else {
             return;
         };
-        let objects = match lower(resource, object, &self.options) {
+        let lowered = lower(resource, object, &self.options);
+        self.apply_lowered(id, lowered, index);
+    }
+
+    fn apply_lowered(&mut self, id: ApiId, lowered: Result<Vec<Object>, String>, index: &Index) {
+        let objects = match lowered {
             Ok(objects) => objects,
             Err(problem) => {
                 // Keeps its last good version, loudly (as a file that does not load).

@@ -266,7 +266,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             }
             if !done.applied && done.connections_cut > 0 {
                 eprintln!(
-                    "cutting {} connection(s) no longer allowed (break-glass ended)",
+                    "cutting {} connection(s) no longer allowed",
                     done.connections_cut
                 );
             }
