@@ -13,7 +13,8 @@ log() { printf '\n== %s ==\n' "$*"; }
 # Debian packages the suites use: the privileged dataplane suite needs nftables, iproute2, the
 # CNI plugins, conntrack and ping; the external contract check needs python3-yaml; the HTML
 # report and `bulkhead serve` are tested in Debian's headless Chromium (driven through chromium-driver).
-packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium chromium-driver)
+# deploy/'s image is built without Docker: mmdebstrap and umoci.
+packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium chromium-driver mmdebstrap umoci)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -85,6 +86,21 @@ log "CLI contract check on the project's conformance scenarios"
 cargo build -p bulkhead-cli
 # Debian's interpreter: python3-yaml (installed above) belongs to it, whatever python3 is on PATH.
 /usr/bin/python3 tools/contract_check.py target/debug/bulkhead tests/conformance
+
+# deploy/: the manifests validate against the Kubernetes OpenAPI schemas (PyPI's
+# kubernetes-validate, strict: unknown fields fail) and pass `bulkhead check` as kustomize
+# renders them; the image is built from Debian packages and smoke-tested in a chroot.
+log "deploy/: schema validation, bulkhead check, image build and smoke test"
+validator=target/kubernetes-validate
+[ -x "$validator/bin/kubernetes-validate" ] || {
+  python3 -m venv "$validator"
+  "$validator/bin/pip" install -q kubernetes-validate==1.37.0
+}
+"$validator/bin/kubernetes-validate" --strict deploy/namespace.yaml deploy/rbac.yaml deploy/daemonset.yaml
+"$BULKHEAD_KUBECTL" kustomize deploy/ > target/deploy-rendered.yaml
+"$validator/bin/kubernetes-validate" --strict target/deploy-rendered.yaml
+target/debug/bulkhead check - < target/deploy-rendered.yaml
+BULKHEAD_BINARY=target/release/bulkhead deploy/image/build.sh target/image
 
 # The fuzz targets must keep building, and their seed inputs must keep passing. With a
 # nightly toolchain and cargo-fuzz this is the instrumented build; a machine with only the
