@@ -150,7 +150,7 @@ pub fn run(
         .lock()
         .ok()
         .and_then(|p| *p)
-        .and_then(|port| scrape(port))
+        .and_then(scrape)
         .unwrap_or_default();
     let _ = agent.kill();
     let _ = agent.wait();

@@ -49,6 +49,9 @@ enum Message {
 /// An API object's identity: kind (position in the discovered list), namespace, name.
 type ApiId = (usize, Option<String>, String);
 
+/// An API object lowered by the loader: its index objects, or what is wrong with it.
+type Lowered = Result<Vec<Object>, String>;
+
 /// Watches the cluster for the agent.
 #[derive(Debug)]
 pub struct KubernetesSource {
@@ -60,7 +63,7 @@ pub struct KubernetesSource {
     /// Relists under way, per kind: the objects between `Init` and `InitDone`, lowered as
     /// they arrive (the API objects themselves are not kept: at 100k pods they are hundreds
     /// of MiB), handed over at `InitDone`.
-    relisting: HashMap<usize, Vec<(ApiId, Result<Vec<Object>, String>)>>,
+    relisting: HashMap<usize, Vec<(ApiId, Lowered)>>,
     /// The index keys each API object lowered to (its last good version).
     lowered: HashMap<ApiId, Vec<ObjectKey>>,
     /// Events not yet handed over.
@@ -196,12 +199,7 @@ impl KubernetesSource {
     }
 
     /// A complete list of `kind`: objects it no longer has are deleted, the rest applied.
-    fn relisted(
-        &mut self,
-        kind: usize,
-        objects: Vec<(ApiId, Result<Vec<Object>, String>)>,
-        index: &Index,
-    ) {
+    fn relisted(&mut self, kind: usize, objects: Vec<(ApiId, Lowered)>, index: &Index) {
         let listed: HashSet<ApiId> = objects.iter().map(|(id, _)| id.clone()).collect();
         let gone: Vec<ApiId> = self
             .lowered
@@ -351,11 +349,7 @@ fn api_id(kind: usize, object: &DynamicObject) -> ApiId {
 }
 
 /// One API object through the one loader: its index objects, or what is wrong with it.
-fn lower(
-    resource: &ApiResource,
-    object: DynamicObject,
-    options: &LoadOptions,
-) -> Result<Vec<Object>, String> {
+fn lower(resource: &ApiResource, object: DynamicObject, options: &LoadOptions) -> Lowered {
     let input = object_input(resource, object);
     let snapshot = bulkhead_k8s::load(std::slice::from_ref(&input), options);
     if let Some(error) = snapshot
