@@ -124,6 +124,15 @@ fn kubectl_lists_and_gets_through_discovery_and_a_kubeconfig() {
     );
     // kubectl puts kind and apiVersion back on the items the server sends without them.
     assert_eq!(all["items"][0]["kind"], "Pod");
+    // The same as YAML, the form `kubectl get -o yaml | bulkhead check -` reads.
+    let yaml = cluster.run(&["get", "pods", "-A", "-o", "yaml"]);
+    let documents = bulkhead_k8s::yaml_tree::parse_documents(&yaml);
+    let [Ok(document)] = documents.as_slice() else {
+        panic!("one YAML document: {yaml}");
+    };
+    let from_yaml = document.root.as_ref().expect("a list").to_json();
+    assert_eq!(from_yaml["kind"], "List");
+    assert_eq!(names(&from_yaml), names(&all));
     let shop: Value =
         serde_json::from_str(&cluster.run(&["get", "pods", "-n", "shop", "-o", "json"]))
             .expect("JSON");

@@ -159,13 +159,27 @@ fn the_agent_follows_the_kubernetes_api_with_real_packets() {
         .arg(&kubeconfig)
         .arg("--state-dir")
         .arg(&agent_state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--deny-log-stdout",
+        ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("agent starts");
     let stderr = child.stderr.take().expect("stderr");
+    // Deny records on stdout, one JSON object per line, for the cluster's log collector.
+    let stdout = child.stdout.take().expect("stdout");
+    let (records, denied) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let record: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout is JSON lines: {e}: {line}"));
+            let _ = records.send(record);
+        }
+    });
     let agent = AgentProcess(child);
     let (lines, log) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -212,6 +226,19 @@ fn the_agent_follows_the_kubernetes_api_with_real_packets() {
         created.elapsed().as_secs_f64() * 1e3
     );
     assert!(reaches(&lab, 81, 1000));
+    // The denied connections were logged on stdout in the format `bulkhead audit` reads.
+    let record = loop {
+        let record = denied
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a deny record on stdout within 10 s");
+        if record["dst_port"] == 80 {
+            break record;
+        }
+    };
+    assert_eq!(record["verdict"], "deny", "{record}");
+    assert_eq!(record["dst"], "x/server", "{record}");
+    // Selected by only-81 and matched by none of its rules: the tier's default decides.
+    assert_eq!(record["rule"], "end of tier default", "{record}");
 
     // 2. The policy deleted through the API re-opens the flow.
     assert!(

@@ -146,6 +146,13 @@ impl KubernetesSource {
     fn handle(&mut self, message: Message, index: &Index) {
         match message {
             Message::Discovered { resources, absent } => {
+                if !absent.is_empty() {
+                    // Said once: a cluster without Calico lacks all of Calico's kinds.
+                    eprintln!(
+                        "info: the cluster does not serve {}; skipped",
+                        absent.join(", ")
+                    );
+                }
                 self.synced = vec![false; resources.len()];
                 self.resources = resources;
                 self.absent = absent;
