@@ -82,6 +82,22 @@ pub struct Reconciled {
     pub took: Duration,
 }
 
+impl Reconciled {
+    /// A turn that changed nothing in the table and only cut connections it no longer allows.
+    fn cuts_only(cut: usize, revision: u64, took: Duration) -> Self {
+        Self {
+            applied: false,
+            pods: 0,
+            pods_without_interface: Vec::new(),
+            connections_cut: cut,
+            delta_objects: None,
+            rejected: Vec::new(),
+            revision,
+            took,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Agent<B: Backend> {
     pub config: AgentConfig,
@@ -497,16 +513,11 @@ impl<B: Backend> Agent<B> {
                         flows,
                     )
                 };
-                report(Ok(Reconciled {
-                    applied: false,
-                    pods: 0,
-                    pods_without_interface: Vec::new(),
-                    connections_cut: cut,
-                    delta_objects: None,
-                    rejected: Vec::new(),
-                    revision: self.index.revision(),
-                    took: start.elapsed(),
-                }));
+                report(Ok(Reconciled::cuts_only(
+                    cut,
+                    self.index.revision(),
+                    start.elapsed(),
+                )));
             }
             if let Some(path) = self.config.metrics_file.clone()
                 && metrics_written.is_none_or(|t| t.elapsed() >= METRICS_EVERY)
@@ -524,16 +535,11 @@ impl<B: Backend> Agent<B> {
                 let start = Instant::now();
                 let cut = self.tighten_now();
                 if cut > 0 {
-                    report(Ok(Reconciled {
-                        applied: false,
-                        pods: 0,
-                        pods_without_interface: Vec::new(),
-                        connections_cut: cut,
-                        delta_objects: None,
-                        rejected: Vec::new(),
-                        revision: self.index.revision(),
-                        took: start.elapsed(),
-                    }));
+                    report(Ok(Reconciled::cuts_only(
+                        cut,
+                        self.index.revision(),
+                        start.elapsed(),
+                    )));
                 }
             }
             let wait = if self.tighten_due.is_some() {

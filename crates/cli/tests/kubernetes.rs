@@ -251,19 +251,22 @@ fn diff_against_the_live_cluster_reports_exactly_the_planted_drift() {
     let paths = [fixture("live/kubernetes")];
     let (server, _dir, kubeconfig) = serve(ResourceType::bulkhead_kinds(), &paths);
     let git = path_args(&paths).remove(0);
+    let drift_against_git = || {
+        run(&[
+            "diff",
+            "--base",
+            "live",
+            "--head",
+            &git,
+            "--kubeconfig",
+            &kubeconfig,
+            "-o",
+            "json",
+            "--fail-on-drift",
+        ])
+    };
     // No drift yet.
-    let same = run(&[
-        "diff",
-        "--base",
-        "live",
-        "--head",
-        &git,
-        "--kubeconfig",
-        &kubeconfig,
-        "-o",
-        "json",
-        "--fail-on-drift",
-    ]);
+    let same = drift_against_git();
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
     let policies = &same.json()["policies"];
     for side in ["only_in_base", "only_in_head", "changed"] {
@@ -299,18 +302,7 @@ fn diff_against_the_live_cluster_reports_exactly_the_planted_drift() {
             },
         }))
         .expect("applied");
-    let drift = run(&[
-        "diff",
-        "--base",
-        "live",
-        "--head",
-        &git,
-        "--kubeconfig",
-        &kubeconfig,
-        "-o",
-        "json",
-        "--fail-on-drift",
-    ]);
+    let drift = drift_against_git();
     assert_eq!(drift.code, 1, "{}{}", drift.stdout, drift.stderr);
     let report = drift.json();
     let policies = &report["policies"];
