@@ -35,7 +35,7 @@ enum Message {
     Watch {
         kind: usize,
         /// Boxed: an object is large, the other messages are small.
-        event: Lowering,
+        event: Box<watcher::Event<DynamicObject>>,
         at: Instant,
     },
     Failed {
@@ -44,17 +44,6 @@ enum Message {
         /// answer it gave (410 Gone before a relist, a 403).
         unreachable: bool,
     },
-}
-
-/// A watcher event with its object already lowered (on the watch thread, as it arrives: the
-/// API objects never queue up; at 100k pods they would be hundreds of MiB).
-#[derive(Debug)]
-enum Lowering {
-    Init,
-    InitApply(ApiId, Lowered),
-    InitDone,
-    Apply(ApiId, Lowered),
-    Delete(ApiId),
 }
 
 /// An API object's identity: kind (position in the discovered list), namespace, name.
@@ -67,6 +56,7 @@ type Lowered = Result<Vec<Object>, String>;
 #[derive(Debug)]
 pub struct KubernetesSource {
     receiver: Receiver<Message>,
+    options: LoadOptions,
     resources: Vec<ApiResource>,
     /// Kinds whose first list has completed.
     synced: Vec<bool>,
@@ -93,7 +83,6 @@ impl KubernetesSource {
     pub fn start(target: Target, options: LoadOptions) -> Self {
         let (sender, receiver) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let load_options = options.clone();
         std::thread::Builder::new()
             .name("kube-watch".into())
             .spawn(move || {
@@ -114,13 +103,14 @@ impl KubernetesSource {
                 runtime.block_on(async move {
                     tokio::select! {
                         _ = stopped => {}
-                        _ = watch_all(target, load_options, sender) => {}
+                        _ = watch_all(target, sender) => {}
                     }
                 });
             })
             .expect("spawning the watch thread");
         Self {
             receiver,
+            options,
             resources: Vec::new(),
             synced: Vec::new(),
             relisting: HashMap::new(),
@@ -184,14 +174,18 @@ impl KubernetesSource {
                 self.health.connected = true;
                 self.health.down_since = None;
                 self.seen.get_or_insert(at);
-                match event {
-                    Lowering::Init => {
+                match *event {
+                    watcher::Event::Init => {
                         self.relisting.insert(kind, Vec::new());
                     }
-                    Lowering::InitApply(id, lowered) => {
-                        self.relisting.entry(kind).or_default().push((id, lowered));
+                    watcher::Event::InitApply(object) => {
+                        if let Some(resource) = self.resources.get(kind) {
+                            let id = api_id(kind, &object);
+                            let lowered = lower(resource, object, &self.options);
+                            self.relisting.entry(kind).or_default().push((id, lowered));
+                        }
                     }
-                    Lowering::InitDone => {
+                    watcher::Event::InitDone => {
                         let objects = self.relisting.remove(&kind).unwrap_or_default();
                         self.relisted(kind, objects, index);
                         if let Some(s) = self.synced.get_mut(kind) {
@@ -199,8 +193,9 @@ impl KubernetesSource {
                         }
                         self.health.relists += 1;
                     }
-                    Lowering::Apply(id, lowered) => self.apply_lowered(id, lowered, index),
-                    Lowering::Delete(id) => {
+                    watcher::Event::Apply(object) => self.apply(kind, object, index),
+                    watcher::Event::Delete(object) => {
+                        let id = api_id(kind, &object);
                         for key in self.lowered.remove(&id).unwrap_or_default() {
                             self.pending.push(Event::Delete(key));
                         }
@@ -227,6 +222,15 @@ impl KubernetesSource {
         for (id, lowered) in objects {
             self.apply_lowered(id, lowered, index);
         }
+    }
+
+    fn apply(&mut self, kind: usize, object: DynamicObject, index: &Index) {
+        let id = api_id(kind, &object);
+        let Some(resource) = self.resources.get(kind) else {
+            return;
+        };
+        let lowered = lower(resource, object, &self.options);
+        self.apply_lowered(id, lowered, index);
     }
 
     fn apply_lowered(&mut self, id: ApiId, lowered: Result<Vec<Object>, String>, index: &Index) {
@@ -370,7 +374,7 @@ fn lower(resource: &ApiResource, object: DynamicObject, options: &LoadOptions) -
 
 /// Discovery (retried until it succeeds), then a watcher per kind the agent reads, each with
 /// kube-runtime's default backoff.
-async fn watch_all(target: Target, options: LoadOptions, sender: Sender<Message>) {
+async fn watch_all(target: Target, sender: Sender<Message>) {
     let mut wait = Duration::from_millis(200);
     let (client, kinds) = loop {
         let attempt = async {
@@ -411,7 +415,6 @@ async fn watch_all(target: Target, options: LoadOptions, sender: Sender<Message>
             client.clone(),
             position,
             kind,
-            options.clone(),
             sender.clone(),
         )));
     }
@@ -424,7 +427,6 @@ async fn watch_kind(
     client: kube::Client,
     position: usize,
     kind: LiveKind,
-    options: LoadOptions,
     sender: Sender<Message>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &kind.resource);
@@ -434,35 +436,11 @@ async fn watch_kind(
         .boxed();
     while let Some(item) = stream.next().await {
         let message = match item {
-            Ok(event) => {
-                let at = Instant::now();
-                let lower_it = |object: DynamicObject| {
-                    (
-                        api_id(position, &object),
-                        lower(&kind.resource, object, &options),
-                    )
-                };
-                // Lowered here, at once: the loader is synchronous and quick per object, and
-                // while it runs this watcher is not polled (backpressure on the stream).
-                let event = match event {
-                    watcher::Event::Init => Lowering::Init,
-                    watcher::Event::InitApply(o) => {
-                        let (id, lowered) = lower_it(o);
-                        Lowering::InitApply(id, lowered)
-                    }
-                    watcher::Event::InitDone => Lowering::InitDone,
-                    watcher::Event::Apply(o) => {
-                        let (id, lowered) = lower_it(o);
-                        Lowering::Apply(id, lowered)
-                    }
-                    watcher::Event::Delete(o) => Lowering::Delete(api_id(position, &o)),
-                };
-                Message::Watch {
-                    kind: position,
-                    event,
-                    at,
-                }
-            }
+            Ok(event) => Message::Watch {
+                kind: position,
+                event: Box::new(event),
+                at: Instant::now(),
+            },
             Err(e) => Message::Failed {
                 unreachable: !matches!(
                     e,
