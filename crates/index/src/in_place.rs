@@ -74,7 +74,7 @@ pub(crate) fn update(
     committed: &Ruleset,
     last: &LastCompile,
     index: &Index,
-    changes: &BTreeMap<ObjectKey, Option<Object>>,
+    changes: &crate::Changes,
 ) -> Option<Ruleset> {
     // A local pod without its interface yet is looked for again by every full compile.
     if last.report.conflicts > 0 || !last.report.pods_without_interface.is_empty() {
@@ -88,7 +88,7 @@ pub(crate) fn update(
             return None;
         }
         let after = pod_of(index.get(key));
-        for pod in [pod_of(before.as_ref()), after].into_iter().flatten() {
+        for pod in [pod_of(before.as_deref()), after].into_iter().flatten() {
             if pod.node.as_deref() == Some(node) {
                 return None;
             }
@@ -378,7 +378,7 @@ pub(crate) fn update_policies(
     committed: &Ruleset,
     last: &LastCompile,
     index: &Index,
-    changes: &BTreeMap<ObjectKey, Option<Object>>,
+    changes: &crate::Changes,
 ) -> Option<(Ruleset, LastCompile)> {
     if last.report.conflicts > 0
         || !last.report.pods_without_interface.is_empty()
@@ -392,7 +392,7 @@ pub(crate) fn update_policies(
         if key.kind != ObjectKind::Policy {
             return None;
         }
-        for object in [before.as_ref(), index.get(key)].into_iter().flatten() {
+        for object in [before.as_deref(), index.get(key)].into_iter().flatten() {
             let Object::Policy(p) = object else {
                 return None;
             };
