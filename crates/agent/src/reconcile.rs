@@ -70,6 +70,7 @@ pub struct Reconciled {
     pub pods_without_interface: Vec<String>,
     /// Tracked connections the engine now denies, handed to the cutter thread, which deletes
     /// them right after (the tightened-connections metric counts what the kernel deleted).
+    /// Only a turn that tightens after commits reports them; a commit itself reports 0.
     pub connections_cut: usize,
     /// How it was applied: `Some(n)`, a delta touching `n` sets, chains and dispatch entries;
     /// `None`, a full replace of the table (start-up, a mode change) or nothing.
@@ -224,7 +225,6 @@ impl<B: Backend> Agent<B> {
         };
         // Pods of other nodes update this node's sets in place; anything else compiles the
         // node from the whole index.
-        let mut whole: Option<bulkhead_model::Cluster> = None;
         let mut options = CompileOptions {
             node: self.config.node.clone(),
             interfaces: Default::default(),
@@ -242,10 +242,10 @@ impl<B: Backend> Agent<B> {
                     next
                 }
                 None => {
-                    let cluster = whole.insert(self.index.cluster());
+                    let cluster = self.index.cluster();
                     options.interfaces =
-                        interfaces::for_node(cluster, &self.config.node, &self.config.interfaces);
-                    self.view.next(cluster, &options, enforcement)
+                        interfaces::for_node(&cluster, &self.config.node, &self.config.interfaces);
+                    self.view.next(&cluster, &options, enforcement)
                 }
             };
         // Rules rendered again (a replaced chain, a whole new table) start from the counts
@@ -311,7 +311,6 @@ impl<B: Backend> Agent<B> {
             }
             (false, _) => {}
         }
-        let cut = 0;
         if changed {
             // Audit mode and break-glass let denied flows through; cutting them would not.
             let enforcing =
@@ -347,7 +346,8 @@ impl<B: Backend> Agent<B> {
             applied: changed,
             pods: report.pods,
             pods_without_interface: report.pods_without_interface,
-            connections_cut: cut,
+            // Cutting follows the commit, in a turn of its own (`tighten_due`).
+            connections_cut: 0,
             delta_objects,
             rejected: delivery.rejected,
             revision: self.index.revision(),
@@ -581,7 +581,7 @@ impl<B: Backend> Agent<B> {
 
     /// Cuts the tracked flows the policies in force deny, when a commit may have narrowed
     /// access (see `tighten_due`). Returns how many were handed to the cutter.
-    pub fn tighten_now(&mut self) -> usize {
+    fn tighten_now(&mut self) -> usize {
         if self.tighten_due.take().is_none() {
             return 0;
         }

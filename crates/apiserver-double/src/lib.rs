@@ -687,17 +687,13 @@ async fn version() -> Response {
     )
 }
 
-async fn core_versions(State(shared): State<Arc<Shared>>) -> Response {
-    let address = {
-        let _store = shared.store();
-        "127.0.0.1"
-    };
+async fn core_versions() -> Response {
     json_response(
         StatusCode::OK,
         &json!({
             "kind": "APIVersions",
             "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
         }),
     )
 }
@@ -1000,11 +996,13 @@ fn start_watch(
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs);
     let r = store.resources[resource].clone();
-    let in_scope = move |change: &Change| {
-        change.resource == resource
+    // A change is the watch's when it is of its resource and, for a namespaced watch, of
+    // its namespace.
+    let in_scope = move |change_resource: usize, change_namespace: Option<&str>| {
+        change_resource == resource
             && namespace
                 .as_deref()
-                .is_none_or(|ns| change.namespace.as_deref() == Some(ns))
+                .is_none_or(|ns| change_namespace == Some(ns))
     };
     // What the stream starts with: the changes after `from`, or everything as ADDED.
     let mut backlog = Vec::new();
@@ -1027,17 +1025,15 @@ fn start_watch(
                 .into_response();
         }
         Some(version) => {
-            for change in store
-                .history
-                .iter()
-                .filter(|c| c.resource_version > version && in_scope(c))
-            {
+            for change in store.history.iter().filter(|c| {
+                c.resource_version > version && in_scope(c.resource, c.namespace.as_deref())
+            }) {
                 backlog.push(event_line(change.kind, &change.object));
             }
         }
         None => {
             for ((ns, _), object) in &store.objects[resource] {
-                if in_scope_namespace(&in_scope, resource, ns) {
+                if in_scope(resource, (!ns.is_empty()).then_some(ns.as_str())) {
                     backlog.push(event_line("ADDED", object));
                 }
             }
@@ -1083,7 +1079,7 @@ fn start_watch(
                 change = changes.recv() => match change {
                     Ok(change) => {
                         last_version = change.resource_version;
-                        if in_scope(&change) && lines.send(event_line(change.kind, &change.object)).await.is_err() {
+                        if in_scope(change.resource, change.namespace.as_deref()) && lines.send(event_line(change.kind, &change.object)).await.is_err() {
                             return;
                         }
                     }
@@ -1103,15 +1099,4 @@ fn start_watch(
         Body::from_stream(stream),
     )
         .into_response()
-}
-
-/// Whether an object stored under namespace `ns` of `resource` is in the watch's scope.
-fn in_scope_namespace(in_scope: &impl Fn(&Change) -> bool, resource: usize, ns: &str) -> bool {
-    in_scope(&Change {
-        resource_version: 0,
-        resource,
-        namespace: (!ns.is_empty()).then(|| ns.to_string()),
-        kind: "ADDED",
-        object: Value::Null,
-    })
 }

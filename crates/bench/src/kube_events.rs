@@ -15,16 +15,11 @@ use std::time::{Duration, Instant};
 
 /// The agent's resident memory from /proc: (`VmRSS`, `VmHWM`) in MiB.
 fn memory_of(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let pid = pid.to_string();
+    (
+        crate::process_memory_mib(&pid, "VmRSS:"),
+        crate::process_memory_mib(&pid, "VmHWM:"),
+    )
 }
 
 /// A DNS server pod on node-1: every namespace's allow-dns policy has it as a peer, so its

@@ -82,7 +82,12 @@ pub const SIZES: [Size; 5] = [
 
 /// A memory figure of this process from /proc (`VmRSS:` now, `VmHWM:` peak), in MiB.
 pub fn memory_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    process_memory_mib("self", field)
+}
+
+/// The same for process `pid` (`"self"`: this one).
+pub fn process_memory_mib(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -9,6 +9,16 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use support::{bulkhead, output, run};
 
+/// A web pod of the `live` fixture to the database, on its port.
+const WEB_TO_DB: [&str; 6] = [
+    "--from",
+    "shop/web-5d9c7b-a1",
+    "--to",
+    "payments/db-0",
+    "--port",
+    "5432",
+];
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -134,17 +144,9 @@ fn check_and_explain_through_the_api_name_the_object() {
         located.iter().any(|f| f.starts_with("live:")),
         "{located:?}"
     );
-    let explain = run(&[
-        "explain",
-        "--kubeconfig",
-        &kubeconfig,
-        "--from",
-        "shop/web-5d9c7b-a1",
-        "--to",
-        "payments/db-0",
-        "--port",
-        "5432",
-    ]);
+    let mut explain = vec!["explain", "--kubeconfig", &kubeconfig];
+    explain.extend(WEB_TO_DB);
+    let explain = run(&explain);
     assert_eq!(explain.code, 0, "{}", explain.stderr);
     assert!(explain.stdout.contains("db-from-web"), "{}", explain.stdout);
 }
@@ -401,14 +403,7 @@ fn kubeconfig_from_the_environment_and_files_on_top() {
         .env("KUBECONFIG", &kubeconfig)
         .args(["explain", "--live"])
         .arg(extra.path())
-        .args([
-            "--from",
-            "shop/web-5d9c7b-a1",
-            "--to",
-            "payments/db-0",
-            "--port",
-            "5432",
-        ]);
+        .args(WEB_TO_DB);
     let r = output(command);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("deny-web"), "{}", r.stdout);

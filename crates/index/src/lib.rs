@@ -290,6 +290,11 @@ impl Index {
         self.owners.get(&ip).copied().unwrap_or(0)
     }
 
+    /// Every key the index holds, in key order.
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> + '_ {
+        self.objects.keys()
+    }
+
     /// The objects of one kind (in one namespace, when given), in key order.
     pub fn objects_of_kind(
         &self,

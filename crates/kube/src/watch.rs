@@ -14,7 +14,7 @@
 use crate::kinds::{LiveKind, WANTED, discover};
 use crate::{Target, connect, object_input};
 use bulkhead_agent::source::{Delivery, Source, SourceHealth};
-use bulkhead_index::{Event, Index, Object, ObjectKey, ObjectKind, objects_of};
+use bulkhead_index::{Event, Index, Object, ObjectKey, objects_of};
 use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Severity;
 use futures::StreamExt as _;
@@ -73,8 +73,6 @@ pub struct KubernetesSource {
     health: SourceHealth,
     /// Dropping it stops the runtime thread.
     _stop: tokio::sync::oneshot::Sender<()>,
-    /// Kinds the cluster does not serve (said once, at start).
-    pub absent: Vec<String>,
 }
 
 impl KubernetesSource {
@@ -120,7 +118,6 @@ impl KubernetesSource {
             seen: None,
             health: SourceHealth::default(),
             _stop: stop,
-            absent: Vec::new(),
         }
     }
 
@@ -155,7 +152,6 @@ impl KubernetesSource {
                 }
                 self.synced = vec![false; resources.len()];
                 self.resources = resources;
-                self.absent = absent;
             }
             Message::Failed {
                 message,
@@ -233,7 +229,7 @@ impl KubernetesSource {
         self.apply_lowered(id, lowered, index);
     }
 
-    fn apply_lowered(&mut self, id: ApiId, lowered: Result<Vec<Object>, String>, index: &Index) {
+    fn apply_lowered(&mut self, id: ApiId, lowered: Lowered, index: &Index) {
         let objects = match lowered {
             Ok(objects) => objects,
             Err(problem) => {
@@ -305,32 +301,19 @@ impl Source for KubernetesSource {
             }
         }
         let known: HashSet<&ObjectKey> = self.lowered.values().flatten().collect();
-        let mut stale = Vec::new();
-        for kind in [
-            ObjectKind::Namespace,
-            ObjectKind::Pod,
-            ObjectKind::Node,
-            ObjectKind::ServiceAccount,
-            ObjectKind::Policy,
-            ObjectKind::NetworkSet,
-            ObjectKind::Tier,
-        ] {
-            for object in index.objects_of_kind(kind, None) {
-                let key = object.key();
-                if !known.contains(&key) {
-                    stale.push(Event::Delete(key));
-                }
-            }
-        }
+        let stale: Vec<Event> = index
+            .keys()
+            .filter(|key| !known.contains(key))
+            .cloned()
+            .map(Event::Delete)
+            .collect();
         let mut delivery = self.deliver();
         delivery.events.splice(0..0, stale);
         delivery
     }
 
     fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
-        if !self.drain(index, timeout) && self.pending.is_empty() && self.rejected.is_empty() {
-            return None;
-        }
+        self.drain(index, timeout);
         // A relist still under way is handed over whole, at its InitDone.
         if self.pending.is_empty() && self.rejected.is_empty() {
             return None;
@@ -372,10 +355,10 @@ fn lower(resource: &ApiResource, object: DynamicObject, options: &LoadOptions) -
     Ok(objects_of(&snapshot.cluster))
 }
 
-/// Discovery (retried until it succeeds), then a watcher per kind the agent reads, each with
-/// kube-runtime's default backoff.
+/// Discovery (retried until it succeeds), then a watcher per kind the agent reads; both wait
+/// as [`Retry`] says between attempts.
 async fn watch_all(target: Target, sender: Sender<Message>) {
-    let mut wait = Duration::from_millis(200);
+    let mut retry = Retry::default();
     let (client, kinds) = loop {
         let attempt = async {
             let (client, server) = connect(&target).await?;
@@ -404,8 +387,7 @@ async fn watch_all(target: Target, sender: Sender<Message>) {
                 {
                     return;
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(retry.next().unwrap_or(Retry::MAX)).await;
             }
         }
     };

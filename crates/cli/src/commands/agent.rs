@@ -264,29 +264,22 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             for pod in &done.pods_without_interface {
                 eprintln!("warning: no host interface known for {pod}; it is not enforced");
             }
-            if !done.applied && done.connections_cut > 0 {
-                eprintln!(
-                    "cutting {} connection(s) no longer allowed",
-                    done.connections_cut
-                );
-            }
             if done.applied {
                 eprintln!(
-                    "applied ruleset for {} pod(s) in {:.1} ms ({}){}",
+                    "applied ruleset for {} pod(s) in {:.1} ms ({})",
                     done.pods,
                     done.took.as_secs_f64() * 1e3,
                     match done.delta_objects {
                         Some(n) => format!("delta of {n} object(s)"),
                         None => "full table".to_string(),
                     },
-                    if done.connections_cut > 0 {
-                        format!(
-                            "; cutting {} connection(s) no longer allowed",
-                            done.connections_cut
-                        )
-                    } else {
-                        String::new()
-                    }
+                );
+            }
+            // Tightening follows commits in a turn of its own (see `Agent::run`).
+            if done.connections_cut > 0 {
+                eprintln!(
+                    "cutting {} connection(s) no longer allowed",
+                    done.connections_cut
                 );
             }
         }
