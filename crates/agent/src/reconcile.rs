@@ -242,10 +242,12 @@ impl<B: Backend> Agent<B> {
                     next
                 }
                 None => {
-                    let cluster = self.index.cluster();
-                    options.interfaces =
-                        interfaces::for_node(&cluster, &self.config.node, &self.config.interfaces);
-                    self.view.next(&cluster, &options, enforcement)
+                    let (view, config) = (&mut self.view, &self.config);
+                    self.index.with_cluster(|cluster| {
+                        options.interfaces =
+                            interfaces::for_node(cluster, &config.node, &config.interfaces);
+                        view.next(cluster, &options, enforcement)
+                    })
                 }
             };
         // Rules rendered again (a replaced chain, a whole new table) start from the counts
@@ -507,11 +509,7 @@ impl<B: Backend> Agent<B> {
                 let cut = if flows.is_empty() {
                     0
                 } else {
-                    let cluster = self.index.cluster();
-                    self.tighten(
-                        &Engine::new(&cluster, EngineOptions::for_cluster(&cluster)),
-                        flows,
-                    )
+                    self.tighten(flows)
                 };
                 report(Ok(Reconciled::cuts_only(
                     cut,
@@ -568,8 +566,14 @@ impl<B: Backend> Agent<B> {
     /// Cuts tracked flows the engine now denies (see [`crate::conntrack`]): the loop lists
     /// and picks them, the cutter thread deletes them (and counts them in the
     /// tightened-connections metric). Returns how many were handed over.
-    fn tighten(&mut self, engine: &Engine<'_>, flows: Vec<conntrack::TrackedFlow>) -> usize {
-        let doomed = denied(engine, flows);
+    /// Cuts `flows` the policies in force deny; returns how many were handed to the cutter.
+    fn tighten(&mut self, flows: Vec<conntrack::TrackedFlow>) -> usize {
+        let doomed = self.index.with_cluster(|cluster| {
+            denied(
+                &Engine::new(cluster, EngineOptions::for_cluster(cluster)),
+                flows,
+            )
+        });
         let count = doomed.len();
         self.cutter
             .get_or_insert_with(|| {
@@ -589,11 +593,7 @@ impl<B: Backend> Agent<B> {
         if flows.is_empty() {
             return 0;
         }
-        let cluster = self.index.cluster();
-        self.tighten(
-            &Engine::new(&cluster, EngineOptions::for_cluster(&cluster)),
-            flows,
-        )
+        self.tighten(flows)
     }
 
     /// The tracked flows with a pod of the index at one end: only those can be cut, and

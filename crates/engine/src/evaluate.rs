@@ -552,7 +552,7 @@ impl Engine<'_> {
     /// The labels Calico selectors see on pod `i`: its own plus `projectcalico.org/namespace`,
     /// `projectcalico.org/orchestrator` and `projectcalico.org/serviceaccount` (CAL-SEL-*).
     pub fn calico_pod_labels(&self, i: usize) -> &bulkhead_model::Labels {
-        &self.labelling().calico_pod[i]
+        self.labelling().calico_pod(self.cluster, i)
     }
 
     /// The labels Calico namespace selectors see: the namespace's plus `projectcalico.org/name`.

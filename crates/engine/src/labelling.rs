@@ -3,11 +3,14 @@
 
 use bulkhead_model::{Cluster, Labels, Pod};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 #[derive(Debug)]
 pub(crate) struct Labelling {
-    /// Per pod index: own labels plus Calico's namespace, orchestrator and service-account labels.
-    pub calico_pod: Vec<Labels>,
+    /// Calico's view of every pod, built the first time a Calico selector asks for one: it
+    /// copies every pod's labels, which a cluster of Kubernetes policies never reads (at 100k
+    /// pods the copy was most of the engine's memory).
+    calico_pods: OnceLock<CalicoPods>,
     /// Per namespace: its labels plus `projectcalico.org/name`.
     pub calico_namespace: HashMap<String, Labels>,
     /// Per network set index: its labels plus `projectcalico.org/namespace` for namespaced sets.
@@ -15,22 +18,19 @@ pub(crate) struct Labelling {
     /// Per pod index: its namespace's position in `Cluster::namespaces` (looked up once, not
     /// by name for every peer a rule is matched against).
     pod_namespace: Vec<Option<usize>>,
-    /// Per pod index: the labels of its service account (Calico's view).
-    pod_service_account: Vec<Labels>,
 }
 
-impl Labelling {
-    pub fn new(cluster: &Cluster) -> Self {
-        let calico_pod = cluster.pods.iter().map(calico_pod_labels).collect();
-        let calico_namespace = cluster
-            .namespaces
-            .iter()
-            .map(|ns| {
-                let mut l = ns.labels.clone();
-                l.insert("projectcalico.org/name".into(), ns.name.clone());
-                (ns.name.clone(), l)
-            })
-            .collect();
+#[derive(Debug)]
+struct CalicoPods {
+    /// Per pod index: own labels plus Calico's namespace, orchestrator and service-account labels.
+    labels: Vec<Labels>,
+    /// Per pod index: the labels of its service account.
+    service_account: Vec<Labels>,
+}
+
+impl CalicoPods {
+    fn new(cluster: &Cluster) -> Self {
+        let labels = cluster.pods.iter().map(calico_pod_labels).collect();
         // Per (namespace, service account): its labels plus `projectcalico.org/name`.
         let mut service_account: HashMap<(String, String), Labels> = cluster
             .service_accounts
@@ -51,6 +51,34 @@ impl Labelling {
                     )])
                 });
         }
+        let pod_service_account = cluster
+            .pods
+            .iter()
+            .map(|p| {
+                service_account
+                    .get(&(p.namespace.clone(), p.service_account.clone()))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        Self {
+            labels,
+            service_account: pod_service_account,
+        }
+    }
+}
+
+impl Labelling {
+    pub fn new(cluster: &Cluster) -> Self {
+        let calico_namespace = cluster
+            .namespaces
+            .iter()
+            .map(|ns| {
+                let mut l = ns.labels.clone();
+                l.insert("projectcalico.org/name".into(), ns.name.clone());
+                (ns.name.clone(), l)
+            })
+            .collect();
         let network_set = cluster
             .network_sets
             .iter()
@@ -78,22 +106,11 @@ impl Labelling {
                     })
             })
             .collect();
-        let pod_service_account = cluster
-            .pods
-            .iter()
-            .map(|p| {
-                service_account
-                    .get(&(p.namespace.clone(), p.service_account.clone()))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
         Self {
-            calico_pod,
+            calico_pods: OnceLock::new(),
             calico_namespace,
             network_set,
             pod_namespace,
-            pod_service_account,
         }
     }
 
@@ -106,9 +123,19 @@ impl Labelling {
             .map(|i| &cluster.namespaces[i].labels)
     }
 
+    /// Calico's view of pod `pod` (of `cluster`, the cluster this labelling was made for): its
+    /// labels plus `projectcalico.org/namespace`, `orchestrator` and `serviceaccount`.
+    pub fn calico_pod(&self, cluster: &Cluster, pod: usize) -> &Labels {
+        &self.calico_pods(cluster).labels[pod]
+    }
+
     /// The labels of pod `pod`'s service account (Calico's view).
-    pub fn pod_service_account_labels(&self, pod: usize) -> Option<&Labels> {
-        self.pod_service_account.get(pod)
+    pub fn pod_service_account_labels(&self, cluster: &Cluster, pod: usize) -> Option<&Labels> {
+        self.calico_pods(cluster).service_account.get(pod)
+    }
+
+    fn calico_pods(&self, cluster: &Cluster) -> &CalicoPods {
+        self.calico_pods.get_or_init(|| CalicoPods::new(cluster))
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Labels> {

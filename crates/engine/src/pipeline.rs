@@ -210,10 +210,10 @@ fn selects(cluster: &Cluster, labelling: &Labelling, policy: &Policy, index: usi
                 }),
             };
             scope_ok
-                && selector.matches(&labelling.calico_pod[index])
+                && selector.matches(labelling.calico_pod(cluster, index))
                 && service_account_selector.as_ref().is_none_or(|s| {
                     labelling
-                        .pod_service_account_labels(index)
+                        .pod_service_account_labels(cluster, index)
                         .is_some_and(|l| s.matches(l))
                 })
         }

@@ -310,7 +310,7 @@ impl RuleContext<'_, '_> {
             None => Vec::new(),
         };
         let owner_matches = |s: &CalicoSelector| {
-            pod.is_some_and(|i| s.matches(&labelling.calico_pod[i]))
+            pod.is_some_and(|i| s.matches(labelling.calico_pod(cluster, i)))
                 || sets.iter().any(|&i| s.matches(&labelling.network_set[i]))
         };
         if let Some(s) = &entity.selector {
@@ -329,7 +329,7 @@ impl RuleContext<'_, '_> {
             let name_ok = sa.names.is_empty() || sa.names.contains(&p.service_account);
             let selector_ok = sa.selector.as_ref().is_none_or(|s| {
                 labelling
-                    .pod_service_account_labels(i)
+                    .pod_service_account_labels(cluster, i)
                     .is_some_and(|l| s.matches(l))
             });
             if !(name_ok && selector_ok) {

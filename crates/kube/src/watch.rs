@@ -22,8 +22,10 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What the runtime thread tells the source.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ enum Message {
         /// Boxed: an object is large, the other messages are small.
         event: Box<watcher::Event<DynamicObject>>,
         at: Instant,
+        /// Held until the agent has handled the event: see [`IN_FLIGHT`].
+        _permit: OwnedSemaphorePermit,
     },
     Failed {
         message: String,
@@ -45,6 +49,11 @@ enum Message {
         unreachable: bool,
     },
 }
+
+/// How many watch events may wait for the agent at once. Listing is faster than lowering,
+/// and without a bound a first list of 100k pods waited whole in the channel, as API objects
+/// (hundreds of MiB at XL); a page's worth keeps the lister ahead without piling up.
+const IN_FLIGHT: usize = 1024;
 
 /// An API object's identity: kind (position in the discovered list), namespace, name.
 type ApiId = (usize, Option<String>, String);
@@ -64,6 +73,8 @@ pub struct KubernetesSource {
     /// they arrive (the API objects themselves are not kept: at 100k pods they are hundreds
     /// of MiB), handed over at `InitDone`.
     relisting: HashMap<usize, Vec<(ApiId, Lowered)>>,
+    /// Kinds whose first list has started.
+    started: HashSet<usize>,
     /// The index keys each API object lowered to (its last good version).
     lowered: HashMap<ApiId, Vec<ObjectKey>>,
     /// Events not yet handed over.
@@ -112,6 +123,7 @@ impl KubernetesSource {
             resources: Vec::new(),
             synced: Vec::new(),
             relisting: HashMap::new(),
+            started: HashSet::new(),
             lowered: HashMap::new(),
             pending: Vec::new(),
             rejected: Vec::new(),
@@ -166,24 +178,37 @@ impl KubernetesSource {
                 }
                 self.health.last_error = Some(message);
             }
-            Message::Watch { kind, event, at } => {
+            Message::Watch {
+                kind, event, at, ..
+            } => {
                 self.health.connected = true;
                 self.health.down_since = None;
                 self.seen.get_or_insert(at);
                 match *event {
+                    // The first list of a kind goes straight to the pending events: nothing
+                    // of it can be missing yet, and `resync` hands nothing over before every
+                    // kind is listed (buffered as well, 100k pods were held twice).
                     watcher::Event::Init => {
-                        self.relisting.insert(kind, Vec::new());
+                        // A list started before (and perhaps broken off) is a relist: what
+                        // it no longer has must go.
+                        if !self.started.insert(kind) {
+                            self.relisting.insert(kind, Vec::new());
+                        }
                     }
                     watcher::Event::InitApply(object) => {
-                        if let Some(resource) = self.resources.get(kind) {
-                            let id = api_id(kind, &object);
-                            let lowered = lower(resource, object, &self.options);
-                            self.relisting.entry(kind).or_default().push((id, lowered));
+                        if let Some(buffer) = self.relisting.get_mut(&kind) {
+                            if let Some(resource) = self.resources.get(kind) {
+                                let id = api_id(kind, &object);
+                                buffer.push((id, lower(resource, object, &self.options)));
+                            }
+                        } else {
+                            self.apply(kind, object, index);
                         }
                     }
                     watcher::Event::InitDone => {
-                        let objects = self.relisting.remove(&kind).unwrap_or_default();
-                        self.relisted(kind, objects, index);
+                        if let Some(objects) = self.relisting.remove(&kind) {
+                            self.relisted(kind, objects, index);
+                        }
                         if let Some(s) = self.synced.get_mut(kind) {
                             *s = true;
                         }
@@ -391,6 +416,7 @@ async fn watch_all(target: Target, sender: Sender<Message>) {
             }
         }
     };
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = Vec::new();
     for (position, kind) in kinds.into_iter().enumerate() {
         tasks.push(tokio::spawn(watch_kind(
@@ -398,6 +424,7 @@ async fn watch_all(target: Target, sender: Sender<Message>) {
             position,
             kind,
             sender.clone(),
+            in_flight.clone(),
         )));
     }
     for task in tasks {
@@ -410,6 +437,7 @@ async fn watch_kind(
     position: usize,
     kind: LiveKind,
     sender: Sender<Message>,
+    in_flight: Arc<Semaphore>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &kind.resource);
     let config = watcher::Config::default().page_size(crate::PAGE);
@@ -418,11 +446,18 @@ async fn watch_kind(
         .boxed();
     while let Some(item) = stream.next().await {
         let message = match item {
-            Ok(event) => Message::Watch {
-                kind: position,
-                event: Box::new(event),
-                at: Instant::now(),
-            },
+            Ok(event) => {
+                let at = Instant::now();
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                Message::Watch {
+                    kind: position,
+                    event: Box::new(event),
+                    at,
+                    _permit: permit,
+                }
+            }
             Err(e) => Message::Failed {
                 unreachable: !matches!(
                     e,
