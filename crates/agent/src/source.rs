@@ -10,7 +10,7 @@
 //! lowered together by the one loader (`bulkhead_k8s::load`), and the difference to the index
 //! becomes object-level [`Event`]s.
 
-use bulkhead_index::{Event, Index, objects_of};
+use bulkhead_index::{Event, Index, Object, ObjectKey, into_objects};
 use bulkhead_k8s::{Input, LoadOptions};
 use bulkhead_model::Severity;
 use notify::{EventKind, RecursiveMode, Watcher as _};
@@ -67,10 +67,11 @@ pub struct DirectorySource {
     dir: PathBuf,
     options: LoadOptions,
     /// Path -> the last text of it that loaded without an error.
-    good: BTreeMap<PathBuf, String>,
-    /// Path -> the objects of that text lowered on its own, and whether it holds workloads
-    /// (whose pods depend on objects in other files).
-    lowered: BTreeMap<PathBuf, (Vec<bulkhead_index::Object>, bool)>,
+    good: BTreeMap<PathBuf, KeptText>,
+    /// Path -> the keys of the objects that text lowers to on its own, and whether it holds
+    /// workloads (whose pods depend on objects in other files). Keys, not objects: the index
+    /// holds the objects, and a second copy of them doubled the agent's memory.
+    lowered: BTreeMap<PathBuf, (Vec<ObjectKey>, bool)>,
     /// How many files hold each key (more than one: the loader decides between them).
     key_files: std::collections::HashMap<bulkhead_index::ObjectKey, usize>,
     /// Keys held by more than one file.
@@ -125,16 +126,12 @@ impl DirectorySource {
         is_manifest(path) && !self.ignored.iter().any(|i| path.starts_with(i))
     }
 
-    /// Keeps `lowered` and the key counts in step: `path` now lowers to `objects` (`None`:
-    /// gone). Returns the keys of the old and the new version.
-    fn set_lowered(
-        &mut self,
-        path: &Path,
-        objects: Option<(Vec<bulkhead_index::Object>, bool)>,
-    ) -> Vec<bulkhead_index::ObjectKey> {
+    /// Keeps `lowered` and the key counts in step: `path` now lowers to objects with `keys`
+    /// (`None`: gone). Returns the keys of the old and the new version.
+    fn set_lowered(&mut self, path: &Path, keys: Option<(Vec<ObjectKey>, bool)>) -> Vec<ObjectKey> {
         let mut touched = Vec::new();
         if let Some((old, _)) = self.lowered.remove(path) {
-            for key in old.iter().map(bulkhead_index::Object::key) {
+            for key in old {
                 if let Some(n) = self.key_files.get_mut(&key) {
                     *n -= 1;
                     if *n == 1 {
@@ -147,14 +144,14 @@ impl DirectorySource {
                 touched.push(key);
             }
         }
-        if let Some((new, workloads)) = objects {
-            for key in new.iter().map(bulkhead_index::Object::key) {
+        if let Some((new, workloads)) = keys {
+            for key in &new {
                 let n = self.key_files.entry(key.clone()).or_default();
                 *n += 1;
                 if *n == 2 {
                     self.duplicates += 1;
                 }
-                touched.push(key);
+                touched.push(key.clone());
             }
             self.lowered.insert(path.to_path_buf(), (new, workloads));
         }
@@ -163,13 +160,10 @@ impl DirectorySource {
 
     /// Reads `paths` (gone ones are dropped), keeping a file's last good text when the new
     /// one does not load on its own. Returns the keys of every object of those files, before
-    /// and after.
-    fn reread(
-        &mut self,
-        paths: &[PathBuf],
-        rejected: &mut Vec<String>,
-    ) -> Vec<bulkhead_index::ObjectKey> {
+    /// and after, and the objects of each file that loaded.
+    fn reread(&mut self, paths: &[PathBuf], rejected: &mut Vec<String>) -> (Vec<ObjectKey>, Fresh) {
         let mut touched = Vec::new();
+        let mut fresh = Fresh::new();
         for path in paths {
             if !path.exists() {
                 self.good.remove(path);
@@ -207,14 +201,25 @@ impl DirectorySource {
                     let workloads = WORKLOAD_KINDS
                         .iter()
                         .any(|k| alone.object_counts.contains_key(*k));
-                    touched.extend(
-                        self.set_lowered(path, Some((objects_of(&alone.cluster), workloads))),
-                    );
-                    self.good.insert(path.clone(), input.text);
+                    let objects = into_objects(alone.cluster);
+                    let keys = objects.iter().map(Object::key).collect();
+                    touched.extend(self.set_lowered(path, Some((keys, workloads))));
+                    fresh.insert(path.clone(), objects);
+                    self.good.insert(path.clone(), KeptText::new(&input.text));
                 }
             }
         }
-        touched
+        (touched, fresh)
+    }
+
+    /// The objects of `path`'s last good text, lowered on its own again (for a file not just
+    /// read: its objects are not kept).
+    fn lower_again(&self, path: &Path) -> Vec<Object> {
+        let Some(text) = self.good.get(path) else {
+            return Vec::new();
+        };
+        let input = Input::new(path.display().to_string(), text.text());
+        into_objects(bulkhead_k8s::load(std::slice::from_ref(&input), &self.options).cluster)
     }
 
     /// Every manifest file under the directory now.
@@ -232,8 +237,9 @@ impl DirectorySource {
 
     /// The good texts, loaded together, as the events that bring `index` to them. A load
     /// that fails across files (a duplicate object, ...) changes nothing and is reported.
-    fn deliver(&self, index: &Index, mut rejected: Vec<String>) -> Delivery {
-        if let Some(objects) = self.files_apart() {
+    /// `fresh`: the objects of the files just read.
+    fn deliver(&self, index: &Index, mut rejected: Vec<String>, fresh: Fresh) -> Delivery {
+        if let Some(objects) = self.files_apart(fresh) {
             return Delivery {
                 events: index.events_towards(objects),
                 rejected,
@@ -243,7 +249,7 @@ impl DirectorySource {
         let inputs: Vec<Input> = self
             .good
             .iter()
-            .map(|(p, t)| Input::new(p.display().to_string(), t.clone()))
+            .map(|(p, t)| Input::new(p.display().to_string(), t.text()))
             .collect();
         let snapshot = bulkhead_k8s::load(&inputs, &self.options);
         if let Some(first) = snapshot
@@ -263,7 +269,7 @@ impl DirectorySource {
             };
         }
         Delivery {
-            events: index.events_towards(objects_of(&snapshot.cluster)),
+            events: index.events_towards(into_objects(snapshot.cluster)),
             rejected,
             seen: None,
         }
@@ -276,15 +282,16 @@ impl DirectorySource {
     /// live pod of it exists, and a ReplicaSet names its pods' Deployment, across files), and
     /// no object is in two files (the loader reports that). Then a change costs the changed
     /// file, not every file.
-    fn files_apart(&self) -> Option<Vec<bulkhead_index::Object>> {
+    /// `fresh`: the objects of the files just read; the others are lowered again. File by
+    /// file, never all of them in one more vector.
+    fn files_apart(&self, mut fresh: Fresh) -> Option<impl Iterator<Item = Object> + '_> {
         if !self.apart() {
             return None;
         }
         Some(
             self.lowered
-                .values()
-                .flat_map(|(objects, _)| objects.iter().cloned())
-                .collect(),
+                .keys()
+                .flat_map(move |path| fresh.remove(path).unwrap_or_else(|| self.lower_again(path))),
         )
     }
 
@@ -299,45 +306,45 @@ impl DirectorySource {
     fn deliver_touched(
         &self,
         index: &Index,
-        files: &[PathBuf],
-        touched: Vec<bulkhead_index::ObjectKey>,
+        touched: Vec<ObjectKey>,
+        fresh: Fresh,
         rejected: Vec<String>,
     ) -> Delivery {
-        let wanted: std::collections::HashSet<&bulkhead_index::ObjectKey> =
-            touched.iter().collect();
-        let mut now: BTreeMap<bulkhead_index::ObjectKey, &bulkhead_index::Object> = BTreeMap::new();
-        fn look_in<'a>(
-            objects: &'a [bulkhead_index::Object],
-            wanted: &std::collections::HashSet<&bulkhead_index::ObjectKey>,
-            now: &mut BTreeMap<bulkhead_index::ObjectKey, &'a bulkhead_index::Object>,
-        ) {
+        let wanted: std::collections::HashSet<&ObjectKey> = touched.iter().collect();
+        let mut now: BTreeMap<ObjectKey, Object> = BTreeMap::new();
+        let look_in = |objects: Vec<Object>, now: &mut BTreeMap<ObjectKey, Object>| {
             for object in objects {
                 let key = object.key();
                 if wanted.contains(&key) {
                     now.insert(key, object);
                 }
             }
-        }
-        for file in files {
-            if let Some((objects, _)) = self.lowered.get(file) {
-                look_in(objects, &wanted, &mut now);
-            }
+        };
+        let read: Vec<PathBuf> = fresh.keys().cloned().collect();
+        for objects in fresh.into_values() {
+            look_in(objects, &mut now);
         }
         // A key the changed files no longer hold may still be in another file (it was in
-        // two): then look everywhere.
-        let elsewhere = wanted
+        // two): then that file is lowered again.
+        let elsewhere: Vec<&PathBuf> = self
+            .lowered
             .iter()
-            .any(|k| !now.contains_key(*k) && self.key_files.contains_key(*k));
-        if elsewhere {
-            for (objects, _) in self.lowered.values() {
-                look_in(objects, &wanted, &mut now);
-            }
+            .filter(|(path, (keys, _))| {
+                !read.contains(path)
+                    && keys
+                        .iter()
+                        .any(|k| wanted.contains(k) && !now.contains_key(k))
+            })
+            .map(|(path, _)| path)
+            .collect();
+        for path in elsewhere {
+            look_in(self.lower_again(path), &mut now);
         }
         let mut events = Vec::new();
         for key in wanted {
-            match (now.get(key), index.get(key)) {
-                (Some(new), Some(old)) if *new == old => {}
-                (Some(new), _) => events.push(Event::Apply(Box::new((*new).clone()))),
+            match (now.remove(key), index.get(key)) {
+                (Some(new), Some(old)) if new == *old => {}
+                (Some(new), _) => events.push(Event::Apply(Box::new(new))),
                 (None, Some(_)) => events.push(Event::Delete(key.clone())),
                 (None, None) => {}
             }
@@ -358,6 +365,28 @@ fn located(d: &bulkhead_model::Diagnostic) -> String {
     }
 }
 
+/// A manifest's last good text, kept compressed: it is read again only when files are lowered
+/// together or a file's objects are needed again, and kept as it is, the XL cluster's 57 MB of
+/// YAML were a fifth of the agent's memory. LZ4 compresses it about 8x at a few hundred MB/s.
+#[derive(Debug)]
+struct KeptText(Vec<u8>);
+
+impl KeptText {
+    fn new(text: &str) -> Self {
+        Self(lz4_flex::compress_prepend_size(text.as_bytes()))
+    }
+
+    fn text(&self) -> String {
+        // Never an empty text in its place: that would delete the file's objects.
+        let bytes = lz4_flex::decompress_size_prepended(&self.0)
+            .expect("a kept text decompresses: this process compressed it");
+        String::from_utf8(bytes).expect("a kept text is UTF-8: it was a str")
+    }
+}
+
+/// The objects of each file just read, by path.
+type Fresh = BTreeMap<PathBuf, Vec<Object>>;
+
 /// The kinds whose pods depend on objects in other files.
 const WORKLOAD_KINDS: [&str; 6] = [
     "Deployment",
@@ -377,9 +406,9 @@ impl Source for DirectorySource {
     fn resync(&mut self, index: &Index) -> Delivery {
         let mut rejected = Vec::new();
         let files = self.all_files();
-        self.reread(&files, &mut rejected);
+        let (_, fresh) = self.reread(&files, &mut rejected);
         self.seen = fingerprint(&self.dir);
-        self.deliver(index, rejected)
+        self.deliver(index, rejected, fresh)
     }
 
     fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
@@ -452,11 +481,11 @@ impl Source for DirectorySource {
         dirty.sort();
         dirty.dedup();
         let mut rejected = Vec::new();
-        let touched = self.reread(&dirty, &mut rejected);
+        let (touched, fresh) = self.reread(&dirty, &mut rejected);
         let mut delivery = if self.apart() {
-            self.deliver_touched(index, &dirty, touched, rejected)
+            self.deliver_touched(index, touched, fresh, rejected)
         } else {
-            self.deliver(index, rejected)
+            self.deliver(index, rejected, fresh)
         };
         delivery.seen = seen;
         if delivery.events.is_empty() && delivery.rejected.is_empty() {
@@ -613,6 +642,7 @@ mod tests {
 #[cfg(test)]
 mod apart {
     use super::*;
+    use bulkhead_index::objects_of;
 
     const FILES: [(&str, &str); 4] = [
         (
@@ -649,7 +679,10 @@ mod apart {
         let mut source = DirectorySource::new(dir.clone(), LoadOptions::default(), Vec::new());
         let delivery = source.resync(&Index::new());
         assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
-        let apart = source.files_apart().expect("no workloads, no duplicates");
+        let apart: Vec<Object> = source
+            .files_apart(Fresh::new())
+            .expect("no workloads, no duplicates")
+            .collect();
         let inputs: Vec<Input> = FILES
             .iter()
             .map(|(n, t)| Input::new(dir.join(n).display().to_string(), *t))
@@ -702,12 +735,12 @@ mod apart {
         )
         .expect("write");
         source.resync(&index);
-        assert!(source.files_apart().is_none());
+        assert!(source.files_apart(Fresh::new()).is_none());
         // The same object in two files: the loader decides.
         std::fs::remove_file(dir.join("deploy.yaml")).expect("rm");
         std::fs::write(dir.join("calico-copy.yaml"), FILES[3].1).expect("write");
         source.resync(&index);
-        assert!(source.files_apart().is_none());
+        assert!(source.files_apart(Fresh::new()).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -78,8 +78,8 @@ mod tests {
     fn a_typo_finds_the_label_it_meant() {
         let selector = CalicoSelector::parse("app == 'dbb' && tier == 'data'").expect("parses");
         let labels = [
-            Labels::from([("app".into(), "db".into()), ("tier".into(), "data".into())]),
-            Labels::from([("app".into(), "web".into())]),
+            Labels::from_iter([("app".into(), "db".into()), ("tier".into(), "data".into())]),
+            Labels::from_iter([("app".into(), "web".into())]),
         ];
         assert_eq!(
             nearest(&calico_wants(&selector), labels.iter()),

@@ -45,7 +45,7 @@ impl CalicoPods {
             service_account
                 .entry((pod.namespace.clone(), pod.service_account.clone()))
                 .or_insert_with(|| {
-                    Labels::from([(
+                    Labels::from_iter([(
                         "projectcalico.org/name".to_string(),
                         pod.service_account.clone(),
                     )])

@@ -345,7 +345,7 @@ fn peer_namespaces(policy: &bulkhead_model::Policy, index: &Index) -> BTreeSet<S
     }
     if !selectors.is_empty() {
         let default_labels = |name: &str| {
-            bulkhead_model::Labels::from([(
+            bulkhead_model::Labels::from_iter([(
                 bulkhead_model::cluster::METADATA_NAME_LABEL.to_string(),
                 name.to_string(),
             )])

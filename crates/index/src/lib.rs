@@ -102,27 +102,38 @@ impl Object {
 /// Every object of a loaded cluster. Namespaces only referenced (not defined) are left out:
 /// the index adds them again from what refers to them, as the loader does.
 pub fn objects_of(cluster: &Cluster) -> Vec<Object> {
-    let mut out = Vec::new();
+    into_objects(cluster.clone())
+}
+
+/// [`objects_of`], taking the cluster: the objects move, nothing is copied.
+pub fn into_objects(cluster: Cluster) -> Vec<Object> {
+    let mut out = Vec::with_capacity(
+        cluster.namespaces.len()
+            + cluster.pods.len()
+            + cluster.nodes.len()
+            + cluster.service_accounts.len()
+            + cluster.policies.len()
+            + cluster.network_sets.len()
+            + cluster.tiers.len(),
+    );
     out.extend(
         cluster
             .namespaces
-            .iter()
+            .into_iter()
             .filter(|n| n.defined)
-            .cloned()
             .map(Object::Namespace),
     );
-    out.extend(cluster.pods.iter().cloned().map(Object::Pod));
-    out.extend(cluster.nodes.iter().cloned().map(Object::Node));
+    out.extend(cluster.pods.into_iter().map(Object::Pod));
+    out.extend(cluster.nodes.into_iter().map(Object::Node));
     out.extend(
         cluster
             .service_accounts
-            .iter()
-            .cloned()
+            .into_iter()
             .map(Object::ServiceAccount),
     );
-    out.extend(cluster.policies.iter().cloned().map(Object::Policy));
-    out.extend(cluster.network_sets.iter().cloned().map(Object::NetworkSet));
-    out.extend(cluster.tiers.iter().cloned().map(Object::Tier));
+    out.extend(cluster.policies.into_iter().map(Object::Policy));
+    out.extend(cluster.network_sets.into_iter().map(Object::NetworkSet));
+    out.extend(cluster.tiers.into_iter().map(Object::Tier));
     out
 }
 
@@ -319,7 +330,15 @@ impl Index {
 
     /// The events that turn this index into one holding exactly `objects`: applies for the
     /// new and changed, deletes for the gone (what a source sends after a re-read).
-    pub fn events_towards(&self, objects: Vec<Object>) -> Vec<Event> {
+    pub fn events_towards(&self, objects: impl IntoIterator<Item = Object>) -> Vec<Event> {
+        if self.objects.is_empty() {
+            // Everything is new (a cold start): applied in order, a later object under the
+            // same key wins, as below. No map of all of them beside the objects themselves.
+            return objects
+                .into_iter()
+                .map(|o| Event::Apply(Box::new(o)))
+                .collect();
+        }
         let fresh: BTreeMap<ObjectKey, Object> =
             objects.into_iter().map(|o| (o.key(), o)).collect();
         let mut events: Vec<Event> = self

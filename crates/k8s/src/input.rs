@@ -62,7 +62,7 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Input>, Vec<Diagnostic>) {
     let mut report = Report::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            match read_text(std::io::stdin().lock(), "standard input") {
+            match read_text(std::io::stdin().lock(), "standard input", 0) {
                 Ok(text) => inputs.push(Input::new("<stdin>", text)),
                 Err(message) => report
                     .diagnostics
@@ -101,8 +101,10 @@ struct Report {
 
 /// Reads text to its end; stops at the first NUL byte (no manifest contains one, and a
 /// stream of them is `/dev/zero`) and at invalid UTF-8.
-fn read_text(mut reader: impl Read, what: &str) -> Result<String, String> {
-    let mut bytes = Vec::new();
+/// `expected`: the size the text probably has (a file's length), so a large file is read into
+/// one allocation of its size instead of a doubled one (the agent keeps the text).
+fn read_text(mut reader: impl Read, what: &str, expected: usize) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(expected);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut chunk) {
@@ -119,6 +121,7 @@ fn read_text(mut reader: impl Read, what: &str) -> Result<String, String> {
         }
         bytes.extend_from_slice(&chunk[..n]);
     }
+    bytes.shrink_to_fit();
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "{what} is not UTF-8 text (invalid byte at byte {})",
@@ -130,8 +133,11 @@ fn read_text(mut reader: impl Read, what: &str) -> Result<String, String> {
 fn read_file(path: &Path, inputs: &mut Vec<Input>, diagnostics: &mut Vec<Diagnostic>) {
     match std::fs::File::open(path)
         .map_err(|e| e.to_string())
-        .and_then(|f| read_text(f, "the file"))
-    {
+        .and_then(|f| {
+            // The length is a hint: the file may grow or shrink while it is read.
+            let expected = f.metadata().map_or(0, |m| m.len()).min(1 << 30) as usize;
+            read_text(f, "the file", expected)
+        }) {
         Ok(text) => inputs.push(Input::new(path.display().to_string(), text)),
         Err(message) => diagnostics.push(io_error(path, &message)),
     }

@@ -51,7 +51,13 @@ impl WorkloadIndex {
         let model = Pod {
             namespace: namespace.to_string(),
             name: name.to_string(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            labels: pod
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             ips,
             node: spec.node_name.clone(),
             host_network: spec.host_network.unwrap_or(false),
@@ -162,7 +168,9 @@ impl WorkloadIndex {
                 .metadata
                 .as_ref()
                 .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             ips: Vec::new(),
             node: spec.node_name.clone(),
             host_network: spec.host_network.unwrap_or(false),

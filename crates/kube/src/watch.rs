@@ -14,7 +14,7 @@
 use crate::kinds::{LiveKind, WANTED, discover};
 use crate::{Target, connect, object_input};
 use bulkhead_agent::source::{Delivery, Source, SourceHealth};
-use bulkhead_index::{Event, Index, Object, ObjectKey, objects_of};
+use bulkhead_index::{Event, Index, Object, ObjectKey, into_objects};
 use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Severity;
 use futures::StreamExt as _;
@@ -377,7 +377,7 @@ fn lower(resource: &ApiResource, object: DynamicObject, options: &LoadOptions) -
             input.name, error.message
         ));
     }
-    Ok(objects_of(&snapshot.cluster))
+    Ok(into_objects(snapshot.cluster))
 }
 
 /// Discovery (retried until it succeeds), then a watcher per kind the agent reads; both wait

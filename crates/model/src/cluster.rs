@@ -183,7 +183,7 @@ impl Cluster {
         for name in referenced {
             if !defined.contains(&name) {
                 self.namespaces.push(Namespace {
-                    labels: Labels::from([(METADATA_NAME_LABEL.to_string(), name.clone())]),
+                    labels: Labels::from_iter([(METADATA_NAME_LABEL.to_string(), name.clone())]),
                     name,
                     defined: false,
                     source: None,

@@ -91,7 +91,12 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                                 .iter()
                                 .filter(|n| n.defined)
                                 .take(3)
-                                .map(|n| format!("{}: {:?}", n.name, n.labels))
+                                .map(|n| {
+                                    // Printed as a map: `{"k": "v"}`.
+                                    let labels: std::collections::BTreeMap<_, _> =
+                                        n.labels.iter().collect();
+                                    format!("{}: {labels:?}", n.name)
+                                })
                                 .collect();
                             let typo = crate::nearest::nearest(
                                 &crate::nearest::label_wants(s),
