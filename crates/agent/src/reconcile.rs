@@ -129,6 +129,8 @@ pub struct Agent<B: Backend> {
     /// build the engine, so it runs after the commit is in the kernel and once for a burst of
     /// commits, not inside each.
     tighten_due: Option<Instant>,
+    /// The cluster-wide break-glass in force (from the source).
+    cluster_glass: Option<crate::source::ClusterBreakGlass>,
 }
 
 impl<B: Backend> Agent<B> {
@@ -160,6 +162,7 @@ impl<B: Backend> Agent<B> {
             stats: crate::metrics::LoopMetrics::default(),
             published: None,
             tighten_due: None,
+            cluster_glass: None,
         }
     }
 
@@ -218,17 +221,28 @@ impl<B: Backend> Agent<B> {
                 first: first.clone(),
             });
         }
+        let cluster_glass = self.source.cluster_break_glass();
+        if cluster_glass != self.cluster_glass {
+            match &cluster_glass {
+                Some(g) => eprintln!("cluster break-glass ON for {} ({})", g.scope(), g.origin),
+                None => eprintln!("cluster break-glass off: enforcing again"),
+            }
+            self.cluster_glass = cluster_glass;
+        }
+        let glass = self.cluster_glass.as_ref();
         let enforcement = Enforcement {
             mode: self.config.mode,
             log_denies: self.config.log_denies,
-            break_glass: self.break_glass(),
+            break_glass: self.break_glass() || glass.is_some_and(|g| g.all),
         };
+        let mut audit_namespaces = self.config.audit_namespaces.clone();
+        audit_namespaces.extend(glass.into_iter().flat_map(|g| g.namespaces.iter().cloned()));
         // Pods of other nodes update this node's sets in place; anything else compiles the
         // node from the whole index.
         let mut options = CompileOptions {
             node: self.config.node.clone(),
             interfaces: Default::default(),
-            audit_namespaces: self.config.audit_namespaces.clone(),
+            audit_namespaces,
             pod_interface_prefixes: self.config.pod_interface_prefixes.clone(),
             pod_cidrs: self.config.pod_cidrs.clone(),
         };

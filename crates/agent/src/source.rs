@@ -46,6 +46,59 @@ pub trait Source: std::fmt::Debug {
             ..SourceHealth::default()
         }
     }
+    /// The cluster-wide break-glass, where the source has one (the Kubernetes API: a ConfigMap
+    /// every agent watches); `None`: off. A change of it is delivered like any change.
+    fn cluster_break_glass(&self) -> Option<ClusterBreakGlass> {
+        None
+    }
+}
+
+/// The cluster-wide break-glass: every packet accepted on every node, or the named
+/// namespaces' pods taken out of enforcement (audit mode: their denials are logged, not
+/// enforced). Beside the node-local break-glass, never instead of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterBreakGlass {
+    /// Everything open (the ConfigMap names no namespaces, or `*`).
+    pub all: bool,
+    pub namespaces: std::collections::BTreeSet<String>,
+    /// Where it comes from and the operator's reason, for the log.
+    pub origin: String,
+}
+
+impl ClusterBreakGlass {
+    /// From a break-glass ConfigMap's data: `namespaces` (comma- or space-separated; absent,
+    /// empty or `*`: all of them) and an optional `reason`.
+    pub fn from_data(origin: &str, data: &BTreeMap<String, String>) -> Self {
+        let namespaces: std::collections::BTreeSet<String> = data
+            .get("namespaces")
+            .map(|list| {
+                list.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = namespaces.is_empty() || namespaces.contains("*");
+        let reason = data
+            .get("reason")
+            .map(|r| format!(": {}", r.trim()))
+            .unwrap_or_default();
+        Self {
+            all,
+            namespaces: if all { Default::default() } else { namespaces },
+            origin: format!("{origin}{reason}"),
+        }
+    }
+
+    /// `all namespaces` or the list, for logs.
+    pub fn scope(&self) -> String {
+        if self.all {
+            "every namespace (all traffic accepted)".to_string()
+        } else {
+            let names: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+            format!("namespace(s) {} (audit mode)", names.join(", "))
+        }
+    }
 }
 
 /// A remote source's state, for metrics and logs: while it is down the agent keeps the last

@@ -95,6 +95,8 @@ impl ResourceType {
             Self::new("", "v1", "pods", "Pod", true),
             Self::new("", "v1", "serviceaccounts", "ServiceAccount", true),
             Self::new("", "v1", "services", "Service", true),
+            // The agent watches one: the cluster-wide break-glass.
+            Self::new("", "v1", "configmaps", "ConfigMap", true),
             Self::new("apps", "v1", "deployments", "Deployment", true),
             Self::new("apps", "v1", "replicasets", "ReplicaSet", true),
             Self::new("apps", "v1", "statefulsets", "StatefulSet", true),
@@ -388,7 +390,7 @@ impl ApiServer {
 
     /// Serves the objects of manifest files or directories (`kind: List` items too), as
     /// `kubectl apply` would create them. Returns how many objects were stored and the kinds
-    /// skipped because the server does not serve them (`v1 ConfigMap`).
+    /// skipped because the server does not serve them (`v1 Secret`).
     pub fn apply_manifests(
         &self,
         paths: &[std::path::PathBuf],

@@ -260,6 +260,65 @@ fn the_agent_follows_the_kubernetes_api_with_real_packets() {
         "policy created again",
     );
 
+    // 2b. The cluster-wide break-glass ConfigMap, created through the API, opens the denied
+    //     flow on this node; naming the namespace takes it out of enforcement (audit);
+    //     deleting the ConfigMap closes the flow again.
+    let (glass_namespace, glass_name) = ("bulkhead-system", "break-glass");
+    let glass = |data: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": glass_name, "namespace": glass_namespace}, "data": data})
+    };
+    api.apply(glass(json!({"reason": "test: everything open"})))
+        .expect("applied");
+    until(
+        &lab,
+        80,
+        true,
+        Duration::from_secs(10),
+        "cluster break-glass on",
+    );
+    assert_eq!(
+        metric(port, "bulkhead_break_glass"),
+        Some(1.0),
+        "the metrics say break-glass is on"
+    );
+    api.delete("v1", "ConfigMap", Some(glass_namespace), glass_name)
+        .expect("deleted");
+    until(
+        &lab,
+        80,
+        false,
+        Duration::from_secs(10),
+        "cluster break-glass off",
+    );
+    api.apply(glass(
+        json!({"namespaces": "x", "reason": "test: one namespace"}),
+    ))
+    .expect("applied");
+    until(
+        &lab,
+        80,
+        true,
+        Duration::from_secs(10),
+        "namespace x opened",
+    );
+    api.apply(glass(json!({"namespaces": "elsewhere"})))
+        .expect("applied");
+    until(
+        &lab,
+        80,
+        false,
+        Duration::from_secs(10),
+        "another namespace opened",
+    );
+    api.delete("v1", "ConfigMap", Some(glass_namespace), glass_name)
+        .expect("deleted");
+    steady(
+        &lab,
+        Duration::from_secs(1),
+        "break-glass ConfigMap deleted",
+    );
+
     // 3. The API server stopped for 30 s changes nothing in the kernel; the agent says so in
     //    its metrics, and catches up after (a change made meanwhile arrives).
     api.stop();

@@ -12,7 +12,7 @@ pub mod kinds;
 pub mod watch;
 
 pub use kinds::{LiveKind, WANTED};
-pub use watch::KubernetesSource;
+pub use watch::{BREAK_GLASS, KubernetesSource};
 
 use bulkhead_k8s::Input;
 use kube::api::{Api, DynamicObject, ListParams};

@@ -13,7 +13,7 @@
 
 use crate::kinds::{LiveKind, WANTED, discover};
 use crate::{Target, connect, object_input};
-use bulkhead_agent::source::{Delivery, Source, SourceHealth};
+use bulkhead_agent::source::{ClusterBreakGlass, Delivery, Source, SourceHealth};
 use bulkhead_index::{Event, Index, Object, ObjectKey, into_objects};
 use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Severity;
@@ -42,6 +42,11 @@ enum Message {
         /// Held until the agent has handled the event: see [`IN_FLIGHT`].
         _permit: OwnedSemaphorePermit,
     },
+    /// An event of the break-glass ConfigMap's watch.
+    BreakGlass {
+        event: Box<watcher::Event<DynamicObject>>,
+        at: Instant,
+    },
     Failed {
         message: String,
         /// The API could not be reached (a refused or broken connection), as opposed to an
@@ -54,6 +59,10 @@ enum Message {
 /// and without a bound a first list of 100k pods waited whole in the channel, as API objects
 /// (hundreds of MiB at XL); a page's worth keeps the lister ahead without piling up.
 const IN_FLIGHT: usize = 1024;
+
+/// The ConfigMap every agent watches for the cluster-wide break-glass: while it exists, the
+/// cluster (or the namespaces its `namespaces` key names) is open. Namespace and name.
+pub const BREAK_GLASS: (&str, &str) = ("bulkhead-system", "break-glass");
 
 /// An API object's identity: kind (position in the discovered list), namespace, name.
 type ApiId = (usize, Option<String>, String);
@@ -75,6 +84,13 @@ pub struct KubernetesSource {
     relisting: HashMap<usize, Vec<(ApiId, Lowered)>>,
     /// Kinds whose first list has started.
     started: HashSet<usize>,
+    /// The break-glass ConfigMap: `None` until its first list, then whether it exists (and
+    /// what it says).
+    glass: Option<Option<ClusterBreakGlass>>,
+    /// The break-glass ConfigMap as its current (re)list finds it.
+    glass_listing: Option<ClusterBreakGlass>,
+    /// The break-glass changed since the last delivery.
+    glass_changed: bool,
     /// The index keys each API object lowered to (its last good version).
     lowered: HashMap<ApiId, Vec<ObjectKey>>,
     /// Events not yet handed over.
@@ -124,6 +140,9 @@ impl KubernetesSource {
             synced: Vec::new(),
             relisting: HashMap::new(),
             started: HashSet::new(),
+            glass: None,
+            glass_listing: None,
+            glass_changed: false,
             lowered: HashMap::new(),
             pending: Vec::new(),
             rejected: Vec::new(),
@@ -147,8 +166,17 @@ impl KubernetesSource {
         true
     }
 
+    /// Every kind listed once, and the break-glass ConfigMap: an agent that starts during an
+    /// emergency must not enforce before it knows.
     fn all_synced(&self) -> bool {
-        !self.resources.is_empty() && self.synced.iter().all(|s| *s)
+        !self.resources.is_empty() && self.synced.iter().all(|s| *s) && self.glass.is_some()
+    }
+
+    fn set_glass(&mut self, now: Option<ClusterBreakGlass>) {
+        if self.glass.as_ref() != Some(&now) {
+            self.glass = Some(now);
+            self.glass_changed = true;
+        }
     }
 
     /// Handles one message; `index` filters applies that change nothing.
@@ -164,6 +192,35 @@ impl KubernetesSource {
                 }
                 self.synced = vec![false; resources.len()];
                 self.resources = resources;
+            }
+            Message::BreakGlass { event, at } => {
+                self.health.connected = true;
+                self.health.down_since = None;
+                match *event {
+                    watcher::Event::Init => self.glass_listing = None,
+                    watcher::Event::InitApply(object) => {
+                        if let Some(g) = break_glass_of(&object) {
+                            self.glass_listing = Some(g);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        let listed = self.glass_listing.take();
+                        self.set_glass(listed);
+                    }
+                    watcher::Event::Apply(object) => {
+                        if let Some(g) = break_glass_of(&object) {
+                            self.set_glass(Some(g));
+                        }
+                    }
+                    watcher::Event::Delete(object) => {
+                        if break_glass_of(&object).is_some() {
+                            self.set_glass(None);
+                        }
+                    }
+                }
+                if self.glass_changed {
+                    self.seen.get_or_insert(at);
+                }
             }
             Message::Failed {
                 message,
@@ -278,6 +335,7 @@ impl KubernetesSource {
     }
 
     fn deliver(&mut self) -> Delivery {
+        self.glass_changed = false;
         Delivery {
             events: std::mem::take(&mut self.pending),
             rejected: std::mem::take(&mut self.rejected),
@@ -340,7 +398,7 @@ impl Source for KubernetesSource {
     fn changes(&mut self, index: &Index, timeout: Duration) -> Option<Delivery> {
         self.drain(index, timeout);
         // A relist still under way is handed over whole, at its InitDone.
-        if self.pending.is_empty() && self.rejected.is_empty() {
+        if self.pending.is_empty() && self.rejected.is_empty() && !self.glass_changed {
             return None;
         }
         Some(self.deliver())
@@ -353,6 +411,30 @@ impl Source for KubernetesSource {
     fn health(&self) -> SourceHealth {
         self.health.clone()
     }
+
+    fn cluster_break_glass(&self) -> Option<ClusterBreakGlass> {
+        self.glass.clone().flatten()
+    }
+}
+
+/// The break-glass an object of the break-glass watch says, if it is the break-glass
+/// ConfigMap (a server that ignores the field selector sends the namespace's others too).
+fn break_glass_of(object: &DynamicObject) -> Option<ClusterBreakGlass> {
+    let (namespace, name) = BREAK_GLASS;
+    if object.metadata.name.as_deref() != Some(name)
+        || object.metadata.namespace.as_deref() != Some(namespace)
+    {
+        return None;
+    }
+    let data: std::collections::BTreeMap<String, String> = object
+        .data
+        .get("data")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default();
+    Some(ClusterBreakGlass::from_data(
+        &format!("ConfigMap {namespace}/{name}"),
+        &data,
+    ))
 }
 
 fn api_id(kind: usize, object: &DynamicObject) -> ApiId {
@@ -427,6 +509,10 @@ async fn watch_all(target: Target, sender: Sender<Message>) {
             in_flight.clone(),
         )));
     }
+    tasks.push(tokio::spawn(watch_break_glass(
+        client.clone(),
+        sender.clone(),
+    )));
     for task in tasks {
         let _ = task.await;
     }
@@ -466,6 +552,37 @@ async fn watch_kind(
                         | watcher::Error::WatchStartFailed(kube::Error::Api(_))
                 ),
                 message: format!("watching {}: {e}", kind.resource.plural),
+            },
+        };
+        if sender.send(message).is_err() {
+            return;
+        }
+    }
+}
+
+/// Watches the break-glass ConfigMap (only that name, in its namespace).
+async fn watch_break_glass(client: kube::Client, sender: Sender<Message>) {
+    let (namespace, name) = BREAK_GLASS;
+    let resource = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("", "v1", "ConfigMap"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(api, config)
+        .backoff(Retry::default())
+        .boxed();
+    while let Some(item) = stream.next().await {
+        let message = match item {
+            Ok(event) => Message::BreakGlass {
+                event: Box::new(event),
+                at: Instant::now(),
+            },
+            Err(e) => Message::Failed {
+                unreachable: !matches!(
+                    e,
+                    watcher::Error::WatchError(_)
+                        | watcher::Error::InitialListFailed(kube::Error::Api(_))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
+                ),
+                message: format!("watching the break-glass ConfigMap {namespace}/{name}: {e}"),
             },
         };
         if sender.send(message).is_err() {

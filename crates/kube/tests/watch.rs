@@ -299,3 +299,96 @@ fn dropped_watches_a_410_relist_and_a_stopped_server_lose_nothing() {
     live.server.restart().expect("restarts");
     settle(&mut source, &mut index, &live.target, "after the restart");
 }
+
+/// Waits (bounded) until the source's cluster break-glass is `want`, handing each delivery to
+/// the index as the agent does.
+fn glass_becomes(
+    source: &mut KubernetesSource,
+    index: &mut Index,
+    want: Option<bulkhead_agent::source::ClusterBreakGlass>,
+    what: &str,
+) {
+    let started = Instant::now();
+    loop {
+        if let Some(delivery) = source.changes(index, Duration::from_millis(100)) {
+            for e in delivery.events {
+                index.handle(e);
+            }
+        }
+        let now = source.cluster_break_glass();
+        if now.as_ref().map(|g| (g.all, &g.namespaces))
+            == want.as_ref().map(|g| (g.all, &g.namespaces))
+        {
+            println!("{what}: after {:?}", started.elapsed());
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: the break-glass should be {want:?}, is {now:?}"
+        );
+    }
+}
+
+#[test]
+fn the_break_glass_config_map_is_followed() {
+    use bulkhead_agent::source::ClusterBreakGlass;
+    let live = live();
+    let (namespace, name) = bulkhead_kube::BREAK_GLASS;
+    let config_map = |name: &str, data: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": namespace}, "data": data})
+    };
+    // On before the agent starts: its first delivery already knows.
+    live.server
+        .apply(config_map(
+            name,
+            json!({"namespaces": "x, y", "reason": "drill"}),
+        ))
+        .expect("applied");
+    let mut source = KubernetesSource::start(live.target.clone(), options());
+    let mut index = Index::new();
+    assert!(
+        source.wait_synced(&index, Duration::from_secs(20)),
+        "synced"
+    );
+    for e in source.resync(&index).events {
+        index.handle(e);
+    }
+    let glass = source.cluster_break_glass().expect("on from the start");
+    assert!(!glass.all);
+    assert_eq!(
+        glass.namespaces,
+        BTreeSet::from(["x".to_string(), "y".to_string()])
+    );
+    assert!(
+        glass.origin.ends_with("break-glass: drill"),
+        "{}",
+        glass.origin
+    );
+    // Another ConfigMap of that namespace changes nothing.
+    live.server
+        .apply(config_map("unrelated", json!({"namespaces": "*"})))
+        .expect("applied");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = source.changes(&index, Duration::from_millis(100));
+    assert_eq!(source.cluster_break_glass(), Some(glass.clone()));
+    // No namespaces named: everything.
+    live.server
+        .apply(config_map(name, json!({"reason": "outage"})))
+        .expect("applied");
+    glass_becomes(
+        &mut source,
+        &mut index,
+        Some(ClusterBreakGlass {
+            all: true,
+            ..Default::default()
+        }),
+        "everything open",
+    );
+    assert!(
+        live.server
+            .delete("v1", "ConfigMap", Some(namespace), name)
+            .expect("deleted")
+    );
+    glass_becomes(&mut source, &mut index, None, "deleted");
+}
