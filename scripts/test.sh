@@ -13,8 +13,9 @@ log() { printf '\n== %s ==\n' "$*"; }
 # Debian packages the suites use: the privileged dataplane suite needs nftables, iproute2, the
 # CNI plugins, conntrack and ping; the external contract check needs python3-yaml; the HTML
 # report and `bulkhead serve` are tested in Debian's headless Chromium (driven through chromium-driver).
-# deploy/'s image is built without Docker: mmdebstrap and umoci.
-packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium chromium-driver mmdebstrap umoci)
+# deploy/'s image is built without Docker: mmdebstrap and umoci; deploy/monitoring's alerts are
+# checked and unit-tested with promtool (Debian's prometheus package).
+packages=(nftables iproute2 containernetworking-plugins conntrack iputils-ping python3-yaml chromium chromium-driver mmdebstrap umoci prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -96,11 +97,27 @@ validator=target/kubernetes-validate
   python3 -m venv "$validator"
   "$validator/bin/pip" install -q kubernetes-validate==1.37.0
 }
-"$validator/bin/kubernetes-validate" --strict deploy/namespace.yaml deploy/rbac.yaml deploy/daemonset.yaml
+"$validator/bin/kubernetes-validate" --strict deploy/agent/namespace.yaml deploy/agent/rbac.yaml deploy/agent/daemonset.yaml
 "$BULKHEAD_KUBECTL" kustomize deploy/ > target/deploy-rendered.yaml
 "$validator/bin/kubernetes-validate" --strict target/deploy-rendered.yaml
 target/debug/bulkhead check - < target/deploy-rendered.yaml
 BULKHEAD_BINARY=target/release/bulkhead deploy/image/build.sh target/image
+
+# deploy/monitoring/: the overlay renders with the agent's metrics on the node's address, and
+# its PrometheusRule passes `promtool check rules` and the unit tests of rules.test.yaml (each
+# alert fires on a synthetic series and stays quiet on a normal one).
+log "deploy/monitoring/: overlay, promtool check rules, promtool test rules"
+"$BULKHEAD_KUBECTL" kustomize deploy/monitoring/ > target/monitoring-rendered.yaml
+grep -q -- '--listen=$(NODE_IP):9750' target/monitoring-rendered.yaml
+! grep -q -- '--listen=127.0.0.1' target/monitoring-rendered.yaml
+target/debug/bulkhead check - < target/monitoring-rendered.yaml
+rules_dir=target/monitoring-rules
+rm -rf "$rules_dir" && mkdir -p "$rules_dir"
+/usr/bin/python3 -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], sys.stdout, sort_keys=False)' \
+  deploy/monitoring/prometheus-rule.yaml > "$rules_dir/rules.yaml"
+cp deploy/monitoring/rules.test.yaml "$rules_dir/"
+promtool check rules "$rules_dir/rules.yaml"
+promtool test rules "$rules_dir/rules.test.yaml"
 
 # The fuzz targets must keep building, and their seed inputs must keep passing. With a
 # nightly toolchain and cargo-fuzz this is the instrumented build; a machine with only the

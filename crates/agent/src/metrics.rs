@@ -27,6 +27,10 @@ pub struct LoopMetrics {
     pub tightened_connections: Counter,
     /// The table restored after it was removed behind the agent's back.
     pub repairs: Counter,
+    /// Commits that failed: the kernel refused the ruleset, or the state could not be kept.
+    pub commit_failures: Counter,
+    /// 1 while the cluster-wide break-glass (the Kubernetes ConfigMap) is on.
+    pub cluster_break_glass: Gauge,
     pub peak_memory_bytes: Gauge,
     /// 1 while the source (the Kubernetes API) can be reached.
     pub source_up: Gauge,
@@ -48,6 +52,8 @@ impl Default for LoopMetrics {
             rejected: Counter::default(),
             tightened_connections: Counter::default(),
             repairs: Counter::default(),
+            commit_failures: Counter::default(),
+            cluster_break_glass: Gauge::default(),
             peak_memory_bytes: Gauge::default(),
             source_up: Gauge::default(),
             source_failures: Counter::default(),
@@ -125,6 +131,16 @@ impl LoopMetrics {
             "agent_repairs",
             "Times the table was restored after it was removed behind the agent's back",
             self.repairs.clone(),
+        );
+        registry.register(
+            "agent_commit_failures",
+            "Changes the agent could not commit (the kernel refused the ruleset, the state directory failed); the last good ruleset stays",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "agent_cluster_break_glass",
+            "1 while the cluster-wide break-glass ConfigMap opens this node (all traffic, or named namespaces in audit mode)",
+            self.cluster_break_glass.clone(),
         );
         registry.register(
             "agent_source_up",

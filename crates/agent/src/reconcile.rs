@@ -203,6 +203,14 @@ impl<B: Backend> Agent<B> {
     }
 
     fn commit(&mut self, delivery: Delivery) -> Result<Reconciled, AgentError> {
+        let result = self.try_commit(delivery);
+        if result.is_err() {
+            self.stats.commit_failures.inc();
+        }
+        result
+    }
+
+    fn try_commit(&mut self, delivery: Delivery) -> Result<Reconciled, AgentError> {
         let start = Instant::now();
         let seen = delivery.seen.unwrap_or(start);
         if !delivery.rejected.is_empty() {
@@ -228,6 +236,9 @@ impl<B: Backend> Agent<B> {
                 None => eprintln!("cluster break-glass off: enforcing again"),
             }
             self.cluster_glass = cluster_glass;
+            self.stats
+                .cluster_break_glass
+                .set(i64::from(self.cluster_glass.is_some()));
         }
         let glass = self.cluster_glass.as_ref();
         let enforcement = Enforcement {

@@ -1,4 +1,4 @@
-//! The shipped RBAC (`deploy/rbac.yaml`) lets the agent read everything it watches: every
+//! The shipped RBAC (`deploy/agent/rbac.yaml`) lets the agent read everything it watches: every
 //! kind the agent reads, in every group that may serve it, and the break-glass ConfigMap in
 //! its namespace. A kind added to the agent without its grant would leave the agent waiting
 //! for a first list it is forbidden to make.
@@ -9,8 +9,8 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 
 fn documents() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rbac.yaml");
-    let text = std::fs::read_to_string(path).expect("deploy/rbac.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/agent/rbac.yaml");
+    let text = std::fs::read_to_string(path).expect("deploy/agent/rbac.yaml");
     bulkhead_k8s::yaml_tree::parse_documents(&text)
         .into_iter()
         .map(|d| d.expect("parses").root.expect("not empty").to_json())
@@ -36,7 +36,7 @@ fn reads(role: &Value, group: &str, plural: &str) -> bool {
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("deploy/rbac.yaml has no {kind} {name}"))
+        .unwrap_or_else(|| panic!("deploy/agent/rbac.yaml has no {kind} {name}"))
 }
 
 fn bound_to_agent(docs: &[Value], binding_kind: &str, role_kind: &str, role: &str) -> bool {
