@@ -56,6 +56,7 @@ pub struct DenyLog {
     state_dir: Option<std::path::PathBuf>,
     table: crate::rules::RuleTable,
     table_read: Option<std::time::SystemTime>,
+    group: u16,
 }
 
 impl DenyLog {
@@ -63,6 +64,15 @@ impl DenyLog {
     /// `state_dir`: where the agent writes its rule id table (records are named by it, and by
     /// the names in their prefix where it has no entry).
     pub fn open(state_dir: Option<&std::path::Path>) -> Result<Self, FlowLogError> {
+        Self::open_group(state_dir, DENY_LOG_GROUP)
+    }
+
+    /// Binds another of Bulkhead's NFLOG groups: [`bulkhead_nft::ruleset::DENY_COUNT_GROUP`]
+    /// carries every denied packet (the agent counts connections from it).
+    pub fn open_group(
+        state_dir: Option<&std::path::Path>,
+        group: u16,
+    ) -> Result<Self, FlowLogError> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
         // Room for bursts: a lagging reader drops records, not packets.
@@ -73,6 +83,7 @@ impl DenyLog {
             state_dir: state_dir.map(std::path::Path::to_path_buf),
             table: crate::rules::RuleTable::default(),
             table_read: None,
+            group,
         };
         log.configure(vec![
             ConfigCmd::Bind.into(),
@@ -85,7 +96,7 @@ impl DenyLog {
         &mut self,
         nlas: Vec<netlink_packet_netfilter::nflog::ConfigNla>,
     ) -> Result<(), FlowLogError> {
-        let request = config_request(NetfilterProtoFamily::Unspec, DENY_LOG_GROUP, nlas);
+        let request = config_request(NetfilterProtoFamily::Unspec, self.group, nlas);
         let mut bytes = vec![0; request.header.length as usize];
         request.serialize(&mut bytes[..]);
         self.socket.send(&bytes, 0)?;
@@ -96,7 +107,7 @@ impl DenyLog {
             && let Some(code) = e.code
         {
             return Err(FlowLogError::Refused {
-                group: DENY_LOG_GROUP,
+                group: self.group,
                 code: code.get(),
             });
         }

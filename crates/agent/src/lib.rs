@@ -6,6 +6,7 @@
 //! good ruleset; stopping the agent leaves enforcement in place. Policy decisions come from
 //! `bulkhead-engine`, rule text from `bulkhead-nft`; the agent only wires them together.
 
+pub mod connections;
 pub mod conntrack;
 pub mod files;
 pub mod flowlog;

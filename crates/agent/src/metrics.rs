@@ -31,6 +31,9 @@ pub struct LoopMetrics {
     pub commit_failures: Counter,
     /// 1 while the cluster-wide break-glass (the Kubernetes ConfigMap) is on.
     pub cluster_break_glass: Gauge,
+    /// Denied connections (not packets), by namespace, direction and audit: see
+    /// [`crate::connections`].
+    pub denied_connections: crate::connections::ConnectionCounts,
     pub peak_memory_bytes: Gauge,
     /// 1 while the source (the Kubernetes API) can be reached.
     pub source_up: Gauge,
@@ -54,6 +57,7 @@ impl Default for LoopMetrics {
             repairs: Counter::default(),
             commit_failures: Counter::default(),
             cluster_break_glass: Gauge::default(),
+            denied_connections: Default::default(),
             peak_memory_bytes: Gauge::default(),
             source_up: Gauge::default(),
             source_failures: Counter::default(),
@@ -141,6 +145,11 @@ impl LoopMetrics {
             "agent_cluster_break_glass",
             "1 while the cluster-wide break-glass ConfigMap opens this node (all traffic, or named namespaces in audit mode)",
             self.cluster_break_glass.clone(),
+        );
+        registry.register(
+            "denied_connections",
+            "Connections denied (audit=true: would be denied, let through), each counted once however often its packets are sent again; by the namespace and direction of the pod whose policy denied it",
+            self.denied_connections.clone(),
         );
         registry.register(
             "agent_source_up",

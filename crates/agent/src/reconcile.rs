@@ -437,6 +437,12 @@ impl<B: Backend> Agent<B> {
             .unwrap_or_else(|| self.config.break_glass_marker().exists())
     }
 
+    /// The counter of denied connections this agent's metrics expose; a reader of the deny
+    /// count group feeds it (`connections::ConnectionCounter`).
+    pub fn denied_connections(&self) -> crate::connections::ConnectionCounts {
+        self.stats.denied_connections.clone()
+    }
+
     /// Prometheus exposition of the table's state (deny counters, audit, break-glass).
     pub fn metrics(&mut self) -> Result<String, AgentError> {
         let table = crate::rules::RuleTable::load(&self.config.state_dir);

@@ -23,10 +23,20 @@ fn exposed() -> BTreeSet<String> {
         }],
         unknown_interface_drops: 0,
     };
+    let agent = LoopMetrics::default();
+    // A labelled family shows only once it has a series.
+    agent
+        .denied_connections
+        .get_or_create(&bulkhead_agent::connections::ConnectionLabels {
+            namespace: "x".into(),
+            direction: "ingress".into(),
+            audit: "false".into(),
+        })
+        .inc();
     let text = render(
         Some(&state),
         &bulkhead_agent::rules::RuleTable::default(),
-        Some(&LoopMetrics::default()),
+        Some(&agent),
     );
     let mut names = BTreeSet::new();
     for line in text.lines() {

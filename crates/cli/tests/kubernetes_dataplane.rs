@@ -82,6 +82,31 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of a labelled family's series (0 while it has none).
+fn metric_sum(port: u16, family: &str) -> f64 {
+    let (_, body) = http_get(port, "/metrics").expect("/metrics answers");
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits (bounded) until `family` sums to `want`.
+fn until_counted(port: u16, family: &str, want: f64, what: &str) {
+    let started = Instant::now();
+    while metric_sum(port, family) < want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: {family} should reach {want}, is {}",
+            metric_sum(port, family)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn reaches(lab: &Lab, port: u16, timeout_ms: u64) -> bool {
     let server: IpAddr = SERVER.parse().expect("ip");
     lab.probe("x/client", "tcp", server, port, timeout_ms)
@@ -239,6 +264,23 @@ fn the_agent_follows_the_kubernetes_api_with_real_packets() {
     assert_eq!(record["dst"], "x/server", "{record}");
     // Selected by only-81 and matched by none of its rules: the tier's default decides.
     assert_eq!(record["rule"], "end of tier default", "{record}");
+
+    // 1b. Denied connections are counted once each, however often their SYN is sent again:
+    //     a connect that waits 2.5 s sends it twice (the retransmit after 1 s).
+    let family = "bulkhead_denied_connections_total";
+    std::thread::sleep(Duration::from_millis(300));
+    let before = metric_sum(port, family);
+    assert!(before >= 1.0, "the probes above were counted: {before}");
+    assert!(!reaches(&lab, 80, 2500), "denied, with a retransmit");
+    until_counted(port, family, before + 1.0, "one denied connection");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        metric_sum(port, family),
+        before + 1.0,
+        "its retransmit is the same connection"
+    );
+    assert!(!reaches(&lab, 80, 150));
+    until_counted(port, family, before + 2.0, "a second connection");
 
     // 2. The policy deleted through the API re-opens the flow.
     assert!(

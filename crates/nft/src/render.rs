@@ -3,8 +3,8 @@
 //! old rules stay in force until the new ones are complete, and start-up never opens a window.
 
 use crate::ruleset::{
-    Chain, Counts, DENY_LOG_GROUP, DENY_LOG_RATE, Match, Mode, NamedSet, Ruleset, SetData, Side,
-    TABLE, UNKNOWN_INTERFACE, Verdict, rule_id,
+    Chain, Counts, DENY_COUNT_GROUP, DENY_COUNT_SNAPLEN, DENY_LOG_GROUP, DENY_LOG_RATE, Match,
+    Mode, NamedSet, Ruleset, SetData, Side, TABLE, UNKNOWN_INTERFACE, Verdict, rule_id,
 };
 use bulkhead_model::{PortRange, Protocol};
 use std::fmt::Write as _;
@@ -305,19 +305,22 @@ pub fn chain_rules(ruleset: &Ruleset, chain: &Chain, counts: &Counts) -> Vec<Str
         };
         if denies && ruleset.enforcement.log_denies {
             // Logging is its own rule: a `limit` that fails ends the rule, so the verdict
-            // must not share it (dataplane.md §4.5).
+            // must not share it (dataplane.md §4.5). Every denied packet goes to the count
+            // group first (before the limit: the agent counts connections, a flood too), then
+            // at most DENY_LOG_RATE a second to the flow-log group.
+            let prefix = quote(
+                &deny_log_prefix(
+                    ruleset,
+                    rule.verdict == Verdict::AuditDeny,
+                    endpoint,
+                    &rule.comment,
+                ),
+                127,
+            );
             let mut log = parts.clone();
             log.push(format!(
-                "limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {}",
-                quote(
-                    &deny_log_prefix(
-                        ruleset,
-                        rule.verdict == Verdict::AuditDeny,
-                        endpoint,
-                        &rule.comment
-                    ),
-                    127
-                )
+                "log group {DENY_COUNT_GROUP} snaplen {DENY_COUNT_SNAPLEN} prefix {prefix} \
+                 limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {prefix}"
             ));
             out.push(format!("{}{comment}", log.join(" ")));
         }

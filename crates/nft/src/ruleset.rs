@@ -66,6 +66,11 @@ pub enum Mode {
 pub const DENY_LOG_GROUP: u16 = 7;
 /// Log records per second per deny rule; a flood is counted but not logged in full.
 pub const DENY_LOG_RATE: u32 = 20;
+/// The NFLOG group that carries every denied packet's headers, unlimited, for the agent's count
+/// of denied connections (a connection is counted once, however often its SYN is sent again).
+pub const DENY_COUNT_GROUP: u16 = 8;
+/// What the count group copies of a packet: the IP and transport headers.
+pub const DENY_COUNT_SNAPLEN: u32 = 128;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedSet {

@@ -256,6 +256,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     if args.deny_log_stdout {
         deny_records_to_stdout(&state_dir)?;
     }
+    if !args.no_deny_log && !args.once {
+        count_denied_connections(&state_dir, agent.denied_connections());
+    }
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
         Ok(done) => {
             for problem in &done.rejected {
@@ -315,6 +318,33 @@ fn deny_records_to_stdout(state_dir: &std::path::Path) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Counts denied connections from the deny count group, from a thread of its own. Without it
+/// (no NFLOG here) the agent still enforces, and says once that it does not count.
+fn count_denied_connections(
+    state_dir: &std::path::Path,
+    counts: bulkhead_agent::connections::ConnectionCounts,
+) {
+    let group = bulkhead_nft::ruleset::DENY_COUNT_GROUP;
+    let mut log = match bulkhead_agent::flowlog::DenyLog::open_group(Some(state_dir), group) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "warning: denied connections are not counted (NFLOG group {group}: {e}); bulkhead_denied_connections_total stays 0"
+            );
+            return;
+        }
+    };
+    let mut counter = bulkhead_agent::connections::ConnectionCounter::new(counts);
+    std::thread::spawn(move || {
+        while let Ok(batch) = log.next_batch() {
+            let now = std::time::Instant::now();
+            for record in &batch {
+                counter.observe(record, now);
+            }
+        }
+    });
 }
 
 fn protocol_name(number: u8) -> String {
