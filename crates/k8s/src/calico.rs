@@ -870,13 +870,7 @@ pub fn lower_network_set(
     (v.errors == 0).then(|| NetworkSet {
         namespace: namespace.map(str::to_string),
         name: name.to_string(),
-        labels: wire
-            .metadata
-            .labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        labels: crate::labels_of(wire.metadata.labels.as_ref()),
         nets,
     })
 }

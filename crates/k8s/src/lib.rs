@@ -20,3 +20,12 @@ pub mod yaml_tree;
 
 pub use input::{Input, read_paths};
 pub use load::{LoadOptions, Snapshot, load};
+
+/// An object's `metadata.labels` as the model keeps them (a sorted vector map).
+pub(crate) fn labels_of(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bulkhead_model::Labels {
+    labels
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}

@@ -535,8 +535,7 @@ impl Loader<'_> {
         match kind {
             "Namespace" => {
                 if let Some(ns) = typed::deserialize::<core::Namespace>(ctx, &mut diagnostics) {
-                    let mut labels: Labels =
-                        ns.metadata.labels.unwrap_or_default().into_iter().collect();
+                    let mut labels: Labels = crate::labels_of(ns.metadata.labels.as_ref());
                     labels
                         .entry(METADATA_NAME_LABEL.to_string())
                         .or_insert_with(|| name.to_string());
@@ -558,12 +557,7 @@ impl Loader<'_> {
                         .collect();
                     self.snapshot.cluster.nodes.push(ClusterNode {
                         name: name.to_string(),
-                        labels: node
-                            .metadata
-                            .labels
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect(),
+                        labels: crate::labels_of(node.metadata.labels.as_ref()),
                         ips,
                     });
                 }
@@ -574,7 +568,7 @@ impl Loader<'_> {
                     self.snapshot.cluster.service_accounts.push(ServiceAccount {
                         namespace: namespace.to_string(),
                         name: name.to_string(),
-                        labels: sa.metadata.labels.unwrap_or_default().into_iter().collect(),
+                        labels: crate::labels_of(sa.metadata.labels.as_ref()),
                     });
                 }
             }

@@ -51,13 +51,7 @@ impl WorkloadIndex {
         let model = Pod {
             namespace: namespace.to_string(),
             name: name.to_string(),
-            labels: pod
-                .metadata
-                .labels
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            labels: crate::labels_of(pod.metadata.labels.as_ref()),
             ips,
             node: spec.node_name.clone(),
             host_network: spec.host_network.unwrap_or(false),
@@ -164,13 +158,7 @@ impl WorkloadIndex {
         self.templates.push(Pod {
             namespace: namespace.to_string(),
             name: workload.name.clone(),
-            labels: template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            labels: crate::labels_of(template.metadata.as_ref().and_then(|m| m.labels.as_ref())),
             ips: Vec::new(),
             node: spec.node_name.clone(),
             host_network: spec.host_network.unwrap_or(false),
