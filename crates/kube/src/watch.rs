@@ -371,10 +371,16 @@ impl Source for KubernetesSource {
             self.drain(index, Duration::from_millis(200));
             if said.elapsed() >= Duration::from_secs(10) {
                 said = Instant::now();
+                let (namespace, name) = BREAK_GLASS;
                 eprintln!(
-                    "waiting for the first full list from the Kubernetes API: {} of {} kind(s) listed{}",
+                    "waiting for the first full list from the Kubernetes API: {} of {} kind(s) listed, the break-glass ConfigMap {namespace}/{name} {}{}",
                     self.synced.iter().filter(|s| **s).count(),
                     self.synced.len(),
+                    if self.glass.is_some() {
+                        "listed"
+                    } else {
+                        "not yet (the agent's Role must allow reading it)"
+                    },
                     self.health
                         .last_error
                         .as_deref()
