@@ -154,8 +154,8 @@ pub enum Event {
 /// The objects, by key, and a revision bumped by every change.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Boxed: lending the objects out as a cluster and taking them back then moves pointers,
-    /// and a pod does not take the size of the largest kind.
+    /// Boxed: an applied event's object and a change's "before" move in and out without a
+    /// copy, and the map's nodes hold pointers, not objects of the largest kind's size.
     objects: BTreeMap<ObjectKey, Box<Object>>,
     /// Bumped by every event that changed something.
     revision: u64,

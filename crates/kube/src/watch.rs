@@ -57,7 +57,7 @@ enum Message {
 
 /// How many watch events may wait for the agent at once. Listing is faster than lowering,
 /// and without a bound a first list of 100k pods waited whole in the channel, as API objects
-/// (hundreds of MiB at XL); a page's worth keeps the lister ahead without piling up.
+/// (hundreds of MiB at XL); about two pages keep the lister ahead without piling up.
 const IN_FLIGHT: usize = 1024;
 
 /// The ConfigMap every agent watches for the cluster-wide break-glass: while it exists, the
