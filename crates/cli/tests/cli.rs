@@ -930,6 +930,47 @@ fn diff_between_two_git_revisions_reports_exactly_the_changed_workload_pairs() {
     let _ = std::fs::remove_dir_all(&repo);
 }
 
+/// A policy defined in two files of one side: `diff` says which definition counts, so a
+/// difference it causes does not look like unexplained drift.
+#[test]
+fn diff_names_objects_defined_twice_on_a_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
+    let policy = |port: u16| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web, namespace: shop}}\nspec:\n  podSelector: {{}}\n  ingress: [{{ports: [{{port: {port}}}]}}]\n"
+        )
+    };
+    std::fs::create_dir_all(&base).expect("mkdir");
+    std::fs::create_dir_all(&head).expect("mkdir");
+    std::fs::write(base.join("a.yaml"), policy(80)).expect("write");
+    std::fs::write(head.join("a.yaml"), policy(80)).expect("write");
+    std::fs::write(head.join("b.yaml"), policy(443)).expect("write");
+    let out = run(&[
+        "diff",
+        "--base",
+        base.to_str().expect("utf-8"),
+        "--head",
+        head.to_str().expect("utf-8"),
+        "--fail-on-drift",
+    ]);
+    // The head's first definition (a.yaml) counts, as the loader's rule says: no drift.
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("warning: the head snapshot: ")
+            && out.stderr.contains("b.yaml:")
+            && out.stderr.contains("is also defined at")
+            && out.stderr.contains("[BH010]"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("the base snapshot: "),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn map_html_is_one_self_contained_page_with_every_endpoint() {
     let r = run(&["map", &ci(), "--by", "workload", "-o", "html"]);

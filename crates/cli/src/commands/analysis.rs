@@ -251,6 +251,20 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
                 s.error_count()
             );
         }
+        // An object defined twice: which definition counts explains a difference that
+        // would otherwise look like drift (a cluster fed both files in order holds the later).
+        for d in s
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == bulkhead_k8s::codes::DUPLICATE_OBJECT.code)
+        {
+            let at = d
+                .location
+                .as_ref()
+                .map(|l| format!("{l}: "))
+                .unwrap_or_default();
+            eprintln!("warning: the {label} snapshot: {at}{} [BH010]", d.message);
+        }
     }
     let (b, h) = (
         Engine::new(
