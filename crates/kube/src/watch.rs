@@ -550,15 +550,7 @@ async fn watch_kind(
                     _permit: permit,
                 }
             }
-            Err(e) => Message::Failed {
-                unreachable: !matches!(
-                    e,
-                    watcher::Error::WatchError(_)
-                        | watcher::Error::InitialListFailed(kube::Error::Api(_))
-                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
-                ),
-                message: format!("watching {}: {e}", kind.resource.plural),
-            },
+            Err(e) => watch_failed(&e, &kind.resource.plural),
         };
         if sender.send(message).is_err() {
             return;
@@ -581,19 +573,25 @@ async fn watch_break_glass(client: kube::Client, sender: Sender<Message>) {
                 event: Box::new(event),
                 at: Instant::now(),
             },
-            Err(e) => Message::Failed {
-                unreachable: !matches!(
-                    e,
-                    watcher::Error::WatchError(_)
-                        | watcher::Error::InitialListFailed(kube::Error::Api(_))
-                        | watcher::Error::WatchStartFailed(kube::Error::Api(_))
-                ),
-                message: format!("watching the break-glass ConfigMap {namespace}/{name}: {e}"),
-            },
+            Err(e) => watch_failed(&e, &format!("the break-glass ConfigMap {namespace}/{name}")),
         };
         if sender.send(message).is_err() {
             return;
         }
+    }
+}
+
+/// A watcher's error as the source reports it: `what` was being watched; an answer the API
+/// gave (410 Gone before a relist, a 403) is not "unreachable".
+fn watch_failed(e: &watcher::Error, what: &str) -> Message {
+    Message::Failed {
+        unreachable: !matches!(
+            e,
+            watcher::Error::WatchError(_)
+                | watcher::Error::InitialListFailed(kube::Error::Api(_))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(_))
+        ),
+        message: format!("watching {what}: {e}"),
     }
 }
 
