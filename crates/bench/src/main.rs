@@ -145,7 +145,7 @@ enum Command {
 
 /// The allocator the `bulkhead` binary uses, so inner-loop figures match whole processes.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bulkhead_allocator::MiMalloc = bulkhead_allocator::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {

@@ -10,10 +10,9 @@ mod snapshot;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Loading and the engine allocate millions of small objects from two threads; glibc's
-/// allocator spent a fifth of `check`'s time in malloc and free.
+/// mimalloc: see `bulkhead-allocator` for why, and for its one tuning.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bulkhead_allocator::MiMalloc = bulkhead_allocator::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

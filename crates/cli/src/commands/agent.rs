@@ -199,6 +199,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         }
         None => {}
     }
+    // A daemon's peak memory meets its memory limit; freed memory goes back to the kernel
+    // sooner, at some system time on a cold start (see bulkhead-allocator).
+    bulkhead_allocator::tune();
     if args.audit {
         eprintln!(
             "audit mode: denied connections are let through and logged as would-deny (not enforced)"
