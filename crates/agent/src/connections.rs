@@ -131,6 +131,7 @@ mod tests {
     fn record(sport: u16, direction: &str) -> DenyRecord {
         DenyRecord {
             audit: false,
+            would: None,
             direction: direction.into(),
             pod: "shop/web-1".into(),
             rule: "end of tier default".into(),

@@ -21,6 +21,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub struct DenyRecord {
     /// Audit mode: the packet was let through.
     pub audit: bool,
+    /// An audited (or staged) policy's would-be verdict, not a deny of the enforced
+    /// policies: `Some(true)` would deny (the packet passed), `Some(false)` would allow (it
+    /// was denied, by another rule's own record).
+    pub would: Option<bool>,
     /// `ingress` or `egress`.
     pub direction: String,
     /// The pod whose policy decided, `ns/name`.
@@ -186,6 +190,7 @@ pub fn record(nlas: &[PacketNla], table: &crate::rules::RuleTable) -> Option<Den
     let header = ip_header(payload?)?;
     Some(DenyRecord {
         audit,
+        would: parsed.would,
         direction,
         pod,
         rule,

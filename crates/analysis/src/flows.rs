@@ -34,7 +34,7 @@ pub struct FlowRecord {
     pub src: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<String>,
-    /// `allow`, `deny` or `would-deny`.
+    /// `allow`, `deny`, `would-deny` or `would-allow`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

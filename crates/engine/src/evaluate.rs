@@ -100,10 +100,12 @@ impl<'c> Engine<'c> {
     pub fn auto_semantics(cluster: &Cluster) -> Semantics {
         let calico = !cluster.tiers.is_empty()
             || !cluster.network_sets.is_empty()
-            || cluster
-                .policies
-                .iter()
-                .any(|p| p.kind.is_calico() || (p.is_kubernetes() && p.staged.is_some()));
+            || cluster.policies.iter().any(|p| {
+                p.kind.is_calico()
+                    || (p.is_kubernetes()
+                        && p.staged.is_some()
+                        && p.staged != Some(bulkhead_model::StagedAction::Audit))
+            });
         if calico {
             Semantics::Calico
         } else {
@@ -121,6 +123,10 @@ impl<'c> Engine<'c> {
 
     pub(crate) fn pipeline(&self) -> &Pipeline<'c> {
         &self.pipeline
+    }
+
+    pub(crate) fn staged_pipeline(&self) -> Option<&Pipeline<'c>> {
+        self.staged.as_ref()
     }
 
     pub(crate) fn labelling(&self) -> &Labelling {

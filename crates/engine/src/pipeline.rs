@@ -85,7 +85,9 @@ impl<'c> Pipeline<'c> {
                         && p.namespace == policy.namespace
                         && p.name == policy.name)
                 });
-                if policy.staged == Some(StagedAction::Set) && !policy.host_endpoints_only {
+                if matches!(policy.staged, Some(StagedAction::Set | StagedAction::Audit))
+                    && !policy.host_endpoints_only
+                {
                     enforced.push(policy);
                 }
             }

@@ -125,7 +125,37 @@ impl Engine<'_> {
 
     /// The program of pod `pod` for `direction`, from the enforced pipeline.
     pub fn program(&self, pod: usize, direction: Direction) -> DirectionProgram {
-        let pipeline = self.pipeline();
+        self.program_of(self.pipeline(), pod, direction)
+    }
+
+    /// The program with the staged and audited policies enforced (the "what if" verdict's
+    /// pipeline); `None` when there are none. The dataplane evaluates it beside the enforced
+    /// program, for the would-deny and would-allow flow logs.
+    pub fn staged_program(&self, pod: usize, direction: Direction) -> Option<DirectionProgram> {
+        self.staged_pipeline()
+            .map(|pipeline| self.program_of(pipeline, pod, direction))
+    }
+
+    /// The staged and audited policies that apply to `pod` in `direction` in the "what if"
+    /// pipeline, as `Kind ns/name`: what a would-be default deny is attributed to.
+    pub fn staged_policies_applying(&self, pod: usize, direction: Direction) -> Vec<String> {
+        let Some(pipeline) = self.staged_pipeline() else {
+            return Vec::new();
+        };
+        pipeline.applying[pod][direction_index(direction)]
+            .iter()
+            .map(|&j| pipeline.policies[j].policy)
+            .filter(|p| p.staged.is_some())
+            .map(|p| format!("{} {}", p.kind.as_str(), p.key()))
+            .collect()
+    }
+
+    fn program_of(
+        &self,
+        pipeline: &crate::pipeline::Pipeline<'_>,
+        pod: usize,
+        direction: Direction,
+    ) -> DirectionProgram {
         let applying = &pipeline.applying[pod][direction_index(direction)];
         let (known, known_set) = self.known();
         let mut tiers: Vec<TierProgram> = Vec::new();

@@ -196,7 +196,12 @@ fn rules_of(
             continue;
         }
         for direction in [Direction::Egress, Direction::Ingress] {
-            for tier in engine.program(i, direction).tiers {
+            // The would-be program's rules (audited policies) have sets of their own too.
+            let staged = engine.staged_program(i, direction);
+            for tier in std::iter::once(engine.program(i, direction))
+                .chain(staged)
+                .flat_map(|p| p.tiers)
+            {
                 for rule in tier.rules {
                     rules.entry(rule.key.clone()).or_insert(rule);
                 }

@@ -50,6 +50,8 @@ codes! {
     EMPTY_INPUT = "BH017", "empty-input", Warning, "the input holds no Kubernetes object";
     UNKNOWN_KIND = "BH018", "unknown-kind", Error,
         "a kind close to a known kind of the same API group (a typo); the API server rejects it";
+    INVALID_MODE = "BH019", "invalid-mode", Error,
+        "bulkhead.io/mode is not audit or enforce (a warning where it cannot apply: not a policy, or a staged one)";
     INVALID_PROTOCOL = "BH020", "invalid-protocol", Error, "ports[].protocol is not TCP, UDP or SCTP";
     INVALID_PORT = "BH021", "invalid-port", Error, "a numeric port is outside 1-65535";
     INVALID_PORT_NAME = "BH022", "invalid-port-name", Error, "a named port is not a valid IANA service name";

@@ -234,6 +234,23 @@ impl Loader<'_> {
         if is_list {
             return self.load_list(input, node);
         }
+        let policies_before = self.snapshot.cluster.policies.len();
+        let lines = self.load_single(input, node, &ctx, api_version, kind, &group);
+        self.apply_mode(input, node, policies_before);
+        lines
+    }
+
+    /// Loads one object (not a list).
+    fn load_single(
+        &mut self,
+        input: &Input,
+        node: &Node,
+        ctx: &ObjectContext<'_>,
+        api_version: &str,
+        kind: &str,
+        group: &str,
+    ) -> Vec<(usize, usize)> {
+        let group = group.to_string();
         let bytes = byte_extent(node);
         if bytes > MAX_OBJECT_BYTES {
             self.push(ctx.diagnostic_at(
@@ -259,7 +276,7 @@ impl Loader<'_> {
             _ => None,
         };
         let Some(expected) = expected else {
-            self.skip(&ctx, api_version, kind, &group);
+            self.skip(ctx, api_version, kind, &group);
             return Vec::new();
         };
         if api_version != expected {
@@ -283,6 +300,79 @@ impl Loader<'_> {
             self.lower(&ctx, kind, &namespace, &name);
         }
         vec![(node.span.line, last_line(node))]
+    }
+
+    /// `bulkhead.io/mode: audit` on a policy of any API: the policies the object lowered to
+    /// are audited (not enforced; the kernel logs what they would decide). `enforce`, or no
+    /// annotation, enforces; any other value is an error, as a typo must not silently enforce
+    /// (or audit) a policy.
+    fn apply_mode(&mut self, input: &Input, node: &Node, policies_before: usize) {
+        let Some(value) = node
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(MODE_ANNOTATION))
+        else {
+            return;
+        };
+        let ctx = ObjectContext {
+            input,
+            node,
+            resource: None,
+        };
+        let path = FieldPath::root()
+            .key("metadata")
+            .key("annotations")
+            .key(MODE_ANNOTATION);
+        let audit = match value.as_str().map(str::trim) {
+            Some("audit") => true,
+            Some("enforce") => false,
+            other => {
+                let got = other.map_or_else(|| "not a string".to_string(), |v| format!("{v:?}"));
+                self.push(
+                    ctx.diagnostic(
+                        codes::INVALID_MODE,
+                        &path,
+                        false,
+                        format!("{MODE_ANNOTATION} is {got}; it must be \"audit\" or \"enforce\""),
+                    )
+                    .with_help("audit: not enforced, its would-be verdicts are logged; enforce (or no annotation): enforced"),
+                );
+                return;
+            }
+        };
+        let policies = &mut self.snapshot.cluster.policies[policies_before..];
+        if !audit {
+            return;
+        }
+        if policies.is_empty() {
+            let d = ctx.diagnostic(
+                Code {
+                    severity: bulkhead_model::Severity::Warning,
+                    ..codes::INVALID_MODE
+                },
+                &path,
+                false,
+                format!("{MODE_ANNOTATION} only applies to policies; this object is not one"),
+            );
+            self.push(d);
+            return;
+        }
+        if policies.iter().any(|p| p.staged.is_some()) {
+            let d = ctx.diagnostic(
+                Code {
+                    severity: bulkhead_model::Severity::Warning,
+                    ..codes::INVALID_MODE
+                },
+                &path,
+                false,
+                format!("a staged policy is never enforced; {MODE_ANNOTATION} changes nothing"),
+            );
+            self.push(d);
+            return;
+        }
+        for policy in policies {
+            policy.staged = Some(bulkhead_model::StagedAction::Audit);
+        }
     }
 
     fn load_list(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {
@@ -848,6 +938,9 @@ pub const IGNORE_ANNOTATION: &str = "bulkhead.io/ignore";
 
 /// The annotation that marks a workload or pod as a crown jewel for `blast-radius`.
 pub const CROWN_JEWEL_ANNOTATION: &str = "bulkhead.io/crown-jewel";
+
+/// Per-policy audit: `audit` or `enforce` (the default).
+pub const MODE_ANNOTATION: &str = "bulkhead.io/mode";
 
 /// On the object, or on a workload's pod template (`spec.template`, a CronJob's job template).
 fn record_crown_jewel(

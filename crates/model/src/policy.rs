@@ -145,6 +145,11 @@ pub enum StagedAction {
     Set,
     /// Remove the enforced policy of the same name.
     Delete,
+    /// Bulkhead's per-policy audit (`bulkhead.io/mode: audit` on a policy of any API): not
+    /// enforced, and in the "what if" verdict as [`StagedAction::Set`]. Unlike Calico's staged
+    /// kinds it has no enforced counterpart, and the dataplane evaluates it too (would-deny
+    /// and would-allow flow logs).
+    Audit,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -169,6 +169,23 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                 stable_hash(pod.key().as_bytes())
             );
             let endpoint = format!("{direction} of {}", pod.key());
+            // Audited (and staged) policies that change this direction's program: the kernel
+            // evaluates the program with them too, after the enforced decision, and logs
+            // where it differs (would-deny, would-allow).
+            let would = engine
+                .staged_program(i, direction)
+                .filter(|w| *w != program)
+                .map(|w| {
+                    let isolating = engine.staged_policies_applying(i, direction).join(", ");
+                    WouldEntries {
+                        on_allow: would_chains(
+                            &mut b, &prefix, &endpoint, direction, &w, true, &isolating,
+                        ),
+                        on_deny: would_chains(
+                            &mut b, &prefix, &endpoint, direction, &w, false, &isolating,
+                        ),
+                    }
+                });
             let mut entry = Chain {
                 name: prefix.clone(),
                 comment: endpoint.clone(),
@@ -192,14 +209,15 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
                 }
             }
             if program.tiers.is_empty() {
-                if direction == Direction::Ingress {
+                if direction == Direction::Ingress && would.is_none() {
                     continue;
                 }
-                entry.rules.push(Rule {
+                let allow = Rule {
                     matches: vec![],
                     verdict: Verdict::Return,
                     comment: "no policy applies: allow".into(),
-                });
+                };
+                entry.rules.extend(with_would(vec![allow], would.as_ref()));
             } else {
                 entry.rules.push(Rule {
                     matches: vec![],
@@ -213,7 +231,15 @@ pub fn compile(engine: &Engine<'_>, options: &CompileOptions) -> (Ruleset, Compi
             } else {
                 Verdict::Drop
             };
-            tier_chains(&mut b, &prefix, &endpoint, direction, &program, &deny);
+            tier_chains(
+                &mut b,
+                &prefix,
+                &endpoint,
+                direction,
+                &program,
+                &deny,
+                would.as_ref(),
+            );
             if users.get(interface.as_str()).copied().unwrap_or(0) > 1 {
                 let by_address = if direction == Direction::Egress {
                     &mut egress_by_address
@@ -263,6 +289,144 @@ fn tier_chain(prefix: &str, tier: &str) -> String {
     format!("{prefix}_t{:08x}", stable_hash(tier.as_bytes()) as u32)
 }
 
+/// The entry chains of one endpoint direction's would-be program: one run after the
+/// enforced program allowed, one after it denied.
+struct WouldEntries {
+    on_allow: String,
+    on_deny: String,
+}
+
+/// Precedes each allowing or denying rule with a jump, on the same matches, to the would-be
+/// program that logs where it decides otherwise. The would-be chains only return, so the
+/// enforced rule after the jump still decides (and logs its own deny).
+fn with_would(rules: Vec<Rule>, would: Option<&WouldEntries>) -> Vec<Rule> {
+    let Some(would) = would else { return rules };
+    let mut out = Vec::with_capacity(rules.len() * 2);
+    for rule in rules {
+        let entry = match rule.verdict {
+            Verdict::Return => Some(&would.on_allow),
+            Verdict::Drop | Verdict::AuditDeny => Some(&would.on_deny),
+            _ => None,
+        };
+        if let Some(entry) = entry {
+            out.push(Rule {
+                matches: rule.matches.clone(),
+                verdict: Verdict::Jump(entry.clone()),
+                comment: String::new(),
+            });
+        }
+        out.push(rule);
+    }
+    out
+}
+
+/// The chains of the would-be program (the staged and audited policies enforced too) of one
+/// endpoint direction, run after the enforced program decided: `after_allow` logs its denies
+/// (would-deny), otherwise its allows (would-allow). Every chain only logs and returns; the
+/// entry chain's name is returned. `isolating` names the staged and audited policies that
+/// select the pod, to whom a would-be default deny is due.
+fn would_chains(
+    b: &mut Builder,
+    prefix: &str,
+    endpoint: &str,
+    direction: Direction,
+    would: &DirectionProgram,
+    after_allow: bool,
+    isolating: &str,
+) -> String {
+    let prefix = format!("{prefix}_w{}", if after_allow { 'a' } else { 'd' });
+    let logged = |rules: Vec<Rule>, denies: bool| -> Vec<Rule> {
+        // After an allow the would-be denies are news, after a deny the would-be allows.
+        if denies != after_allow {
+            return rules;
+        }
+        let mut out = Vec::with_capacity(rules.len() * 2);
+        for rule in rules {
+            out.push(Rule {
+                matches: rule.matches.clone(),
+                verdict: Verdict::WouldLog { deny: denies },
+                comment: rule.comment.clone(),
+            });
+            out.push(rule);
+        }
+        out
+    };
+    let returning = |comment: String| Rule {
+        matches: vec![],
+        verdict: Verdict::Return,
+        comment,
+    };
+    if would.tiers.is_empty() {
+        b.chains.push(Chain {
+            name: prefix.clone(),
+            comment: format!("would-be verdict, {endpoint}"),
+            endpoint: endpoint.to_string(),
+            rules: logged(
+                vec![returning(format!("no policy would apply ({isolating})"))],
+                false,
+            ),
+        });
+        return prefix;
+    }
+    for (k, tier) in would.tiers.iter().enumerate() {
+        let next = (k + 1 < would.tiers.len())
+            .then(|| Verdict::Goto(tier_chain(&prefix, &would.tiers[k + 1].name)));
+        let mut chain = Chain {
+            name: tier_chain(&prefix, &tier.name),
+            comment: format!("would-be tier {}", tier.name),
+            endpoint: endpoint.to_string(),
+            rules: Vec::new(),
+        };
+        for rule in &tier.rules {
+            match rule.action {
+                Action::Allow => {
+                    let rules = translate(b, direction, rule, &Verdict::Return);
+                    chain.rules.extend(logged(rules, false));
+                }
+                Action::Deny => {
+                    let rules = translate(b, direction, rule, &Verdict::Return);
+                    chain.rules.extend(logged(rules, true));
+                }
+                Action::Pass => {
+                    let verdict = next.clone().unwrap_or(Verdict::Return);
+                    let rules = translate(b, direction, rule, &verdict);
+                    // A pass out of the last tier ends in the profile: allowed.
+                    chain.rules.extend(if next.is_some() {
+                        rules
+                    } else {
+                        logged(rules, false)
+                    });
+                }
+                // Calico Log rules are logged once, by the enforced program.
+                Action::Log => {}
+            }
+        }
+        if direction == Direction::Egress
+            && tier.name == bulkhead_model::Tier::DEFAULT
+            && tier.end == TierDefault::Deny
+        {
+            let local = Rule {
+                matches: vec![Match::DestinationIsLocal],
+                verdict: Verdict::Return,
+                comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
+            };
+            chain.rules.extend(logged(vec![local], false));
+        }
+        let end = format!("end of tier {} ({isolating})", tier.name);
+        match (tier.end, &next) {
+            (TierDefault::Pass, Some(next)) => chain.rules.push(Rule {
+                matches: vec![],
+                verdict: next.clone(),
+                comment: end,
+            }),
+            (TierDefault::Pass, None) => chain.rules.extend(logged(vec![returning(end)], false)),
+            (TierDefault::Deny, _) => chain.rules.extend(logged(vec![returning(end)], true)),
+        }
+        b.chains.push(chain);
+    }
+    tier_chain(&prefix, &would.tiers[0].name)
+}
+
 fn tier_chains(
     b: &mut Builder,
     prefix: &str,
@@ -270,6 +434,7 @@ fn tier_chains(
     direction: Direction,
     program: &DirectionProgram,
     deny: &Verdict,
+    would: Option<&WouldEntries>,
 ) {
     for (k, tier) in program.tiers.iter().enumerate() {
         let next = if k + 1 < program.tiers.len() {
@@ -290,7 +455,8 @@ fn tier_chains(
                 Action::Pass => next.clone(),
                 Action::Log => Verdict::Log(rule.id.clone()),
             };
-            chain.rules.extend(translate(b, direction, rule, &verdict));
+            let rules = translate(b, direction, rule, &verdict);
+            chain.rules.extend(with_would(rules, would));
         }
         // K8S-ISO-6 (engine choice): a pod's egress to its own node is allowed where the
         // NetworkPolicy (default) tier would deny for want of a matching rule; explicit rules
@@ -299,20 +465,22 @@ fn tier_chains(
             && tier.name == bulkhead_model::Tier::DEFAULT
             && tier.end == TierDefault::Deny
         {
-            chain.rules.push(Rule {
+            let local = Rule {
                 matches: vec![Match::DestinationIsLocal],
                 verdict: Verdict::Return,
                 comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
-            });
+            };
+            chain.rules.extend(with_would(vec![local], would));
         }
-        chain.rules.push(Rule {
+        let end = Rule {
             matches: vec![],
             verdict: match tier.end {
                 TierDefault::Deny => deny.clone(),
                 TierDefault::Pass => next.clone(),
             },
             comment: format!("end of tier {}", tier.name),
-        });
+        };
+        chain.rules.extend(with_would(vec![end], would));
         b.chains.push(chain);
     }
 }

@@ -26,9 +26,38 @@ enum Outcome {
     Drop,
 }
 
+/// What the forward hook does with the first packet of a connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub allowed: bool,
+    /// The would-be verdicts logged on the way (audited and staged policies), in order.
+    pub would: Vec<WouldRecord>,
+}
+
+/// One would-deny or would-allow log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WouldRecord {
+    pub deny: bool,
+    /// `ingress of ns/pod`.
+    pub endpoint: String,
+    /// The deciding rule of the would-be program.
+    pub rule: String,
+}
+
 impl Ruleset {
     /// Whether the forward hook lets the first packet of this connection through.
     pub fn allows(&self, packet: &Packet) -> bool {
+        self.evaluate(packet).allowed
+    }
+
+    /// [`Ruleset::allows`], with the would-be verdicts it logs.
+    pub fn evaluate(&self, packet: &Packet) -> Evaluation {
+        let mut would = Vec::new();
+        let allowed = self.first_packet_passes(packet, &mut would);
+        Evaluation { allowed, would }
+    }
+
+    fn first_packet_passes(&self, packet: &Packet, would: &mut Vec<WouldRecord>) -> bool {
         if self.enforcement.break_glass {
             return true;
         }
@@ -62,14 +91,20 @@ impl Ruleset {
             self.ingress_by_address.get(&packet.dst),
         ];
         for chain in stages.into_iter().flatten() {
-            if let Outcome::Drop = self.run(chain, packet, 0) {
+            if let Outcome::Drop = self.run(chain, packet, 0, would) {
                 return false;
             }
         }
         true
     }
 
-    fn run(&self, chain: &str, packet: &Packet, depth: usize) -> Outcome {
+    fn run(
+        &self,
+        chain: &str,
+        packet: &Packet,
+        depth: usize,
+        would: &mut Vec<WouldRecord>,
+    ) -> Outcome {
         let Some(chain) = self.chain(chain) else {
             return Outcome::Return;
         };
@@ -86,8 +121,18 @@ impl Ruleset {
                 Verdict::AuditDeny => return Outcome::Return,
                 Verdict::Drop | Verdict::DropAlways => return Outcome::Drop,
                 // goto: the target's end returns to the base chain, like ours.
-                Verdict::Goto(next) => return self.run(next, packet, depth + 1),
+                Verdict::Goto(next) => return self.run(next, packet, depth + 1, would),
+                Verdict::Jump(next) => {
+                    if let Outcome::Drop = self.run(next, packet, depth + 1, would) {
+                        return Outcome::Drop;
+                    }
+                }
                 Verdict::Log(_) => {}
+                Verdict::WouldLog { deny } => would.push(WouldRecord {
+                    deny: *deny,
+                    endpoint: chain.endpoint.clone(),
+                    rule: rule.comment.clone(),
+                }),
             }
         }
         Outcome::Return

@@ -345,6 +345,16 @@ pub fn chain_rules(ruleset: &Ruleset, chain: &Chain, counts: &Counts) -> Vec<Str
                 "log prefix {}",
                 quote(&format!("bulkhead log {prefix}: "), 100)
             ),
+            Verdict::Jump(c) => format!("jump {c}"),
+            // To the flow log only (not the denied-connections count: nothing is denied),
+            // rate-limited like a deny; the limit ends this rule, never the evaluation.
+            Verdict::WouldLog { deny } if ruleset.enforcement.log_denies => {
+                let prefix = quote(&would_log_prefix(*deny, endpoint, &rule.comment), 127);
+                format!(
+                    "counter limit rate {DENY_LOG_RATE}/second log group {DENY_LOG_GROUP} prefix {prefix}"
+                )
+            }
+            Verdict::WouldLog { .. } => "counter".into(),
         });
         out.push(format!("{}{comment}", parts.join(" ")));
     }
@@ -418,11 +428,21 @@ fn deny_log_prefix(ruleset: &Ruleset, audited: bool, endpoint: &str, rule: &str)
     format!("bh:{mode}:{}:{endpoint}:{rule}", rule_id(endpoint, rule))
 }
 
+/// The NFLOG prefix of a would-be verdict of an audited policy: `bh:W:...` (would deny) or
+/// `bh:O:...` (would allow: open), otherwise as [`deny_log_prefix`].
+fn would_log_prefix(deny: bool, endpoint: &str, rule: &str) -> String {
+    let mode = if deny { 'W' } else { 'O' };
+    format!("bh:{mode}:{}:{endpoint}:{rule}", rule_id(endpoint, rule))
+}
+
 /// A deny log prefix, read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DenyPrefix<'a> {
     /// Would-deny only (audit).
     pub audit: bool,
+    /// Logged by an audited (or staged) policy's rule: `Some(true)` would deny what the
+    /// enforced policies allow, `Some(false)` would allow what they deny.
+    pub would: Option<bool>,
     /// The typed rule id (absent in records of an agent before ids).
     pub id: Option<&'a str>,
     /// `egress of ns/pod`, possibly cut.
@@ -438,9 +458,11 @@ fn is_rule_id(text: &str) -> bool {
 pub fn parse_deny_log_prefix(prefix: &str) -> Option<DenyPrefix<'_>> {
     let rest = prefix.strip_prefix("bh:")?;
     let (mode, rest) = rest.split_once(':')?;
-    let audit = match mode {
-        "D" => false,
-        "A" => true,
+    let (audit, would) = match mode {
+        "D" => (false, None),
+        "A" => (true, None),
+        "W" => (true, Some(true)),
+        "O" => (false, Some(false)),
         _ => return None,
     };
     let (id, rest) = match rest.split_once(':') {
@@ -450,6 +472,7 @@ pub fn parse_deny_log_prefix(prefix: &str) -> Option<DenyPrefix<'_>> {
     let (endpoint, rule) = rest.split_once(':').unwrap_or((rest, ""));
     Some(DenyPrefix {
         audit,
+        would,
         id,
         endpoint,
         rule,
@@ -498,6 +521,7 @@ mod tests {
             )),
             Some(DenyPrefix {
                 audit: true,
+                would: None,
                 id: Some(id.as_str()),
                 endpoint: "ingress of x/web",
                 rule: "NetworkPolicy x/web ingress[0]"
@@ -508,6 +532,7 @@ mod tests {
             parse_deny_log_prefix("bh:D:egress of x/a:end of tier default"),
             Some(DenyPrefix {
                 audit: false,
+                would: None,
                 id: None,
                 endpoint: "egress of x/a",
                 rule: "end of tier default"
@@ -517,6 +542,14 @@ mod tests {
             parse_deny_log_prefix(&format!("bh:D:{id}:egress of x/aaaa")).map(|p| p.id),
             Some(Some(id.as_str()))
         );
+        // An audited policy's would-be verdicts.
+        for (deny, mode) in [(true, 'W'), (false, 'O')] {
+            let prefix = would_log_prefix(deny, "ingress of x/web", "end of tier default");
+            assert!(prefix.starts_with(&format!("bh:{mode}:")), "{prefix}");
+            let read = parse_deny_log_prefix(&prefix).expect("read back");
+            assert_eq!((read.would, read.audit), (Some(deny), deny));
+            assert_eq!(read.rule, "end of tier default");
+        }
         assert_eq!(parse_deny_log_prefix("bh:X:a:b"), None);
         assert_eq!(parse_deny_log_prefix("other"), None);
         assert_eq!(

@@ -163,6 +163,11 @@ pub enum Verdict {
     Goto(String),
     /// Calico `Log`: record and continue.
     Log(String),
+    /// Runs a chain and continues with the next rule when it returns (nft `jump`).
+    Jump(String),
+    /// An audited (or staged) policy's rule would decide otherwise than the enforced
+    /// policies: logged as would-deny (`deny`) or would-allow, and evaluation continues.
+    WouldLog { deny: bool },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -257,7 +262,7 @@ pub fn rule_id(endpoint: &str, rule: &str) -> String {
 }
 
 impl Ruleset {
-    /// Every deny rule's id with its identity.
+    /// Every deny rule's and would-be log's id with its identity.
     pub fn rule_table(&self) -> BTreeMap<String, RuleIdentity> {
         let mut out = BTreeMap::new();
         for chain in &self.chains {
@@ -265,7 +270,10 @@ impl Ruleset {
                 continue;
             };
             for rule in &chain.rules {
-                if matches!(rule.verdict, Verdict::Drop | Verdict::AuditDeny) {
+                if matches!(
+                    rule.verdict,
+                    Verdict::Drop | Verdict::AuditDeny | Verdict::WouldLog { .. }
+                ) {
                     out.insert(
                         rule_id(&chain.endpoint, &rule.comment),
                         RuleIdentity {

@@ -319,3 +319,190 @@ proptest! {
         prop_assert!(failures.is_empty(), "{:#?}", &failures[..failures.len().min(5)]);
     }
 }
+
+/// The two hops of a flow through the interpreter, each on its own (as the engine's halves):
+/// per half, (enforced allowed, would-be allowed), the would-be verdict read from the
+/// would-deny and would-allow logs of that hop.
+fn hops_with_would(
+    plane: &Dataplane,
+    cluster: &Cluster,
+    src: Endpoint,
+    dst: Endpoint,
+    packet: &Packet,
+) -> [Option<(bool, bool, Vec<String>)>; 2] {
+    let side = |e: Endpoint| match e {
+        Endpoint::Pod(i) => cluster.pods[i]
+            .node
+            .clone()
+            .map(|n| (n, plane.interface.get(&i).cloned())),
+        _ => None,
+    };
+    let hop = |node: &str, iif: Option<String>, oif: Option<String>| {
+        let ruleset = plane.rulesets.get(node)?;
+        let mut p = packet.clone();
+        p.iif = iif;
+        p.oif = oif;
+        let e = ruleset.evaluate(&p);
+        let mut would = e.allowed;
+        for record in &e.would {
+            would = !record.deny;
+        }
+        Some((
+            e.allowed,
+            would,
+            e.would.iter().map(|r| r.rule.clone()).collect(),
+        ))
+    };
+    [
+        side(src).and_then(|(n, iif)| hop(&n, iif, None)),
+        side(dst).and_then(|(n, oif)| hop(&n, None, oif)),
+    ]
+}
+
+/// Every conformance scenario with each of its policies audited in turn
+/// (`bulkhead.io/mode: audit`): the enforced verdicts follow the other policies, and the
+/// would-deny / would-allow logs of the interpreted ruleset give, per half, the engine's
+/// "what if" verdict.
+#[test]
+fn audited_policies_log_the_engines_would_be_verdicts_on_every_conformance_scenario() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+    let mut failures = Vec::new();
+    let (mut audits, mut would_logs) = (0, 0);
+    for dir in conformance_dirs() {
+        let expect = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
+        let field = |name: &str| {
+            expect
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .expect("field")
+                .trim()
+                .to_string()
+        };
+        let (cluster_name, mode) = (field("cluster: "), field("mode: "));
+        let cluster_file = if cluster_name == "inline" {
+            dir.join("cluster.yaml")
+        } else {
+            root.join("clusters").join(format!("{cluster_name}.yaml"))
+        };
+        let read = |p: &Path| {
+            Input::new(
+                p.display().to_string(),
+                std::fs::read_to_string(p).expect("readable"),
+            )
+        };
+        let snapshot = load(
+            &[read(&cluster_file), read(&dir.join("policies.yaml"))],
+            &LoadOptions::default(),
+        );
+        let semantics = if mode == "calico" {
+            Semantics::Calico
+        } else {
+            Semantics::Kubernetes
+        };
+        for k in 0..snapshot.cluster.policies.len() {
+            if snapshot.cluster.policies[k].staged.is_some() {
+                continue;
+            }
+            let mut cluster = snapshot.cluster.clone();
+            cluster.policies[k].staged = Some(bulkhead_model::StagedAction::Audit);
+            let audited = format!(
+                "{} {}",
+                cluster.policies[k].kind.as_str(),
+                cluster.policies[k].key()
+            );
+            let engine = Engine::new(
+                &cluster,
+                EngineOptions {
+                    semantics,
+                    self_traffic_allowed: true,
+                },
+            );
+            let plane = build(&engine, false);
+            audits += 1;
+            let externals: Vec<IpAddr> = ["203.0.113.7", "169.254.169.254"]
+                .iter()
+                .map(|s| s.parse().expect("ip"))
+                .collect();
+            let pods: Vec<usize> = engine
+                .pod_endpoints()
+                .into_iter()
+                .filter(|&i| !cluster.pods[i].ips.is_empty())
+                .collect();
+            let mut endpoints: Vec<Endpoint> = pods.iter().map(|&i| Endpoint::Pod(i)).collect();
+            endpoints.extend(externals.iter().map(|ip| Endpoint::External(*ip)));
+            for &src in &endpoints {
+                for &dst in &endpoints {
+                    if src == dst
+                        || matches!((src, dst), (Endpoint::External(_), Endpoint::External(_)))
+                    {
+                        continue;
+                    }
+                    let (Some(src_ip), Some(dst_ip)) =
+                        (pod_ip(&cluster, src), pod_ip(&cluster, dst))
+                    else {
+                        continue;
+                    };
+                    if src_ip.is_ipv4() != dst_ip.is_ipv4() {
+                        continue;
+                    }
+                    for (protocol, port) in [
+                        (Protocol::Tcp, 80),
+                        (Protocol::Tcp, 443),
+                        (Protocol::Tcp, 5432),
+                        (Protocol::Udp, 53),
+                        (Protocol::Tcp, 8080),
+                    ] {
+                        let flow = Flow {
+                            src,
+                            dst,
+                            protocol,
+                            port: Some(port),
+                            icmp: None,
+                        };
+                        let verdict = engine.evaluate(&flow);
+                        let staged = verdict.staged.as_deref().unwrap_or(&verdict);
+                        let packet = Packet {
+                            iif: None,
+                            oif: None,
+                            src: src_ip,
+                            dst: dst_ip,
+                            protocol,
+                            dport: Some(port),
+                            icmp: None,
+                            dst_local: false,
+                        };
+                        let hops = hops_with_would(&plane, &cluster, src, dst, &packet);
+                        let halves = [
+                            (&verdict.egress, &staged.egress, "egress"),
+                            (&verdict.ingress, &staged.ingress, "ingress"),
+                        ];
+                        for (hop, (enforced, would, half)) in hops.into_iter().zip(halves) {
+                            // A half outside every node (an external address) is not
+                            // evaluated by any ruleset.
+                            let Some((got_enforced, got_would, logs)) = hop else {
+                                continue;
+                            };
+                            would_logs += logs.len();
+                            if (got_enforced, got_would) != (enforced.allowed, would.allowed) {
+                                failures.push(format!(
+                                    "{} with {audited} audited: {src:?} -> {dst:?} {protocol}/{port} {half}: engine (enforced {}, would {}), nftables (enforced {got_enforced}, would {got_would}; logs {logs:?})",
+                                    dir.display(),
+                                    enforced.allowed,
+                                    would.allowed
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(audits > 100, "{audits} audited policies");
+    assert!(would_logs > 1000, "only {would_logs} would-be logs");
+}

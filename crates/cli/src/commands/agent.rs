@@ -405,7 +405,11 @@ fn flows(
             FlowsOutput::Json => flow_record(&record, &protocol),
             FlowsOutput::Text => format!(
                 "{:<10} {} -> {} {}{}  {} of {} by {}",
-                if record.audit { "WOULD-DENY" } else { "DENY" },
+                match (record.would, record.audit) {
+                    (Some(false), _) => "WOULD-ALLOW",
+                    (_, true) => "WOULD-DENY",
+                    (_, false) => "DENY",
+                },
                 record.src,
                 record.dst,
                 protocol,
@@ -445,7 +449,14 @@ fn flow_record(record: &bulkhead_agent::flowlog::DenyRecord, protocol: &str) -> 
         protocol: protocol.to_string(),
         src: egress.then(|| record.pod.clone()),
         dst: (!egress).then(|| record.pod.clone()),
-        verdict: Some(if record.audit { "would-deny" } else { "deny" }.to_string()),
+        verdict: Some(
+            match (record.would, record.audit) {
+                (Some(false), _) => "would-allow",
+                (_, true) => "would-deny",
+                (_, false) => "deny",
+            }
+            .to_string(),
+        ),
         policy,
         rule: Some(rule),
         packets: None,

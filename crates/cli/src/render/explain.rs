@@ -128,7 +128,7 @@ pub fn human(e: &Explained<'_>) -> String {
     if let Some(staged) = &e.verdict.staged {
         let _ = writeln!(
             out,
-            "  if the staged policies were enforced: {}",
+            "  if the staged and audited policies were enforced: {}",
             word(staged.allowed).to_uppercase()
         );
         halves(&mut out, staged, e.from, e.to);

@@ -36,6 +36,8 @@ pub enum Event {
         team: usize,
     },
     ToggleAudit(usize),
+    /// `bulkhead.io/mode: audit` put on or taken off (promoted) a policy of any API.
+    TogglePolicyAudit(usize),
 }
 
 pub fn event_strategy() -> impl Strategy<Value = Event> {
@@ -54,6 +56,7 @@ pub fn event_strategy() -> impl Strategy<Value = Event> {
         1 => (0..NAMESPACES.len(), 0usize..3)
             .prop_map(|(namespace, team)| Event::RelabelNamespace { namespace, team }),
         1 => (0..NAMESPACES.len()).prop_map(Event::ToggleAudit),
+        1 => (0usize..8).prop_map(Event::TogglePolicyAudit),
     ]
 }
 
@@ -161,6 +164,15 @@ pub fn apply_event(state: &mut State, event: &Event) {
                 state.audit.insert(name);
             }
         }
+        Event::TogglePolicyAudit(i) if !cluster.policies.is_empty() => {
+            let n = cluster.policies.len();
+            let policy = &mut cluster.policies[i % n];
+            policy.staged = match policy.staged {
+                None => Some(bulkhead_model::StagedAction::Audit),
+                Some(bulkhead_model::StagedAction::Audit) => None,
+                other => other,
+            };
+        }
         _ => {}
     }
     state.cluster.finish();
@@ -185,6 +197,7 @@ pub fn policy_heavy_event_strategy() -> impl Strategy<Value = Event> {
         6 => random_cluster::policy_strategy().prop_map(Event::AddPolicy),
         6 => (0usize..8, random_cluster::policy_strategy()).prop_map(|(i, p)| Event::EditPolicy(i, p)),
         3 => (0usize..8).prop_map(Event::DeletePolicy),
+        3 => (0usize..8).prop_map(Event::TogglePolicyAudit),
         4 => pod_heavy_event_strategy(),
         1 => event_strategy(),
     ]
