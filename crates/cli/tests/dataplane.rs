@@ -27,7 +27,7 @@ fn conformance_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance")
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 struct Expectations {
     cluster: String,
     expectations: Vec<Probe>,
@@ -95,6 +95,86 @@ fn wait(mut child: Child) -> bool {
     child.wait().is_ok_and(|s| s.success())
 }
 
+/// The pods of a conformance cluster (on this node) as network namespaces, each serving the
+/// ports the scenarios probe, and the external addresses and other nodes they name as hosts
+/// of their own. Returns the lab and the cluster's manifest text.
+fn cluster_lab(
+    root: &Path,
+    cluster_name: &str,
+    scenarios: &[(PathBuf, Expectations)],
+) -> (Lab, String) {
+    let cluster_text = on_one_node(
+        &std::fs::read_to_string(root.join("clusters").join(format!("{cluster_name}.yaml")))
+            .expect("cluster"),
+    );
+    let snapshot = load(
+        &[Input::new("cluster.yaml", cluster_text.clone())],
+        &LoadOptions::default(),
+    );
+    let mut lab = Lab::new(&cluster_name[..cluster_name.len().min(6)]);
+    let mut ports: BTreeMap<String, (BTreeSet<u16>, BTreeSet<u16>)> = BTreeMap::new();
+    for (_, spec) in scenarios {
+        for p in &spec.expectations {
+            let entry = ports.entry(p.to.clone()).or_default();
+            match (p.protocol.as_str(), p.port) {
+                ("TCP", Some(port)) => {
+                    entry.0.insert(port);
+                }
+                ("UDP", Some(port)) => {
+                    entry.1.insert(port);
+                }
+                _ => {}
+            }
+        }
+    }
+    for pod in snapshot
+        .cluster
+        .pods
+        .iter()
+        .filter(|p| !p.host_network && !p.ips.is_empty())
+    {
+        lab.pod(&pod.key(), pod.ips[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (tcp, udp) = ports.get(&pod.key()).cloned().unwrap_or_default();
+        let tcp: Vec<u16> = tcp.into_iter().collect();
+        let udp: Vec<u16> = udp.into_iter().collect();
+        lab.serve(&pod.key(), &tcp, &udp)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // External addresses and other nodes the probes name become hosts of their own behind
+    // the node (IPv4; the pods' own node is the host itself and stays out).
+    let cluster_engine = Engine::new(&snapshot.cluster, EngineOptions::default());
+    let referenced: BTreeSet<&str> = scenarios
+        .iter()
+        .flat_map(|(_, spec)| &spec.expectations)
+        .flat_map(|p| [p.from.as_str(), p.to.as_str()])
+        .collect();
+    // hostNetwork pods are named like pods and are their node: they stay out.
+    let explicit =
+        |r: &str| r.starts_with("ip:") || r.starts_with("node:") || r.parse::<IpAddr>().is_ok();
+    for reference in referenced.into_iter().filter(|r| explicit(r)) {
+        let address = match cluster_engine.resolve(reference).map(|r| r.endpoint) {
+            Ok(bulkhead_engine::Endpoint::External(ip)) => Some(ip),
+            Ok(bulkhead_engine::Endpoint::Node(i)) if snapshot.cluster.nodes[i].name != NODE => {
+                snapshot.cluster.nodes[i].ips.first().copied()
+            }
+            _ => None,
+        };
+        if let Some(IpAddr::V4(ip)) = address
+            && lab
+                .external(reference, ip)
+                .unwrap_or_else(|e| panic!("{e}"))
+        {
+            let (tcp, udp) = ports.get(reference).cloned().unwrap_or_default();
+            let tcp: Vec<u16> = tcp.into_iter().collect();
+            let udp: Vec<u16> = udp.into_iter().collect();
+            lab.serve(reference, &tcp, &udp)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    (lab, cluster_text)
+}
+
 #[test]
 fn real_packets_agree_with_the_engine_on_every_scenario() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,77 +211,7 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
     let mut failures = Vec::new();
     for (cluster_name, mut scenarios) in by_cluster {
         scenarios.sort_by(|a, b| a.0.cmp(&b.0));
-        let cluster_text = on_one_node(
-            &std::fs::read_to_string(root.join("clusters").join(format!("{cluster_name}.yaml")))
-                .expect("cluster"),
-        );
-        let snapshot = load(
-            &[Input::new("cluster.yaml", cluster_text.clone())],
-            &LoadOptions::default(),
-        );
-        let mut lab = Lab::new(&cluster_name[..cluster_name.len().min(6)]);
-        let mut ports: BTreeMap<String, (BTreeSet<u16>, BTreeSet<u16>)> = BTreeMap::new();
-        for (_, spec) in &scenarios {
-            for p in &spec.expectations {
-                let entry = ports.entry(p.to.clone()).or_default();
-                match (p.protocol.as_str(), p.port) {
-                    ("TCP", Some(port)) => {
-                        entry.0.insert(port);
-                    }
-                    ("UDP", Some(port)) => {
-                        entry.1.insert(port);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for pod in snapshot
-            .cluster
-            .pods
-            .iter()
-            .filter(|p| !p.host_network && !p.ips.is_empty())
-        {
-            lab.pod(&pod.key(), pod.ips[0])
-                .unwrap_or_else(|e| panic!("{e}"));
-            let (tcp, udp) = ports.get(&pod.key()).cloned().unwrap_or_default();
-            let tcp: Vec<u16> = tcp.into_iter().collect();
-            let udp: Vec<u16> = udp.into_iter().collect();
-            lab.serve(&pod.key(), &tcp, &udp)
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        // External addresses and other nodes the probes name become hosts of their own behind
-        // the node (IPv4; the pods' own node is the host itself and stays out).
-        let cluster_engine = Engine::new(&snapshot.cluster, EngineOptions::default());
-        let referenced: BTreeSet<&str> = scenarios
-            .iter()
-            .flat_map(|(_, spec)| &spec.expectations)
-            .flat_map(|p| [p.from.as_str(), p.to.as_str()])
-            .collect();
-        // hostNetwork pods are named like pods and are their node: they stay out.
-        let explicit =
-            |r: &str| r.starts_with("ip:") || r.starts_with("node:") || r.parse::<IpAddr>().is_ok();
-        for reference in referenced.into_iter().filter(|r| explicit(r)) {
-            let address = match cluster_engine.resolve(reference).map(|r| r.endpoint) {
-                Ok(bulkhead_engine::Endpoint::External(ip)) => Some(ip),
-                Ok(bulkhead_engine::Endpoint::Node(i))
-                    if snapshot.cluster.nodes[i].name != NODE =>
-                {
-                    snapshot.cluster.nodes[i].ips.first().copied()
-                }
-                _ => None,
-            };
-            if let Some(IpAddr::V4(ip)) = address
-                && lab
-                    .external(reference, ip)
-                    .unwrap_or_else(|e| panic!("{e}"))
-            {
-                let (tcp, udp) = ports.get(reference).cloned().unwrap_or_default();
-                let tcp: Vec<u16> = tcp.into_iter().collect();
-                let udp: Vec<u16> = udp.into_iter().collect();
-                lab.serve(reference, &tcp, &udp)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-        }
+        let (lab, cluster_text) = cluster_lab(&root, &cluster_name, &scenarios);
         for (dir, spec) in &scenarios {
             let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.id));
             let policies = std::fs::read_to_string(dir.join("policies.yaml")).expect("policies");
@@ -310,6 +320,228 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
         total > 100 && total == agree,
         "{total} probes, {agree} agree"
     );
+}
+
+/// `policies` with the `k`-th document annotated `bulkhead.io/mode: audit`; `None` past the
+/// last document.
+fn with_document_audited(policies: &str, k: usize) -> Option<String> {
+    let mut documents: Vec<String> = policies
+        .split("\n---\n")
+        .map(str::to_string)
+        .filter(|d| d.contains("kind:"))
+        .collect();
+    let document = documents.get_mut(k)?;
+    let mut lines: Vec<String> = document.lines().map(str::to_string).collect();
+    let at = lines.iter().position(|l| l.starts_with("metadata:"))?;
+    if lines[at].contains('{') {
+        lines[at] = lines[at].replacen('{', "{annotations: {bulkhead.io/mode: audit}, ", 1);
+    } else {
+        let indent = lines
+            .get(at + 1)
+            .map_or(2, |l| l.len() - l.trim_start().len());
+        lines.insert(
+            at + 1,
+            format!(
+                "{}annotations: {{bulkhead.io/mode: audit}}",
+                " ".repeat(indent)
+            ),
+        );
+    }
+    *document = lines.join("\n");
+    Some(documents.join("\n---\n") + "\n")
+}
+
+/// Per-policy audit with real packets on three scenarios (Kubernetes NetworkPolicy,
+/// AdminNetworkPolicy over NetworkPolicy, Calico tiers), each of their policies audited in
+/// turn: the kernel's verdicts are the engine's with the audited policy not enforced, and each
+/// probe's would-deny and would-allow records are the halves where the engine's "what if"
+/// verdict differs.
+#[test]
+fn audited_policies_agree_with_the_engine_with_real_packets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("per-policy audit conformance") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let root = conformance_root();
+    let (mut flows, records) = flow_records();
+    let (mut probes, mut audited, mut would_records) = (0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
+    for scenario in [
+        "k8s-isolation-and-policyTypes/np-iso-02",
+        "anp-layering-with-networkpolicy-and-banp/anp-allow-01",
+        "calico-tiers/cal-tier-01",
+    ] {
+        let dir = root.join(scenario);
+        let spec: Expectations = yaml(&dir.join("expect.yaml"));
+        let scenarios = vec![(dir.clone(), spec.clone())];
+        let (lab, cluster_text) = cluster_lab(&root, &spec.cluster, &scenarios);
+        let policies = std::fs::read_to_string(dir.join("policies.yaml")).expect("policies");
+        let mut k = 0;
+        while let Some(variant) = with_document_audited(&policies, k) {
+            k += 1;
+            let snapshot = load(
+                &[
+                    Input::new("cluster.yaml", cluster_text.clone()),
+                    Input::new("policies.yaml", variant.clone()),
+                ],
+                &LoadOptions::default(),
+            );
+            assert_eq!(
+                snapshot.error_count(),
+                0,
+                "{scenario} #{k}: {:#?}\n{variant}",
+                snapshot.diagnostics
+            );
+            if !snapshot
+                .cluster
+                .policies
+                .iter()
+                .any(|p| p.staged == Some(bulkhead_model::StagedAction::Audit))
+            {
+                continue; // not a policy (a tier, a network set)
+            }
+            audited += 1;
+            let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+            write_manifests(&manifests, &cluster_text, &variant);
+            if let Err(e) = agent_once(&manifests) {
+                failures.push(format!("{scenario} #{k}: {e}"));
+                continue;
+            }
+            while records.try_recv().is_ok() {}
+            let engine = Engine::new(
+                &snapshot.cluster,
+                EngineOptions::for_cluster(&snapshot.cluster),
+            );
+            let address = |r: &str| {
+                lab.pods
+                    .get(r)
+                    .or_else(|| lab.externals.get(r))
+                    .map(|p| p.ip)
+            };
+            let mut running = Vec::new();
+            for p in &spec.expectations {
+                let (Some(from_ip), Some(to_ip)) = (address(&p.from), address(&p.to)) else {
+                    continue;
+                };
+                if p.from == p.to || !matches!(p.protocol.as_str(), "TCP" | "UDP") {
+                    continue;
+                }
+                let (src, dst) = (
+                    engine.resolve(&p.from).expect("endpoint").endpoint,
+                    engine.resolve(&p.to).expect("endpoint").endpoint,
+                );
+                let protocol: Protocol = p.protocol.parse().expect("protocol");
+                let verdict = engine.evaluate(&Flow {
+                    src,
+                    dst,
+                    protocol,
+                    port: p.port,
+                    icmp: None,
+                });
+                let staged = verdict.staged.as_deref().unwrap_or(&verdict);
+                // The records the kernel writes: per half it reaches, where the would-be
+                // verdict differs (the ingress half only after an allowing egress half; an
+                // external address has no half on this node).
+                let mut expected = BTreeSet::new();
+                for (half, enforced, would, here) in [
+                    (
+                        "egress",
+                        &verdict.egress,
+                        &staged.egress,
+                        lab.pods.contains_key(&p.from),
+                    ),
+                    (
+                        "ingress",
+                        &verdict.ingress,
+                        &staged.ingress,
+                        lab.pods.contains_key(&p.to)
+                            && (verdict.egress.allowed || !lab.pods.contains_key(&p.from)),
+                    ),
+                ] {
+                    if here && enforced.allowed != would.allowed {
+                        expected.insert((
+                            half.to_string(),
+                            if would.allowed {
+                                "would-allow"
+                            } else {
+                                "would-deny"
+                            }
+                            .to_string(),
+                        ));
+                    }
+                }
+                let child = lab
+                    .probe(
+                        &p.from,
+                        &p.protocol.to_lowercase(),
+                        to_ip,
+                        p.port.unwrap_or(0),
+                        400,
+                    )
+                    .expect("probe");
+                running.push((p.clone(), from_ip, to_ip, verdict.allowed, expected, child));
+            }
+            let mut outcomes = Vec::new();
+            for (p, from_ip, to_ip, allowed, expected, child) in running {
+                probes += 1;
+                let got = wait(child);
+                if got != allowed {
+                    failures.push(format!(
+                        "{scenario} #{k}: {} -> {} {}/{:?}: engine {allowed}, kernel {got}",
+                        p.from, p.to, p.protocol, p.port
+                    ));
+                }
+                outcomes.push((p, from_ip, to_ip, expected));
+            }
+            // Every record of this variant's probes, by flow. The kernel hands NFLOG records
+            // over in batches, at the latest after its 1 s flush timeout.
+            let mut seen: BTreeMap<(String, String, Option<u64>), BTreeSet<(String, String)>> =
+                BTreeMap::new();
+            let deadline = Instant::now() + Duration::from_millis(2500);
+            while let Ok(r) =
+                records.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                let verdict = r["verdict"].as_str().unwrap_or_default().to_string();
+                if verdict.starts_with("would-") {
+                    seen.entry((
+                        r["src_ip"].as_str().unwrap_or_default().to_string(),
+                        r["dst_ip"].as_str().unwrap_or_default().to_string(),
+                        r["dst_port"].as_u64(),
+                    ))
+                    .or_default()
+                    .insert((
+                        r["direction"].as_str().unwrap_or_default().to_string(),
+                        verdict,
+                    ));
+                }
+            }
+            for (p, from_ip, to_ip, expected) in outcomes {
+                let got = seen
+                    .remove(&(
+                        from_ip.to_string(),
+                        to_ip.to_string(),
+                        p.port.map(u64::from),
+                    ))
+                    .unwrap_or_default();
+                would_records += got.len();
+                if got != expected {
+                    failures.push(format!(
+                        "{scenario} #{k}: {} -> {} {}/{:?}: engine's would-be records {expected:?}, kernel's {got:?}",
+                        p.from, p.to, p.protocol, p.port
+                    ));
+                }
+            }
+        }
+        drop(lab);
+    }
+    flows.kill();
+    println!(
+        "per-policy audit: {audited} policies audited in turn, {probes} probes, {would_records} would-be records"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(audited >= 5, "{audited} policies audited");
+    assert!(would_records > 0, "no would-be record at all");
 }
 
 const TWO_PODS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: x, labels: {app: client}}\nspec: {nodeName: test-node, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.77.0.1, podIPs: [{ip: 10.77.0.1}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: server, namespace: x, labels: {app: server}}\nspec: {nodeName: test-node, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.77.0.2, podIPs: [{ip: 10.77.0.2}]}\n";
@@ -740,6 +972,90 @@ fn audit_mode_flow_logs_and_break_glass_with_real_packets() {
     flows.kill();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+const ONLY_81_AUDITED: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: only-81\n  namespace: x\n  annotations: {bulkhead.io/mode: audit}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - ports: [{port: 81}]\n";
+const ALLOW_80_AUDITED: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-80\n  namespace: x\n  annotations: {bulkhead.io/mode: audit}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: 80}]\n";
+
+/// Per-policy audit with real packets: an audited policy that would deny a probe lets it
+/// through and the flow log names it as WOULD-DENY; promoting it (the annotation removed)
+/// denies the probe; an audited policy that would open a denied port leaves it denied and
+/// logs WOULD-ALLOW with its rule.
+#[test]
+fn an_audited_policy_logs_what_it_would_deny_and_enforces_once_promoted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("per-policy audit") {
+        return;
+    }
+    let (mut flows, records) = flow_records();
+    let (lab, dir, mut agent) = two_pods_under_agent("polaudit", ONLY_81_AUDITED, &[]);
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let connects = |port| {
+        wait(
+            lab.probe("x/client", "tcp", server, port, 600)
+                .expect("probe"),
+        )
+    };
+    let next_record_within = |port: u16, verdict: &str, within: Duration| {
+        let deadline = Instant::now() + within;
+        while let Ok(r) = records.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if r["dst_port"] == port && r["verdict"] == verdict {
+                return Some(r);
+            }
+        }
+        None
+    };
+    let next_record = |port, verdict| next_record_within(port, verdict, Duration::from_secs(5));
+
+    assert!(connects(80), "the audited policy is not enforced");
+    let would = next_record(80, "would-deny").expect("a would-deny record");
+    assert_eq!(would["dst"], "x/server", "{would}");
+    assert_eq!(would["direction"], "ingress", "{would}");
+    assert_eq!(
+        would["rule"], "end of tier default (NetworkPolicy x/only-81)",
+        "the audited policy that would deny: {would}"
+    );
+    assert!(connects(81), "what it allows passes");
+
+    // Promote: the same policy without the annotation.
+    let promoted = Instant::now();
+    std::fs::write(dir.join("policies.yaml"), ONLY_81).expect("promote");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connects(80) {
+        assert!(
+            Instant::now() < deadline,
+            "promoted policy not enforced within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("promote -> probe denied: {:?}", promoted.elapsed());
+    assert!(connects(81), "the promoted policy still allows 81");
+    next_record(80, "deny").expect("the promoted policy's deny record");
+
+    // An audited policy that would open port 80 to the client: still denied, WOULD-ALLOW.
+    std::fs::write(
+        dir.join("policies.yaml"),
+        format!("{ONLY_81}{ALLOW_80_AUDITED}"),
+    )
+    .expect("audit an allow");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let opened = loop {
+        assert!(!connects(80), "an audited allow opens nothing");
+        // Probes sent before the agent applied the change log only their deny.
+        if let Some(r) = next_record_within(80, "would-allow", Duration::from_millis(500)) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no would-allow record within 5 s"
+        );
+    };
+    assert_eq!(opened["policy"], "NetworkPolicy x/allow-80", "{opened}");
+    assert_eq!(opened["rule"], "ingress[0]", "{opened}");
+
+    agent.kill();
+    flows.kill();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A pod reaching its own node (kubelet, node-local services) never crosses the forward hook;
