@@ -102,5 +102,34 @@ end=$(date +%s.%N)
 echo "== full apply (nft -f, one transaction): $(echo "$end - $start" | bc) s"
 echo "== connect latency, 10,000-policy cluster enforced"
 ip netns exec bhbench-client $bin/bulkhead-netprobe connect-bench 10.250.0.2 8080 5000
+# Per-policy audit (bulkhead.io/mode: audit): the audited policy's pods evaluate a would-be
+# program after the enforced one; other pods do not.
+audited() { # name, pod selector label, ingress rule
+  cat > "$work/m/audit.yaml" <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: $1
+  namespace: bench
+  annotations: {bulkhead.io/mode: audit}
+spec:
+  podSelector: {matchLabels: {app: $2}}
+  policyTypes: [Ingress]
+  ingress: [$3]
+YAML
+  $bin/bulkhead compile "$work/m" --node bench-node > "$work/audit.nft"
+  nft -f "$work/audit.nft"
+}
+audited other-pods other "{from: [{podSelector: {matchLabels: {app: client}}}]}"
+echo "== connect latency, 10,000-policy cluster, an audited policy on other pods"
+ip netns exec bhbench-client $bin/bulkhead-netprobe connect-bench 10.250.0.2 8080 5000
+audited server-same server "{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}"
+echo "== connect latency, 10,000-policy cluster, an audited policy on the server that allows the same (evaluated, nothing logged)"
+ip netns exec bhbench-client $bin/bulkhead-netprobe connect-bench 10.250.0.2 8080 5000
+audited server-deny server "{from: [{podSelector: {matchLabels: {app: nobody}}}]}"
+echo "== connect latency, 10,000-policy cluster, an audited policy on the server that would deny every connect (WOULD-DENY, 20 logs/s)"
+ip netns exec bhbench-client $bin/bulkhead-netprobe connect-bench 10.250.0.2 8080 5000
+rm "$work/m/audit.yaml"
+nft -f "$work/rules.nft"
 echo "== agent --once on the same manifests (load, compile, apply)"
 /usr/bin/time -f "   wall %e s, peak RSS %M KiB" $bin/bulkhead agent --once --node bench-node --manifests "$work/m" 2>&1 | tail -2

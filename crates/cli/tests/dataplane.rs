@@ -322,6 +322,9 @@ fn real_packets_agree_with_the_engine_on_every_scenario() {
     );
 }
 
+/// A flow record's source address, destination address and port.
+type FlowKey = (String, String, Option<u64>);
+
 /// `policies` with the `k`-th document annotated `bulkhead.io/mode: audit`; `None` past the
 /// last document.
 fn with_document_audited(policies: &str, k: usize) -> Option<String> {
@@ -496,8 +499,7 @@ fn audited_policies_agree_with_the_engine_with_real_packets() {
             }
             // Every record of this variant's probes, by flow. The kernel hands NFLOG records
             // over in batches, at the latest after its 1 s flush timeout.
-            let mut seen: BTreeMap<(String, String, Option<u64>), BTreeSet<(String, String)>> =
-                BTreeMap::new();
+            let mut seen: BTreeMap<FlowKey, BTreeSet<(String, String)>> = BTreeMap::new();
             let deadline = Instant::now() + Duration::from_millis(2500);
             while let Ok(r) =
                 records.recv_timeout(deadline.saturating_duration_since(Instant::now()))
