@@ -31,6 +31,8 @@ pub struct LoopMetrics {
     pub commit_failures: Counter,
     /// 1 while the cluster-wide break-glass (the Kubernetes ConfigMap) is on.
     pub cluster_break_glass: Gauge,
+    /// Namespaces without a default deny, by direction (`bulkhead coverage`'s decision).
+    pub without_default_deny: Family<DirectionLabel, Gauge>,
     /// Denied connections (not packets), by namespace, direction and audit: see
     /// [`crate::connections`].
     pub denied_connections: crate::connections::ConnectionCounts,
@@ -57,6 +59,7 @@ impl Default for LoopMetrics {
             repairs: Counter::default(),
             commit_failures: Counter::default(),
             cluster_break_glass: Gauge::default(),
+            without_default_deny: Family::default(),
             denied_connections: Default::default(),
             peak_memory_bytes: Gauge::default(),
             source_up: Gauge::default(),
@@ -66,7 +69,23 @@ impl Default for LoopMetrics {
     }
 }
 
+/// `direction="ingress"` or `"egress"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction: String,
+}
+
 impl LoopMetrics {
+    pub fn set_without_default_deny(&self, ingress: usize, egress: usize) {
+        for (direction, count) in [("ingress", ingress), ("egress", egress)] {
+            self.without_default_deny
+                .get_or_create(&DirectionLabel {
+                    direction: direction.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The process's peak resident memory (`VmHWM`), read from /proc.
     pub fn sample_memory(&self) {
         let peak = std::fs::read_to_string("/proc/self/status")
@@ -145,6 +164,11 @@ impl LoopMetrics {
             "agent_cluster_break_glass",
             "1 while the cluster-wide break-glass ConfigMap opens this node (all traffic, or named namespaces in audit mode)",
             self.cluster_break_glass.clone(),
+        );
+        registry.register(
+            "namespaces_without_default_deny",
+            "Namespaces where a new pod would be reachable (ingress) or could reach out (egress) with no policy allowing it, as bulkhead coverage decides; counted after policy and namespace changes",
+            self.without_default_deny.clone(),
         );
         registry.register(
             "denied_connections",

@@ -33,6 +33,7 @@ fn exposed() -> BTreeSet<String> {
             audit: "false".into(),
         })
         .inc();
+    agent.set_without_default_deny(1, 0);
     let text = render(
         Some(&state),
         &bulkhead_agent::rules::RuleTable::default(),
