@@ -33,6 +33,11 @@ pub struct LoopMetrics {
     pub cluster_break_glass: Gauge,
     /// Namespaces without a default deny, by direction (`bulkhead coverage`'s decision).
     pub without_default_deny: Family<DirectionLabel, Gauge>,
+    /// Namespaces an automated rollback moved to audit (1 while it lasts).
+    pub rolled_back: Family<NamespaceLabel, Gauge>,
+    /// Every namespace `rolled_back` has a series for.
+    rolled_back_known: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    pub rollbacks: Counter,
     /// Denied connections (not packets), by namespace, direction and audit: see
     /// [`crate::connections`].
     pub denied_connections: crate::connections::ConnectionCounts,
@@ -60,6 +65,9 @@ impl Default for LoopMetrics {
             commit_failures: Counter::default(),
             cluster_break_glass: Gauge::default(),
             without_default_deny: Family::default(),
+            rolled_back: Family::default(),
+            rolled_back_known: Default::default(),
+            rollbacks: Counter::default(),
             denied_connections: Default::default(),
             peak_memory_bytes: Gauge::default(),
             source_up: Gauge::default(),
@@ -75,7 +83,39 @@ pub struct DirectionLabel {
     pub direction: String,
 }
 
+/// `namespace="..."`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    pub namespace: String,
+}
+
 impl LoopMetrics {
+    /// 1 for each rolled-back namespace, 0 for those that were and are enforced again.
+    pub fn set_rolled_back<V>(&self, now: &std::collections::BTreeMap<String, V>) {
+        let mut seen = std::collections::BTreeSet::new();
+        for namespace in now.keys() {
+            seen.insert(namespace.clone());
+            self.rolled_back
+                .get_or_create(&NamespaceLabel {
+                    namespace: namespace.clone(),
+                })
+                .set(1);
+        }
+        // Those no longer rolled back read 0 (a series that vanished would hide the end).
+        let mut known = self
+            .rolled_back_known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for namespace in known.difference(&seen) {
+            self.rolled_back
+                .get_or_create(&NamespaceLabel {
+                    namespace: namespace.clone(),
+                })
+                .set(0);
+        }
+        known.extend(seen);
+    }
+
     pub fn set_without_default_deny(&self, ingress: usize, egress: usize) {
         for (direction, count) in [("ingress", ingress), ("egress", egress)] {
             self.without_default_deny
@@ -164,6 +204,16 @@ impl LoopMetrics {
             "agent_cluster_break_glass",
             "1 while the cluster-wide break-glass ConfigMap opens this node (all traffic, or named namespaces in audit mode)",
             self.cluster_break_glass.clone(),
+        );
+        registry.register(
+            "agent_rolled_back",
+            "1 while an automated rollback keeps the namespace in audit on this node (connections a policy change newly denied crossed the threshold)",
+            self.rolled_back.clone(),
+        );
+        registry.register(
+            "agent_rollbacks",
+            "Namespaces moved to audit by an automated rollback",
+            self.rollbacks.clone(),
         );
         registry.register(
             "namespaces_without_default_deny",

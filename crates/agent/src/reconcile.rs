@@ -1,10 +1,12 @@
 //! One reconcile: manifests -> snapshot -> engine -> ruleset -> one transaction. And the loop
 //! that runs it whenever the manifest directory changes.
 
+use crate::flowlog::DenyRecord;
+use crate::rollback::{Decision, DeniedConnection, RollbackPolicy, Watch};
 use crate::source::{Delivery, DirectorySource, Source};
 use crate::{conntrack, interfaces};
 use bulkhead_engine::{Endpoint, Engine, EngineOptions, Flow};
-use bulkhead_index::{Commit, Index, NodeView};
+use bulkhead_index::{Commit, Index, NodeView, Object, ObjectKey, ObjectKind};
 use bulkhead_k8s::LoadOptions;
 use bulkhead_model::Protocol;
 use bulkhead_nft::{Backend, BackendError, CompileOptions, Enforcement, KernelMark, Mode};
@@ -47,6 +49,12 @@ impl AgentConfig {
     /// Left by `break-glass off` for the running agent: cut what break-glass let open.
     pub fn break_glass_ended_marker(&self) -> PathBuf {
         self.state_dir.join("break-glass-ended")
+    }
+
+    /// Left by `bulkhead agent clear-rollback`: the running agent enforces its rolled-back
+    /// namespaces again.
+    pub fn rollback_cleared_marker(&self) -> PathBuf {
+        self.state_dir.join("rollback-cleared")
     }
 }
 
@@ -133,6 +141,20 @@ pub struct Agent<B: Backend> {
     default_deny_due: Option<Instant>,
     /// The cluster-wide break-glass in force (from the source).
     cluster_glass: Option<crate::source::ClusterBreakGlass>,
+    /// Automated rollback, when enabled ([`Agent::enable_rollback`]).
+    rollback: Option<RollbackPolicy>,
+    /// The window after the last policy change, while it lasts.
+    watch: Option<Watch>,
+    /// The versions, before that change, of the policies it changed (`None`: it added them).
+    previous_policies: Vec<(ObjectKey, Option<Box<Object>>)>,
+    /// Namespaces moved to audit by a rollback, and why.
+    rolled_back: BTreeMap<String, Decision>,
+    /// New denied connections from the deny count reader ([`Agent::receive_denied`]).
+    denied_inbox: Option<std::sync::mpsc::Receiver<DenyRecord>>,
+    /// Connections denied since start, per namespace (for `agent status`).
+    denied_by_namespace: BTreeMap<String, u64>,
+    /// The status file is older than what it shows.
+    status_due: bool,
 }
 
 impl<B: Backend> Agent<B> {
@@ -167,7 +189,26 @@ impl<B: Backend> Agent<B> {
             // Counted once the first commit is in.
             default_deny_due: Some(Instant::now()),
             cluster_glass: None,
+            rollback: None,
+            watch: None,
+            previous_policies: Vec::new(),
+            rolled_back: BTreeMap::new(),
+            denied_inbox: None,
+            denied_by_namespace: BTreeMap::new(),
+            status_due: false,
         }
+    }
+
+    /// Turns automated rollback on: a namespace whose connections a policy change newly
+    /// denies reach `policy.threshold` within `policy.window` goes to audit on this node.
+    pub fn enable_rollback(&mut self, policy: RollbackPolicy) {
+        self.rollback = Some(policy);
+    }
+
+    /// Where the reader of the deny count group hands over each new denied connection (for
+    /// rollback and `agent status`).
+    pub fn receive_denied(&mut self, inbox: std::sync::mpsc::Receiver<DenyRecord>) {
+        self.denied_inbox = Some(inbox);
     }
 
     /// Makes the loop publish its liveness, readiness, source health and (on request)
@@ -225,6 +266,7 @@ impl<B: Backend> Agent<B> {
         for event in delivery.events {
             self.index.handle(event);
         }
+        self.follow_revision(start);
         if self.view.last().is_none()
             && let Some(first) = delivery.rejected.first()
         {
@@ -252,6 +294,7 @@ impl<B: Backend> Agent<B> {
         };
         let mut audit_namespaces = self.config.audit_namespaces.clone();
         audit_namespaces.extend(glass.into_iter().flat_map(|g| g.namespaces.iter().cloned()));
+        audit_namespaces.extend(self.rolled_back.keys().cloned());
         // Pods of other nodes update this node's sets in place; anything else compiles the
         // node from the whole index.
         let mut options = CompileOptions {
@@ -383,6 +426,7 @@ impl<B: Backend> Agent<B> {
                 .observe(seen.elapsed().as_secs_f64());
         }
         self.stats.sample_memory();
+        self.status_due = true;
         Ok(Reconciled {
             applied: changed,
             pods: report.pods,
@@ -593,6 +637,30 @@ impl<B: Backend> Agent<B> {
             } else {
                 poll
             };
+            // Denied connections: counted per namespace, and judged by the rollback.
+            if self.take_denied() {
+                report(self.commit(crate::source::Delivery::default()));
+            }
+            let cleared = self.config.rollback_cleared_marker();
+            if std::fs::symlink_metadata(&cleared).is_ok()
+                && std::fs::remove_file(&cleared).is_ok()
+                && !self.rolled_back.is_empty()
+            {
+                eprintln!(
+                    "rollback cleared by an operator: enforcing {} again",
+                    self.rolled_back
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.rolled_back.clear();
+                self.stats.set_rolled_back(&self.rolled_back);
+                report(self.commit(crate::source::Delivery::default()));
+            }
+            if self.status_due {
+                self.write_status();
+            }
             // The default-deny count takes an engine over the policies (0.4 s at 5,000
             // namespaces and 10,000 policies): when the source is quiet, or at the latest
             // DEFAULT_DENY_WITHIN after the change, never between an event and its commit.
@@ -616,6 +684,254 @@ impl<B: Backend> Agent<B> {
 }
 
 impl<B: Backend> Agent<B> {
+    /// After the index took a delivery: a policy change is a new revision. It ends any
+    /// rollback (the operator's next revision decides), and with rollback on, opens the
+    /// window that watches it, keeping the changed policies' previous versions.
+    fn follow_revision(&mut self, now: Instant) {
+        if self.view.last().is_none() {
+            return;
+        }
+        let changed: Vec<(ObjectKey, Option<Box<Object>>)> = self
+            .index
+            .changes()
+            .iter()
+            .filter(|(k, _)| k.kind == ObjectKind::Policy)
+            .map(|(k, before)| (k.clone(), before.clone()))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        if !self.rolled_back.is_empty() {
+            eprintln!(
+                "a new policy revision: enforcing the rolled-back namespace(s) {} again",
+                self.rolled_back
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.rolled_back.clear();
+            self.stats.set_rolled_back(&self.rolled_back);
+        }
+        if self.rollback.is_some() {
+            self.watch = Some(Watch::new(self.index.revision(), now));
+            self.previous_policies = changed;
+        }
+    }
+
+    /// Takes the denied connections the reader handed over; true when a rollback moved a
+    /// namespace to audit (the caller commits that).
+    fn take_denied(&mut self) -> bool {
+        let Some(inbox) = &self.denied_inbox else {
+            return false;
+        };
+        let records: Vec<DenyRecord> = inbox.try_iter().take(10_000).collect();
+        if records.is_empty() {
+            return false;
+        }
+        // Enforced denies only: an audit one (node, namespace, or a rolled-back namespace)
+        // let its connection through.
+        let denied: Vec<&DenyRecord> = records
+            .iter()
+            .filter(|r| !r.audit && r.would.is_none())
+            .collect();
+        for r in &denied {
+            *self
+                .denied_by_namespace
+                .entry(namespace_of(&r.pod).to_string())
+                .or_default() += 1;
+        }
+        self.status_due = true;
+        let now = Instant::now();
+        let (Some(policy), Some(watch)) = (self.rollback, &self.watch) else {
+            return false;
+        };
+        if watch.is_over(&policy, now) {
+            self.watch = None;
+            self.previous_policies.clear();
+            return false;
+        }
+        let allowed_before = self.allowed_before(&denied);
+        let connections: Vec<DeniedConnection> = denied
+            .iter()
+            .zip(allowed_before)
+            .map(|(r, newly_denied)| DeniedConnection {
+                // Handed over as they came: now is when the loop learnt of them.
+                at: now,
+                namespace: namespace_of(&r.pod).to_string(),
+                newly_denied,
+            })
+            .collect();
+        let Some(watch) = &mut self.watch else {
+            return false;
+        };
+        let decisions = watch.decide(
+            &policy,
+            &connections,
+            &self.rolled_back.keys().cloned().collect(),
+        );
+        if decisions.is_empty() {
+            return false;
+        }
+        for decision in decisions {
+            eprintln!(
+                "ROLLBACK: namespace {} goes to audit on this node: {} (threshold {} within {:.0} s); `bulkhead agent clear-rollback` or a new revision enforces it again",
+                decision.namespace,
+                decision,
+                policy.threshold,
+                policy.window.as_secs_f64()
+            );
+            self.stats.rollbacks.inc();
+            self.source.announce_rollback(&self.config.node, &decision);
+            self.rolled_back
+                .insert(decision.namespace.clone(), decision);
+        }
+        self.stats.set_rolled_back(&self.rolled_back);
+        true
+    }
+
+    /// Whether the revision before the watched change allowed each denied connection: the
+    /// engine over the pods at both ends, every namespace, and the policies with the changed
+    /// ones at their previous versions.
+    fn allowed_before(&self, denied: &[&DenyRecord]) -> Vec<bool> {
+        let addresses: std::collections::BTreeSet<std::net::IpAddr> =
+            denied.iter().flat_map(|r| [r.src, r.dst]).collect();
+        let changed: std::collections::BTreeSet<&ObjectKey> =
+            self.previous_policies.iter().map(|(k, _)| k).collect();
+        let mut cluster = bulkhead_model::Cluster::default();
+        for kind in [
+            ObjectKind::Namespace,
+            ObjectKind::Node,
+            ObjectKind::ServiceAccount,
+            ObjectKind::Tier,
+            ObjectKind::NetworkSet,
+            ObjectKind::Pod,
+            ObjectKind::Policy,
+        ] {
+            for object in self.index.objects_of_kind(kind, None) {
+                match object {
+                    Object::Namespace(n) => cluster.namespaces.push(n.clone()),
+                    Object::Node(n) => cluster.nodes.push(n.clone()),
+                    Object::ServiceAccount(a) => cluster.service_accounts.push(a.clone()),
+                    Object::Tier(t) => cluster.tiers.push(t.clone()),
+                    Object::NetworkSet(n) => cluster.network_sets.push(n.clone()),
+                    Object::Pod(p) if p.ips.iter().any(|ip| addresses.contains(ip)) => {
+                        cluster.pods.push(p.clone());
+                    }
+                    Object::Policy(p) if !changed.contains(&object.key()) => {
+                        cluster.policies.push(p.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (_, before) in &self.previous_policies {
+            if let Some(before) = before
+                && let Object::Policy(p) = &**before
+            {
+                cluster.policies.push(p.clone());
+            }
+        }
+        cluster.finish();
+        let engine = Engine::new(&cluster, EngineOptions::for_cluster(&cluster));
+        denied
+            .iter()
+            .map(|r| {
+                let endpoint = |ip: std::net::IpAddr| {
+                    engine
+                        .resolve(&ip.to_string())
+                        .map(|r| r.endpoint)
+                        .unwrap_or(Endpoint::External(ip))
+                };
+                let protocol = match r.protocol {
+                    6 => Protocol::Tcp,
+                    17 => Protocol::Udp,
+                    132 => Protocol::Sctp,
+                    58 => Protocol::Icmpv6,
+                    _ => Protocol::Icmp,
+                };
+                engine
+                    .evaluate(&Flow {
+                        src: endpoint(r.src),
+                        dst: endpoint(r.dst),
+                        protocol,
+                        port: r.dport,
+                        icmp: None,
+                    })
+                    .allowed
+            })
+            .collect()
+    }
+
+    /// Writes `status.json` for `bulkhead agent status` (the loop does after its commits).
+    pub fn write_status(&mut self) {
+        self.status_due = false;
+        let mut namespaces: BTreeMap<String, crate::node_status::NamespaceStatus> = BTreeMap::new();
+        let glass = self.cluster_glass.as_ref();
+        let mut set = |name: &str, mode: &str, reason: Option<String>| {
+            let entry = namespaces.entry(name.to_string()).or_default();
+            entry.mode = mode.to_string();
+            entry.reason = reason;
+        };
+        for ns in &self.config.audit_namespaces {
+            set(ns, "audit", Some("--audit-namespace".to_string()));
+        }
+        for ns in glass.into_iter().flat_map(|g| g.namespaces.iter()) {
+            set(
+                ns,
+                "audit",
+                glass.map(|g| format!("cluster break-glass ({})", g.origin)),
+            );
+        }
+        for (ns, decision) in &self.rolled_back {
+            set(ns, "rolled-back", Some(decision.to_string()));
+        }
+        for (ns, count) in &self.denied_by_namespace {
+            let entry = namespaces.entry(ns.clone()).or_default();
+            if entry.mode.is_empty() {
+                entry.mode = "enforce".to_string();
+            }
+            entry.denied_connections = *count;
+        }
+        let audited_policies = self
+            .index
+            .objects_of_kind(ObjectKind::Policy, None)
+            .filter_map(|o| match o {
+                Object::Policy(p) if p.staged == Some(bulkhead_model::StagedAction::Audit) => {
+                    Some(format!("{} {}", p.kind.as_str(), p.key()))
+                }
+                _ => None,
+            })
+            .collect();
+        let status = crate::node_status::NodeStatus {
+            node: self.config.node.clone(),
+            written_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            source: self.source.describe(),
+            last_applied_revision: self.index.revision(),
+            node_mode: match self.config.mode {
+                Mode::Enforce => "enforce".to_string(),
+                Mode::Audit => "audit".to_string(),
+            },
+            break_glass: crate::node_status::BreakGlass {
+                node: self.break_glass(),
+                cluster: glass.map(|g| format!("{} ({})", g.scope(), g.origin)),
+            },
+            namespaces,
+            audited_policies,
+            rollback: self.rollback.map(|p| crate::node_status::RollbackSettings {
+                threshold: p.threshold,
+                window_seconds: p.window.as_secs_f64(),
+            }),
+        };
+        // A status that cannot be written is not worth stopping enforcement for; the next
+        // commit tries again.
+        let _ = status.write(&self.config.state_dir);
+    }
+
     /// Sets the namespaces-without-default-deny gauge from the index (the decision of
     /// `bulkhead coverage`: a new pod of the namespace is neither reachable nor able to reach).
     pub fn count_default_deny(&mut self) {
@@ -734,6 +1050,11 @@ impl<B: Backend> Agent<B> {
         let delivery = self.source.changes(&self.index, wait)?;
         Some(self.commit(delivery))
     }
+}
+
+/// `ns` of `ns/pod`.
+fn namespace_of(pod: &str) -> &str {
+    pod.split_once('/').map_or(pod, |(ns, _)| ns)
 }
 
 /// How stale the namespaces-without-default-deny gauge may get while changes keep coming.

@@ -51,6 +51,11 @@ pub trait Source: std::fmt::Debug {
     fn cluster_break_glass(&self) -> Option<ClusterBreakGlass> {
         None
     }
+    /// What the source is, for `agent status` (`directory /path`, `kubernetes`).
+    fn describe(&self) -> String;
+    /// Tells the source's audience that this node rolled a namespace back (the Kubernetes
+    /// API: an Event). A directory has no audience beyond the agent's log.
+    fn announce_rollback(&self, _node: &str, _decision: &crate::rollback::Decision) {}
 }
 
 /// The cluster-wide break-glass: every packet accepted on every node, or the named
@@ -451,6 +456,10 @@ const WORKLOAD_KINDS: [&str; 6] = [
 ];
 
 impl Source for DirectorySource {
+    fn describe(&self) -> String {
+        format!("directory {}", self.dir.display())
+    }
+
     /// Whether changes are seen through inotify (otherwise by polling).
     fn is_watching(&self) -> bool {
         self.watch.is_some()

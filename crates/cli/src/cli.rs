@@ -478,6 +478,22 @@ pub struct AgentArgs {
     /// behind a bridge, where the interface cannot tell a new pod from the others).
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pub pod_cidrs: Vec<ipnet::IpNet>,
+    /// Automated rollback (off by default): when, after a policy change, this many
+    /// connections that the previous revision allowed are denied in one namespace within
+    /// --rollback-window, this node moves that namespace to audit (logged, metric
+    /// bulkhead_agent_rolled_back, a Kubernetes Event with --kubernetes) until
+    /// `agent clear-rollback` or the next policy change. Connections that were denied before
+    /// the change never count, so a flood of them cannot force a namespace open.
+    #[arg(long, value_name = "CONNECTIONS")]
+    pub rollback_after: Option<u64>,
+    /// The window after a policy change that --rollback-after counts in, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        requires = "rollback_after"
+    )]
+    pub rollback_window: f64,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/bulkhead";
@@ -524,6 +540,26 @@ pub enum AgentAction {
         /// Exit after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
+    },
+    /// What the agent on this node is doing: the mode of each namespace (enforce, audit,
+    /// rolled back, and why), audited policies, break-glass (node and cluster), the last
+    /// applied revision, denied connections per namespace. Read from the running agent's
+    /// state directory; exit 2 when no agent has written one.
+    #[command(
+        after_help = "Examples:\n  sudo bulkhead agent status\n  sudo bulkhead agent status -o json | jq .namespaces"
+    )]
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value_t = FlowsOutput::Text)]
+        output: FlowsOutput,
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: std::path::PathBuf,
+    },
+    /// Enforce the namespaces an automated rollback moved to audit again (the running agent
+    /// applies it within a second; a new policy revision does the same).
+    #[command(after_help = "Examples:\n  sudo bulkhead agent clear-rollback")]
+    ClearRollback {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: std::path::PathBuf,
     },
 }
 

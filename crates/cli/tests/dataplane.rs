@@ -1060,6 +1060,150 @@ fn an_audited_policy_logs_what_it_would_deny_and_enforces_once_promoted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Automated rollback with real packets: a bad policy denies the server's client on port 80,
+/// a bounded probe loop (10 s) drives newly denied connections over the threshold, the
+/// namespace goes to audit and the probes pass again; the metric, the log and `agent status`
+/// say why. The same flood of connections that were never allowed (port 82) does not.
+#[test]
+fn a_policy_that_denies_a_services_clients_is_rolled_back_and_a_flood_of_old_denies_is_not() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab::privileged_or_skip("automated rollback") {
+        return;
+    }
+    lab::sweep_leftovers();
+    let lab = two_pod_lab("rollback");
+    let dir = std::env::temp_dir().join(format!("{}-manifests", lab.id));
+    let state = std::env::temp_dir().join(format!("{}-state", lab.id));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    write_manifests(&dir, TWO_PODS, ONLY_80);
+    let state_dir = state.to_str().expect("utf-8").to_string();
+    let metrics_file = state.join("metrics.prom");
+    let mut agent = start_agent_with(
+        &dir,
+        &[
+            "--rollback-after",
+            "5",
+            "--rollback-window",
+            "30",
+            "--state-dir",
+            &state_dir,
+            "--metrics-file",
+            metrics_file.to_str().expect("utf-8"),
+        ],
+    );
+    let server: IpAddr = "10.77.0.2".parse().expect("ip");
+    let connects = |port| {
+        wait(
+            lab.probe("x/client", "tcp", server, port, 400)
+                .expect("probe"),
+        )
+    };
+    let status = || {
+        let out = Command::new(lab::bulkhead())
+            .args(["agent", "status", "-o", "json", "--state-dir", &state_dir])
+            .output()
+            .expect("status runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status json")
+    };
+    assert!(connects(80), "the client reaches the service");
+    assert!(!connects(82), "82 was never allowed");
+
+    // A flood of connections the policies denied before and after a change (port 82) does
+    // not roll anything back: a change that keeps port 80 open starts the window.
+    std::fs::write(
+        dir.join("policies.yaml"),
+        ONLY_80.replace("- ports: [{port: 80}]", "- ports: [{port: 80}, {port: 79}]"),
+    )
+    .expect("harmless change");
+    std::thread::sleep(Duration::from_millis(500));
+    let flood_until = Instant::now() + Duration::from_secs(4);
+    let mut flood = 0;
+    while Instant::now() < flood_until {
+        assert!(!connects(82));
+        flood += 1;
+    }
+    assert!(
+        connects(80),
+        "after {flood} denied connections that were never allowed, 80 is still enforced as before"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = status();
+    assert_ne!(before["namespaces"]["x"]["mode"], "rolled-back", "{before}");
+    assert!(
+        before["namespaces"]["x"]["denied_connections"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 5,
+        "the flood was counted: {before}"
+    );
+
+    // The bad change: only 81 now, so the service's clients on 80 are denied.
+    let changed = Instant::now();
+    std::fs::write(dir.join("policies.yaml"), ONLY_81).expect("bad change");
+    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut denied, mut back) = (0, None);
+    while Instant::now() < deadline {
+        if connects(80) {
+            if denied > 0 {
+                back = Some(changed.elapsed());
+                break;
+            }
+        } else {
+            denied += 1;
+        }
+    }
+    let back =
+        back.unwrap_or_else(|| panic!("not rolled back within 10 s ({denied} probes denied)"));
+    println!("rollback: {denied} probes denied, the namespace in audit {back:?} after the change");
+    assert!(
+        denied >= 5,
+        "rolled back after {denied} denied probes, threshold 5"
+    );
+    assert!(connects(80), "the probes pass again");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = status();
+    assert_eq!(after["namespaces"]["x"]["mode"], "rolled-back", "{after}");
+    let reason = after["namespaces"]["x"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("the previous revision allowed"), "{reason}");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut exposition = String::new();
+    while Instant::now() < deadline {
+        exposition = std::fs::read_to_string(&metrics_file).unwrap_or_default();
+        if exposition.contains("bulkhead_agent_rolled_back{namespace=\"x\"} 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        exposition.contains("bulkhead_agent_rolled_back{namespace=\"x\"} 1")
+            && exposition.contains("bulkhead_agent_rollbacks_total 1"),
+        "{exposition}"
+    );
+
+    // An operator clears it: enforced again.
+    bulkhead_ok(&["agent", "clear-rollback", "--state-dir", &state_dir]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connects(80) {
+        assert!(
+            Instant::now() < deadline,
+            "not enforced again after clear-rollback"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// A pod reaching its own node (kubelet, node-local services) never crosses the forward hook;
 /// it meets the egress stage on the input hook, with the engine's rule for it (K8S-ISO-6):
 /// the NetworkPolicy layer lets a pod reach its own node, explicit denies (here an

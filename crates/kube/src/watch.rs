@@ -363,6 +363,10 @@ impl KubernetesSource {
 }
 
 impl Source for KubernetesSource {
+    fn describe(&self) -> String {
+        "kubernetes".to_string()
+    }
+
     /// Waits for the first full list of every kind (saying every 10 s what it waits for),
     /// then hands over everything, deleting what the index has and the API does not.
     fn resync(&mut self, index: &Index) -> Delivery {

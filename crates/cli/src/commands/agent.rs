@@ -7,6 +7,7 @@ use bulkhead_agent::{Agent, AgentConfig};
 use bulkhead_engine::Engine;
 use bulkhead_nft::{CompileOptions, Enforcement, Mode, NftCli};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -189,6 +190,18 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             count,
             duration,
         }) => return flows(*output, *count, *duration, &args.state_dir),
+        Some(AgentAction::Status { output, state_dir }) => {
+            return status(*output, state_dir);
+        }
+        Some(AgentAction::ClearRollback { state_dir }) => {
+            let marker = state_dir.join("rollback-cleared");
+            std::fs::write(&marker, b"")
+                .with_context(|| format!("cannot leave {}", marker.display()))?;
+            eprintln!(
+                "rollback cleared: a running agent enforces its rolled-back namespaces again within a second"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(AgentAction::Metrics { output }) => {
             let mut agent = table_agent(&args.state_dir);
             match output {
@@ -259,8 +272,29 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     if args.deny_log_stdout {
         deny_records_to_stdout(&state_dir)?;
     }
+    if let Some(threshold) = args.rollback_after {
+        anyhow::ensure!(
+            !args.no_deny_log,
+            "--rollback-after counts denied connections from the deny records: it cannot work with --no-deny-log"
+        );
+        anyhow::ensure!(
+            args.rollback_window > 0.0 && args.rollback_window.is_finite(),
+            "--rollback-window must be a positive number of seconds"
+        );
+        anyhow::ensure!(threshold > 0, "--rollback-after must be at least 1");
+        agent.enable_rollback(bulkhead_agent::rollback::RollbackPolicy {
+            threshold,
+            window: Duration::from_secs_f64(args.rollback_window),
+        });
+        eprintln!(
+            "automated rollback on: a namespace with {threshold} connection(s) a policy change newly denies within {} s goes to audit on this node",
+            args.rollback_window
+        );
+    }
     if !args.no_deny_log && !args.once {
-        count_denied_connections(&state_dir, agent.denied_connections());
+        let (send, inbox) = std::sync::mpsc::sync_channel(100_000);
+        agent.receive_denied(inbox);
+        count_denied_connections(&state_dir, agent.denied_connections(), send);
     }
     let report = |r: Result<bulkhead_agent::Reconciled, bulkhead_agent::AgentError>| match r {
         Ok(done) => {
@@ -293,6 +327,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     };
     if args.once {
         let done = agent.reconcile()?;
+        agent.write_status();
         report(Ok(done));
         return Ok(ExitCode::SUCCESS);
     }
@@ -328,6 +363,7 @@ fn deny_records_to_stdout(state_dir: &std::path::Path) -> anyhow::Result<()> {
 fn count_denied_connections(
     state_dir: &std::path::Path,
     counts: bulkhead_agent::connections::ConnectionCounts,
+    loop_inbox: std::sync::mpsc::SyncSender<bulkhead_agent::flowlog::DenyRecord>,
 ) {
     let group = bulkhead_nft::ruleset::DENY_COUNT_GROUP;
     let mut log = match bulkhead_agent::flowlog::DenyLog::open_group(Some(state_dir), group) {
@@ -343,11 +379,107 @@ fn count_denied_connections(
     std::thread::spawn(move || {
         while let Ok(batch) = log.next_batch() {
             let now = std::time::Instant::now();
-            for record in &batch {
-                counter.observe(record, now);
+            for record in batch {
+                // New connections go on to the loop (rollback, `agent status`); when it
+                // lags, they are only counted here.
+                if counter.observe(&record, now) {
+                    let _ = loop_inbox.try_send(record);
+                }
             }
         }
     });
+}
+
+/// `agent status`: the running agent's status file, for people or as JSON.
+fn status(output: FlowsOutput, state_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let Some(status) =
+        bulkhead_agent::node_status::NodeStatus::read(state_dir).map_err(anyhow::Error::msg)?
+    else {
+        eprintln!(
+            "error: no agent status in {} (no agent has run with this --state-dir)",
+            state_dir.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let age = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() - status.written_at)
+        .unwrap_or_default();
+    let running = std::path::Path::new(&format!("/proc/{}", status.pid)).exists();
+    if output == FlowsOutput::Json {
+        let mut value = serde_json::to_value(&status)?;
+        value["age_seconds"] = serde_json::json!((age * 10.0).round() / 10.0);
+        value["agent_running"] = serde_json::json!(running);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node {}: {} ({}), revision {}, written {:.0} s ago by pid {}{}",
+        status.node,
+        status.node_mode,
+        status.source,
+        status.last_applied_revision,
+        age,
+        status.pid,
+        if running { "" } else { " (not running)" }
+    );
+    let _ = writeln!(
+        out,
+        "break-glass: node {}, cluster {}",
+        if status.break_glass.node { "ON" } else { "off" },
+        status.break_glass.cluster.as_deref().unwrap_or("off")
+    );
+    let _ = writeln!(
+        out,
+        "automated rollback: {}",
+        match &status.rollback {
+            Some(r) => format!(
+                "{} newly denied connection(s) within {} s",
+                r.threshold, r.window_seconds
+            ),
+            None => "off".to_string(),
+        }
+    );
+    if status.audited_policies.is_empty() {
+        let _ = writeln!(out, "audited policies: none");
+    } else {
+        let _ = writeln!(out, "audited policies ({}):", status.audited_policies.len());
+        for p in &status.audited_policies {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    if status.namespaces.is_empty() {
+        let _ = writeln!(
+            out,
+            "namespaces: every namespace {}d, no denied connection yet",
+            status.node_mode
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<30} {:<12} {:>8}  WHY",
+            "NAMESPACE", "MODE", "DENIED"
+        );
+        for (name, ns) in &status.namespaces {
+            let _ = writeln!(
+                out,
+                "{:<30} {:<12} {:>8}  {}",
+                name,
+                ns.mode,
+                ns.denied_connections,
+                ns.reason.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "(namespaces not listed: {}, no denied connection)",
+            status.node_mode
+        );
+    }
+    super::print(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn protocol_name(number: u8) -> String {
