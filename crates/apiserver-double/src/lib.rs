@@ -213,6 +213,8 @@ struct Shared {
     /// graceful shutdown never waits for it.
     running: watch::Sender<bool>,
     requests: Mutex<Vec<String>>,
+    /// Events created through the API (`POST .../namespaces/{ns}/events`), as stored.
+    events: Mutex<Vec<Value>>,
 }
 
 impl Shared {
@@ -267,6 +269,7 @@ impl ApiServer {
             hangup,
             running,
             requests: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
         });
         let mut server = Self {
             shared,
@@ -482,6 +485,15 @@ impl ApiServer {
 
     /// The request lines served so far (`GET /api/v1/pods?limit=500`), for tests that check
     /// what a client asked for.
+    /// The core/v1 Events clients created, in order, as the server stored them.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.shared
             .requests
@@ -606,7 +618,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/{version}/{plural}/{name}", get(core_item))
         .route(
             "/api/{version}/namespaces/{namespace}/{plural}",
-            get(core_namespaced_collection),
+            get(core_namespaced_collection).post(create_core_namespaced),
         )
         .route(
             "/api/{version}/namespaces/{namespace}/{plural}/{name}",
@@ -793,6 +805,59 @@ async fn core_collection(
     Query(params): Params,
 ) -> Response {
     collection(shared, "", &version, None, &plural, params)
+}
+
+/// Create: only core/v1 Events (what the agent writes), named from `generateName` as the
+/// API server does, with a uid and resource version; anything else is refused as the real
+/// server refuses a verb it does not allow (405).
+async fn create_core_namespaced(
+    State(shared): State<Arc<Shared>>,
+    Path((version, namespace, plural)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    if version != "v1" || plural != "events" {
+        return failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("the double creates only events, not {plural}"),
+        );
+    }
+    let Ok(mut event) = serde_json::from_slice::<Value>(&body) else {
+        return failure(StatusCode::BAD_REQUEST, "BadRequest", "not a JSON object");
+    };
+    if event["kind"] != "Event" || event["involvedObject"].is_null() {
+        return failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "an Event needs kind: Event and involvedObject",
+        );
+    }
+    let version_number = {
+        let mut store = shared.store();
+        store.resource_version += 1;
+        store.resource_version
+    };
+    let mut events = shared.events.lock().unwrap_or_else(|e| e.into_inner());
+    let name = match (
+        event["metadata"]["name"].as_str(),
+        event["metadata"]["generateName"].as_str(),
+    ) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(prefix)) => format!("{prefix}{:05x}", events.len() + 1),
+        (None, None) => {
+            return failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "metadata.name or generateName is required",
+            );
+        }
+    };
+    event["metadata"]["name"] = json!(name);
+    event["metadata"]["namespace"] = json!(namespace);
+    event["metadata"]["uid"] = json!(format!("event-{version_number}"));
+    event["metadata"]["resourceVersion"] = json!(version_number.to_string());
+    events.push(event.clone());
+    json_response(StatusCode::CREATED, &event)
 }
 
 async fn core_namespaced_collection(

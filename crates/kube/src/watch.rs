@@ -100,6 +100,77 @@ pub struct KubernetesSource {
     health: SourceHealth,
     /// Dropping it stops the runtime thread.
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// Rollbacks to post as Kubernetes Events.
+    announce: tokio::sync::mpsc::UnboundedSender<Announcement>,
+}
+
+/// A rollback of this node, for a Kubernetes Event in the namespace it concerns.
+#[derive(Debug)]
+struct Announcement {
+    node: String,
+    namespace: String,
+    message: String,
+}
+
+/// Posts each announcement as a core/v1 Event (reason `BulkheadRollback`, type Warning, on the
+/// Namespace), connecting at the first one. A failure is said in the log, which has the
+/// rollback anyway; it never stops the agent.
+async fn post_events(
+    target: Target,
+    mut announcements: tokio::sync::mpsc::UnboundedReceiver<Announcement>,
+) {
+    use k8s_openapi::api::core::v1::{Event as ApiEvent, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    let mut client = None;
+    while let Some(a) = announcements.recv().await {
+        if client.is_none() {
+            match connect(&target).await {
+                Ok((c, _)) => client = Some(c),
+                Err(e) => {
+                    eprintln!(
+                        "warning: the rollback of namespace {} is not posted as a Kubernetes Event: {e}",
+                        a.namespace
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(c) = &client else { continue };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = ApiEvent {
+            metadata: ObjectMeta {
+                generate_name: Some("bulkhead-rollback-".into()),
+                namespace: Some(a.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Namespace".into()),
+                name: Some(a.namespace.clone()),
+                ..ObjectReference::default()
+            },
+            reason: Some("BulkheadRollback".into()),
+            message: Some(a.message),
+            type_: Some("Warning".into()),
+            source: Some(EventSource {
+                component: Some("bulkhead-agent".into()),
+                host: Some(a.node.clone()),
+            }),
+            reporting_component: Some("bulkhead.io/agent".into()),
+            reporting_instance: Some(a.node),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..ApiEvent::default()
+        };
+        let api: Api<ApiEvent> = Api::namespaced(c.clone(), &a.namespace);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+            eprintln!(
+                "warning: the rollback of namespace {} is not posted as a Kubernetes Event: {e}",
+                a.namespace
+            );
+        }
+    }
 }
 
 impl KubernetesSource {
@@ -108,6 +179,8 @@ impl KubernetesSource {
     pub fn start(target: Target, options: LoadOptions) -> Self {
         let (sender, receiver) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (announce, announcements) = tokio::sync::mpsc::unbounded_channel();
+        let events_target = target.clone();
         std::thread::Builder::new()
             .name("kube-watch".into())
             .spawn(move || {
@@ -126,6 +199,7 @@ impl KubernetesSource {
                     }
                 };
                 runtime.block_on(async move {
+                    tokio::spawn(post_events(events_target, announcements));
                     tokio::select! {
                         _ = stopped => {}
                         _ = watch_all(target, sender) => {}
@@ -149,6 +223,7 @@ impl KubernetesSource {
             seen: None,
             health: SourceHealth::default(),
             _stop: stop,
+            announce,
         }
     }
 
@@ -365,6 +440,17 @@ impl KubernetesSource {
 impl Source for KubernetesSource {
     fn describe(&self) -> String {
         "kubernetes".to_string()
+    }
+
+    fn announce_rollback(&self, node: &str, decision: &bulkhead_agent::rollback::Decision) {
+        let _ = self.announce.send(Announcement {
+            node: node.to_string(),
+            namespace: decision.namespace.clone(),
+            message: format!(
+                "node {node} moved namespace {} to audit: {decision}. `bulkhead agent clear-rollback` on the node, or a new policy revision, enforces it again.",
+                decision.namespace
+            ),
+        });
     }
 
     /// Waits for the first full list of every kind (saying every 10 s what it waits for),

@@ -85,12 +85,23 @@ fn the_deployed_roles_let_the_agent_read_what_it_watches() {
         "Role",
         "bulkhead-agent-break-glass"
     ));
-    // Read-only: nothing in the shipped roles writes.
+    // Read-only, but for the Events of automated rollback: no other write in the shipped roles.
+    let mut creates_events = false;
     for role in [cluster_role, role] {
         for rule in role["rules"].as_array().into_iter().flatten() {
+            let events_only =
+                strings(&rule["apiGroups"]) == [""] && strings(&rule["resources"]) == ["events"];
             for verb in strings(&rule["verbs"]) {
+                if events_only && verb == "create" {
+                    creates_events = true;
+                    continue;
+                }
                 assert!(["get", "list", "watch"].contains(&verb), "{verb} in {rule}");
             }
         }
     }
+    assert!(
+        creates_events,
+        "the agent may create the Events of a rollback"
+    );
 }

@@ -392,3 +392,55 @@ fn the_break_glass_config_map_is_followed() {
     );
     glass_becomes(&mut source, &mut index, None, "deleted");
 }
+
+/// A rollback is posted as a Kubernetes Event on the namespace, through the API.
+#[test]
+fn a_rollback_is_posted_as_an_event_on_its_namespace() {
+    let live = live();
+    let source = KubernetesSource::start(live.target.clone(), options());
+    let decision = bulkhead_agent::rollback::Decision {
+        namespace: "shop".into(),
+        newly_denied: 12,
+        revision: 9,
+        within: Duration::from_secs(4),
+    };
+    source.announce_rollback("node-1", &decision);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events = live.server.events();
+        if !events.is_empty() || std::time::Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["metadata"]["namespace"], "shop");
+    assert!(
+        event["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("bulkhead-rollback-")),
+        "{event}"
+    );
+    assert_eq!(event["involvedObject"]["kind"], "Namespace");
+    assert_eq!(event["involvedObject"]["name"], "shop");
+    assert_eq!(event["reason"], "BulkheadRollback");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["source"]["host"], "node-1");
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("node node-1 moved namespace shop to audit")
+            && message.contains("12 connection(s) the previous revision allowed")
+            && message.contains("revision 9"),
+        "{message}"
+    );
+    assert!(event["firstTimestamp"].is_string(), "{event}");
+    assert!(
+        live.server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("POST /api/v1/namespaces/shop/events")),
+        "{:?}",
+        live.server.requests()
+    );
+}
