@@ -1154,3 +1154,67 @@ fn generate_proposes_least_privilege_that_allows_exactly_the_observed_flows() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `agent status` reads what the running agent wrote in its state directory (no root needed
+/// to read a copy): every part the rollout needs, for people and as JSON; no status is exit 2.
+#[test]
+fn agent_status_shows_modes_audits_break_glass_and_denials() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-status-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let state = dir.to_str().expect("utf-8");
+    let missing = run(&["agent", "status", "--state-dir", state]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing.stderr.contains("no agent status in"),
+        "{}",
+        missing.stderr
+    );
+    let written = serde_json::json!({
+        "node": "node-1",
+        "written_at": 1.0,
+        "pid": 999_999_999u64,
+        "source": "kubernetes",
+        "last_applied_revision": 42,
+        "node_mode": "enforce",
+        "break_glass": {"node": false, "cluster": "namespace(s) billing (audit mode) (ConfigMap bulkhead-system/break-glass: drill)"},
+        "namespaces": {
+            "billing": {"mode": "audit", "reason": "cluster break-glass", "denied_connections": 0},
+            "shop": {"mode": "rolled-back", "reason": "12 connection(s) the previous revision allowed were denied within 4 s of revision 41", "denied_connections": 15},
+            "web": {"mode": "enforce", "denied_connections": 3}
+        },
+        "audited_policies": ["NetworkPolicy shop/db-ingress"],
+        "rollback": {"threshold": 10, "window_seconds": 60.0}
+    });
+    std::fs::write(dir.join("status.json"), written.to_string()).expect("write");
+    let text = run(&["agent", "status", "--state-dir", state]);
+    assert_eq!(text.code, 0, "{text:?}");
+    for expected in [
+        "node node-1: enforce (kubernetes), revision 42",
+        "(not running)",
+        "break-glass: node off, cluster namespace(s) billing",
+        "automated rollback: 10 newly denied connection(s) within 60 s",
+        "NetworkPolicy shop/db-ingress",
+        "rolled-back",
+        "12 connection(s) the previous revision allowed",
+    ] {
+        assert!(
+            text.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            text.stdout
+        );
+    }
+    let shop = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("shop "))
+        .expect("a line for shop");
+    assert!(shop.contains(" 15 "), "{shop}");
+    let json = run(&["agent", "status", "-o", "json", "--state-dir", state]);
+    assert_eq!(json.code, 0);
+    let value: Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(value["namespaces"]["shop"]["mode"], "rolled-back");
+    assert_eq!(value["agent_running"], false);
+    assert_eq!(value["last_applied_revision"], 42);
+    let _ = std::fs::remove_dir_all(&dir);
+}

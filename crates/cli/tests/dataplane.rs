@@ -594,6 +594,14 @@ fn start_agent(dir: &Path) -> AgentProcess {
 
 /// The agent on `dir` with more flags, once it has applied its first ruleset.
 fn start_agent_with(dir: &Path, extra: &[&str]) -> AgentProcess {
+    start_agent_logged(dir, extra).0
+}
+
+/// [`start_agent_with`], and the agent's log lines after its first apply, as they come.
+fn start_agent_logged(
+    dir: &Path,
+    extra: &[&str],
+) -> (AgentProcess, std::sync::Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(lab::bulkhead())
         .args(["agent", "--node", NODE, "--poll-ms", "100"])
         .args(extra)
@@ -618,8 +626,14 @@ fn start_agent_with(dir: &Path, extra: &[&str]) -> AgentProcess {
         "agent did not apply: {line}"
     );
     // Keep draining stderr so the agent never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines() {});
-    AgentProcess(child)
+    let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    (AgentProcess(child), log)
 }
 
 #[test]
@@ -1079,7 +1093,7 @@ fn a_policy_that_denies_a_services_clients_is_rolled_back_and_a_flood_of_old_den
     write_manifests(&dir, TWO_PODS, ONLY_80);
     let state_dir = state.to_str().expect("utf-8").to_string();
     let metrics_file = state.join("metrics.prom");
-    let mut agent = start_agent_with(
+    let (mut agent, log) = start_agent_logged(
         &dir,
         &[
             "--rollback-after",
@@ -1174,6 +1188,13 @@ fn a_policy_that_denies_a_services_clients_is_rolled_back_and_a_flood_of_old_den
         .as_str()
         .unwrap_or_default();
     assert!(reason.contains("the previous revision allowed"), "{reason}");
+    let said = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with("ROLLBACK: namespace x goes to audit")
+                && l.contains("connection(s) the previous revision allowed")),
+        "{said:#?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut exposition = String::new();
     while Instant::now() < deadline {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What one run printed and how it ended.
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
