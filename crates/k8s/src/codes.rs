@@ -68,6 +68,8 @@ codes! {
         "a label selector has a bad key, value, operator or values list";
     INVALID_POLICY_TYPES = "BH029", "invalid-policy-types", Error,
         "policyTypes has more than two entries or a value other than Ingress/Egress";
+    AUDITED_POLICY = "BH030", "audited-policy", Info,
+        "a policy in per-policy audit (bulkhead.io/mode: audit): not enforced (nor linted as enforced); the agent logs its would-be verdicts";
     INVALID_CALICO_SELECTOR = "BH040", "invalid-calico-selector", Error,
         "a Calico selector expression does not parse, or uses global() where it is not allowed";
     INVALID_CALICO_RULE = "BH041", "invalid-calico-rule", Error,

@@ -373,6 +373,15 @@ impl Loader<'_> {
         for policy in policies {
             policy.staged = Some(bulkhead_model::StagedAction::Audit);
         }
+        // Said, so a review sees which policies are on trial (and stay out of `map`).
+        let d = ctx.diagnostic(
+            codes::AUDITED_POLICY,
+            &path,
+            false,
+            "audited (bulkhead.io/mode: audit): not enforced; the agent logs what it would deny or allow, `explain` shows it",
+        )
+        .with_help("remove the annotation (or set it to enforce) to enforce the policy");
+        self.push(d);
     }
 
     fn load_list(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {

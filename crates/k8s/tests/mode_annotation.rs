@@ -72,6 +72,17 @@ fn audit_takes_a_policy_of_any_api_out_of_enforcement() {
                 snapshot.cluster.policies[0].staged, staged,
                 "{kind} {mode:?}"
             );
+            // An audited policy is named, so a review sees it is on trial.
+            let noted = snapshot
+                .diagnostics
+                .iter()
+                .any(|d| d.code == "BH030" && d.severity == Severity::Info);
+            assert_eq!(
+                noted,
+                staged.is_some(),
+                "{kind} {mode:?}: {:#?}",
+                snapshot.diagnostics
+            );
         }
     }
 }
