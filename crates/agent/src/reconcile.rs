@@ -646,16 +646,7 @@ impl<B: Backend> Agent<B> {
                 && std::fs::remove_file(&cleared).is_ok()
                 && !self.rolled_back.is_empty()
             {
-                eprintln!(
-                    "rollback cleared by an operator: enforcing {} again",
-                    self.rolled_back
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                self.rolled_back.clear();
-                self.stats.set_rolled_back(&self.rolled_back);
+                self.end_rollback("rollback cleared by an operator");
                 report(self.commit(crate::source::Delivery::default()));
             }
             if self.status_due {
@@ -702,21 +693,26 @@ impl<B: Backend> Agent<B> {
             return;
         }
         if !self.rolled_back.is_empty() {
-            eprintln!(
-                "a new policy revision: enforcing the rolled-back namespace(s) {} again",
-                self.rolled_back
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.rolled_back.clear();
-            self.stats.set_rolled_back(&self.rolled_back);
+            self.end_rollback("a new policy revision");
         }
         if self.rollback.is_some() {
             self.watch = Some(Watch::new(self.index.revision(), now));
             self.previous_policies = changed;
         }
+    }
+
+    /// Enforces the rolled-back namespaces again (the next commit leaves them out of audit).
+    fn end_rollback(&mut self, why: &str) {
+        eprintln!(
+            "{why}: enforcing the rolled-back namespace(s) {} again",
+            self.rolled_back
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.rolled_back.clear();
+        self.stats.set_rolled_back(&self.rolled_back);
     }
 
     /// Takes the denied connections the reader handed over; true when a rollback moved a

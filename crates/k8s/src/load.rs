@@ -344,29 +344,23 @@ impl Loader<'_> {
         if !audit {
             return;
         }
-        if policies.is_empty() {
-            let d = ctx.diagnostic(
-                Code {
-                    severity: bulkhead_model::Severity::Warning,
-                    ..codes::INVALID_MODE
-                },
-                &path,
-                false,
-                format!("{MODE_ANNOTATION} only applies to policies; this object is not one"),
-            );
-            self.push(d);
-            return;
-        }
-        if policies.iter().any(|p| p.staged.is_some()) {
-            let d = ctx.diagnostic(
-                Code {
-                    severity: bulkhead_model::Severity::Warning,
-                    ..codes::INVALID_MODE
-                },
-                &path,
-                false,
-                format!("a staged policy is never enforced; {MODE_ANNOTATION} changes nothing"),
-            );
+        let pointless = if policies.is_empty() {
+            Some(format!(
+                "{MODE_ANNOTATION} only applies to policies; this object is not one"
+            ))
+        } else if policies.iter().any(|p| p.staged.is_some()) {
+            Some(format!(
+                "a staged policy is never enforced; {MODE_ANNOTATION} changes nothing"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = pointless {
+            let warning = Code {
+                severity: bulkhead_model::Severity::Warning,
+                ..codes::INVALID_MODE
+            };
+            let d = ctx.diagnostic(warning, &path, false, message);
             self.push(d);
             return;
         }

@@ -401,16 +401,8 @@ fn would_chains(
                 Action::Log => {}
             }
         }
-        if direction == Direction::Egress
-            && tier.name == bulkhead_model::Tier::DEFAULT
-            && tier.end == TierDefault::Deny
-        {
-            let local = Rule {
-                matches: vec![Match::DestinationIsLocal],
-                verdict: Verdict::Return,
-                comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
-            };
-            chain.rules.extend(logged(vec![local], false));
+        if reaches_own_node(direction, tier) {
+            chain.rules.extend(logged(vec![node_local_rule()], false));
         }
         let end = format!("end of tier {} ({isolating})", tier.name);
         match (tier.end, &next) {
@@ -458,19 +450,10 @@ fn tier_chains(
             let rules = translate(b, direction, rule, &verdict);
             chain.rules.extend(with_would(rules, would));
         }
-        // K8S-ISO-6 (engine choice): a pod's egress to its own node is allowed where the
-        // NetworkPolicy (default) tier would deny for want of a matching rule; explicit rules
-        // and other tiers still decide. Only input-hook packets are for a local address.
-        if direction == Direction::Egress
-            && tier.name == bulkhead_model::Tier::DEFAULT
-            && tier.end == TierDefault::Deny
-        {
-            let local = Rule {
-                matches: vec![Match::DestinationIsLocal],
-                verdict: Verdict::Return,
-                comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
-            };
-            chain.rules.extend(with_would(vec![local], would));
+        if reaches_own_node(direction, tier) {
+            chain
+                .rules
+                .extend(with_would(vec![node_local_rule()], would));
         }
         let end = Rule {
             matches: vec![],
@@ -482,6 +465,24 @@ fn tier_chains(
         };
         chain.rules.extend(with_would(vec![end], would));
         b.chains.push(chain);
+    }
+}
+
+/// K8S-ISO-6 (engine choice): a pod's egress to its own node is allowed where the
+/// NetworkPolicy (default) tier would deny for want of a matching rule; explicit rules and
+/// other tiers still decide.
+fn reaches_own_node(direction: Direction, tier: &bulkhead_engine::TierProgram) -> bool {
+    direction == Direction::Egress
+        && tier.name == bulkhead_model::Tier::DEFAULT
+        && tier.end == TierDefault::Deny
+}
+
+/// The allow of [`reaches_own_node`]: only input-hook packets are for a local address.
+fn node_local_rule() -> Rule {
+    Rule {
+        matches: vec![Match::DestinationIsLocal],
+        verdict: Verdict::Return,
+        comment: "a pod may always reach its own node (NODE_LOCAL)".to_string(),
     }
 }
 

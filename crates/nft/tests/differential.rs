@@ -210,6 +210,41 @@ fn sweep(
     failures
 }
 
+/// A conformance scenario's cluster and policies, loaded, and the semantics it is judged by.
+fn load_scenario(root: &Path, dir: &Path) -> (bulkhead_k8s::load::Snapshot, Semantics) {
+    let expect = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
+    let field = |name: &str| {
+        expect
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {}", dir.display()))
+            .trim()
+            .to_string()
+    };
+    let (cluster_name, mode) = (field("cluster: "), field("mode: "));
+    let cluster_file = if cluster_name == "inline" {
+        dir.join("cluster.yaml")
+    } else {
+        root.join("clusters").join(format!("{cluster_name}.yaml"))
+    };
+    let read = |p: &Path| {
+        Input::new(
+            p.display().to_string(),
+            std::fs::read_to_string(p).expect("readable"),
+        )
+    };
+    let snapshot = load(
+        &[read(&cluster_file), read(&dir.join("policies.yaml"))],
+        &LoadOptions::default(),
+    );
+    let semantics = if mode == "calico" {
+        Semantics::Calico
+    } else {
+        Semantics::Kubernetes
+    };
+    (snapshot, semantics)
+}
+
 fn conformance_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
     let mut dirs = Vec::new();
@@ -234,39 +269,7 @@ fn compiled_rulesets_agree_with_the_engine_on_every_conformance_scenario() {
     let mut failures = Vec::new();
     let mut scenarios = 0;
     for dir in conformance_dirs() {
-        let expect = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
-        let cluster_name = expect
-            .lines()
-            .find_map(|l| l.strip_prefix("cluster: "))
-            .expect("cluster line")
-            .trim()
-            .to_string();
-        let mode = expect
-            .lines()
-            .find_map(|l| l.strip_prefix("mode: "))
-            .expect("mode line")
-            .trim()
-            .to_string();
-        let cluster_file = if cluster_name == "inline" {
-            dir.join("cluster.yaml")
-        } else {
-            root.join("clusters").join(format!("{cluster_name}.yaml"))
-        };
-        let read = |p: &Path| {
-            Input::new(
-                p.display().to_string(),
-                std::fs::read_to_string(p).expect("readable"),
-            )
-        };
-        let snapshot = load(
-            &[read(&cluster_file), read(&dir.join("policies.yaml"))],
-            &LoadOptions::default(),
-        );
-        let semantics = if mode == "calico" {
-            Semantics::Calico
-        } else {
-            Semantics::Kubernetes
-        };
+        let (snapshot, semantics) = load_scenario(&root, &dir);
         let engine = Engine::new(
             &snapshot.cluster,
             EngineOptions {
@@ -369,36 +372,7 @@ fn audited_policies_log_the_engines_would_be_verdicts_on_every_conformance_scena
     let mut failures = Vec::new();
     let (mut audits, mut would_logs) = (0, 0);
     for dir in conformance_dirs() {
-        let expect = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
-        let field = |name: &str| {
-            expect
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .expect("field")
-                .trim()
-                .to_string()
-        };
-        let (cluster_name, mode) = (field("cluster: "), field("mode: "));
-        let cluster_file = if cluster_name == "inline" {
-            dir.join("cluster.yaml")
-        } else {
-            root.join("clusters").join(format!("{cluster_name}.yaml"))
-        };
-        let read = |p: &Path| {
-            Input::new(
-                p.display().to_string(),
-                std::fs::read_to_string(p).expect("readable"),
-            )
-        };
-        let snapshot = load(
-            &[read(&cluster_file), read(&dir.join("policies.yaml"))],
-            &LoadOptions::default(),
-        );
-        let semantics = if mode == "calico" {
-            Semantics::Calico
-        } else {
-            Semantics::Kubernetes
-        };
+        let (snapshot, semantics) = load_scenario(&root, &dir);
         for k in 0..snapshot.cluster.policies.len() {
             if snapshot.cluster.policies[k].staged.is_some() {
                 continue;
