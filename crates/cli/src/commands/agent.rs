@@ -292,7 +292,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !args.no_deny_log && !args.once {
-        let (send, inbox) = std::sync::mpsc::sync_channel(100_000);
+        // The loop takes them every turn (at most 250 ms apart); beyond this many in one
+        // turn a flood is still counted, only not judged by the rollback. A bounded channel
+        // allocates its slots up front: 100,000 were 20 MiB of the agent's memory.
+        let (send, inbox) = std::sync::mpsc::sync_channel(4096);
         agent.receive_denied(inbox);
         count_denied_connections(&state_dir, agent.denied_connections(), send);
     }
