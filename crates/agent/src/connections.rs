@@ -82,13 +82,9 @@ impl ConnectionCounter {
             None => true,
         };
         if new {
-            let namespace = record
-                .pod
-                .split_once('/')
-                .map_or(record.pod.as_str(), |(ns, _)| ns);
             self.counts
                 .get_or_create(&ConnectionLabels {
-                    namespace: namespace.to_string(),
+                    namespace: record.namespace().to_string(),
                     direction: record.direction.clone(),
                     audit: record.audit.to_string(),
                 })

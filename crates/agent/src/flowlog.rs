@@ -41,6 +41,30 @@ pub struct DenyRecord {
     pub time: std::time::SystemTime,
 }
 
+impl DenyRecord {
+    /// The namespace of the pod whose policy decided.
+    pub fn namespace(&self) -> &str {
+        self.pod
+            .split_once('/')
+            .map_or(self.pod.as_str(), |(ns, _)| ns)
+    }
+
+    /// `deny`, `would-deny` (audit, or an audited policy) or `would-allow` (an audited policy):
+    /// the flow-log verdict.
+    pub fn verdict(&self) -> &'static str {
+        match (self.would, self.audit) {
+            (Some(false), _) => "would-allow",
+            (_, true) => "would-deny",
+            (_, false) => "deny",
+        }
+    }
+
+    /// The IP protocol, named where it has a name (6 is TCP).
+    pub fn protocol(&self) -> bulkhead_model::Protocol {
+        bulkhead_model::Protocol::Number(self.protocol).canonical()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FlowLogError {
     #[error("NFLOG socket: {0}")]
@@ -318,6 +342,28 @@ mod tests {
         assert_eq!(r.src, IpAddr::from([10, 77, 0, 1]));
         assert_eq!(r.dst, IpAddr::from([10, 77, 0, 2]));
         assert_eq!((r.protocol, r.sport, r.dport), (6, Some(40000), Some(80)));
+        assert_eq!(r.protocol(), bulkhead_model::Protocol::Tcp);
+        assert_eq!(r.namespace(), "x");
+    }
+
+    #[test]
+    fn each_prefix_mode_reads_as_its_verdict() {
+        for (mode, verdict) in [
+            ("D", "deny"),
+            ("A", "would-deny"),
+            ("W", "would-deny"),
+            ("O", "would-allow"),
+        ] {
+            let nlas = vec![
+                PacketNla::Prefix(
+                    CString::new(format!("bh:{mode}:ingress of x/server:end of tier default"))
+                        .expect("no nul"),
+                ),
+                PacketNla::Payload(tcp_syn_v4([10, 77, 0, 1], [10, 77, 0, 2], 80)),
+            ];
+            let r = record(&nlas, &crate::rules::RuleTable::default()).expect("ours");
+            assert_eq!(r.verdict(), verdict, "bh:{mode}");
+        }
     }
 
     #[test]

@@ -35,8 +35,6 @@ pub struct LoopMetrics {
     pub without_default_deny: Family<DirectionLabel, Gauge>,
     /// Namespaces an automated rollback moved to audit (1 while it lasts).
     pub rolled_back: Family<NamespaceLabel, Gauge>,
-    /// Every namespace `rolled_back` has a series for.
-    rolled_back_known: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     pub rollbacks: Counter,
     /// Denied connections (not packets), by namespace, direction and audit: see
     /// [`crate::connections`].
@@ -66,7 +64,6 @@ impl Default for LoopMetrics {
             cluster_break_glass: Gauge::default(),
             without_default_deny: Family::default(),
             rolled_back: Family::default(),
-            rolled_back_known: Default::default(),
             rollbacks: Counter::default(),
             denied_connections: Default::default(),
             peak_memory_bytes: Gauge::default(),
@@ -90,30 +87,14 @@ pub struct NamespaceLabel {
 }
 
 impl LoopMetrics {
-    /// 1 for each rolled-back namespace, 0 for those that were and are enforced again.
-    pub fn set_rolled_back<V>(&self, now: &std::collections::BTreeMap<String, V>) {
-        let mut seen = std::collections::BTreeSet::new();
-        for namespace in now.keys() {
-            seen.insert(namespace.clone());
-            self.rolled_back
-                .get_or_create(&NamespaceLabel {
-                    namespace: namespace.clone(),
-                })
-                .set(1);
-        }
-        // Those no longer rolled back read 0 (a series that vanished would hide the end).
-        let mut known = self
-            .rolled_back_known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for namespace in known.difference(&seen) {
-            self.rolled_back
-                .get_or_create(&NamespaceLabel {
-                    namespace: namespace.clone(),
-                })
-                .set(0);
-        }
-        known.extend(seen);
+    /// 1 while `namespace` is rolled back; 0 once it is enforced again (a series that
+    /// vanished would hide the end).
+    pub fn mark_rolled_back(&self, namespace: &str, rolled_back: bool) {
+        self.rolled_back
+            .get_or_create(&NamespaceLabel {
+                namespace: namespace.to_string(),
+            })
+            .set(i64::from(rolled_back));
     }
 
     pub fn set_without_default_deny(&self, ingress: usize, egress: usize) {

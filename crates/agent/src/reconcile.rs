@@ -682,22 +682,24 @@ impl<B: Backend> Agent<B> {
         if self.view.last().is_none() {
             return;
         }
-        let changed: Vec<(ObjectKey, Option<Box<Object>>)> = self
-            .index
-            .changes()
-            .iter()
-            .filter(|(k, _)| k.kind == ObjectKind::Policy)
-            .map(|(k, before)| (k.clone(), before.clone()))
-            .collect();
-        if changed.is_empty() {
+        let policies = || {
+            self.index
+                .changes()
+                .iter()
+                .filter(|(k, _)| k.kind == ObjectKind::Policy)
+        };
+        if policies().next().is_none() {
             return;
+        }
+        // The previous versions are kept (copied) only when a rollback may need them.
+        if self.rollback.is_some() {
+            self.previous_policies = policies()
+                .map(|(k, before)| (k.clone(), before.clone()))
+                .collect();
+            self.watch = Some(Watch::new(self.index.revision(), now));
         }
         if !self.rolled_back.is_empty() {
             self.end_rollback("a new policy revision");
-        }
-        if self.rollback.is_some() {
-            self.watch = Some(Watch::new(self.index.revision(), now));
-            self.previous_policies = changed;
         }
     }
 
@@ -711,8 +713,9 @@ impl<B: Backend> Agent<B> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        self.rolled_back.clear();
-        self.stats.set_rolled_back(&self.rolled_back);
+        for namespace in std::mem::take(&mut self.rolled_back).into_keys() {
+            self.stats.mark_rolled_back(&namespace, false);
+        }
     }
 
     /// Takes the denied connections the reader handed over; true when a rollback moved a
@@ -734,7 +737,7 @@ impl<B: Backend> Agent<B> {
         for r in &denied {
             *self
                 .denied_by_namespace
-                .entry(namespace_of(&r.pod).to_string())
+                .entry(r.namespace().to_string())
                 .or_default() += 1;
         }
         self.status_due = true;
@@ -754,7 +757,7 @@ impl<B: Backend> Agent<B> {
             .map(|(r, newly_denied)| DeniedConnection {
                 // Handed over as they came: now is when the loop learnt of them.
                 at: now,
-                namespace: namespace_of(&r.pod).to_string(),
+                namespace: r.namespace().to_string(),
                 newly_denied,
             })
             .collect();
@@ -779,10 +782,10 @@ impl<B: Backend> Agent<B> {
             );
             self.stats.rollbacks.inc();
             self.source.announce_rollback(&self.config.node, &decision);
+            self.stats.mark_rolled_back(&decision.namespace, true);
             self.rolled_back
                 .insert(decision.namespace.clone(), decision);
         }
-        self.stats.set_rolled_back(&self.rolled_back);
         true
     }
 
@@ -839,13 +842,7 @@ impl<B: Backend> Agent<B> {
                         .map(|r| r.endpoint)
                         .unwrap_or(Endpoint::External(ip))
                 };
-                let protocol = match r.protocol {
-                    6 => Protocol::Tcp,
-                    17 => Protocol::Udp,
-                    132 => Protocol::Sctp,
-                    58 => Protocol::Icmpv6,
-                    _ => Protocol::Icmp,
-                };
+                let protocol = r.protocol();
                 engine
                     .evaluate(&Flow {
                         src: endpoint(r.src),
@@ -1046,11 +1043,6 @@ impl<B: Backend> Agent<B> {
         let delivery = self.source.changes(&self.index, wait)?;
         Some(self.commit(delivery))
     }
-}
-
-/// `ns` of `ns/pod`.
-fn namespace_of(pod: &str) -> &str {
-    pod.split_once('/').map_or(pod, |(ns, _)| ns)
 }
 
 /// How stale the namespaces-without-default-deny gauge may get while changes keep coming.

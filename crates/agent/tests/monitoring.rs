@@ -34,7 +34,7 @@ fn exposed() -> BTreeSet<String> {
         })
         .inc();
     agent.set_without_default_deny(1, 0);
-    agent.set_rolled_back(&std::collections::BTreeMap::from([("x".to_string(), ())]));
+    agent.mark_rolled_back("x", true);
     let text = render(
         Some(&state),
         &bulkhead_agent::rules::RuleTable::default(),

@@ -305,7 +305,7 @@ fn the_agent_follows_the_kubernetes_api_with_real_packets() {
     // 2b. The cluster-wide break-glass ConfigMap, created through the API, opens the denied
     //     flow on this node; naming the namespace takes it out of enforcement (audit);
     //     deleting the ConfigMap closes the flow again.
-    let (glass_namespace, glass_name) = ("bulkhead-system", "break-glass");
+    let (glass_namespace, glass_name) = bulkhead_kube::BREAK_GLASS;
     let glass = |data: Value| {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": glass_name, "namespace": glass_namespace}, "data": data})

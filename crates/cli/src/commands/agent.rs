@@ -350,7 +350,7 @@ fn deny_records_to_stdout(state_dir: &std::path::Path) -> anyhow::Result<()> {
         while let Ok(batch) = log.next_batch() {
             let mut out = std::io::stdout().lock();
             for record in batch {
-                let line = flow_record(&record, &protocol_name(record.protocol));
+                let line = flow_record(&record, &record.protocol().to_string());
                 if writeln!(out, "{line}").is_err() {
                     return;
                 }
@@ -485,17 +485,6 @@ fn status(output: FlowsOutput, state_dir: &std::path::Path) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn protocol_name(number: u8) -> String {
-    match number {
-        6 => "TCP".to_string(),
-        17 => "UDP".to_string(),
-        132 => "SCTP".to_string(),
-        1 => "ICMP".to_string(),
-        58 => "ICMPv6".to_string(),
-        n => n.to_string(),
-    }
-}
-
 fn flows(
     output: FlowsOutput,
     count: Option<usize>,
@@ -535,16 +524,12 @@ fn flows(
                 Err(_) => break,
             },
         };
-        let protocol = protocol_name(record.protocol);
+        let protocol = record.protocol().to_string();
         let line = match output {
             FlowsOutput::Json => flow_record(&record, &protocol),
             FlowsOutput::Text => format!(
                 "{:<10} {} -> {} {}{}  {} of {} by {}",
-                match (record.would, record.audit) {
-                    (Some(false), _) => "WOULD-ALLOW",
-                    (_, true) => "WOULD-DENY",
-                    (_, false) => "DENY",
-                },
+                record.verdict().to_ascii_uppercase(),
                 record.src,
                 record.dst,
                 protocol,
@@ -584,14 +569,7 @@ fn flow_record(record: &bulkhead_agent::flowlog::DenyRecord, protocol: &str) -> 
         protocol: protocol.to_string(),
         src: egress.then(|| record.pod.clone()),
         dst: (!egress).then(|| record.pod.clone()),
-        verdict: Some(
-            match (record.would, record.audit) {
-                (Some(false), _) => "would-allow",
-                (_, true) => "would-deny",
-                (_, false) => "deny",
-            }
-            .to_string(),
-        ),
+        verdict: Some(record.verdict().to_string()),
         policy,
         rule: Some(rule),
         packets: None,
