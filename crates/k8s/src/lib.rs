@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod load;
 pub mod names;
 pub mod network_policy;
+mod node_de;
 pub mod typed;
 pub mod workload;
 pub mod yaml_tree;

@@ -6,17 +6,19 @@ use crate::document::{FieldPath, ObjectContext, at_span};
 use crate::input::Input;
 use crate::network_policy;
 use crate::typed;
-use crate::workload::WorkloadIndex;
-use crate::yaml_tree::{self, Node, SurpriseKind, Value};
+use crate::workload::{LivePod, Owner, WorkloadIndex};
+use crate::yaml_tree::{self, Node, Span, SurpriseKind, Value};
 use crate::{calico, cluster_network_policy};
 use bulkhead_model::cluster::METADATA_NAME_LABEL;
+use bulkhead_model::policy::{NetworkSet, Tier};
 use bulkhead_model::{
-    Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, Policy, ServiceAccount,
-    SourceLocation,
+    Cluster, Diagnostic, Labels, Namespace, Node as ClusterNode, Pod as ClusterPod, Policy,
+    ServiceAccount, SourceLocation, WorkloadRef,
 };
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as networking,
 };
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
@@ -52,22 +54,20 @@ impl Snapshot {
 }
 
 pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
-    let mut loader = Loader {
-        options,
-        snapshot: Snapshot::default(),
-        seen: HashMap::new(),
-        files: Vec::new(),
-        workloads: WorkloadIndex::default(),
-        list_part: 0,
-    };
+    let mut merger = Merger::default();
     for input in inputs {
-        loader.load_input(input);
+        let reader = ObjectReader { input, options };
+        yaml_tree::for_each_document(
+            &input.text,
+            |document| reader.read_document(document),
+            |outcome| merger.merge(input, outcome),
+        );
     }
-    let Loader {
+    let Merger {
         mut snapshot,
         workloads,
         ..
-    } = loader;
+    } = merger;
     workloads.into_pods(&mut snapshot.cluster);
     snapshot.cluster.finish();
     if snapshot.object_counts.is_empty()
@@ -84,8 +84,64 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
     snapshot
 }
 
-struct Loader<'o> {
-    options: &'o LoadOptions,
+/// What one document adds, worked out on its own: documents (and the items of a long list)
+/// are read in parallel, each into its own outcome, and [`Merger`] adds the outcomes in input
+/// order. Only what depends on the objects before (duplicates) is left to the merge.
+#[derive(Default)]
+struct DocumentOutcome {
+    /// Kinds of the objects read (a list and its items), for the per-kind counts.
+    kinds: Vec<String>,
+    /// Problems of the document itself (syntax, duplicate keys), said before its objects'.
+    leading: Vec<Diagnostic>,
+    objects: Vec<ObjectOutcome>,
+    /// YAML 1.1 surprises, said after the objects'.
+    trailing: Vec<Diagnostic>,
+}
+
+/// One object read on its own: its problems, its identity and what it adds to the cluster.
+#[derive(Default)]
+struct ObjectOutcome {
+    diagnostics: Vec<Diagnostic>,
+    identity: Option<Identity>,
+    contribution: Contribution,
+}
+
+/// What decides whether an object is a duplicate, and what its definition records.
+struct Identity {
+    /// `group\0kind\0namespace\0name`.
+    key: Box<str>,
+    /// `kind ns/name`, as findings name it.
+    resource: String,
+    /// The object's own span: where a first definition is said to be.
+    object: Span,
+    /// `metadata.name`'s span: where a later definition is reported.
+    name: Span,
+    /// `bulkhead.io/ignore` codes; recorded for duplicates too (the last definition's win).
+    suppression: Option<Vec<String>>,
+    /// `ns/kind/name` when the object (or its template) is marked a crown jewel.
+    crown_jewel: Option<String>,
+}
+
+/// What an object adds to the cluster; dropped when an earlier definition of it wins.
+#[derive(Default)]
+enum Contribution {
+    #[default]
+    Nothing,
+    Namespace(Namespace),
+    Node(ClusterNode),
+    ServiceAccount(ServiceAccount),
+    Policy(Box<Policy>),
+    Tier(Tier),
+    NetworkSet(NetworkSet),
+    LivePod(Box<LivePod>),
+    Template(Box<ClusterPod>),
+    Owner(Box<Owner>),
+}
+
+/// The state that spans documents: the snapshot built so far, first definitions and
+/// workloads. Kept apart from [`ObjectReader`] so that reading stays parallel.
+#[derive(Default)]
+struct Merger {
     snapshot: Snapshot,
     /// `group\0kind\0namespace\0name` -> where it was first defined. One string per object
     /// and the file by number: at 100k pods four strings and a file name each were 18 MB.
@@ -93,43 +149,153 @@ struct Loader<'o> {
     /// The files of [`FirstDefinition::file`], in the order they were loaded.
     files: Vec<String>,
     workloads: WorkloadIndex,
-    /// The part of a long list the document being loaded is (`Document::list_part`): the
-    /// list itself is counted once.
-    list_part: usize,
 }
 
-/// Where an object was first defined; `file` indexes [`Loader::files`].
+/// Where an object was first defined; `file` indexes [`Merger::files`].
 struct FirstDefinition {
     file: usize,
     line: usize,
     column: usize,
 }
 
-impl Loader<'_> {
-    fn load_input(&mut self, input: &Input) {
-        yaml_tree::for_each_document(&input.text, |document| self.load_document(input, document));
+impl Merger {
+    fn merge(&mut self, input: &Input, outcome: DocumentOutcome) {
+        let DocumentOutcome {
+            kinds,
+            leading,
+            objects,
+            trailing,
+        } = outcome;
+        for kind in kinds {
+            *self.snapshot.object_counts.entry(kind).or_default() += 1;
+        }
+        self.snapshot.diagnostics.extend(leading);
+        for object in objects {
+            self.add(input, object);
+        }
+        self.snapshot.diagnostics.extend(trailing);
     }
 
-    fn load_document(
-        &mut self,
-        input: &Input,
+    fn add(&mut self, input: &Input, object: ObjectOutcome) {
+        let ObjectOutcome {
+            diagnostics,
+            identity,
+            contribution,
+        } = object;
+        // Diagnostics are sorted by place, code and message at the end: their order here is free.
+        self.snapshot.diagnostics.extend(diagnostics);
+        let Some(identity) = identity else {
+            return;
+        };
+        let cluster = &mut self.snapshot.cluster;
+        if let Some(codes) = identity.suppression.clone() {
+            cluster
+                .suppressions
+                .insert(identity.resource.clone(), codes);
+        }
+        if let Some(jewel) = identity.crown_jewel.clone() {
+            cluster.crown_jewels.insert(jewel);
+        }
+        if self.is_duplicate(input, identity) {
+            return;
+        }
+        let cluster = &mut self.snapshot.cluster;
+        match contribution {
+            Contribution::Nothing => {}
+            Contribution::Namespace(ns) => cluster.namespaces.push(ns),
+            Contribution::Node(node) => cluster.nodes.push(node),
+            Contribution::ServiceAccount(sa) => cluster.service_accounts.push(sa),
+            Contribution::Policy(policy) => cluster.policies.push(*policy),
+            Contribution::Tier(tier) => cluster.tiers.push(tier),
+            Contribution::NetworkSet(set) => cluster.network_sets.push(set),
+            Contribution::LivePod(pod) => self.workloads.add_live_pod(*pod),
+            Contribution::Template(pod) => self.workloads.add_template(*pod),
+            Contribution::Owner(owner) => self.workloads.add_owner(*owner),
+        }
+    }
+
+    /// Records the first definition of an object; for a later one, reports it and returns true.
+    fn is_duplicate(&mut self, input: &Input, identity: Identity) -> bool {
+        let Some(first) = self.seen.get(&identity.key) else {
+            if self.files.last() != Some(&input.name) {
+                self.files.push(input.name.clone());
+            }
+            self.seen.insert(
+                identity.key,
+                FirstDefinition {
+                    file: self.files.len() - 1,
+                    line: identity.object.line,
+                    column: identity.object.column,
+                },
+            );
+            return false;
+        };
+        let first = SourceLocation {
+            file: self.files[first.file].clone(),
+            line: first.line,
+            column: first.column,
+        };
+        let resource = &identity.resource;
+        // In one file a second definition is a mistake. Across files it is how alternatives
+        // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
+        let (code, message) = if first.file == input.name {
+            (
+                codes::DUPLICATE_OBJECT,
+                format!(
+                    "{resource} is defined twice in this file (first at {first}); this definition is checked but not used"
+                ),
+            )
+        } else {
+            (
+                Code {
+                    severity: bulkhead_model::Severity::Warning,
+                    ..codes::DUPLICATE_OBJECT
+                },
+                format!(
+                    "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
+                ),
+            )
+        };
+        self.snapshot.diagnostics.push(at_span(
+            input,
+            code,
+            identity.name,
+            message,
+            Some(identity.resource),
+        ));
+        true
+    }
+}
+
+/// Reads the objects of one input into outcomes; shared by the threads that read its
+/// documents, so it holds nothing that changes.
+struct ObjectReader<'a> {
+    input: &'a Input,
+    options: &'a LoadOptions,
+}
+
+impl ObjectReader<'_> {
+    fn read_document(
+        &self,
         document: Result<yaml_tree::Document, yaml_tree::SyntaxError>,
-    ) {
+    ) -> DocumentOutcome {
+        let input = self.input;
+        let mut outcome = DocumentOutcome::default();
         let document = match document {
             Ok(d) => d,
             Err(e) => {
-                self.snapshot.diagnostics.push(at_span(
+                outcome.leading.push(at_span(
                     input,
                     codes::YAML_SYNTAX,
                     e.span,
                     format!("invalid YAML: {}", e.message),
                     None,
                 ));
-                return;
+                return outcome;
             }
         };
         for (key, span) in &document.duplicate_keys {
-            self.snapshot.diagnostics.push(at_span(
+            outcome.leading.push(at_span(
                 input,
                 codes::DUPLICATE_KEY,
                 *span,
@@ -139,69 +305,41 @@ impl Loader<'_> {
                 None,
             ));
         }
-        let Some(root) = &document.root else { return };
-        self.list_part = document.list_part;
-        let analysed_lines = self.load_object(input, root);
+        let Some(root) = &document.root else {
+            return outcome;
+        };
+        let mut read = Read::default();
+        self.read_object(root, &mut read);
+        outcome.kinds = read.kinds;
+        outcome.objects = read.objects;
         for surprise in &document.surprises {
-            if !analysed_lines
+            if !read
+                .lines
                 .iter()
                 .any(|(a, b)| (*a..=*b).contains(&surprise.span.line))
             {
                 continue;
             }
-            let (code, message, help) = match surprise.kind {
-                SurpriseKind::Boolean if surprise.text.len() == 1 => (
-                    codes::YAML11_BOOLEAN,
-                    format!(
-                        "{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string",
-                        surprise.text
-                    ),
-                    format!(
-                        "quote it (\"{}\") so every tool reads the same",
-                        surprise.text
-                    ),
-                ),
-                SurpriseKind::Boolean => (
-                    codes::YAML11_BOOLEAN,
-                    format!(
-                        "{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools",
-                        surprise.text
-                    ),
-                    format!("quote it (\"{}\") if you mean the string", surprise.text),
-                ),
-                SurpriseKind::Octal => (
-                    codes::YAML11_OCTAL,
-                    format!(
-                        "{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools",
-                        surprise.text
-                    ),
-                    format!(
-                        "write it without the leading zero ({})",
-                        surprise.text.trim_start_matches('0')
-                    ),
-                ),
-            };
-            self.snapshot
-                .diagnostics
-                .push(at_span(input, code, surprise.span, message, None).with_help(help));
+            outcome.trailing.push(surprise_diagnostic(input, surprise));
         }
+        outcome
     }
 
-    /// Loads one object (or a list of them); returns the line ranges of analysed objects, so
-    /// YAML 1.1 warnings are only given where Bulkhead reads the values.
-    fn load_object(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {
+    /// Reads one object (or a list of them) into `read`, with the line range of each object
+    /// analysed, so YAML 1.1 warnings are only given where Bulkhead reads the values.
+    fn read_object(&self, node: &Node, read: &mut Read) {
         let ctx = ObjectContext {
-            input,
+            input: self.input,
             node,
             resource: None,
         };
         let Value::Mapping(_) = &node.value else {
-            self.push(ctx.diagnostic_at(
+            read.alone(ctx.diagnostic_at(
                 codes::NOT_AN_OBJECT,
                 node.span,
                 "a Kubernetes manifest must be a mapping with apiVersion and kind",
             ));
-            return Vec::new();
+            return;
         };
         let api_version = node.get("apiVersion").and_then(Node::as_str);
         let kind = node.get("kind").and_then(Node::as_str);
@@ -211,49 +349,41 @@ impl Loader<'_> {
             } else {
                 "kind"
             };
-            self.push(ctx.diagnostic_at(
+            read.alone(ctx.diagnostic_at(
                 codes::NOT_AN_OBJECT,
                 node.span,
                 format!("object has no {missing} (or it is not a string)"),
             ));
-            return Vec::new();
+            return;
         };
-        let group = api_version
-            .rsplit_once('/')
-            .map_or("", |(g, _)| g)
-            .to_string();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let is_list = kind == "List" || (kind.ends_with("List") && node.get("items").is_some());
-        let continued = std::mem::take(&mut self.list_part) > 0;
-        if !(continued && is_list) {
-            *self
-                .snapshot
-                .object_counts
-                .entry(kind.to_string())
-                .or_default() += 1;
-        }
+        read.kinds.push(kind.to_string());
         if is_list {
-            return self.load_list(input, node);
+            self.read_list(node, read);
+            return;
         }
-        let policies_before = self.snapshot.cluster.policies.len();
-        let lines = self.load_single(input, node, &ctx, api_version, kind, &group);
-        self.apply_mode(input, node, policies_before);
-        lines
+        let mut object = ObjectOutcome::default();
+        if self.read_single(node, &ctx, api_version, kind, group, &mut object) {
+            read.lines.push((node.span.line, last_line(node)));
+        }
+        self.apply_mode(node, &mut object);
+        read.objects.push(object);
     }
 
-    /// Loads one object (not a list).
-    fn load_single(
-        &mut self,
-        input: &Input,
+    /// Reads one object (not a list) into `object`; false when its content was not analysed.
+    fn read_single(
+        &self,
         node: &Node,
         ctx: &ObjectContext<'_>,
         api_version: &str,
         kind: &str,
         group: &str,
-    ) -> Vec<(usize, usize)> {
-        let group = group.to_string();
+        object: &mut ObjectOutcome,
+    ) -> bool {
         let bytes = byte_extent(node);
         if bytes > MAX_OBJECT_BYTES {
-            self.push(ctx.diagnostic_at(
+            object.diagnostics.push(ctx.diagnostic_at(
                 codes::INPUT_LIMIT,
                 node.span,
                 format!(
@@ -261,10 +391,10 @@ impl Loader<'_> {
                     bytes as f64 / (1024.0 * 1024.0)
                 ),
             ));
-            return Vec::new();
+            return false;
         }
-        if let Some(kind_family) = tiered_kind(&group, kind) {
-            return self.load_tiered(input, node, api_version, kind, &group, kind_family);
+        if let Some(kind_family) = tiered_kind(group, kind) {
+            return self.read_tiered(node, api_version, kind, group, kind_family, object);
         }
         let expected = match kind {
             "Namespace" | "Pod" | "Node" | "Service" | "ServiceAccount" => Some("v1"),
@@ -276,37 +406,34 @@ impl Loader<'_> {
             _ => None,
         };
         let Some(expected) = expected else {
-            self.skip(ctx, api_version, kind, &group);
-            return Vec::new();
+            object
+                .diagnostics
+                .push(skipped(ctx, api_version, kind, group));
+            return false;
         };
         if api_version != expected {
-            self.push(ctx.diagnostic(
+            object.diagnostics.push(ctx.diagnostic(
                 codes::UNSUPPORTED_API_VERSION,
                 &FieldPath::root().key("apiVersion"),
                 false,
                 format!("{kind} is served as {expected}, not {api_version}; the API server rejects this object"),
             ).with_help(format!("change apiVersion to {expected}")));
-            return Vec::new();
+            return false;
         }
         let cluster_scoped = matches!(kind, "Namespace" | "Node");
-        let Some((ctx, namespace, name, duplicate)) =
-            self.identify(input, node, &group, kind, cluster_scoped)
+        let Some((ctx, namespace, name)) = self.identify(node, group, kind, cluster_scoped, object)
         else {
-            return Vec::new();
+            return false;
         };
-        if duplicate {
-            self.check_only(|loader| loader.lower(&ctx, kind, &namespace, &name));
-        } else {
-            self.lower(&ctx, kind, &namespace, &name);
-        }
-        vec![(node.span.line, last_line(node))]
+        object.contribution = lower(&ctx, kind, &namespace, &name, &mut object.diagnostics);
+        true
     }
 
-    /// `bulkhead.io/mode: audit` on a policy of any API: the policies the object lowered to
-    /// are audited (not enforced; the kernel logs what they would decide). `enforce`, or no
+    /// `bulkhead.io/mode: audit` on a policy of any API: the policy the object lowered to is
+    /// audited (not enforced; the kernel logs what it would decide). `enforce`, or no
     /// annotation, enforces; any other value is an error, as a typo must not silently enforce
     /// (or audit) a policy.
-    fn apply_mode(&mut self, input: &Input, node: &Node, policies_before: usize) {
+    fn apply_mode(&self, node: &Node, object: &mut ObjectOutcome) {
         let Some(value) = node
             .get("metadata")
             .and_then(|m| m.get("annotations"))
@@ -315,7 +442,7 @@ impl Loader<'_> {
             return;
         };
         let ctx = ObjectContext {
-            input,
+            input: self.input,
             node,
             resource: None,
         };
@@ -328,7 +455,7 @@ impl Loader<'_> {
             Some("enforce") => false,
             other => {
                 let got = other.map_or_else(|| "not a string".to_string(), |v| format!("{v:?}"));
-                self.push(
+                object.diagnostics.push(
                     ctx.diagnostic(
                         codes::INVALID_MODE,
                         &path,
@@ -340,31 +467,33 @@ impl Loader<'_> {
                 return;
             }
         };
-        let policies = &mut self.snapshot.cluster.policies[policies_before..];
         if !audit {
             return;
         }
-        let pointless = if policies.is_empty() {
-            Some(format!(
+        let policy = match &mut object.contribution {
+            Contribution::Policy(policy) => Some(policy),
+            _ => None,
+        };
+        let pointless = match &policy {
+            None => Some(format!(
                 "{MODE_ANNOTATION} only applies to policies; this object is not one"
-            ))
-        } else if policies.iter().any(|p| p.staged.is_some()) {
-            Some(format!(
+            )),
+            Some(p) if p.staged.is_some() => Some(format!(
                 "a staged policy is never enforced; {MODE_ANNOTATION} changes nothing"
-            ))
-        } else {
-            None
+            )),
+            Some(_) => None,
         };
         if let Some(message) = pointless {
             let warning = Code {
                 severity: bulkhead_model::Severity::Warning,
                 ..codes::INVALID_MODE
             };
-            let d = ctx.diagnostic(warning, &path, false, message);
-            self.push(d);
+            object
+                .diagnostics
+                .push(ctx.diagnostic(warning, &path, false, message));
             return;
         }
-        for policy in policies {
+        if let Some(policy) = policy {
             policy.staged = Some(bulkhead_model::StagedAction::Audit);
         }
         // Said, so a review sees which policies are on trial (and stay out of `map`).
@@ -375,25 +504,33 @@ impl Loader<'_> {
             "audited (bulkhead.io/mode: audit): not enforced; the agent logs what it would deny or allow, `explain` shows it",
         )
         .with_help("remove the annotation (or set it to enforce) to enforce the policy");
-        self.push(d);
+        object.diagnostics.push(d);
     }
 
-    fn load_list(&mut self, input: &Input, node: &Node) -> Vec<(usize, usize)> {
-        let mut lines = Vec::new();
+    /// The items of a list, read in parallel (a `kubectl get -o yaml` list may hold 100k).
+    fn read_list(&self, node: &Node, read: &mut Read) {
         match node.get("items").map(|i| &i.value) {
             Some(Value::Sequence(items)) => {
-                for item in items {
-                    lines.extend(self.load_object(input, item));
+                let parts: Vec<Read> = items
+                    .par_iter()
+                    .map(|item| {
+                        let mut part = Read::default();
+                        self.read_object(item, &mut part);
+                        part
+                    })
+                    .collect();
+                for part in parts {
+                    read.append(part);
                 }
             }
             Some(Value::Null) | None => {}
             Some(_) => {
                 let ctx = ObjectContext {
-                    input,
+                    input: self.input,
                     node,
                     resource: None,
                 };
-                self.push(ctx.diagnostic(
+                read.alone(ctx.diagnostic(
                     codes::WRONG_TYPE,
                     &FieldPath::root().key("items"),
                     false,
@@ -401,20 +538,23 @@ impl Loader<'_> {
                 ));
             }
         }
-        lines
     }
 
-    /// Identity of an object: checks name, resolves the namespace, reports duplicates. Returns
-    /// the context with its resource name, the namespace (empty for cluster-scoped), the name
-    /// and whether an earlier definition wins (the object is then checked but not kept).
+    /// Identity of an object: checks name and resolves the namespace. Returns the context with
+    /// its resource name, the namespace (empty for cluster-scoped) and the name; whether an
+    /// earlier definition wins is decided by the merge.
     fn identify<'i>(
-        &mut self,
-        input: &'i Input,
+        &self,
         node: &'i Node,
         group: &str,
         kind: &str,
         cluster_scoped: bool,
-    ) -> Option<(ObjectContext<'i>, String, String, bool)> {
+        object: &mut ObjectOutcome,
+    ) -> Option<(ObjectContext<'i>, String, String)>
+    where
+        Self: 'i,
+    {
+        let input: &'i Input = self.input;
         let ctx = ObjectContext {
             input,
             node,
@@ -426,7 +566,7 @@ impl Loader<'_> {
             .and_then(Node::as_str)
             .map(str::to_string)
         else {
-            self.push(ctx.diagnostic(
+            object.diagnostics.push(ctx.diagnostic(
                 codes::MISSING_NAME,
                 &FieldPath::root().key("metadata"),
                 true,
@@ -456,27 +596,37 @@ impl Loader<'_> {
         } else {
             format!("{shown} {namespace}/{name}")
         };
-        record_suppressions(&mut self.snapshot.cluster, node, &resource);
-        record_crown_jewel(&mut self.snapshot.cluster, node, kind, &namespace, &name);
+        object.identity = Some(Identity {
+            key: [group, kind, &namespace, &name].join("\0").into_boxed_str(),
+            resource: resource.clone(),
+            object: node.span,
+            name: node.span_at(
+                &[
+                    yaml_tree::Segment::Key("metadata".into()),
+                    yaml_tree::Segment::Key("name".into()),
+                ],
+                false,
+            ),
+            suppression: suppression(node),
+            crown_jewel: crown_jewel(node, kind, &namespace, &name),
+        });
         let ctx = ObjectContext {
             input,
             node,
-            resource: Some(resource.clone()),
+            resource: Some(resource),
         };
-        let key = [group, kind, &namespace, &name].join("\0").into_boxed_str();
-        let duplicate = self.is_duplicate(&ctx, key, &resource);
-        Some((ctx, namespace, name, duplicate))
+        Some((ctx, namespace, name))
     }
 
-    fn load_tiered(
-        &mut self,
-        input: &Input,
+    fn read_tiered(
+        &self,
         node: &Node,
         api_version: &str,
         kind: &str,
         group: &str,
         family: TieredFamily,
-    ) -> Vec<(usize, usize)> {
+        object: &mut ObjectOutcome,
+    ) -> bool {
         let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
         let supported = match family {
             TieredFamily::Calico => {
@@ -487,17 +637,17 @@ impl Loader<'_> {
         };
         if !supported {
             let ctx = ObjectContext {
-                input,
+                input: self.input,
                 node,
                 resource: None,
             };
-            self.push(ctx.diagnostic(
+            object.diagnostics.push(ctx.diagnostic(
                 codes::UNSUPPORTED_API_VERSION,
                 &FieldPath::root().key("apiVersion"),
                 false,
                 format!("{api_version} {kind} is not a version Bulkhead reads"),
             ));
-            return Vec::new();
+            return false;
         }
         let cluster_scoped = !matches!(
             kind,
@@ -506,343 +656,286 @@ impl Loader<'_> {
                 | "StagedKubernetesNetworkPolicy"
                 | "NetworkSet"
         );
-        let Some((ctx, namespace, name, duplicate)) =
-            self.identify(input, node, group, kind, cluster_scoped)
+        let Some((ctx, namespace, name)) = self.identify(node, group, kind, cluster_scoped, object)
         else {
-            return Vec::new();
+            return false;
         };
         let ns = (!cluster_scoped).then_some(namespace.as_str());
-        let mut diagnostics = Vec::new();
-        // A losing duplicate is lowered into a scratch cluster: its mistakes are still reported.
-        let mut scratch = Cluster::default();
-        let cluster = if duplicate {
-            &mut scratch
-        } else {
-            &mut self.snapshot.cluster
-        };
-        match (family, kind) {
+        let diagnostics = &mut object.diagnostics;
+        object.contribution = match (family, kind) {
             (TieredFamily::Calico, "Tier") => {
-                if let Some(wire) = typed::deserialize::<calico::TierWire>(&ctx, &mut diagnostics) {
-                    cluster
-                        .tiers
-                        .extend(calico::lower_tier(&ctx, &wire, &name, &mut diagnostics));
-                }
+                typed::deserialize::<calico::TierWire>(&ctx, diagnostics)
+                    .and_then(|wire| calico::lower_tier(&ctx, &wire, &name, diagnostics))
+                    .map_or(Contribution::Nothing, Contribution::Tier)
             }
             (TieredFamily::Calico, "NetworkSet" | "GlobalNetworkSet") => {
-                if let Some(wire) =
-                    typed::deserialize::<calico::NetworkSetWire>(&ctx, &mut diagnostics)
-                {
-                    cluster.network_sets.extend(calico::lower_network_set(
-                        &ctx,
-                        &wire,
-                        ns,
-                        &name,
-                        &mut diagnostics,
-                    ));
-                }
+                typed::deserialize::<calico::NetworkSetWire>(&ctx, diagnostics)
+                    .and_then(|wire| calico::lower_network_set(&ctx, &wire, ns, &name, diagnostics))
+                    .map_or(Contribution::Nothing, Contribution::NetworkSet)
             }
             (TieredFamily::Calico, "StagedKubernetesNetworkPolicy") => {
-                if let Some(wire) =
-                    typed::deserialize::<calico::StagedKubernetesWire>(&ctx, &mut diagnostics)
-                {
-                    let action = match wire.spec.as_ref().and_then(|s| s.staged_action.as_deref()) {
-                        Some("Delete") => bulkhead_model::StagedAction::Delete,
-                        _ => bulkhead_model::StagedAction::Set,
-                    };
-                    let policy = networking::NetworkPolicy {
-                        metadata: wire.metadata.clone(),
-                        spec: wire.spec.as_ref().map(|s| s.spec.clone()),
-                    };
-                    if let Some(lowered) =
-                        network_policy::lower(&ctx, &policy, &namespace, &name, &mut diagnostics)
-                    {
-                        cluster
-                            .policies
-                            .push(Policy::from_network_policy(lowered, Some(action)));
-                    }
-                }
+                typed::deserialize_via_json::<calico::StagedKubernetesWire>(&ctx, diagnostics)
+                    .and_then(|wire| {
+                        let action =
+                            match wire.spec.as_ref().and_then(|s| s.staged_action.as_deref()) {
+                                Some("Delete") => bulkhead_model::StagedAction::Delete,
+                                _ => bulkhead_model::StagedAction::Set,
+                            };
+                        let policy = networking::NetworkPolicy {
+                            metadata: wire.metadata.clone(),
+                            spec: wire.spec.as_ref().map(|s| s.spec.clone()),
+                        };
+                        network_policy::lower(&ctx, &policy, &namespace, &name, diagnostics)
+                            .map(|lowered| Policy::from_network_policy(lowered, Some(action)))
+                    })
+                    .map_or(Contribution::Nothing, |p| Contribution::Policy(Box::new(p)))
             }
             (TieredFamily::Calico, _) => {
-                if let Some(wire) = typed::deserialize::<calico::PolicyWire>(&ctx, &mut diagnostics)
-                {
-                    cluster.policies.extend(calico::lower_policy(
-                        &ctx,
-                        &wire,
-                        kind,
-                        ns,
-                        &name,
-                        &mut diagnostics,
-                    ));
-                }
+                typed::deserialize::<calico::PolicyWire>(&ctx, diagnostics)
+                    .and_then(|wire| {
+                        calico::lower_policy(&ctx, &wire, kind, ns, &name, diagnostics)
+                    })
+                    .map_or(Contribution::Nothing, |p| Contribution::Policy(Box::new(p)))
             }
-            (TieredFamily::Admin | TieredFamily::Cluster, _) => {
-                if let Some(wire) = typed::deserialize::<cluster_network_policy::ClusterPolicyWire>(
-                    &ctx,
-                    &mut diagnostics,
-                ) {
-                    cluster.policies.extend(cluster_network_policy::lower(
-                        &ctx,
-                        &wire,
-                        kind,
-                        &name,
-                        &mut diagnostics,
-                    ));
-                }
-            }
-        }
-        self.snapshot.diagnostics.extend(diagnostics);
-        vec![(node.span.line, last_line(node))]
-    }
-
-    fn skip(&mut self, ctx: &ObjectContext<'_>, api_version: &str, kind: &str, group: &str) {
-        if let Some(known) = crate::kinds::close_known_kind(group, kind) {
-            self.push(
-                ctx.diagnostic(
-                    codes::UNKNOWN_KIND,
-                    &FieldPath::root().key("kind"),
-                    false,
-                    format!(
-                        "{api_version} has no kind {kind:?}; the API server rejects this object"
-                    ),
-                )
-                .with_help(format!("did you mean {known:?}?")),
-            );
-            return;
-        }
-        let policy_like = crate::kinds::is_unmodelled_policy(group, kind);
-        let (code, message) = if policy_like {
-            (
-                Code {
-                    severity: bulkhead_model::Severity::Warning,
-                    ..codes::SKIPPED_KIND
-                },
-                format!(
-                    "{api_version} {kind} is network policy Bulkhead does not evaluate or enforce; every verdict ignores it"
-                ),
-            )
-        } else {
-            (
-                codes::SKIPPED_KIND,
-                format!("{api_version} {kind} skipped: it does not affect network policy"),
-            )
+            (TieredFamily::Admin | TieredFamily::Cluster, _) => typed::deserialize::<
+                cluster_network_policy::ClusterPolicyWire,
+            >(&ctx, diagnostics)
+            .and_then(|wire| cluster_network_policy::lower(&ctx, &wire, kind, &name, diagnostics))
+            .map_or(Contribution::Nothing, |p| Contribution::Policy(Box::new(p))),
         };
-        self.push(ctx.diagnostic_at(code, ctx.node.span, message));
+        true
+    }
+}
+
+/// The outcomes of the objects of one node (a document's root, a list's items), in order.
+#[derive(Default)]
+struct Read {
+    kinds: Vec<String>,
+    objects: Vec<ObjectOutcome>,
+    lines: Vec<(usize, usize)>,
+}
+
+impl Read {
+    /// A problem that belongs to no identified object.
+    fn alone(&mut self, diagnostic: Diagnostic) {
+        self.objects.push(ObjectOutcome {
+            diagnostics: vec![diagnostic],
+            ..ObjectOutcome::default()
+        });
     }
 
-    fn lower(&mut self, ctx: &ObjectContext<'_>, kind: &str, namespace: &str, name: &str) {
-        let mut diagnostics = Vec::new();
-        match kind {
-            "Namespace" => {
-                if let Some(ns) = typed::deserialize::<core::Namespace>(ctx, &mut diagnostics) {
-                    let mut labels: Labels = crate::labels_of(ns.metadata.labels.as_ref());
-                    labels
-                        .entry(METADATA_NAME_LABEL.to_string())
-                        .or_insert_with(|| name.to_string());
-                    self.snapshot.cluster.namespaces.push(Namespace {
-                        name: name.to_string(),
-                        labels,
-                        defined: true,
-                        source: Some(ctx.location(ctx.node.span)),
-                    });
-                }
-            }
-            "Node" => {
-                if let Some(node) = typed::deserialize::<core::Node>(ctx, &mut diagnostics) {
-                    let ips = node
-                        .status
-                        .iter()
-                        .flat_map(|s| s.addresses.iter().flatten())
-                        .filter_map(|a| a.address.parse().ok())
-                        .collect();
-                    self.snapshot.cluster.nodes.push(ClusterNode {
-                        name: name.to_string(),
-                        labels: crate::labels_of(node.metadata.labels.as_ref()),
-                        ips,
-                    });
-                }
-            }
-            "ServiceAccount" => {
-                if let Some(sa) = typed::deserialize::<core::ServiceAccount>(ctx, &mut diagnostics)
-                {
-                    self.snapshot.cluster.service_accounts.push(ServiceAccount {
-                        namespace: namespace.to_string(),
-                        name: name.to_string(),
-                        labels: crate::labels_of(sa.metadata.labels.as_ref()),
-                    });
-                }
-            }
-            "Service" => {
-                // Checked for structure only: the engine judges flows after service DNAT.
-                let _ = typed::deserialize::<core::Service>(ctx, &mut diagnostics);
-            }
-            "Pod" => {
-                if let Some(pod) = typed::deserialize::<core::Pod>(ctx, &mut diagnostics) {
-                    self.workloads.add_live_pod(ctx, namespace, name, &pod);
-                }
-            }
-            "Deployment" => self.template::<apps::Deployment>(
-                ctx,
-                namespace,
-                name,
-                "deployment",
-                &mut diagnostics,
-                |d| Some((&d.spec.template, d.spec.replicas)),
+    fn append(&mut self, other: Read) {
+        self.kinds.extend(other.kinds);
+        self.objects.extend(other.objects);
+        self.lines.extend(other.lines);
+    }
+}
+
+fn surprise_diagnostic(input: &Input, surprise: &yaml_tree::Yaml11Surprise) -> Diagnostic {
+    let (code, message, help) = match surprise.kind {
+        SurpriseKind::Boolean if surprise.text.len() == 1 => (
+            codes::YAML11_BOOLEAN,
+            format!(
+                "{} is a boolean for kubectl (go-yaml v2, YAML 1.1) but a string for YAML 1.2 tools; Bulkhead reads the string",
+                surprise.text
             ),
-            "StatefulSet" => self.template::<apps::StatefulSet>(
-                ctx,
-                namespace,
-                name,
-                "statefulset",
-                &mut diagnostics,
-                |d| Some((&d.spec.template, d.spec.replicas)),
+            format!(
+                "quote it (\"{}\") so every tool reads the same",
+                surprise.text
             ),
-            // One pod per node; without the nodes, one stands for them.
-            "DaemonSet" => self.template::<apps::DaemonSet>(
-                ctx,
-                namespace,
-                name,
-                "daemonset",
-                &mut diagnostics,
-                |d| Some((&d.spec.template, None)),
+        ),
+        SurpriseKind::Boolean => (
+            codes::YAML11_BOOLEAN,
+            format!(
+                "{} is read as a boolean by kubectl (YAML 1.1), as a string by YAML 1.2 tools",
+                surprise.text
             ),
-            "ReplicaSet" => {
-                if let Some(rs) = typed::deserialize::<apps::ReplicaSet>(ctx, &mut diagnostics) {
-                    self.workloads.add_replica_set(ctx, namespace, name, &rs);
-                }
-            }
-            "Job" => {
-                if let Some(job) = typed::deserialize::<batch::Job>(ctx, &mut diagnostics) {
-                    self.workloads.add_job(ctx, namespace, name, &job);
-                }
-            }
-            "CronJob" => self.template::<batch::CronJob>(
+            format!("quote it (\"{}\") if you mean the string", surprise.text),
+        ),
+        SurpriseKind::Octal => (
+            codes::YAML11_OCTAL,
+            format!(
+                "{} is octal for kubectl (YAML 1.1), decimal for YAML 1.2 tools",
+                surprise.text
+            ),
+            format!(
+                "write it without the leading zero ({})",
+                surprise.text.trim_start_matches('0')
+            ),
+        ),
+    };
+    at_span(input, code, surprise.span, message, None).with_help(help)
+}
+
+/// A kind Bulkhead does not read: said, with a "did you mean" for a misspelt known kind.
+fn skipped(ctx: &ObjectContext<'_>, api_version: &str, kind: &str, group: &str) -> Diagnostic {
+    if let Some(known) = crate::kinds::close_known_kind(group, kind) {
+        return ctx
+            .diagnostic(
+                codes::UNKNOWN_KIND,
+                &FieldPath::root().key("kind"),
+                false,
+                format!("{api_version} has no kind {kind:?}; the API server rejects this object"),
+            )
+            .with_help(format!("did you mean {known:?}?"));
+    }
+    let policy_like = crate::kinds::is_unmodelled_policy(group, kind);
+    let (code, message) = if policy_like {
+        (
+            Code {
+                severity: bulkhead_model::Severity::Warning,
+                ..codes::SKIPPED_KIND
+            },
+            format!(
+                "{api_version} {kind} is network policy Bulkhead does not evaluate or enforce; every verdict ignores it"
+            ),
+        )
+    } else {
+        (
+            codes::SKIPPED_KIND,
+            format!("{api_version} {kind} skipped: it does not affect network policy"),
+        )
+    };
+    ctx.diagnostic_at(code, ctx.node.span, message)
+}
+
+/// Deserialises and lowers an object of a Kubernetes kind into what it adds to the cluster.
+fn lower(
+    ctx: &ObjectContext<'_>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Contribution {
+    let template = |workload_kind: &str,
+                    template: Option<(&core::PodTemplateSpec, Option<i32>)>| {
+        template.map_or(Contribution::Nothing, |(t, replicas)| {
+            Contribution::Template(Box::new(crate::workload::template_pod(
                 ctx,
                 namespace,
-                name,
-                "cronjob",
-                &mut diagnostics,
-                |c| {
+                WorkloadRef {
+                    kind: workload_kind.to_string(),
+                    name: name.to_string(),
+                },
+                t,
+                crate::workload::replicas(replicas),
+            )))
+        })
+    };
+    match kind {
+        "Namespace" => typed::deserialize::<core::Namespace>(ctx, diagnostics).map_or(
+            Contribution::Nothing,
+            |ns| {
+                let mut labels: Labels = crate::labels_of(ns.metadata.labels.as_ref());
+                labels
+                    .entry(METADATA_NAME_LABEL.to_string())
+                    .or_insert_with(|| name.to_string());
+                Contribution::Namespace(Namespace {
+                    name: name.to_string(),
+                    labels,
+                    defined: true,
+                    source: Some(ctx.location(ctx.node.span)),
+                })
+            },
+        ),
+        "Node" => typed::deserialize::<core::Node>(ctx, diagnostics).map_or(
+            Contribution::Nothing,
+            |node| {
+                let ips = node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect();
+                Contribution::Node(ClusterNode {
+                    name: name.to_string(),
+                    labels: crate::labels_of(node.metadata.labels.as_ref()),
+                    ips,
+                })
+            },
+        ),
+        "ServiceAccount" => typed::deserialize::<core::ServiceAccount>(ctx, diagnostics).map_or(
+            Contribution::Nothing,
+            |sa| {
+                Contribution::ServiceAccount(ServiceAccount {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    labels: crate::labels_of(sa.metadata.labels.as_ref()),
+                })
+            },
+        ),
+        "Service" => {
+            // Checked for structure only: the engine judges flows after service DNAT.
+            let _ = typed::deserialize::<core::Service>(ctx, diagnostics);
+            Contribution::Nothing
+        }
+        "Pod" => {
+            typed::deserialize::<core::Pod>(ctx, diagnostics).map_or(Contribution::Nothing, |pod| {
+                Contribution::LivePod(Box::new(crate::workload::live_pod(
+                    ctx, namespace, name, &pod,
+                )))
+            })
+        }
+        "Deployment" => typed::deserialize::<apps::Deployment>(ctx, diagnostics)
+            .map_or(Contribution::Nothing, |d| {
+                template("deployment", Some((&d.spec.template, d.spec.replicas)))
+            }),
+        "StatefulSet" => typed::deserialize::<apps::StatefulSet>(ctx, diagnostics)
+            .map_or(Contribution::Nothing, |s| {
+                template("statefulset", Some((&s.spec.template, s.spec.replicas)))
+            }),
+        // One pod per node; without the nodes, one stands for them.
+        "DaemonSet" => typed::deserialize::<apps::DaemonSet>(ctx, diagnostics)
+            .map_or(Contribution::Nothing, |d| {
+                template("daemonset", Some((&d.spec.template, None)))
+            }),
+        "ReplicaSet" => typed::deserialize::<apps::ReplicaSet>(ctx, diagnostics).map_or(
+            Contribution::Nothing,
+            |rs| {
+                Contribution::Owner(Box::new(crate::workload::replica_set(
+                    ctx, namespace, name, &rs,
+                )))
+            },
+        ),
+        "Job" => typed::deserialize::<batch::Job>(ctx, diagnostics)
+            .map_or(Contribution::Nothing, |job| {
+                Contribution::Owner(Box::new(crate::workload::job(ctx, namespace, name, &job)))
+            }),
+        "CronJob" => typed::deserialize::<batch::CronJob>(ctx, diagnostics).map_or(
+            Contribution::Nothing,
+            |c| {
+                template(
+                    "cronjob",
                     c.spec
                         .job_template
                         .spec
                         .as_ref()
-                        .map(|j| (&j.template, j.parallelism))
-                },
-            ),
-            "NetworkPolicy" => {
-                if let Some(policy) =
-                    typed::deserialize::<networking::NetworkPolicy>(ctx, &mut diagnostics)
-                {
-                    if !crate::names::is_dns1123_label(namespace) {
-                        diagnostics.push(ctx.diagnostic(
-                            codes::INVALID_NAME,
-                            &FieldPath::root().key("metadata").key("namespace"),
-                            false,
-                            format!("namespace {namespace:?} is not a valid DNS-1123 label"),
-                        ));
-                    } else if let Some(lowered) =
-                        network_policy::lower(ctx, &policy, namespace, name, &mut diagnostics)
-                    {
-                        self.snapshot
-                            .cluster
-                            .policies
-                            .push(Policy::from_network_policy(lowered, None));
-                    }
-                }
+                        .map(|j| (&j.template, j.parallelism)),
+                )
+            },
+        ),
+        "NetworkPolicy" => {
+            let Some(policy) = typed::deserialize::<networking::NetworkPolicy>(ctx, diagnostics)
+            else {
+                return Contribution::Nothing;
+            };
+            if !crate::names::is_dns1123_label(namespace) {
+                diagnostics.push(ctx.diagnostic(
+                    codes::INVALID_NAME,
+                    &FieldPath::root().key("metadata").key("namespace"),
+                    false,
+                    format!("namespace {namespace:?} is not a valid DNS-1123 label"),
+                ));
+                return Contribution::Nothing;
             }
-            _ => {}
-        }
-        self.snapshot.diagnostics.extend(diagnostics);
-    }
-
-    fn template<T>(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        name: &str,
-        workload_kind: &str,
-        diagnostics: &mut Vec<Diagnostic>,
-        template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, Option<i32>)>,
-    ) where
-        T: serde::de::DeserializeOwned + serde::Serialize,
-    {
-        if let Some(object) = typed::deserialize::<T>(ctx, diagnostics)
-            && let Some((t, replicas)) = template(&object)
-        {
-            self.workloads.add_template(
-                ctx,
-                namespace,
-                name,
-                workload_kind,
-                t,
-                crate::workload::replicas(replicas),
-            );
-        }
-    }
-
-    fn push(&mut self, d: Diagnostic) {
-        self.snapshot.diagnostics.push(d);
-    }
-
-    /// Records the first definition of `key`; for a later one, reports it and returns true.
-    fn is_duplicate(&mut self, ctx: &ObjectContext<'_>, key: Box<str>, resource: &str) -> bool {
-        let Some(first) = self.seen.get(&key) else {
-            if self.files.last() != Some(&ctx.input.name) {
-                self.files.push(ctx.input.name.clone());
-            }
-            let here = ctx.location(ctx.node.span);
-            self.seen.insert(
-                key,
-                FirstDefinition {
-                    file: self.files.len() - 1,
-                    line: here.line,
-                    column: here.column,
+            network_policy::lower(ctx, &policy, namespace, name, diagnostics).map_or(
+                Contribution::Nothing,
+                |lowered| {
+                    Contribution::Policy(Box::new(Policy::from_network_policy(lowered, None)))
                 },
-            );
-            return false;
-        };
-        let first = SourceLocation {
-            file: self.files[first.file].clone(),
-            line: first.line,
-            column: first.column,
-        };
-        // In one file a second definition is a mistake. Across files it is how alternatives
-        // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
-        let (code, message) = if first.file == ctx.input.name {
-            (
-                codes::DUPLICATE_OBJECT,
-                format!(
-                    "{resource} is defined twice in this file (first at {first}); this definition is checked but not used"
-                ),
             )
-        } else {
-            (
-                Code {
-                    severity: bulkhead_model::Severity::Warning,
-                    ..codes::DUPLICATE_OBJECT
-                },
-                format!(
-                    "{resource} is also defined at {first}; Bulkhead uses that first definition (kubectl apply would apply both in turn, the later replacing the earlier)"
-                ),
-            )
-        };
-        let d = ctx.diagnostic(
-            code,
-            &FieldPath::root().key("metadata").key("name"),
-            false,
-            message,
-        );
-        self.push(d);
-        true
-    }
-
-    /// Runs `lower` for its diagnostics only: whatever it adds to the cluster is dropped.
-    fn check_only(&mut self, lower: impl FnOnce(&mut Self)) {
-        let cluster = std::mem::take(&mut self.snapshot.cluster);
-        let workloads = std::mem::take(&mut self.workloads);
-        lower(self);
-        self.snapshot.cluster = cluster;
-        self.workloads = workloads;
+        }
+        _ => Contribution::Nothing,
     }
 }
 
@@ -945,14 +1038,9 @@ pub const CROWN_JEWEL_ANNOTATION: &str = "bulkhead.io/crown-jewel";
 /// Per-policy audit: `audit` or `enforce` (the default).
 pub const MODE_ANNOTATION: &str = "bulkhead.io/mode";
 
-/// On the object, or on a workload's pod template (`spec.template`, a CronJob's job template).
-fn record_crown_jewel(
-    cluster: &mut bulkhead_model::Cluster,
-    node: &Node,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-) {
+/// On the object, or on a workload's pod template (`spec.template`, a CronJob's job template):
+/// the `ns/kind/name` a crown jewel is known by.
+fn crown_jewel(node: &Node, kind: &str, namespace: &str, name: &str) -> Option<String> {
     let marked = |meta: Option<&Node>| {
         meta.and_then(|m| m.get("annotations"))
             .and_then(|a| a.get(CROWN_JEWEL_ANNOTATION))
@@ -968,26 +1056,23 @@ fn record_crown_jewel(
             .and_then(|j| j.get("spec"))
             .and_then(|s| s.get("template"))
     });
-    if marked(node.get("metadata")) || marked(template.and_then(|t| t.get("metadata"))) {
-        cluster
-            .crown_jewels
-            .insert(format!("{namespace}/{}/{name}", kind.to_ascii_lowercase()));
-    }
+    (marked(node.get("metadata")) || marked(template.and_then(|t| t.get("metadata"))))
+        .then(|| format!("{namespace}/{}/{name}", kind.to_ascii_lowercase()))
 }
 
-fn record_suppressions(cluster: &mut bulkhead_model::Cluster, node: &Node, resource: &str) {
+/// The codes of `bulkhead.io/ignore`, if the object has it.
+fn suppression(node: &Node) -> Option<Vec<String>> {
     let codes = node
         .get("metadata")
         .and_then(|m| m.get("annotations"))
         .and_then(|a| a.get(IGNORE_ANNOTATION))
-        .and_then(Node::as_str);
-    if let Some(codes) = codes {
-        let list: Vec<String> = codes
+        .and_then(Node::as_str)?;
+    Some(
+        codes
             .split([',', ' '])
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(str::to_string)
-            .collect();
-        cluster.suppressions.insert(resource.to_string(), list);
-    }
+            .collect(),
+    )
 }

@@ -21,6 +21,26 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
     ctx: &ObjectContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    let mut unknown = Vec::new();
+    match crate::node_de::from_node::<T>(ctx.node, &mut unknown) {
+        Ok(typed) => {
+            // `status` is written by the server, never applied: a newer server may add fields.
+            unknown.retain(|path| path.0.first() != Some(&Segment::Key("status".into())));
+            report_unknown_paths(ctx, unknown, diagnostics);
+            Some(typed)
+        }
+        Err(_) => deserialize_via_json(ctx, diagnostics),
+    }
+}
+
+/// [`deserialize`] through JSON and a typed round trip, for a type with `#[serde(flatten)]`,
+/// whose inner struct's unknown fields serde hides from the deserialiser. It is also the slow
+/// path that reports type errors: serde stops at the first, so each error's value is taken out
+/// and the object deserialised again.
+pub fn deserialize_via_json<T: DeserializeOwned + Serialize>(
+    ctx: &ObjectContext<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<T> {
     /// Enough for any real object; bounds the work on a pathological one.
     const MAX_TYPE_ERRORS: usize = 50;
     let mut json = ctx.node.to_json();
@@ -128,23 +148,31 @@ fn report_unknown<T: Serialize>(
     if let Ok(round_trip) = serde_json::to_value(typed) {
         let mut unknown = Vec::new();
         find_unknown(json, &round_trip, &FieldPath::root(), &mut unknown);
-        for path in unknown {
-            let key = match path.0.last() {
-                Some(Segment::Key(k)) => k.clone(),
-                _ => continue,
-            };
-            let mut d = ctx.diagnostic(
-                codes::UNKNOWN_FIELD,
-                &path,
-                true,
-                format!("unknown field \"{key}\" at {path}"),
-            );
-            d.help = Some(match suggestion(&key) {
-                Some(s) => format!("did you mean \"{s}\"? kubectl apply rejects unknown fields"),
-                None => "remove it: kubectl apply rejects unknown fields".to_string(),
-            });
-            diagnostics.push(d);
-        }
+        report_unknown_paths(ctx, unknown, diagnostics);
+    }
+}
+
+fn report_unknown_paths(
+    ctx: &ObjectContext<'_>,
+    unknown: Vec<FieldPath>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for path in unknown {
+        let key = match path.0.last() {
+            Some(Segment::Key(k)) => k.clone(),
+            _ => continue,
+        };
+        let mut d = ctx.diagnostic(
+            codes::UNKNOWN_FIELD,
+            &path,
+            true,
+            format!("unknown field \"{key}\" at {path}"),
+        );
+        d.help = Some(match suggestion(&key) {
+            Some(s) => format!("did you mean \"{s}\"? kubectl apply rejects unknown fields"),
+            None => "remove it: kubectl apply rejects unknown fields".to_string(),
+        });
+        diagnostics.push(d);
     }
 }
 

@@ -30,49 +30,55 @@ pub struct WorkloadIndex {
     owners: HashMap<(String, String), WorkloadRef>,
 }
 
-impl WorkloadIndex {
-    pub fn add_live_pod(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        name: &str,
-        pod: &core::Pod,
-    ) {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let status = pod.status.clone().unwrap_or_default();
-        let mut ips: Vec<std::net::IpAddr> = status
-            .pod_ips
-            .iter()
-            .flatten()
-            .filter_map(|p| p.ip.parse().ok())
-            .collect();
-        if ips.is_empty() {
-            ips.extend(
-                status
-                    .pod_ip
-                    .as_deref()
-                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
-            );
-        }
-        if let Some(owner) = controller_of(&pod.metadata.owner_references) {
-            self.controllers.push((
-                self.live.len(),
-                Controller {
-                    kind: owner.kind.clone(),
-                    name: owner.name.clone(),
-                },
-            ));
-        }
-        let model = Pod {
+/// A live pod as read from its object, before its workload is resolved.
+#[derive(Debug)]
+pub struct LivePod {
+    pod: Pod,
+    controller: Option<Controller>,
+}
+
+/// A ReplicaSet or a Job: it names the workload of the pods it owns, and its template stands
+/// for them when they are not in the snapshot.
+#[derive(Debug)]
+pub struct Owner {
+    key: (String, String),
+    workload: WorkloadRef,
+    template: Option<Pod>,
+}
+
+/// Reads a live pod. Pure, so pods are read in parallel; [`WorkloadIndex::add_live_pod`] keeps it.
+pub fn live_pod(ctx: &ObjectContext<'_>, namespace: &str, name: &str, pod: &core::Pod) -> LivePod {
+    let empty_spec = core::PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty_spec);
+    let status = pod.status.as_ref();
+    let mut ips: Vec<std::net::IpAddr> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        ips.extend(
+            status
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+        );
+    }
+    let controller = controller_of(&pod.metadata.owner_references).map(|owner| Controller {
+        kind: owner.kind.clone(),
+        name: owner.name.clone(),
+    });
+    LivePod {
+        pod: Pod {
             namespace: namespace.to_string(),
             name: name.to_string(),
             labels: crate::labels_of(pod.metadata.labels.as_ref()),
             ips,
             node: spec.node_name.clone(),
             host_network: spec.host_network.unwrap_or(false),
-            service_account: service_account(&spec),
-            ports: container_ports(&spec),
-            phase: status.phase.clone(),
+            service_account: service_account(spec),
+            ports: container_ports(spec),
+            phase: status.and_then(|s| s.phase.clone()),
             origin: PodOrigin::Live,
             workload: WorkloadRef {
                 kind: "pod".into(),
@@ -80,111 +86,114 @@ impl WorkloadIndex {
             },
             source: Some(ctx.location(ctx.node.span)),
             replicas: 1,
-        };
-        self.live.push(model);
+        },
+        controller,
     }
+}
 
-    pub fn add_replica_set(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        name: &str,
-        rs: &apps::ReplicaSet,
-    ) {
-        let owner = controller_of(&rs.metadata.owner_references);
-        let workload = match owner {
-            Some(o) if o.kind == "Deployment" => WorkloadRef {
-                kind: "deployment".into(),
-                name: o.name.clone(),
-            },
-            _ => WorkloadRef {
-                kind: "replicaset".into(),
-                name: name.to_string(),
-            },
-        };
-        self.owners
-            .insert((namespace.to_string(), name.to_string()), workload.clone());
-        if let Some(template) = rs.spec.template.as_ref() {
-            self.push_template(
-                ctx,
-                namespace,
-                workload,
-                template,
-                replicas(rs.spec.replicas),
-            );
-        }
-    }
-
-    pub fn add_job(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        name: &str,
-        job: &batch::Job,
-    ) {
-        let workload = match controller_of(&job.metadata.owner_references) {
-            Some(o) if o.kind == "CronJob" => WorkloadRef {
-                kind: "cronjob".into(),
-                name: o.name.clone(),
-            },
-            _ => WorkloadRef {
-                kind: "job".into(),
-                name: name.to_string(),
-            },
-        };
-        self.owners
-            .insert((namespace.to_string(), name.to_string()), workload.clone());
-        if let Some(spec) = &job.spec {
-            self.push_template(
-                ctx,
-                namespace,
-                workload,
-                &spec.template,
-                replicas(spec.parallelism),
-            );
-        }
-    }
-
-    pub fn add_template(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        name: &str,
-        kind: &str,
-        template: &core::PodTemplateSpec,
-        replicas: usize,
-    ) {
-        let workload = WorkloadRef {
-            kind: kind.to_string(),
+/// Reads a ReplicaSet: the workload it belongs to and its template.
+pub fn replica_set(
+    ctx: &ObjectContext<'_>,
+    namespace: &str,
+    name: &str,
+    rs: &apps::ReplicaSet,
+) -> Owner {
+    let workload = match controller_of(&rs.metadata.owner_references) {
+        Some(o) if o.kind == "Deployment" => WorkloadRef {
+            kind: "deployment".into(),
+            name: o.name.clone(),
+        },
+        _ => WorkloadRef {
+            kind: "replicaset".into(),
             name: name.to_string(),
-        };
-        self.push_template(ctx, namespace, workload, template, replicas);
+        },
+    };
+    let template = rs.spec.template.as_ref().map(|template| {
+        template_pod(
+            ctx,
+            namespace,
+            workload.clone(),
+            template,
+            replicas(rs.spec.replicas),
+        )
+    });
+    Owner {
+        key: (namespace.to_string(), name.to_string()),
+        workload,
+        template,
+    }
+}
+
+/// Reads a Job: the workload it belongs to (its CronJob, or itself) and its template.
+pub fn job(ctx: &ObjectContext<'_>, namespace: &str, name: &str, job: &batch::Job) -> Owner {
+    let workload = match controller_of(&job.metadata.owner_references) {
+        Some(o) if o.kind == "CronJob" => WorkloadRef {
+            kind: "cronjob".into(),
+            name: o.name.clone(),
+        },
+        _ => WorkloadRef {
+            kind: "job".into(),
+            name: name.to_string(),
+        },
+    };
+    let template = job.spec.as_ref().map(|spec| {
+        template_pod(
+            ctx,
+            namespace,
+            workload.clone(),
+            &spec.template,
+            replicas(spec.parallelism),
+        )
+    });
+    Owner {
+        key: (namespace.to_string(), name.to_string()),
+        workload,
+        template,
+    }
+}
+
+/// The pod a workload's template stands for, named after the workload.
+pub fn template_pod(
+    ctx: &ObjectContext<'_>,
+    namespace: &str,
+    workload: WorkloadRef,
+    template: &core::PodTemplateSpec,
+    replicas: usize,
+) -> Pod {
+    let empty_spec = core::PodSpec::default();
+    let spec = template.spec.as_ref().unwrap_or(&empty_spec);
+    Pod {
+        namespace: namespace.to_string(),
+        name: workload.name.clone(),
+        labels: crate::labels_of(template.metadata.as_ref().and_then(|m| m.labels.as_ref())),
+        ips: Vec::new(),
+        node: spec.node_name.clone(),
+        host_network: spec.host_network.unwrap_or(false),
+        service_account: service_account(spec),
+        ports: container_ports(spec),
+        phase: None,
+        origin: PodOrigin::Template,
+        workload,
+        source: Some(ctx.location(ctx.node.span)),
+        replicas,
+    }
+}
+
+impl WorkloadIndex {
+    pub fn add_live_pod(&mut self, live: LivePod) {
+        if let Some(controller) = live.controller {
+            self.controllers.push((self.live.len(), controller));
+        }
+        self.live.push(live.pod);
     }
 
-    fn push_template(
-        &mut self,
-        ctx: &ObjectContext<'_>,
-        namespace: &str,
-        workload: WorkloadRef,
-        template: &core::PodTemplateSpec,
-        replicas: usize,
-    ) {
-        let spec = template.spec.clone().unwrap_or_default();
-        self.templates.push(Pod {
-            namespace: namespace.to_string(),
-            name: workload.name.clone(),
-            labels: crate::labels_of(template.metadata.as_ref().and_then(|m| m.labels.as_ref())),
-            ips: Vec::new(),
-            node: spec.node_name.clone(),
-            host_network: spec.host_network.unwrap_or(false),
-            service_account: service_account(&spec),
-            ports: container_ports(&spec),
-            phase: None,
-            origin: PodOrigin::Template,
-            workload,
-            source: Some(ctx.location(ctx.node.span)),
-            replicas,
-        });
+    pub fn add_owner(&mut self, owner: Owner) {
+        self.owners.insert(owner.key, owner.workload);
+        self.templates.extend(owner.template);
+    }
+
+    pub fn add_template(&mut self, pod: Pod) {
+        self.templates.push(pod);
     }
 
     /// Resolves live pods' workloads and adds template pods for workloads without live pods.
