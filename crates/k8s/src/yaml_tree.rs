@@ -613,7 +613,7 @@ fn parse_one(
             }
             Event::Scalar(text, style, anchor, tag) => {
                 builder.decoded += 1;
-                let value = builder.resolve_scalar(&text, style, tag.is_some(), sp);
+                let value = builder.resolve_scalar(text, style, tag.is_some(), sp);
                 Some((Node { value, span: sp }, anchor))
             }
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _)
@@ -692,8 +692,8 @@ impl Builder<'_> {
             Some(Frame::Sequence(items, ..)) => items.push(node),
             Some(Frame::Mapping(entries, pending_key, ..)) => match pending_key.take() {
                 None => {
-                    let key = match &node.value {
-                        Value::String(s) => s.clone(),
+                    let key = match node.value {
+                        Value::String(s) => s,
                         Value::Bool(b) => b.to_string(),
                         Value::Int(i) => i.to_string(),
                         Value::Float(f) => f.to_string(),
@@ -719,49 +719,79 @@ impl Builder<'_> {
     /// Resolves a scalar as go-yaml v2 (kubectl) does; quoted and tagged scalars stay strings.
     fn resolve_scalar(
         &mut self,
-        text: &str,
+        text: std::borrow::Cow<'_, str>,
         style: ScalarStyle,
         tagged: bool,
         span: Span,
     ) -> Value {
         if style != ScalarStyle::Plain || tagged {
-            return Value::String(text.to_string());
+            return Value::String(text.into_owned());
         }
+        // Most plain scalars are names and labels: only text that starts like a number, a
+        // null, a boolean or a special float can be anything but a string.
+        let may_resolve = text.as_bytes().first().is_none_or(|b| {
+            b.is_ascii_digit()
+                || matches!(
+                    b,
+                    b'-' | b'+'
+                        | b'.'
+                        | b'~'
+                        | b'n'
+                        | b'N'
+                        | b't'
+                        | b'T'
+                        | b'f'
+                        | b'F'
+                        | b'y'
+                        | b'Y'
+                        | b'o'
+                        | b'O'
+                )
+        });
+        if !may_resolve {
+            return Value::String(text.into_owned());
+        }
+        let value = self.resolve_plain(&text, span);
+        value.unwrap_or_else(|| Value::String(text.into_owned()))
+    }
+
+    /// A plain scalar as go-yaml v2 reads it, or `None` for a string.
+    fn resolve_plain(&mut self, text: &str, span: Span) -> Option<Value> {
         match text {
-            "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-            "true" | "True" | "TRUE" => return Value::Bool(true),
-            "false" | "False" | "FALSE" => return Value::Bool(false),
+            "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+            "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+            "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
             // go-yaml v2 (kubectl) also reads the single letters y/Y/n/N as booleans, but PyYAML,
             // YAML 1.2 and most generators write namespaces such as `y` unquoted and mean the
             // string; Bulkhead keeps the string and warns that kubectl disagrees.
             "y" | "Y" | "n" | "N" => {
                 self.surprise(span, text, SurpriseKind::Boolean);
-                return Value::String(text.to_string());
+                return None;
             }
             "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
                 self.surprise(span, text, SurpriseKind::Boolean);
-                return Value::Bool(true);
+                return Some(Value::Bool(true));
             }
             "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
                 self.surprise(span, text, SurpriseKind::Boolean);
-                return Value::Bool(false);
+                return Some(Value::Bool(false));
             }
             ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-                return Value::Float(f64::INFINITY);
+                return Some(Value::Float(f64::INFINITY));
             }
-            "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
-            ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+            "-.inf" | "-.Inf" | "-.INF" => return Some(Value::Float(f64::NEG_INFINITY)),
+            ".nan" | ".NaN" | ".NAN" => return Some(Value::Float(f64::NAN)),
             _ => {}
         }
         if let Some(i) = self.resolve_int(text, span) {
-            return Value::Int(i);
+            return Some(Value::Int(i));
         }
         if is_float(text)
-            && let Ok(f) = text.replace('_', "").parse::<f64>()
+            && let Ok(f) = without_underscores(text).parse::<f64>()
         {
-            return Value::Float(f);
+            return Some(Value::Float(f));
         }
-        Value::String(text.to_string())
+        None
     }
 
     fn resolve_int(&mut self, text: &str, span: Span) -> Option<i64> {
@@ -770,7 +800,7 @@ impl Builder<'_> {
             b'+' => (false, &text[1..]),
             _ => (false, text),
         };
-        let digits = digits.replace('_', "");
+        let digits = without_underscores(digits);
         if digits.is_empty() {
             return None;
         }
@@ -796,6 +826,15 @@ impl Builder<'_> {
             text: text.to_string(),
             kind,
         });
+    }
+}
+
+/// go-yaml v2 allows `_` between digits; most numbers have none, and are not copied.
+fn without_underscores(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('_') {
+        std::borrow::Cow::Owned(text.replace('_', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
