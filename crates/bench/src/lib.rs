@@ -40,7 +40,7 @@ pub struct Size {
     pub policies_per_namespace: usize,
 }
 
-pub const SIZES: [Size; 5] = [
+pub const SIZES: [Size; 6] = [
     Size {
         name: "S",
         namespaces: 5,
@@ -76,6 +76,15 @@ pub const SIZES: [Size; 5] = [
         namespaces: 12_500,
         deployments_per_namespace: 4,
         replicas: 2,
+        policies_per_namespace: 6,
+    },
+    // 100 MB of NetworkPolicies and nothing else: the Antrea size's policies in four times
+    // its namespaces (300,000 policies), no pods. What `check` of a big policy repository is.
+    Size {
+        name: "Policies",
+        namespaces: 50_000,
+        deployments_per_namespace: 4,
+        replicas: 0,
         policies_per_namespace: 6,
     },
 ];

@@ -26,7 +26,8 @@ enum Command {
     /// Write a synthetic cluster (namespaces.yaml, pods.yaml, policies/policies.yaml) to DIR.
     Generate {
         /// S (100 pods), M (1k pods, 500 policies), L (10k/2k), XL (100k/10k, 5k namespaces) or
-        /// Antrea (100k pods, 75k policies: one per workload plus namespace defaults).
+        /// Antrea (100k pods, 75k policies: one per workload plus namespace defaults) or Policies
+        /// (300k policies, 100 MB, no pods).
         #[arg(long)]
         size: String,
         #[arg(long, default_value_t = 1)]
@@ -112,7 +113,8 @@ enum Command {
     /// cluster as YAML and as JSON (loading, MB/s), `check`, and `map` (by pod up to L, by
     /// workload above), each the median of --runs, with wall time and peak RSS.
     Whole {
-        /// Comma-separated sizes: S, M, L, XL, Antrea.
+        /// Comma-separated sizes: S, M, L, XL, Antrea, Policies (100 MB of NetworkPolicies, no
+        /// pods).
         #[arg(long, default_value = "S,M,L")]
         sizes: String,
         #[arg(long, default_value_t = 1)]
@@ -159,8 +161,9 @@ fn main() -> anyhow::Result<()> {
             let sizes = sizes
                 .split(',')
                 .map(|n| {
-                    size(n.trim())
-                        .with_context(|| format!("unknown size {n}: use S, M, L, XL or Antrea"))
+                    size(n.trim()).with_context(|| {
+                        format!("unknown size {n}: use S, M, L, XL, Antrea or Policies")
+                    })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let binary = bulkhead.unwrap_or_else(bulkhead_bench::whole::default_binary);
@@ -229,8 +232,9 @@ fn main() -> anyhow::Result<()> {
             kernel,
             other_node,
         } => {
-            let s = size(&name)
-                .with_context(|| format!("unknown size {name}: use S, M, L, XL or Antrea"))?;
+            let s = size(&name).with_context(|| {
+                format!("unknown size {name}: use S, M, L, XL, Antrea or Policies")
+            })?;
             live(s, rounds, seed, scattered_ips, kernel, other_node)?;
         }
         Command::Generate {
@@ -239,8 +243,9 @@ fn main() -> anyhow::Result<()> {
             out,
             scattered_ips,
         } => {
-            let s = size(&name)
-                .with_context(|| format!("unknown size {name}: use S, M, L, XL or Antrea"))?;
+            let s = size(&name).with_context(|| {
+                format!("unknown size {name}: use S, M, L, XL, Antrea or Policies")
+            })?;
             let g =
                 bulkhead_bench::generate_with(s, seed, bulkhead_bench::Options { scattered_ips });
             std::fs::create_dir_all(out.join("policies"))?;

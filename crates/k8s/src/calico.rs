@@ -547,38 +547,40 @@ fn lower_rule(
         }
     };
     let is_icmp = matches!(protocol, Some(Protocol::Icmp | Protocol::Icmpv6));
-    let icmp_match =
-        |field: &str, wire: Option<&IcmpWire>, v: &mut Validator<'_, '_>| -> Option<IcmpMatch> {
-            let wire = wire?;
-            if !is_icmp {
-                v.error(
-                    codes::INVALID_CALICO_RULE,
-                    &path.key(field),
-                    format!("{field} needs protocol ICMP or ICMPv6 (CAL-VAL-4)"),
-                );
-                return None;
-            }
-            let Some(t) = wire.icmp_type else {
-                v.error(
-                    codes::INVALID_CALICO_RULE,
-                    &path.key(field),
-                    format!("{field}.code needs {field}.type"),
-                );
-                return None;
-            };
-            if !(0..=254).contains(&t) || wire.code.is_some_and(|c| !(0..=255).contains(&c)) {
-                v.error(
-                    codes::INVALID_CALICO_RULE,
-                    &path.key(field),
-                    "ICMP type must be 0-254 and code 0-255",
-                );
-                return None;
-            }
-            Some(IcmpMatch {
-                icmp_type: u8::try_from(t).ok()?,
-                code: wire.code.and_then(|c| u8::try_from(c).ok()),
-            })
+    let icmp_match = |field: &'static str,
+                      wire: Option<&IcmpWire>,
+                      v: &mut Validator<'_, '_>|
+     -> Option<IcmpMatch> {
+        let wire = wire?;
+        if !is_icmp {
+            v.error(
+                codes::INVALID_CALICO_RULE,
+                &path.key(field),
+                format!("{field} needs protocol ICMP or ICMPv6 (CAL-VAL-4)"),
+            );
+            return None;
+        }
+        let Some(t) = wire.icmp_type else {
+            v.error(
+                codes::INVALID_CALICO_RULE,
+                &path.key(field),
+                format!("{field}.code needs {field}.type"),
+            );
+            return None;
         };
+        if !(0..=254).contains(&t) || wire.code.is_some_and(|c| !(0..=255).contains(&c)) {
+            v.error(
+                codes::INVALID_CALICO_RULE,
+                &path.key(field),
+                "ICMP type must be 0-254 and code 0-255",
+            );
+            return None;
+        }
+        Some(IcmpMatch {
+            icmp_type: u8::try_from(t).ok()?,
+            code: wire.code.and_then(|c| u8::try_from(c).ok()),
+        })
+    };
     let icmp = icmp_match("icmp", rule.icmp.as_ref(), v);
     let not_icmp = icmp_match("notICMP", rule.not_icmp.as_ref(), v);
     if protocol == Some(Protocol::Icmp) && ip_version == Some(6)
@@ -706,7 +708,7 @@ fn lower_entity(
         .and_then(|s| v.selector(s, &path.key("namespaceSelector"), true));
     let has_ports = e.ports.as_ref().is_some_and(|p| !p.is_empty())
         || e.not_ports.as_ref().is_some_and(|p| !p.is_empty());
-    let port_list = |field: &str,
+    let port_list = |field: &'static str,
                      list: Option<&Vec<IntOrString>>,
                      v: &mut Validator<'_, '_>|
      -> Vec<CalicoPort> {

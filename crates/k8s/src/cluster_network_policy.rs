@@ -316,7 +316,7 @@ pub fn lower(
     let limit = if flavor == Flavor::Cluster { 25 } else { 100 };
     let lower_rules = |v: &mut Validator<'_, '_>,
                        rules: Option<&Vec<RuleWire>>,
-                       field: &str,
+                       field: &'static str,
                        ingress: bool|
      -> Option<Vec<PolicyRule>> {
         let rules = rules.map(Vec::as_slice).unwrap_or_default();

@@ -15,16 +15,26 @@ impl FieldPath {
         Self::default()
     }
 
-    pub fn key(&self, key: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Segment::Key(key.to_string()));
-        p
+    /// The path one field further. Field names are mostly literals, which are not copied:
+    /// validation builds a path per rule, peer and selector of every policy.
+    pub fn key(&self, key: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.then(Segment::Key(key.into()))
+    }
+
+    /// [`FieldPath::key`] for a key that is not a literal (a label's key, a user's field).
+    pub fn key_of(&self, key: &str) -> Self {
+        self.then(Segment::Key(std::borrow::Cow::Owned(key.to_string())))
     }
 
     pub fn index(&self, index: usize) -> Self {
-        let mut p = self.clone();
-        p.0.push(Segment::Index(index));
-        p
+        self.then(Segment::Index(index))
+    }
+
+    fn then(&self, segment: Segment) -> Self {
+        let mut segments = Vec::with_capacity(self.0.len() + 1);
+        segments.extend_from_slice(&self.0);
+        segments.push(segment);
+        Self(segments)
     }
 }
 

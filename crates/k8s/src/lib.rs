@@ -10,6 +10,7 @@ pub mod cluster_network_policy;
 pub mod codes;
 pub mod document;
 pub mod input;
+mod json_tree;
 pub mod kinds;
 pub mod load;
 pub mod names;

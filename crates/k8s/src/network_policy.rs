@@ -177,7 +177,7 @@ impl Validator<'_, '_> {
         peers: Option<&[wire::NetworkPolicyPeer]>,
         ports: Option<&[wire::NetworkPolicyPort]>,
         path: &FieldPath,
-        peers_field: &str,
+        peers_field: &'static str,
     ) -> Option<NetworkPolicyRule> {
         let lowered_peers: Option<Vec<Option<NetworkPolicyPeer>>> =
             peers.filter(|p| !p.is_empty()).map(|peers| {
@@ -427,7 +427,7 @@ impl Validator<'_, '_> {
         let before = self.errors;
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
-            let key_path = path.key("matchLabels").key(key);
+            let key_path = path.key("matchLabels").key_of(key);
             if !names::is_qualified_name(key) {
                 self.error(
                     codes::INVALID_LABEL_SELECTOR,

@@ -62,7 +62,7 @@ impl Path<'_> {
             Path::Key(parent, _) | Path::Index(parent, _) => parent.to_field_path(),
         };
         match self {
-            Path::Key(_, key) => path = path.key(key),
+            Path::Key(_, key) => path = path.key_of(key),
             Path::Index(_, index) => path = path.index(*index),
             Path::Root => {}
         }

@@ -61,7 +61,9 @@ pub fn deserialize_via_json<T: DeserializeOwned + Serialize>(
                 .iter()
                 .filter_map(|s| match s {
                     serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
-                    serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+                    serde_path_to_error::Segment::Map { key } => {
+                        Some(Segment::Key(key.clone().into()))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -114,7 +116,7 @@ fn remove_at(json: &mut serde_json::Value, path: &[Segment], remove_items: bool)
     let mut here = json;
     for segment in parents {
         let next = match (segment, here) {
-            (Segment::Key(k), serde_json::Value::Object(m)) => m.get_mut(k),
+            (Segment::Key(k), serde_json::Value::Object(m)) => m.get_mut(k.as_ref()),
             (Segment::Index(i), serde_json::Value::Array(a)) => a.get_mut(*i),
             _ => None,
         };
@@ -124,7 +126,7 @@ fn remove_at(json: &mut serde_json::Value, path: &[Segment], remove_items: bool)
         }
     }
     match (last, here) {
-        (Segment::Key(k), serde_json::Value::Object(m)) => m.remove(k).is_some(),
+        (Segment::Key(k), serde_json::Value::Object(m)) => m.remove(k.as_ref()).is_some(),
         (Segment::Index(i), serde_json::Value::Array(a)) if *i < a.len() => {
             if remove_items {
                 a.remove(*i);
@@ -191,8 +193,8 @@ fn find_unknown(
                     continue;
                 }
                 match b.get(k) {
-                    Some(tv) => find_unknown(v, tv, &path.key(k), out),
-                    None => out.push(path.key(k)),
+                    Some(tv) => find_unknown(v, tv, &path.key_of(k), out),
+                    None => out.push(path.key_of(k)),
                 }
             }
         }
@@ -273,6 +275,68 @@ fn suggestion(key: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::Input;
+    use crate::yaml_tree::parse_documents;
+
+    /// The fast path (typed from the tree, unknown fields where serde skips a value) says what
+    /// the JSON round trip says, on objects with unknown fields at every depth.
+    #[test]
+    fn the_tree_path_finds_the_unknown_fields_the_round_trip_finds() {
+        let text = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a, namespace: x, labelz: {a: b}, annotations: {k: v}}
+spec:
+  podSelecter: {}
+  podSelector: {matchLabels: {app: web}, matchLabel: {}}
+  ingress:
+  - from: [{podSelector: {}, ipBlok: {cidr: 10.0.0.0/8}}]
+    ports: [{port: 80, protocl: TCP}, {port: http}]
+  - {}
+  egress: [{to: [], nothing: null}]
+  policyTypes: [Ingress]
+status: {whatever: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, ownerReferences: [{apiVersion: v1, kind: ReplicaSet, name: r, uid: u, controler: true}]}
+spec:
+  containers: [{name: c, image: i, ports: [{containerPort: 80, hostPrt: 1}]}]
+  initContainers: [{name: i, resourcez: {}}]
+status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1, extra: x}], newField: 1}
+"#;
+        let input = Input::new("t.yaml", text.to_string());
+        let docs = parse_documents(text);
+        for (i, doc) in docs.into_iter().enumerate() {
+            let root = doc.expect("parses").root.expect("root");
+            let ctx = ObjectContext {
+                input: &input,
+                node: &root,
+                resource: None,
+            };
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let found = if i == 0 {
+                let a =
+                    deserialize::<k8s_openapi::api::networking::v1::NetworkPolicy>(&ctx, &mut fast);
+                let b = deserialize_via_json::<k8s_openapi::api::networking::v1::NetworkPolicy>(
+                    &ctx, &mut slow,
+                );
+                (a.is_some(), b.is_some())
+            } else {
+                let a = deserialize::<k8s_openapi::api::core::v1::Pod>(&ctx, &mut fast);
+                let b = deserialize_via_json::<k8s_openapi::api::core::v1::Pod>(&ctx, &mut slow);
+                (a.is_some(), b.is_some())
+            };
+            assert_eq!(found, (true, true));
+            let key = |d: &Diagnostic| (d.location.clone(), d.message.clone(), d.help.clone());
+            let mut fast: Vec<_> = fast.iter().map(key).collect();
+            let mut slow: Vec<_> = slow.iter().map(key).collect();
+            fast.sort();
+            slow.sort();
+            assert!(fast.len() >= 3, "{fast:?}");
+            assert_eq!(fast, slow);
+        }
+    }
 
     #[test]
     fn suggestions_catch_typos_but_not_unrelated_words() {

@@ -105,6 +105,9 @@ pub fn for_each_document<R: Send>(
     read: impl Fn(Result<Document, SyntaxError>) -> R + Sync,
     mut merge: impl FnMut(R),
 ) {
+    if crate::json_tree::for_each_document(text, &read, &mut merge) {
+        return;
+    }
     let pieces = pieces(text);
     let mut rest = pieces.as_slice();
     while let Some(piece) = rest.first() {
@@ -156,7 +159,7 @@ fn pieces(text: &str) -> Vec<Piece> {
 }
 
 /// The text parsed at once by [`for_each_document`].
-const GROUP_BYTES: usize = 4 << 20;
+pub(crate) const GROUP_BYTES: usize = 4 << 20;
 
 /// `kubectl get -o yaml` prints one document with thousands of `items:` at column 0. Each item
 /// (`- ` at column 0 up to the next) is valid YAML on its own, so the items are parsed in
@@ -829,6 +832,24 @@ impl Builder<'_> {
     }
 }
 
+/// A JSON number read as granit's plain scalar of the same text is: an integer that fits in
+/// i64, else a float, else (an integer beyond i64) `None`, text. JSON has no underscores,
+/// leading zeros or hex, so no YAML 1.1 surprise.
+pub(crate) fn resolve_number(text: &str) -> Option<Value> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let magnitude = digits.parse::<i64>().ok()?;
+        return Some(Value::Int(if negative { -magnitude } else { magnitude }));
+    }
+    if is_float(text) {
+        return text.parse::<f64>().ok().map(Value::Float);
+    }
+    None
+}
+
 /// go-yaml v2 allows `_` between digits; most numbers have none, and are not copied.
 fn without_underscores(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('_') {
@@ -862,7 +883,7 @@ fn is_float(text: &str) -> bool {
 /// One step of a path into a document: a mapping key or a sequence index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
-    Key(String),
+    Key(std::borrow::Cow<'static, str>),
     Index(usize),
 }
 
