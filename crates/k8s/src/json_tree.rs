@@ -10,11 +10,12 @@ use crate::yaml_tree::{
 };
 use jiter::{Jiter, Peek};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Hands the documents of `text` to `read` and the results to `merge`, as
 /// [`crate::yaml_tree::for_each_document`] does: a list's skeleton and then each of its items,
-/// read in parallel a group at a time. False, with nothing handed over, when `text` is not one
-/// JSON value.
+/// each item parsed and read on one worker, a group at a time. False, with nothing handed
+/// over, when `text` is not one JSON value.
 pub fn for_each_document<R: Send>(
     text: &str,
     read: &(impl Fn(Result<Document, SyntaxError>) -> R + Sync),
@@ -24,112 +25,211 @@ pub fn for_each_document<R: Send>(
     if !matches!(first, Some(b'{' | b'[')) {
         return false;
     }
-    let Some(shape) = Shape::of(text) else {
+    // One pass over the whole text checks it is one JSON value and builds all of it but the
+    // items of a top-level `items` array, which are only delimited: they are built in parallel.
+    let mut builder = Builder::new(text, 0..text.len(), (0, 1, 0));
+    let Some((mut skeleton, items)) = builder.skeleton() else {
         return false;
     };
-    let mut builder = Builder::new(text);
-    let handed = if shape.is_list {
-        builder.stream_list(read, merge)
-    } else {
-        builder.whole(read, merge)
+    let Some(items) = items else {
+        merge(read(Ok(skeleton)));
+        return true;
     };
-    if handed.is_none() {
-        // Checked as JSON beforehand, so this is not expected; said rather than hidden.
-        let span = builder.span_at(builder.jiter.current_index(), builder.jiter.current_index());
-        merge(read(Err(SyntaxError {
-            span,
-            message: "JSON could not be read after it was checked".to_string(),
-        })));
+    let starts = item_starts(text, &items);
+    let is_list = skeleton.root.as_ref().is_some_and(|root| {
+        root.get("kind")
+            .and_then(Node::as_str)
+            .is_some_and(|k| k == "List" || k.ends_with("List"))
+    });
+    if !is_list {
+        // Not a list: its items are part of the object, as YAML would read it.
+        let documents: Option<Vec<Document>> = items
+            .par_iter()
+            .zip(starts)
+            .map(|(range, at)| Builder::new(text, range.clone(), at).whole().ok())
+            .collect();
+        let Some(documents) = documents else {
+            return false;
+        };
+        let mut nodes = Vec::with_capacity(documents.len());
+        for document in documents {
+            skeleton.duplicate_keys.extend(document.duplicate_keys);
+            nodes.extend(document.root);
+        }
+        fill_items(&mut skeleton, nodes);
+        merge(read(Ok(skeleton)));
+        return true;
+    }
+    merge(read(Ok(skeleton)));
+    let mut rest: Vec<(Range<usize>, (usize, usize, usize))> =
+        items.into_iter().zip(starts).collect();
+    let mut rest = rest.as_mut_slice();
+    while !rest.is_empty() {
+        let base = rest[0].0.start;
+        let take = rest
+            .iter()
+            .take_while(|(r, _)| r.start - base < GROUP_BYTES)
+            .count()
+            .max(1);
+        let (group, next) = rest.split_at_mut(take);
+        rest = next;
+        let outcomes: Vec<R> = group
+            .par_iter()
+            .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
+            .collect();
+        outcomes.into_iter().for_each(&mut *merge);
     }
     true
 }
 
-/// What a first pass (no tree) learns: whether `text` is one JSON value, and whether it is a
-/// list whose items can be handed over one by one (`kubectl` writes `kind` after `items`).
-struct Shape {
-    is_list: bool,
+/// The position (byte, line, column) where each item starts: the text between consecutive
+/// starts is counted in parallel, then added up in order.
+fn item_starts(text: &str, items: &[Range<usize>]) -> Vec<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    // Per gap before item i: its newlines, and its characters after the last one (or all).
+    let gaps: Vec<(usize, usize)> = (0..items.len())
+        .into_par_iter()
+        .map(|i| {
+            let from = if i == 0 { 0 } else { items[i - 1].start };
+            let gap = &bytes[from..items[i].start];
+            match gap.iter().rposition(|b| *b == b'\n') {
+                Some(last) => (bytecount_newlines(gap), chars(&gap[last + 1..])),
+                None => (0, chars(gap)),
+            }
+        })
+        .collect();
+    let (mut line, mut column) = (1, 0);
+    items
+        .iter()
+        .zip(gaps)
+        .map(|(range, (newlines, tail))| {
+            if newlines > 0 {
+                line += newlines;
+                column = tail;
+            } else {
+                column += tail;
+            }
+            (range.start, line, column)
+        })
+        .collect()
 }
 
-impl Shape {
-    fn of(text: &str) -> Option<Self> {
-        let mut jiter = Jiter::new(text.as_bytes());
-        let mut kind = None;
-        let mut items_is_array = false;
-        if jiter.peek().ok()? == Peek::Object {
-            let mut key = jiter.next_object_bytes().ok()?.map(<[u8]>::to_vec);
-            while let Some(k) = key {
-                let peek = jiter.peek().ok()?;
-                match k.as_slice() {
-                    b"kind" if peek == Peek::String => {
-                        kind = Some(jiter.known_str().ok()?.to_string());
-                    }
-                    b"items" => {
-                        items_is_array = peek == Peek::Array;
-                        jiter.known_skip(peek).ok()?;
-                    }
-                    _ => jiter.known_skip(peek).ok()?,
-                }
-                key = jiter.next_key_bytes().ok()?.map(<[u8]>::to_vec);
-            }
-        } else {
-            jiter.next_skip().ok()?;
-        }
-        jiter.finish().ok()?;
-        let list_kind = kind.is_some_and(|k| k == "List" || k.ends_with("List"));
-        Some(Self {
-            is_list: list_kind && items_is_array,
-        })
+fn bytecount_newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// Puts `nodes` in as the items of the skeleton's `items`.
+fn fill_items(skeleton: &mut Document, nodes: Vec<Node>) {
+    if let Some(Node {
+        value: Value::Mapping(entries),
+        ..
+    }) = skeleton.root.as_mut()
+        && let Some(entry) = entries.iter_mut().find(|e| e.key == "items")
+    {
+        entry.value.value = Value::Sequence(nodes);
     }
 }
 
+/// A position in the text: byte offset, 1-based line, 0-based column in characters.
+struct Cursor {
+    at: (usize, usize, usize),
+}
+
+impl Cursor {
+    /// Moves to byte `to` (never back: nodes come in text order).
+    fn advance(&mut self, text: &str, to: usize) {
+        let (from, mut line, mut column) = self.at;
+        let to = to.max(from).min(text.len());
+        let between = &text.as_bytes()[from..to];
+        match between.iter().rposition(|b| *b == b'\n') {
+            Some(last) => {
+                line += bytecount_newlines(between);
+                column = chars(&between[last + 1..]);
+            }
+            None => column += chars(between),
+        }
+        self.at = (to, line, column);
+    }
+}
+
+/// Builds the tree of one JSON value: the whole text, or one item of a list.
 struct Builder<'t> {
     text: &'t str,
     jiter: Jiter<'t>,
-    /// Where spans were last computed: byte offset, 1-based line, 0-based column in chars.
-    /// Nodes come in text order, so lines and columns are counted once over the whole text.
-    at: (usize, usize, usize),
+    /// Where the value's text starts in `text`: jiter counts from there.
+    base: usize,
+    cursor: Cursor,
     duplicate_keys: Vec<(String, Span)>,
 }
 
 impl<'t> Builder<'t> {
-    fn new(text: &'t str) -> Self {
+    /// A builder of the value at `range`, whose first byte is at line and column `at`.
+    fn new(text: &'t str, range: Range<usize>, at: (usize, usize, usize)) -> Self {
         Self {
             text,
-            jiter: Jiter::new(text.as_bytes()),
-            at: (0, 1, 0),
+            jiter: Jiter::new(&text.as_bytes()[range.clone()]),
+            base: range.start,
+            cursor: Cursor { at },
             duplicate_keys: Vec::new(),
         }
     }
 
-    /// The whole text as one document.
-    fn whole<R>(
-        &mut self,
-        read: &impl Fn(Result<Document, SyntaxError>) -> R,
-        merge: &mut impl FnMut(R),
-    ) -> Option<()> {
-        let peek = self.jiter.peek().ok()?;
-        let root = self.value(peek)?;
-        merge(read(Ok(self.document(root))));
-        Some(())
+    fn index(&self) -> usize {
+        self.base + self.jiter.current_index()
     }
 
-    /// A list: each item a document of its own, read in parallel a group at a time, then the
-    /// list without its items.
-    fn stream_list<R: Send>(
-        &mut self,
-        read: &(impl Fn(Result<Document, SyntaxError>) -> R + Sync),
-        merge: &mut impl FnMut(R),
-    ) -> Option<()> {
-        let start = self.jiter.current_index();
+    /// The value as one document.
+    fn whole(mut self) -> Result<Document, SyntaxError> {
+        let root = self.jiter.peek().ok().and_then(|peek| self.value(peek));
+        match root {
+            Some(root) => Ok(self.document(root)),
+            None => Err(self.unreadable()),
+        }
+    }
+
+    /// The whole value, checked to its end, but for a top-level `items` array whose items
+    /// are only delimited (their nodes are left out). `None` when the text is not one JSON
+    /// value.
+    fn skeleton(&mut self) -> Option<(Document, Option<Vec<Range<usize>>>)> {
+        let peek = self.jiter.peek().ok()?;
+        let (root, items) = if peek == Peek::Object {
+            self.skeleton_root()?
+        } else {
+            (self.value(peek)?, None)
+        };
+        self.jiter.finish().ok()?;
+        Some((self.document(root), items))
+    }
+
+    /// Checked as JSON beforehand, so not expected; said rather than hidden.
+    fn unreadable(&mut self) -> SyntaxError {
+        let at = self.index();
+        SyntaxError {
+            span: self.span_at(at, at),
+            message: "JSON could not be read after it was checked".to_string(),
+        }
+    }
+
+    fn skeleton_root(&mut self) -> Option<(Node, Option<Vec<Range<usize>>>)> {
+        let start = self.index();
         let root_span = self.span_at(start, start + 1);
         let mut entries: Vec<Entry> = Vec::new();
+        let mut items = None;
         let mut key = self.next_key(true)?;
         while let Some((key_text, key_span)) = key {
             let peek = self.jiter.peek().ok()?;
-            let value = if key_text == "items" && peek == Peek::Array {
-                let at = self.jiter.current_index();
+            let value = if key_text == "items" && peek == Peek::Array && items.is_none() {
+                let at = self.index();
                 let span = self.span_at(at, at + 1);
-                self.stream_items(read, merge)?;
+                let mut ranges = Vec::new();
+                let mut next = self.jiter.known_array().ok()?;
+                while let Some(peek) = next {
+                    let start = self.index();
+                    self.jiter.known_skip(peek).ok()?;
+                    ranges.push(start..self.index());
+                    next = self.jiter.array_step().ok()?;
+                }
+                items = Some(ranges);
                 Node {
                     value: Value::Sequence(Vec::new()),
                     span,
@@ -151,33 +251,7 @@ impl<'t> Builder<'t> {
             value: Value::Mapping(entries),
             span: root_span,
         };
-        merge(read(Ok(self.document(root))));
-        Some(())
-    }
-
-    fn stream_items<R: Send>(
-        &mut self,
-        read: &(impl Fn(Result<Document, SyntaxError>) -> R + Sync),
-        merge: &mut impl FnMut(R),
-    ) -> Option<()> {
-        let hand_over = |group: Vec<Document>, merge: &mut dyn FnMut(R)| {
-            let outcomes: Vec<R> = group.into_par_iter().map(|d| read(Ok(d))).collect();
-            outcomes.into_iter().for_each(merge);
-        };
-        let mut group = Vec::new();
-        let mut group_start = self.jiter.current_index();
-        let mut next = self.jiter.known_array().ok()?;
-        while let Some(peek) = next {
-            let item = self.value(peek)?;
-            group.push(self.document(item));
-            if self.jiter.current_index() - group_start >= GROUP_BYTES {
-                hand_over(std::mem::take(&mut group), merge);
-                group_start = self.jiter.current_index();
-            }
-            next = self.jiter.array_step().ok()?;
-        }
-        hand_over(group, merge);
-        Some(())
+        Some((root, items))
     }
 
     fn document(&mut self, root: Node) -> Document {
@@ -190,7 +264,7 @@ impl<'t> Builder<'t> {
 
     /// The value at the parser's position, whose first byte is `peek`.
     fn value(&mut self, peek: Peek) -> Option<Node> {
-        let start = self.jiter.current_index();
+        let start = self.index();
         let value = match peek {
             Peek::Null => {
                 self.jiter.known_null().ok()?;
@@ -241,7 +315,7 @@ impl<'t> Builder<'t> {
             }
             _ => return None,
         };
-        let end = self.jiter.current_index();
+        let end = self.index();
         Some(Node {
             value,
             span: self.span_at(start, end),
@@ -275,19 +349,10 @@ impl<'t> Builder<'t> {
         Some(Some((key, self.span_at(start, end))))
     }
 
-    /// The span of bytes `start..end`; `start` never goes back (text order).
+    /// The span of bytes `start..end` of `text`; `start` never goes back (text order).
     fn span_at(&mut self, start: usize, end: usize) -> Span {
-        let (from, mut line, mut column) = self.at;
-        let start = start.max(from).min(self.text.len());
-        let between = &self.text.as_bytes()[from..start];
-        match between.iter().rposition(|b| *b == b'\n') {
-            Some(last) => {
-                line += between.iter().filter(|b| **b == b'\n').count();
-                column = chars(&between[last + 1..]);
-            }
-            None => column += chars(between),
-        }
-        self.at = (start, line, column);
+        self.cursor.advance(self.text, start);
+        let (start, line, column) = self.cursor.at;
         Span {
             line,
             column: column + 1,
@@ -314,7 +379,8 @@ mod tests {
             return None;
         }
         let mut docs: Vec<Document> = handed.into_iter().map(|d| d.expect("JSON")).collect();
-        let mut whole = docs.pop().expect("a document");
+        // A list comes as its skeleton, then its items.
+        let mut whole = docs.remove(0);
         let mut items: Vec<Node> = Vec::new();
         for item in docs {
             whole.duplicate_keys.extend(item.duplicate_keys);
@@ -361,6 +427,9 @@ mod tests {
             pods[0].clone(),
             r#"{"kind": "Pod", "kind": "Pod", "a": {"x": 1, "x": 2}}"#.to_string(),
             r#"{"kind": "PodList", "items": [{"a": 1, "a": 2}], "b": 0}"#.to_string(),
+            // Not a list: its items stay in the object.
+            "{\"kind\": \"Thing\",\n \"items\": [{\"a\": 1}, {\"b\": [2, {\"c\": 1, \"c\": 2}]}]}"
+                .to_string(),
             "[1, 2, {\"k\": \"v\"}]".to_string(),
         ];
         for text in cases {
