@@ -8,7 +8,7 @@
 //! "isolating" policy that allows everything anyway.
 
 use bulkhead_engine::{Endpoint, Engine, Flow};
-use bulkhead_model::{Cluster, Pod, PodOrigin, Protocol, WorkloadRef};
+use bulkhead_model::{Cluster, Labels, Pod, PodOrigin, Policy, Protocol, Subject, WorkloadRef};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -45,7 +45,12 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         nodes: cluster.nodes.clone(),
         service_accounts: cluster.service_accounts.clone(),
         tiers: cluster.tiers.clone(),
-        policies: cluster.policies.clone(),
+        policies: cluster
+            .policies
+            .iter()
+            .filter(|p| may_select_a_new_pod(p))
+            .cloned()
+            .collect(),
         network_sets: cluster.network_sets.clone(),
         suppressions: Default::default(),
         crown_jewels: Default::default(),
@@ -68,6 +73,17 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
             (p.namespace.clone(), state)
         })
         .collect()
+}
+
+/// False for a Kubernetes NetworkPolicy whose `podSelector` needs a label: it never applies
+/// to a probe pod (no labels), so it cannot change a probe's verdict, and leaving it out of the
+/// probe engine spares copying and indexing most policies of a large repository (one per
+/// workload). Every other kind is kept: their subjects see more than the pod's own labels.
+fn may_select_a_new_pod(policy: &Policy) -> bool {
+    match &policy.subject {
+        Subject::PodsInNamespace(selector) => selector.matches(&Labels::default()),
+        _ => true,
+    }
 }
 
 /// A TCP flow on a port no real service uses: whatever reaches it is reached by default.

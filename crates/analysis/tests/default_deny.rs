@@ -70,3 +70,17 @@ fn an_isolating_policy_that_allows_everything_is_not_default_deny() {
     let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: open, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress: [{}]\n  egress: [{}]\n";
     assert_eq!(shop(np), DefaultDeny::default());
 }
+
+/// A selector that needs a label to be absent still selects a new pod (no labels); the probe
+/// engine keeps such a policy while it leaves out those that need a label.
+#[test]
+fn a_policy_for_pods_without_a_label_selects_the_new_pod() {
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: unlabelled, namespace: shop}\nspec:\n  podSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}\n  policyTypes: [Ingress]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [db]}]}\n  policyTypes: [Egress]\n";
+    assert_eq!(
+        shop(np),
+        DefaultDeny {
+            ingress: true,
+            egress: true
+        }
+    );
+}

@@ -63,11 +63,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let failing = |d: &&bulkhead_model::Diagnostic| {
         d.severity == Severity::Error || (args.deny.is_some() && d.severity == Severity::Warning)
     };
-    Ok(if found.iter().any(|d| failing(&d)) {
+    let code = if found.iter().any(|d| failing(&d)) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    super::keep_until_exit((snapshot, inputs));
+    Ok(code)
 }
 
 pub fn list_codes(output: ListOutput) -> String {

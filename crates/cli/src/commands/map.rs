@@ -33,6 +33,8 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
     };
     let title = args.input.title();
     super::print(&render_filtered(&engine, by, args.output, filter, &title))?;
+    super::keep_until_exit(engine);
+    super::keep_until_exit(snapshot);
     Ok(ExitCode::SUCCESS)
 }
 
