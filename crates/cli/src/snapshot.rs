@@ -133,6 +133,7 @@ pub fn fill_source_lines(
         if let Some(location) = &d.location
             && let Some(input) = by_name.get(location.file.as_str())
             && let Some(line) = input.line(location.line)
+            && line.len() <= bulkhead_k8s::document::MAX_SOURCE_LINE
         {
             d.length = line
                 .trim_end()

@@ -193,7 +193,7 @@ impl<'t> Builder<'t> {
     fn skeleton(&mut self) -> Option<(Document, Option<Vec<Range<usize>>>)> {
         let peek = self.jiter.peek().ok()?;
         let (root, items) = if peek == Peek::Object {
-            self.skeleton_root()?
+            self.object(true)?
         } else {
             (self.value(peek)?, None)
         };
@@ -210,33 +210,36 @@ impl<'t> Builder<'t> {
         }
     }
 
-    fn skeleton_root(&mut self) -> Option<(Node, Option<Vec<Range<usize>>>)> {
+    /// The object at the parser's position. With `delimit_items`, an `items` array's items
+    /// are only delimited (returned as ranges) and the array is left empty.
+    fn object(&mut self, delimit_items: bool) -> Option<(Node, Option<Vec<Range<usize>>>)> {
         let start = self.index();
-        let root_span = self.span_at(start, start + 1);
+        let span = self.span_at(start, start + 1);
         let mut entries: Vec<Entry> = Vec::new();
         let mut items = None;
         let mut key = self.next_key(true)?;
         while let Some((key_text, key_span)) = key {
             let peek = self.jiter.peek().ok()?;
-            let value = if key_text == "items" && peek == Peek::Array && items.is_none() {
-                let at = self.index();
-                let span = self.span_at(at, at + 1);
-                let mut ranges = Vec::new();
-                let mut next = self.jiter.known_array().ok()?;
-                while let Some(peek) = next {
-                    let start = self.index();
-                    self.jiter.known_skip(peek).ok()?;
-                    ranges.push(start..self.index());
-                    next = self.jiter.array_step().ok()?;
-                }
-                items = Some(ranges);
-                Node {
-                    value: Value::Sequence(Vec::new()),
-                    span,
-                }
-            } else {
-                self.value(peek)?
-            };
+            let value =
+                if delimit_items && items.is_none() && key_text == "items" && peek == Peek::Array {
+                    let at = self.index();
+                    let span = self.span_at(at, at + 1);
+                    let mut ranges = Vec::new();
+                    let mut next = self.jiter.known_array().ok()?;
+                    while let Some(peek) = next {
+                        let start = self.index();
+                        self.jiter.known_skip(peek).ok()?;
+                        ranges.push(start..self.index());
+                        next = self.jiter.array_step().ok()?;
+                    }
+                    items = Some(ranges);
+                    Node {
+                        value: Value::Sequence(Vec::new()),
+                        span,
+                    }
+                } else {
+                    self.value(peek)?
+                };
             if entries.iter().any(|e| e.key == key_text) {
                 self.duplicate_keys.push((key_text.clone(), key_span));
             }
@@ -247,11 +250,11 @@ impl<'t> Builder<'t> {
             });
             key = self.next_key(false)?;
         }
-        let root = Node {
+        let node = Node {
             value: Value::Mapping(entries),
-            span: root_span,
+            span,
         };
-        Some((root, items))
+        Some((node, items))
     }
 
     fn document(&mut self, root: Node) -> Document {
@@ -285,28 +288,7 @@ impl<'t> Builder<'t> {
                     span,
                 });
             }
-            Peek::Object => {
-                let span = self.span_at(start, start + 1);
-                let mut entries: Vec<Entry> = Vec::new();
-                let mut key = self.next_key(true)?;
-                while let Some((key_text, key_span)) = key {
-                    let peek = self.jiter.peek().ok()?;
-                    let value = self.value(peek)?;
-                    if entries.iter().any(|e| e.key == key_text) {
-                        self.duplicate_keys.push((key_text.clone(), key_span));
-                    }
-                    entries.push(Entry {
-                        key: key_text,
-                        key_span,
-                        value,
-                    });
-                    key = self.next_key(false)?;
-                }
-                return Some(Node {
-                    value: Value::Mapping(entries),
-                    span,
-                });
-            }
+            Peek::Object => return self.object(false).map(|(node, _)| node),
             _ if peek.is_num() => {
                 let raw = self.jiter.known_number_bytes(peek).ok()?;
                 let number = std::str::from_utf8(raw).ok()?;

@@ -175,7 +175,7 @@ fn parse_list_in_parallel(
     let (nodes, surprises, duplicate_keys) =
         layout.parse_items(chunk, 0..layout.starts.len(), line_offset, byte_offset)?;
     let mut doc = layout.skeleton(chunk, line_offset, byte_offset)?;
-    layout.fill_items(&mut doc, nodes)?;
+    layout.fill(&mut doc, nodes)?;
     doc.surprises.extend(surprises);
     doc.duplicate_keys.extend(duplicate_keys);
     Some(Ok(vec![doc]))
@@ -310,9 +310,9 @@ impl ListLayout {
         (entry.value.value == Value::Null).then_some(doc)
     }
 
-    /// Puts `nodes` in as the skeleton's items.
-    fn fill_items(&self, doc: &mut Document, nodes: Vec<Node>) -> Option<()> {
-        let span = nodes.first().map(|n| n.span);
+    /// Puts `nodes` in as the skeleton's items, spanned from the first of them (or where the
+    /// skeleton's null was).
+    fn fill(&self, doc: &mut Document, nodes: Vec<Node>) -> Option<()> {
         let Some(Node {
             value: Value::Mapping(entries),
             ..
@@ -321,24 +321,11 @@ impl ListLayout {
             return None;
         };
         let entry = entries.iter_mut().find(|e| e.key == "items")?;
+        let span = nodes.first().map_or(entry.value.span, |n| n.span);
         entry.value = Node {
             value: Value::Sequence(nodes),
-            span: span.unwrap_or(entry.value.span),
+            span,
         };
-        Some(())
-    }
-
-    /// Puts `items` (a sequence node) in as the skeleton's items.
-    fn fill(&self, doc: &mut Document, items: Node) -> Option<()> {
-        let Some(Node {
-            value: Value::Mapping(entries),
-            ..
-        }) = doc.root.as_mut()
-        else {
-            return None;
-        };
-        let entry = entries.iter_mut().find(|e| e.key == "items")?;
-        entry.value = items;
         Some(())
     }
 
@@ -415,14 +402,7 @@ fn stream_list<R: Send>(
             return true;
         };
         if from == 0 {
-            let empty = Node {
-                value: Value::Sequence(Vec::new()),
-                span: items
-                    .first()
-                    .and_then(|d| d.root.as_ref())
-                    .map_or_else(Span::default, |n| n.span),
-            };
-            if layout.fill(&mut skeleton, empty).is_none() {
+            if layout.fill(&mut skeleton, Vec::new()).is_none() {
                 return false;
             }
             merge(read(Ok(std::mem::replace(

@@ -104,3 +104,43 @@ fn a_broken_item_late_in_a_long_list_is_reported_at_its_line() {
         "the syntax error is reported at line {at}, the broken item is at {line}"
     );
 }
+
+/// The same long list as one line of JSON (how `kubectl get -o json` is often piped) loads
+/// the same cluster, each item's unknown field reported at its own column.
+#[test]
+fn a_long_json_list_loads_as_the_yaml_one() {
+    let yaml = list_text().replace("tier: web}", "tier: web}\n    labelz: {}");
+    let tree = bulkhead_k8s::yaml_tree::parse_documents(&yaml)
+        .remove(0)
+        .expect("parses")
+        .root
+        .expect("a root");
+    let json = serde_json::to_string(&tree.to_json()).expect("JSON");
+    assert!(json.len() > 4 * 1024 * 1024 && !json.contains('\n'));
+    let from_yaml = load(&[Input::new("pods.yaml", yaml)], &LoadOptions::default());
+    let from_json = load(&[Input::new("pods.json", json)], &LoadOptions::default());
+    let view = |s: &bulkhead_k8s::Snapshot| {
+        s.cluster
+            .pods
+            .iter()
+            .map(|p| (p.key(), p.labels.clone(), p.ips.clone(), p.node.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from_json.cluster.pods.len(), PODS);
+    assert_eq!(view(&from_json), view(&from_yaml));
+    assert_eq!(from_json.object_counts, from_yaml.object_counts);
+    let unknown: Vec<_> = from_json
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("unknown field \"labelz\""))
+        .filter_map(|d| d.location.as_ref().map(|l| (l.line, l.column)))
+        .collect();
+    assert_eq!(unknown.len(), PODS);
+    let columns: std::collections::BTreeSet<usize> = unknown.iter().map(|(_, c)| *c).collect();
+    assert_eq!(
+        columns.len(),
+        PODS,
+        "each at its own column of the one line"
+    );
+    assert!(unknown.iter().all(|(line, _)| *line == 1));
+}
