@@ -228,8 +228,8 @@ impl ListLayout {
         Some(Self { first, starts, end })
     }
 
-    /// The items `range`, each parsed on its own (in parallel); `None` if any does not parse
-    /// as exactly one item.
+    /// The items `range`, each parsed on its own (in parallel), as nodes with the surprises
+    /// and duplicate keys found in them; `None` if any does not parse as exactly one item.
     fn parse_items(
         &self,
         chunk: &str,
@@ -237,35 +237,14 @@ impl ListLayout {
         line_offset: usize,
         byte_offset: usize,
     ) -> Option<ParsedItems> {
-        let items: Vec<Result<Vec<Document>, SyntaxError>> = self.starts[range.clone()]
-            .par_iter()
-            .enumerate()
-            .map(|(k, &(start, line))| {
-                let stop = self
-                    .starts
-                    .get(range.start + k + 1)
-                    .map_or(self.end, |s| s.0);
-                parse_one(&chunk[start..stop], line_offset + line, byte_offset + start)
-            })
-            .collect();
-        let mut nodes = Vec::with_capacity(items.len());
+        let documents = self.parse_each_item(chunk, range, line_offset, byte_offset)?;
+        let mut nodes = Vec::with_capacity(documents.len());
         let mut surprises = Vec::new();
         let mut duplicate_keys = Vec::new();
-        for item in items {
-            let mut docs = item.ok()?;
-            if docs.len() != 1 {
-                return None;
-            }
-            let doc = docs.pop()?;
-            match doc.root {
-                Some(Node {
-                    value: Value::Sequence(mut seq),
-                    ..
-                }) if seq.len() == 1 => nodes.push(seq.pop()?),
-                _ => return None,
-            }
-            surprises.extend(doc.surprises);
-            duplicate_keys.extend(doc.duplicate_keys);
+        for document in documents {
+            nodes.extend(document.root);
+            surprises.extend(document.surprises);
+            duplicate_keys.extend(document.duplicate_keys);
         }
         Some((nodes, surprises, duplicate_keys))
     }
