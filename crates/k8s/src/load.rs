@@ -91,11 +91,10 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
 struct DocumentOutcome {
     /// Kinds of the objects read (a list and its items), for the per-kind counts.
     kinds: Vec<String>,
-    /// Problems of the document itself (syntax, duplicate keys), said before its objects'.
-    leading: Vec<Diagnostic>,
+    /// Problems of the document itself (syntax, duplicate keys, YAML 1.1 surprises); in any
+    /// order, as every diagnostic is sorted by place, code and message at the end.
+    diagnostics: Vec<Diagnostic>,
     objects: Vec<ObjectOutcome>,
-    /// YAML 1.1 surprises, said after the objects'.
-    trailing: Vec<Diagnostic>,
 }
 
 /// One object read on its own: its problems, its identity and what it adds to the cluster.
@@ -162,18 +161,16 @@ impl Merger {
     fn merge(&mut self, input: &Input, outcome: DocumentOutcome) {
         let DocumentOutcome {
             kinds,
-            leading,
+            diagnostics,
             objects,
-            trailing,
         } = outcome;
         for kind in kinds {
             *self.snapshot.object_counts.entry(kind).or_default() += 1;
         }
-        self.snapshot.diagnostics.extend(leading);
+        self.snapshot.diagnostics.extend(diagnostics);
         for object in objects {
             self.add(input, object);
         }
-        self.snapshot.diagnostics.extend(trailing);
     }
 
     fn add(&mut self, input: &Input, object: ObjectOutcome) {
@@ -284,7 +281,7 @@ impl ObjectReader<'_> {
         let document = match document {
             Ok(d) => d,
             Err(e) => {
-                outcome.leading.push(at_span(
+                outcome.diagnostics.push(at_span(
                     input,
                     codes::YAML_SYNTAX,
                     e.span,
@@ -295,7 +292,7 @@ impl ObjectReader<'_> {
             }
         };
         for (key, span) in &document.duplicate_keys {
-            outcome.leading.push(at_span(
+            outcome.diagnostics.push(at_span(
                 input,
                 codes::DUPLICATE_KEY,
                 *span,
@@ -320,7 +317,9 @@ impl ObjectReader<'_> {
             {
                 continue;
             }
-            outcome.trailing.push(surprise_diagnostic(input, surprise));
+            outcome
+                .diagnostics
+                .push(surprise_diagnostic(input, surprise));
         }
         outcome
     }

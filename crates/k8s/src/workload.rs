@@ -91,60 +91,58 @@ pub fn live_pod(ctx: &ObjectContext<'_>, namespace: &str, name: &str, pod: &core
     }
 }
 
-/// Reads a ReplicaSet: the workload it belongs to and its template.
+/// Reads a ReplicaSet: the workload it belongs to (its Deployment, or itself) and its template.
 pub fn replica_set(
     ctx: &ObjectContext<'_>,
     namespace: &str,
     name: &str,
     rs: &apps::ReplicaSet,
 ) -> Owner {
-    let workload = match controller_of(&rs.metadata.owner_references) {
-        Some(o) if o.kind == "Deployment" => WorkloadRef {
-            kind: "deployment".into(),
-            name: o.name.clone(),
-        },
-        _ => WorkloadRef {
-            kind: "replicaset".into(),
-            name: name.to_string(),
-        },
-    };
-    let template = rs.spec.template.as_ref().map(|template| {
-        template_pod(
-            ctx,
-            namespace,
-            workload.clone(),
-            template,
-            replicas(rs.spec.replicas),
-        )
-    });
-    Owner {
-        key: (namespace.to_string(), name.to_string()),
-        workload,
+    let template = rs.spec.template.as_ref().map(|t| (t, rs.spec.replicas));
+    owner(
+        ctx,
+        namespace,
+        name,
+        &rs.metadata.owner_references,
+        ("Deployment", "replicaset"),
         template,
-    }
+    )
 }
 
 /// Reads a Job: the workload it belongs to (its CronJob, or itself) and its template.
 pub fn job(ctx: &ObjectContext<'_>, namespace: &str, name: &str, job: &batch::Job) -> Owner {
-    let workload = match controller_of(&job.metadata.owner_references) {
-        Some(o) if o.kind == "CronJob" => WorkloadRef {
-            kind: "cronjob".into(),
+    let template = job.spec.as_ref().map(|s| (&s.template, s.parallelism));
+    owner(
+        ctx,
+        namespace,
+        name,
+        &job.metadata.owner_references,
+        ("CronJob", "job"),
+        template,
+    )
+}
+
+/// An owner of pods: its controlling `kinds.0` when it has one, else itself as `kinds.1`.
+fn owner(
+    ctx: &ObjectContext<'_>,
+    namespace: &str,
+    name: &str,
+    owners: &Option<Vec<OwnerReference>>,
+    kinds: (&str, &str),
+    template: Option<(&core::PodTemplateSpec, Option<i32>)>,
+) -> Owner {
+    let workload = match controller_of(owners) {
+        Some(o) if o.kind == kinds.0 => WorkloadRef {
+            kind: kinds.0.to_ascii_lowercase(),
             name: o.name.clone(),
         },
         _ => WorkloadRef {
-            kind: "job".into(),
+            kind: kinds.1.to_string(),
             name: name.to_string(),
         },
     };
-    let template = job.spec.as_ref().map(|spec| {
-        template_pod(
-            ctx,
-            namespace,
-            workload.clone(),
-            &spec.template,
-            replicas(spec.parallelism),
-        )
-    });
+    let template = template
+        .map(|(t, count)| template_pod(ctx, namespace, workload.clone(), t, replicas(count)));
     Owner {
         key: (namespace.to_string(), name.to_string()),
         workload,
