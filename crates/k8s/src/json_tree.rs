@@ -19,7 +19,7 @@ use std::ops::Range;
 pub fn for_each_document<R: Send>(
     text: &str,
     read: &(impl Fn(Result<Document, SyntaxError>) -> R + Sync),
-    merge: &mut impl FnMut(R),
+    merge: &mut (impl FnMut(R) + Send),
 ) -> bool {
     let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     if !matches!(first, Some(b'{' | b'[')) {
@@ -61,26 +61,34 @@ pub fn for_each_document<R: Send>(
         return true;
     }
     merge(read(Ok(skeleton)));
-    let mut rest: Vec<(Range<usize>, (usize, usize, usize))> =
-        items.into_iter().zip(starts).collect();
-    let mut rest = rest.as_mut_slice();
-    while !rest.is_empty() {
-        let base = rest[0].0.start;
+    let items: Vec<ItemAt> = items.into_iter().zip(starts).collect();
+    let mut rest = items.as_slice();
+    let groups = std::iter::from_fn(|| {
+        let base = rest.first()?.0.start;
         let take = rest
             .iter()
             .take_while(|(r, _)| r.start - base < GROUP_BYTES)
             .count()
             .max(1);
-        let (group, next) = rest.split_at_mut(take);
+        let (group, next) = rest.split_at(take);
         rest = next;
-        let outcomes: Vec<R> = group
-            .par_iter()
-            .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
-            .collect();
-        outcomes.into_iter().for_each(&mut *merge);
-    }
+        Some(group)
+    });
+    let read_group = |group: &[ItemAt]| {
+        Some(
+            group
+                .par_iter()
+                .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
+                .collect(),
+        )
+    };
+    let read = crate::pipeline::read_and_merge(Vec::new(), groups, read_group, merge);
+    debug_assert!(read.is_ok(), "a group of items always reads");
     true
 }
+
+/// An item's bytes and where it starts (byte, line, column).
+type ItemAt = (Range<usize>, (usize, usize, usize));
 
 /// The position (byte, line, column) where each item starts: the text between consecutive
 /// starts is counted in parallel, then added up in order.

@@ -16,6 +16,7 @@ pub mod load;
 pub mod names;
 pub mod network_policy;
 mod node_de;
+mod pipeline;
 pub mod typed;
 pub mod workload;
 pub mod yaml_tree;

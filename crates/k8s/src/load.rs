@@ -309,9 +309,18 @@ impl ObjectReader<'_> {
         self.read_object(root, &mut read);
         outcome.kinds = read.kinds;
         outcome.objects = read.objects;
+        // Line ranges only when there is a surprise to place: finding an object's last line
+        // walks its whole tree.
+        let lines: Vec<(usize, usize)> = if document.surprises.is_empty() {
+            Vec::new()
+        } else {
+            read.analysed
+                .iter()
+                .map(|node| (node.span.line, last_line(node)))
+                .collect()
+        };
         for surprise in &document.surprises {
-            if !read
-                .lines
+            if !lines
                 .iter()
                 .any(|(a, b)| (*a..=*b).contains(&surprise.span.line))
             {
@@ -326,7 +335,7 @@ impl ObjectReader<'_> {
 
     /// Reads one object (or a list of them) into `read`, with the line range of each object
     /// analysed, so YAML 1.1 warnings are only given where Bulkhead reads the values.
-    fn read_object(&self, node: &Node, read: &mut Read) {
+    fn read_object<'n>(&self, node: &'n Node, read: &mut Read<'n>) {
         let ctx = ObjectContext {
             input: self.input,
             node,
@@ -364,7 +373,7 @@ impl ObjectReader<'_> {
         }
         let mut object = ObjectOutcome::default();
         if self.read_single(node, &ctx, api_version, kind, group, &mut object) {
-            read.lines.push((node.span.line, last_line(node)));
+            read.analysed.push(node);
         }
         self.apply_mode(node, &mut object);
         read.objects.push(object);
@@ -507,7 +516,7 @@ impl ObjectReader<'_> {
     }
 
     /// The items of a list, read in parallel (a `kubectl get -o yaml` list may hold 100k).
-    fn read_list(&self, node: &Node, read: &mut Read) {
+    fn read_list<'n>(&self, node: &'n Node, read: &mut Read<'n>) {
         match node.get("items").map(|i| &i.value) {
             Some(Value::Sequence(items)) => {
                 let parts: Vec<Read> = items
@@ -708,13 +717,14 @@ impl ObjectReader<'_> {
 
 /// The outcomes of the objects of one node (a document's root, a list's items), in order.
 #[derive(Default)]
-struct Read {
+struct Read<'n> {
     kinds: Vec<String>,
     objects: Vec<ObjectOutcome>,
-    lines: Vec<(usize, usize)>,
+    /// The objects whose content was analysed.
+    analysed: Vec<&'n Node>,
 }
 
-impl Read {
+impl<'n> Read<'n> {
     /// A problem that belongs to no identified object.
     fn alone(&mut self, diagnostic: Diagnostic) {
         self.objects.push(ObjectOutcome {
@@ -723,10 +733,10 @@ impl Read {
         });
     }
 
-    fn append(&mut self, other: Read) {
+    fn append(&mut self, other: Read<'n>) {
         self.kinds.extend(other.kinds);
         self.objects.extend(other.objects);
-        self.lines.extend(other.lines);
+        self.analysed.extend(other.analysed);
     }
 }
 

@@ -427,18 +427,19 @@ impl Validator<'_, '_> {
         let before = self.errors;
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
-            let key_path = path.key("matchLabels").key_of(key);
+            // Built only for a finding: most selectors are valid, and this copies the key.
+            let key_path = || path.key("matchLabels").key_of(key);
             if !names::is_qualified_name(key) {
                 self.error(
                     codes::INVALID_LABEL_SELECTOR,
-                    &key_path,
+                    &key_path(),
                     format!("matchLabels key {key:?} is not a valid label key ([prefix/]name, name up to 63 characters of [A-Za-z0-9_.-])"),
                 );
             }
             if !names::is_label_value(value) {
                 self.error(
                     codes::INVALID_LABEL_SELECTOR,
-                    &key_path,
+                    &key_path(),
                     format!("matchLabels value {value:?} is not a valid label value (up to 63 characters of [A-Za-z0-9_.-], alphanumeric at both ends)"),
                 );
             }
@@ -448,11 +449,11 @@ impl Validator<'_, '_> {
             });
         }
         for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
-            let expr_path = path.key("matchExpressions").index(i);
+            let expr_path = || path.key("matchExpressions").index(i);
             if !names::is_qualified_name(&expr.key) {
                 self.error(
                     codes::INVALID_LABEL_SELECTOR,
-                    &expr_path.key("key"),
+                    &expr_path().key("key"),
                     format!("key {:?} is not a valid label key", expr.key),
                 );
             }
@@ -461,7 +462,7 @@ impl Validator<'_, '_> {
                 if !names::is_label_value(value) {
                     self.error(
                         codes::INVALID_LABEL_SELECTOR,
-                        &expr_path.key("values").index(j),
+                        &expr_path().key("values").index(j),
                         format!("{value:?} is not a valid label value"),
                     );
                 }
@@ -470,7 +471,7 @@ impl Validator<'_, '_> {
                 "In" | "NotIn" if values.is_empty() => {
                     self.error(
                         codes::INVALID_LABEL_SELECTOR,
-                        &expr_path.key("values"),
+                        &expr_path().key("values"),
                         format!("operator {} needs at least one value", expr.operator),
                     );
                     None
@@ -480,7 +481,7 @@ impl Validator<'_, '_> {
                 "Exists" | "DoesNotExist" if !values.is_empty() => {
                     self.error(
                         codes::INVALID_LABEL_SELECTOR,
-                        &expr_path.key("values"),
+                        &expr_path().key("values"),
                         format!("operator {} must not have values", expr.operator),
                     );
                     None
@@ -490,7 +491,7 @@ impl Validator<'_, '_> {
                 other => {
                     self.error(
                         codes::INVALID_LABEL_SELECTOR,
-                        &expr_path.key("operator"),
+                        &expr_path().key("operator"),
                         format!("operator {other:?} is not one of In, NotIn, Exists, DoesNotExist (case-sensitive)"),
                     );
                     None

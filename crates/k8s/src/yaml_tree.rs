@@ -103,7 +103,7 @@ pub fn parse_documents(text: &str) -> Vec<Result<Document, SyntaxError>> {
 pub fn for_each_document<R: Send>(
     text: &str,
     read: impl Fn(Result<Document, SyntaxError>) -> R + Sync,
-    mut merge: impl FnMut(R),
+    mut merge: impl FnMut(R) + Send,
 ) {
     if crate::json_tree::for_each_document(text, &read, &mut merge) {
         return;
@@ -118,6 +118,35 @@ pub fn for_each_document<R: Send>(
             rest = &rest[1..];
             continue;
         }
+        // The documents up to the next one that may be a long list, in groups.
+        let run = 1 + rest[1..]
+            .iter()
+            .take_while(|p| p.end - p.start <= GROUP_BYTES)
+            .count();
+        let (run, next) = rest.split_at(run);
+        rest = next;
+        let read_group = |group: &[Piece]| {
+            Some(
+                group
+                    .par_iter()
+                    .flat_map_iter(|piece| match parse_piece(text, piece) {
+                        Ok(docs) => docs.into_iter().map(|d| read(Ok(d))).collect(),
+                        Err(e) => vec![read(Err(e))],
+                    })
+                    .collect(),
+            )
+        };
+        let read = crate::pipeline::read_and_merge(Vec::new(), groups(run), read_group, &mut merge);
+        debug_assert!(read.is_ok(), "a group of documents always reads");
+    }
+}
+
+/// `pieces` in groups of about [`GROUP_BYTES`] of text (a longer piece is a group alone).
+fn groups(mut rest: &[Piece]) -> impl Iterator<Item = &[Piece]> {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
         let mut bytes = 0;
         let take = rest
             .iter()
@@ -129,15 +158,8 @@ pub fn for_each_document<R: Send>(
             .max(1);
         let (group, next) = rest.split_at(take);
         rest = next;
-        let read_group: Vec<Vec<R>> = group
-            .par_iter()
-            .map(|piece| match parse_piece(text, piece) {
-                Ok(docs) => docs.into_iter().map(|d| read(Ok(d))).collect(),
-                Err(e) => vec![read(Err(e))],
-            })
-            .collect();
-        read_group.into_iter().flatten().for_each(&mut merge);
-    }
+        Some(group)
+    })
 }
 
 /// One piece of `text`: a long list with its items in parallel, anything else as a whole.
@@ -355,7 +377,7 @@ fn stream_list<R: Send>(
     line_offset: usize,
     byte_offset: usize,
     read: &(impl Fn(Result<Document, SyntaxError>) -> R + Sync),
-    merge: &mut impl FnMut(R),
+    merge: &mut (impl FnMut(R) + Send),
 ) -> bool {
     let Some(layout) = ListLayout::find(chunk) else {
         return false;
@@ -363,6 +385,7 @@ fn stream_list<R: Send>(
     let Some(mut skeleton) = layout.skeleton(chunk, line_offset, byte_offset) else {
         return false;
     };
+    let mut groups = Vec::new();
     let mut from = 0;
     while from < layout.starts.len() {
         let base = layout.starts[from].0;
@@ -370,32 +393,27 @@ fn stream_list<R: Send>(
         while to < layout.starts.len() && layout.starts[to].0 - base < GROUP_BYTES {
             to += 1;
         }
-        let Some(items) = layout.parse_each_item(chunk, from..to, line_offset, byte_offset) else {
-            if from == 0 {
-                return false;
-            }
-            // The whole document's parse names the error where a reader expects it.
-            if let Err(e) = parse_one(chunk, line_offset, byte_offset) {
-                merge(read(Err(e)));
-            }
-            return true;
-        };
-        if from == 0 {
-            if layout.fill(&mut skeleton, Vec::new()).is_none() {
-                return false;
-            }
-            merge(read(Ok(std::mem::replace(
-                &mut skeleton,
-                Document {
-                    root: None,
-                    surprises: Vec::new(),
-                    duplicate_keys: Vec::new(),
-                },
-            ))));
-        }
-        let outcomes: Vec<R> = items.into_par_iter().map(|item| read(Ok(item))).collect();
-        outcomes.into_iter().for_each(&mut *merge);
+        groups.push(from..to);
         from = to;
+    }
+    let read_group = |range: std::ops::Range<usize>| {
+        let items = layout.parse_each_item(chunk, range, line_offset, byte_offset)?;
+        Some(items.into_par_iter().map(|item| read(Ok(item))).collect())
+    };
+    let mut groups = groups.into_iter();
+    let first = groups.next().and_then(&read_group);
+    let Some(first) = first else {
+        return false;
+    };
+    if layout.fill(&mut skeleton, Vec::new()).is_none() {
+        return false;
+    }
+    merge(read(Ok(skeleton)));
+    if crate::pipeline::read_and_merge(first, groups, read_group, merge).is_err() {
+        // The whole document's parse names the error where a reader expects it.
+        if let Err(e) = parse_one(chunk, line_offset, byte_offset) {
+            merge(read(Err(e)));
+        }
     }
     true
 }
