@@ -585,7 +585,9 @@ pub fn check_proposal(
         .chain(crate::lint(proposal.with, &crate::Config::default()))
         .filter(|d| {
             d.severity != bulkhead_model::Severity::Info
-                && d.location.as_ref().is_some_and(|l| l.file == proposal.file)
+                && d.location
+                    .as_ref()
+                    .is_some_and(|l| *l.file == *proposal.file)
         })
         .map(|d| format!("{} {}", d.code, d.message))
         .collect();

@@ -131,7 +131,7 @@ pub fn fill_source_lines(
             continue;
         }
         if let Some(location) = &d.location
-            && let Some(input) = by_name.get(location.file.as_str())
+            && let Some(input) = by_name.get(&*location.file)
             && let Some(line) = input.line(location.line)
             && line.len() <= bulkhead_k8s::document::MAX_SOURCE_LINE
         {

@@ -65,7 +65,7 @@ pub struct ObjectContext<'a> {
 impl<'a> ObjectContext<'a> {
     pub fn location(&self, span: Span) -> SourceLocation {
         SourceLocation {
-            file: self.input.name.clone(),
+            file: self.input.shared_name(),
             line: span.line,
             column: span.column,
         }
@@ -108,7 +108,7 @@ pub fn at_span(
 ) -> Diagnostic {
     let mut d = Diagnostic::new(code.code, code.name, code.severity, message);
     d.location = Some(SourceLocation {
-        file: input.name.clone(),
+        file: input.shared_name(),
         line: span.line.max(1),
         column: span.column.max(1),
     });

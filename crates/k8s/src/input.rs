@@ -22,6 +22,8 @@ pub struct Input {
     /// Byte offset where each line starts, built at the first [`Input::line`]: finding a line
     /// by scanning the text made thousands of diagnostics in a large file quadratic.
     line_starts: std::sync::OnceLock<Vec<usize>>,
+    /// `name`, shared by the locations of everything read from this input.
+    shared_name: std::sync::OnceLock<std::sync::Arc<str>>,
 }
 
 impl PartialEq for Input {
@@ -38,7 +40,15 @@ impl Input {
             name: name.into(),
             text: text.into(),
             line_starts: std::sync::OnceLock::new(),
+            shared_name: std::sync::OnceLock::new(),
         }
+    }
+
+    /// [`Input::name`] for a [`SourceLocation`]: one allocation however many locations.
+    pub fn shared_name(&self) -> std::sync::Arc<str> {
+        self.shared_name
+            .get_or_init(|| self.name.as_str().into())
+            .clone()
     }
 
     /// The text of a 1-based line, without its line break.
@@ -281,7 +291,7 @@ fn skipped(path: &Path, message: &str) -> Diagnostic {
 
 fn located(mut d: Diagnostic, path: &Path) -> Diagnostic {
     d.location = Some(SourceLocation {
-        file: path.display().to_string(),
+        file: path.display().to_string().into(),
         line: 1,
         column: 1,
     });

@@ -146,7 +146,7 @@ struct Merger {
     /// and the file by number: at 100k pods four strings and a file name each were 18 MB.
     seen: HashMap<Box<str>, FirstDefinition>,
     /// The files of [`FirstDefinition::file`], in the order they were loaded.
-    files: Vec<String>,
+    files: Vec<std::sync::Arc<str>>,
     workloads: WorkloadIndex,
 }
 
@@ -214,8 +214,8 @@ impl Merger {
     /// Records the first definition of an object; for a later one, reports it and returns true.
     fn is_duplicate(&mut self, input: &Input, identity: Identity) -> bool {
         let Some(first) = self.seen.get(&identity.key) else {
-            if self.files.last() != Some(&input.name) {
-                self.files.push(input.name.clone());
+            if self.files.last().map(|f| &**f) != Some(input.name.as_str()) {
+                self.files.push(input.shared_name());
             }
             self.seen.insert(
                 identity.key,
@@ -235,7 +235,7 @@ impl Merger {
         let resource = &identity.resource;
         // In one file a second definition is a mistake. Across files it is how alternatives
         // are often published (recipe A, recipe B); kubectl apply would apply both in turn.
-        let (code, message) = if first.file == input.name {
+        let (code, message) = if *first.file == *input.name {
             (
                 codes::DUPLICATE_OBJECT,
                 format!(
@@ -966,7 +966,7 @@ fn empty_input(inputs: &[Input]) -> Diagnostic {
     .with_help("pass the files or directories with your manifests, or `-` with `kubectl get ns,pods,networkpolicies -A -o yaml` piped in; `bulkhead demo --write-to DIR` writes an example");
     if let Some(first) = inputs.first() {
         d.location = Some(SourceLocation {
-            file: first.name.clone(),
+            file: first.shared_name(),
             line: 1,
             column: 1,
         });

@@ -7,13 +7,12 @@ use crate::names;
 use bulkhead_model::ip_block::IpBlockError;
 use bulkhead_model::{
     Diagnostic, IpBlock, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicyRule, Operator, PolicyTypes, PortRange, PortSpec, Protocol, Requirement,
+    NetworkPolicyRule, Operator, PolicyTypes, PortRange, PortSpec, Protocol, Requirement, ValueSet,
 };
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1 as wire;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as WireSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::BTreeSet;
 
 /// Validates and lowers one policy. Returns `None` when the API server would reject it; every
 /// reason is in `diagnostics`.
@@ -445,7 +444,7 @@ impl Validator<'_, '_> {
             }
             requirements.push(Requirement {
                 key: key.clone(),
-                operator: Operator::In(BTreeSet::from([value.clone()])),
+                operator: Operator::In(ValueSet::from([value.clone()])),
             });
         }
         for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
@@ -457,7 +456,7 @@ impl Validator<'_, '_> {
                     format!("key {:?} is not a valid label key", expr.key),
                 );
             }
-            let values: BTreeSet<String> = expr.values.iter().flatten().cloned().collect();
+            let values: ValueSet = expr.values.iter().flatten().cloned().collect();
             for (j, value) in expr.values.iter().flatten().enumerate() {
                 if !names::is_label_value(value) {
                     self.error(

@@ -198,11 +198,64 @@ impl Cluster {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.service_accounts
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        self.policies
-            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        // A policy is hundreds of bytes and a comparison sort moves what it compares: the keys
+        // are sorted instead, and the policies are put in that order by swaps, in place.
+        let mut keys: Vec<_> = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(index, p)| (p.kind, p.namespace.as_deref(), p.name.as_str(), index))
+            .collect();
+        keys.sort_unstable();
+        let order: Vec<usize> = keys.into_iter().map(|(.., index)| index).collect();
+        permute(&mut self.policies, order);
         self.tiers.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
+/// Puts `items` in `order` (`order[i]` is the index of the item that belongs at `i`, each
+/// index once) by following its cycles with swaps: no second vector of items.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    for start in 0..items.len() {
+        let mut at = start;
+        loop {
+            let from = order[at];
+            order[at] = at;
+            if from == start || from == at {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
     }
 }
 
 /// The immutable namespace label every Kubernetes >= 1.21 namespace carries.
 pub const METADATA_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_puts_each_item_where_the_order_says() {
+        // Orders with fixed points, one long cycle, several cycles and a reversal.
+        let orders: Vec<Vec<usize>> = vec![
+            vec![],
+            vec![0],
+            vec![1, 0],
+            vec![0, 1, 2, 3],
+            vec![1, 2, 3, 4, 0],
+            vec![2, 0, 1, 4, 3, 5],
+            (0..100).rev().collect(),
+            (0..97).map(|i| (i * 13) % 97).collect(),
+        ];
+        for order in orders {
+            let items: Vec<String> = (0..order.len()).map(|i| format!("item{i}")).collect();
+            let expected: Vec<String> = order.iter().map(|&i| items[i].clone()).collect();
+            let mut permuted = items.clone();
+            permute(&mut permuted, order.clone());
+            assert_eq!(permuted, expected, "{order:?}");
+        }
+    }
+}

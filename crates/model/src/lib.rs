@@ -22,7 +22,7 @@ pub use calico_selector::CalicoSelector;
 pub use cluster::{Cluster, Namespace, Node, Pod, PodOrigin, ServiceAccount, WorkloadRef};
 pub use diagnostic::{Diagnostic, Severity};
 pub use ip_block::IpBlock;
-pub use labels::{LabelSelector, Labels, Operator, Requirement};
+pub use labels::{LabelSelector, Labels, Operator, Requirement, ValueSet};
 pub use network_policy::{
     Direction, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PolicyTypes,
     PortSpec,

@@ -484,7 +484,7 @@ async fn policies(State(served): State<Shared>) -> Response {
                 generation
                     .inputs
                     .iter()
-                    .find(|i| i.name == s.file)
+                    .find(|i| *i.name == *s.file)
                     .map(|i| document_at(&i.text, s.line))
             });
             json!({
@@ -492,7 +492,7 @@ async fn policies(State(served): State<Shared>) -> Response {
                 "kind": p.kind.as_str(),
                 "namespace": p.namespace,
                 "name": p.name,
-                "file": p.source.as_ref().map(|s| s.file.clone()),
+                "file": p.source.as_ref().map(|s| s.file.to_string()),
                 "line": p.source.as_ref().map(|s| s.line),
                 "yaml": yaml,
             })

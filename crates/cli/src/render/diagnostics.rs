@@ -80,7 +80,7 @@ pub fn json(diagnostics: &[Diagnostic]) -> serde_json::Value {
             "name": d.name,
             "severity": d.severity.as_str(),
             "message": d.message,
-            "file": d.location.as_ref().map(|l| l.file.clone()),
+            "file": d.location.as_ref().map(|l| l.file.to_string()),
             "line": d.location.as_ref().map(|l| l.line),
             "column": d.location.as_ref().map(|l| l.column),
             "resource": d.resource,

@@ -6,10 +6,9 @@ use bulkhead_model::{
     Action, CalicoSelector, Cluster, ClusterPeer, ClusterPort, ClusterRule, IpBlock, LabelSelector,
     Labels, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule,
     Operator, Pod, PodOrigin, Policy, PolicyKind, PolicyRule, PolicyTypes, PortRange, PortSpec,
-    Protocol, Requirement, RuleMatcher, Subject, WorkloadRef,
+    Protocol, Requirement, RuleMatcher, Subject, ValueSet, WorkloadRef,
 };
 use proptest::prelude::*;
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub const NAMESPACES: [&str; 3] = ["a", "b", "c"];
@@ -28,11 +27,11 @@ pub fn selector_strategy() -> impl Strategy<Value = LabelSelector> {
         Just(LabelSelector::everything()),
         (0..APPS.len()).prop_map(|a| LabelSelector::from_requirements(vec![Requirement {
             key: "app".into(),
-            operator: Operator::In(BTreeSet::from([APPS[a].to_string()])),
+            operator: Operator::In(ValueSet::from([APPS[a].to_string()])),
         }])),
         (0..APPS.len()).prop_map(|a| LabelSelector::from_requirements(vec![Requirement {
             key: "app".into(),
-            operator: Operator::NotIn(BTreeSet::from([APPS[a].to_string()])),
+            operator: Operator::NotIn(ValueSet::from([APPS[a].to_string()])),
         }])),
         Just(LabelSelector::from_requirements(vec![Requirement {
             key: "tier".into(),
@@ -46,7 +45,7 @@ pub fn ns_selector_strategy() -> impl Strategy<Value = LabelSelector> {
         Just(LabelSelector::everything()),
         (0..NAMESPACES.len()).prop_map(|n| LabelSelector::from_requirements(vec![Requirement {
             key: "kubernetes.io/metadata.name".into(),
-            operator: Operator::In(BTreeSet::from([NAMESPACES[n].to_string()])),
+            operator: Operator::In(ValueSet::from([NAMESPACES[n].to_string()])),
         }])),
     ]
 }
