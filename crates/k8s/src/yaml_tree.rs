@@ -7,6 +7,7 @@
 //! is 493); every place where YAML 1.2 would read the text differently is recorded as a
 //! [`Yaml11Surprise`] so the user learns about it.
 
+use compact_str::{CompactString, ToCompactString};
 use granit_parser::{Event, Parser, ScalarStyle};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -26,7 +27,9 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    String(String),
+    /// Inline up to 24 bytes: most keys and values of a manifest are short names, and a heap
+    /// allocation each was a third of building a tree.
+    String(CompactString),
     Sequence(Vec<Node>),
     Mapping(Vec<Entry>),
 }
@@ -39,7 +42,7 @@ pub struct Node {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub key: String,
+    pub key: CompactString,
     pub key_span: Span,
     pub value: Node,
 }
@@ -440,7 +443,8 @@ fn split_documents(text: &str) -> Vec<Piece> {
     let mut first_line = 1;
     // The line number at `counted`, a line start.
     let (mut counted, mut line) = (0, 1);
-    let line_starts = std::iter::once(0).chain(text.match_indices("\n---").map(|(i, _)| i + 1));
+    let line_starts = std::iter::once(0)
+        .chain(memchr::memmem::find_iter(text.as_bytes(), b"\n---").map(|i| i + 1));
     for offset in line_starts {
         let rest = &text[offset..];
         let content = rest[..rest.find('\n').unwrap_or(rest.len())].trim_end_matches('\r');
@@ -521,7 +525,7 @@ fn node_count(node: &Node) -> usize {
 
 enum Frame {
     Sequence(Vec<Node>, Span, usize),
-    Mapping(Vec<Entry>, Option<(String, Span)>, Span, usize),
+    Mapping(Vec<Entry>, Option<(CompactString, Span)>, Span, usize),
 }
 
 fn parse_one(
@@ -684,17 +688,18 @@ impl Builder<'_> {
                 None => {
                     let key = match node.value {
                         Value::String(s) => s,
-                        Value::Bool(b) => b.to_string(),
-                        Value::Int(i) => i.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Null => "null".to_string(),
-                        Value::Sequence(_) | Value::Mapping(_) => "<complex key>".to_string(),
+                        Value::Bool(b) => b.to_compact_string(),
+                        Value::Int(i) => i.to_compact_string(),
+                        // Display, not compact_str's ryu: a float key reads as std prints it.
+                        Value::Float(f) => compact_str::format_compact!("{f}"),
+                        Value::Null => "null".into(),
+                        Value::Sequence(_) | Value::Mapping(_) => "<complex key>".into(),
                     };
                     *pending_key = Some((key, node.span));
                 }
                 Some((key, key_span)) => {
                     if entries.iter().any(|e| e.key == key) {
-                        self.duplicate_keys.push((key.clone(), key_span));
+                        self.duplicate_keys.push((key.to_string(), key_span));
                     }
                     entries.push(Entry {
                         key,
@@ -715,7 +720,7 @@ impl Builder<'_> {
         span: Span,
     ) -> Value {
         if style != ScalarStyle::Plain || tagged {
-            return Value::String(text.into_owned());
+            return Value::String(CompactString::from(text));
         }
         // Most plain scalars are names and labels: only text that starts like a number, a
         // null, a boolean or a special float can be anything but a string.
@@ -739,10 +744,10 @@ impl Builder<'_> {
                 )
         });
         if !may_resolve {
-            return Value::String(text.into_owned());
+            return Value::String(CompactString::from(text));
         }
         let value = self.resolve_plain(&text, span);
-        value.unwrap_or_else(|| Value::String(text.into_owned()))
+        value.unwrap_or_else(|| Value::String(CompactString::from(text)))
     }
 
     /// A plain scalar as go-yaml v2 reads it, or `None` for a string.
@@ -897,7 +902,7 @@ impl Node {
             let last = i + 1 == path.len();
             match (segment, &node.value) {
                 (Segment::Key(k), Value::Mapping(entries)) => {
-                    match entries.iter().find(|e| &e.key == k) {
+                    match entries.iter().find(|e| e.key == k) {
                         Some(e) if last && want_key => return e.key_span,
                         Some(e) => node = &e.value,
                         None => return node.span,
@@ -935,14 +940,14 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
-            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::String(s) => serde_json::Value::String(s.to_string()),
             Value::Sequence(items) => {
                 serde_json::Value::Array(items.iter().map(Node::to_json).collect())
             }
             Value::Mapping(entries) => serde_json::Value::Object(
                 entries
                     .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .map(|e| (e.key.to_string(), e.value.to_json()))
                     .collect(),
             ),
         }
