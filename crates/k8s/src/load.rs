@@ -144,8 +144,8 @@ struct Merger {
     snapshot: Snapshot,
     /// `group\0kind\0namespace\0name` -> where it was first defined. One string per object
     /// and the file by number: at 100k pods four strings and a file name each were 18 MB.
-    /// foldhash, not SipHash: the keys are the user's own object names, and hashing 400k of
-    /// them was a twentieth of the load.
+    /// foldhash, not SipHash: hashing 400k names was a twentieth of the load; its
+    /// `RandomState` is seeded per process, so colliding names cannot be prepared ahead.
     seen: HashMap<Box<str>, FirstDefinition, foldhash::fast::RandomState>,
     /// The files of [`FirstDefinition::file`], in the order they were loaded.
     files: Vec<std::sync::Arc<str>>,
