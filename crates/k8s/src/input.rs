@@ -123,7 +123,7 @@ fn read_text(mut reader: impl Read, what: &str, expected: usize) -> Result<Strin
         match (&mut reader).take(1 << 20).read_to_end(&mut bytes) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // `read_to_end` retries an interrupted read itself.
             Err(e) => return Err(e.to_string()),
         }
         if let Some(at) = memchr::memchr(0, &bytes[from..]) {
@@ -316,5 +316,25 @@ mod line_tests {
                 assert_eq!(input.line(n), expected, "{text:?} line {n}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_text;
+
+    #[test]
+    fn a_nul_byte_is_placed_by_its_offset_in_the_whole_text_not_in_its_part() {
+        // Past the first 1 MiB part, so the part's own offset must be added.
+        let mut text = vec![b'a'; (1 << 20) + 5];
+        text[(1 << 20) + 3] = 0;
+        let error = read_text(&text[..], "stdin", 0).unwrap_err();
+        assert_eq!(error, "stdin is not text: a NUL byte at byte 1048579");
+    }
+
+    #[test]
+    fn text_longer_than_one_part_and_its_expected_size_is_read_whole() {
+        let text = "x".repeat(3 * (1 << 20) + 7);
+        assert_eq!(read_text(text.as_bytes(), "stdin", 10).unwrap(), text);
     }
 }
