@@ -328,13 +328,13 @@ mod tests {
         // Past the first 1 MiB part, so the part's own offset must be added.
         let mut text = vec![b'a'; (1 << 20) + 5];
         text[(1 << 20) + 3] = 0;
-        let error = read_text(&text[..], "stdin", 0).unwrap_err();
+        let error = read_text(&text[..], "stdin", 0).expect_err("a NUL byte");
         assert_eq!(error, "stdin is not text: a NUL byte at byte 1048579");
     }
 
     #[test]
     fn text_longer_than_one_part_and_its_expected_size_is_read_whole() {
         let text = "x".repeat(3 * (1 << 20) + 7);
-        assert_eq!(read_text(text.as_bytes(), "stdin", 10).unwrap(), text);
+        assert_eq!(read_text(text.as_bytes(), "stdin", 10).expect("text"), text);
     }
 }
