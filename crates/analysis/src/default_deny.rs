@@ -8,7 +8,9 @@
 //! "isolating" policy that allows everything anyway.
 
 use bulkhead_engine::{Endpoint, Engine, Flow};
-use bulkhead_model::{Cluster, Labels, Pod, PodOrigin, Policy, Protocol, Subject, WorkloadRef};
+use bulkhead_model::{
+    Cluster, Labels, Namespace, Pod, PodOrigin, Policy, Protocol, Subject, WorkloadRef,
+};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -24,13 +26,33 @@ pub struct DefaultDeny {
 
 /// Every namespace of the snapshot, with its default-deny state.
 pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
+    namespaces_where(engine, |_| true)
+}
+
+/// The namespaces `wanted` picks, with their default-deny state. Only their probes are
+/// built, and of the namespaced policies only theirs are kept: a namespaced policy selects
+/// pods of its own namespace alone, and every probed flow runs between a namespace's probes
+/// and an outside address, so another namespace's policy or labels cannot change a probe's
+/// verdict.
+/// (A policy repository of 50,000 namespaces and four pods asks about a handful.)
+pub fn namespaces_where(
+    engine: &Engine<'_>,
+    wanted: impl Fn(&Namespace) -> bool,
+) -> BTreeMap<String, DefaultDeny> {
     let cluster = engine.cluster();
+    let probed: std::collections::HashSet<&str> = cluster
+        .namespaces
+        .iter()
+        .filter(|ns| wanted(ns))
+        .map(|ns| ns.name.as_str())
+        .collect();
     // The policies and namespaces as they are, and two probe pods per namespace instead of
     // the real pods (whose labels would only get in the way of "a new pod"): the new pod at
     // even indices and a second new pod, its neighbour, after it.
     let probes: Vec<Pod> = cluster
         .namespaces
         .iter()
+        .filter(|ns| probed.contains(ns.name.as_str()))
         .flat_map(|ns| {
             let mut neighbour = new_pod(&ns.name);
             neighbour.name = format!("{NEW_POD_NAME}-neighbour");
@@ -39,8 +61,15 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         })
         .collect();
     // Every field spelled out: a new kind of policy input must be thought about here.
+    // Only the probed namespaces: no probed flow leaves one, so no selector is ever asked
+    // about another namespace's labels.
     let probe_cluster = Cluster {
-        namespaces: cluster.namespaces.clone(),
+        namespaces: cluster
+            .namespaces
+            .iter()
+            .filter(|ns| probed.contains(ns.name.as_str()))
+            .cloned()
+            .collect(),
         pods: probes,
         nodes: cluster.nodes.clone(),
         service_accounts: cluster.service_accounts.clone(),
@@ -48,7 +77,10 @@ pub fn namespaces(engine: &Engine<'_>) -> BTreeMap<String, DefaultDeny> {
         policies: cluster
             .policies
             .iter()
-            .filter(|p| may_select_a_new_pod(p))
+            .filter(|p| {
+                p.namespace.as_deref().is_none_or(|ns| probed.contains(ns))
+                    && may_select_a_new_pod(p)
+            })
             .cloned()
             .collect(),
         network_sets: cluster.network_sets.clone(),

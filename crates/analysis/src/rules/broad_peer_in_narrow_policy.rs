@@ -39,22 +39,23 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     for policy in &ctx.cluster.policies {
         let narrow = match &policy.subject {
             Subject::PodsInNamespace(pod_selector) if !pod_selector.is_empty() => {
-                Some(pod_selector.to_string())
+                Narrow::Pods(pod_selector)
             }
-            Subject::Calico { selector, .. } => {
-                (!matches!(selector, CalicoSelector::All)).then(|| format!("`{selector}`"))
+            Subject::Calico { selector, .. } if !matches!(selector, CalicoSelector::All) => {
+                Narrow::Calico(selector)
             }
             Subject::Pods { pod_selector, .. } if !pod_selector.is_empty() => {
-                Some(format!("pods `{pod_selector}`"))
+                Narrow::AdminPods(pod_selector)
             }
-            _ => None,
+            _ => continue,
         };
-        let Some(narrow) = narrow else { continue };
-        let res = resource(
-            policy.kind.as_str(),
-            policy.namespace.as_deref(),
-            &policy.name,
-        );
+        let res = || {
+            resource(
+                policy.kind.as_str(),
+                policy.namespace.as_deref(),
+                &policy.name,
+            )
+        };
         for direction in [Direction::Ingress, Direction::Egress] {
             if !policy.types.contains(direction) {
                 continue;
@@ -116,10 +117,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 if let Some(what) = what {
                     out.push(ctx.finding(
                         &RULE,
-                        Some(res.clone()),
+                        Some(res()),
                         rule.location.as_ref().or(policy.source.as_ref()),
                         format!(
-                            "{res} {direction}[{i}] {what}, though the policy selects {narrow}"
+                            "{} {direction}[{i}] {what}, though the policy selects {narrow}",
+                            res()
                         ),
                         if policy.is_kubernetes() {
                             "name the namespaces and pods that need access"
@@ -132,4 +134,25 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The narrow subject of a policy, as a finding quotes it. Written out only for a finding:
+/// most policies are narrow and most rules are not broad.
+enum Narrow<'p> {
+    /// A NetworkPolicy's `podSelector`, as written.
+    Pods(&'p bulkhead_model::LabelSelector),
+    /// A Calico `selector`, quoted.
+    Calico(&'p CalicoSelector),
+    /// An AdminNetworkPolicy's (or CNP's) `pods` subject.
+    AdminPods(&'p bulkhead_model::LabelSelector),
+}
+
+impl std::fmt::Display for Narrow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Narrow::Pods(selector) => write!(f, "{selector}"),
+            Narrow::Calico(selector) => write!(f, "`{selector}`"),
+            Narrow::AdminPods(selector) => write!(f, "pods `{selector}`"),
+        }
+    }
 }

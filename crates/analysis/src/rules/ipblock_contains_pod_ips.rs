@@ -54,9 +54,13 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     for r in crate::lint::policy_rules(ctx.cluster)
         .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
     {
+        // Ranges holding no pod IP are neither named nor kept: most hold none.
         let nets = |field: &str, nets: &[ipnet::IpNet]| -> Vec<(String, usize)> {
             nets.iter()
-                .map(|n| (format!(" {field} net {n}"), within(*n).len()))
+                .filter_map(|n| {
+                    let count = within(*n).len();
+                    (count > 0).then(|| (format!(" {field} net {n}"), count))
+                })
                 .collect()
         };
         // Each range the rule allows, named as the user wrote it, with the pod IPs it holds.
@@ -75,13 +79,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         let NetworkPolicyPeer::IpBlock(block) = peer else {
                             return None;
                         };
-                        Some((
-                            format!(".{field}[{j}] ipBlock {block}"),
-                            within(block.cidr())
-                                .iter()
-                                .filter(|ip| block.contains(**ip))
-                                .count(),
-                        ))
+                        let count = within(block.cidr())
+                            .iter()
+                            .filter(|ip| block.contains(**ip))
+                            .count();
+                        (count > 0).then(|| (format!(".{field}[{j}] ipBlock {block}"), count))
                     });
                 (
                     blocks.collect(),
@@ -110,11 +112,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         for (what, count) in ranges.into_iter().filter(|(_, count)| *count > 0) {
             out.push(ctx.finding(
                 &RULE,
-                Some(r.resource.clone()),
+                Some(r.resource()),
                 r.source(),
                 format!(
                     "{} {}[{}]{what} contains {count} pod IP{}",
-                    r.resource,
+                    r.resource(),
                     r.direction,
                     r.index,
                     if count == 1 { "" } else { "s" }

@@ -38,12 +38,18 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let pods: Vec<usize> = engine.pod_endpoints();
     // Who each policy selects, per direction, from one pass over the pods (asking per policy
     // and pod would be policies x pods lookups).
-    let index_of: std::collections::HashMap<*const bulkhead_model::Policy, usize> = cluster
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (std::ptr::from_ref(p), i))
-        .collect();
+    // A policy reference's index is its offset in the cluster's vector (the engine hands out
+    // references into it): no map of 300,000 addresses.
+    let index_of = |policy: &bulkhead_model::Policy| {
+        cluster
+            .policies
+            .as_ptr_range()
+            .contains(&std::ptr::from_ref(policy))
+            .then(|| {
+                (std::ptr::from_ref(policy) as usize - cluster.policies.as_ptr() as usize)
+                    / std::mem::size_of::<bulkhead_model::Policy>()
+            })
+    };
     let mut selected: Vec<[Vec<usize>; 2]> = vec![[Vec::new(), Vec::new()]; cluster.policies.len()];
     for &pod in &pods {
         for (d, direction) in [Direction::Ingress, Direction::Egress]
@@ -51,7 +57,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             .enumerate()
         {
             for policy in engine.applying_policy_refs(pod, direction) {
-                if let Some(&i) = index_of.get(&std::ptr::from_ref(policy)) {
+                if let Some(i) = index_of(policy) {
                     selected[i][d].push(pod);
                 }
             }
@@ -86,11 +92,13 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         .enumerate()
         .filter(|(_, p)| p.staged.is_none() && !p.host_endpoints_only)
     {
-        let res = resource(
-            policy.kind.as_str(),
-            policy.namespace.as_deref(),
-            &policy.name,
-        );
+        let res = || {
+            resource(
+                policy.kind.as_str(),
+                policy.namespace.as_deref(),
+                &policy.name,
+            )
+        };
         for (d, direction) in [Direction::Ingress, Direction::Egress]
             .into_iter()
             .enumerate()
@@ -236,9 +244,9 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                         let what = protocol.map_or_else(String::new, |p| format!("{p} "));
                         out.push(ctx.finding(
                             &RULE,
-                            Some(res.clone()),
+                            Some(res()),
                             rule.location.as_ref().or(policy.source.as_ref()),
-                            format!("{res} {direction}[{i}]: no destination pod defines a {what}port named {name:?}"),
+                            format!("{} {direction}[{i}]: no destination pod defines a {what}port named {name:?}", res()),
                             "use the container port's name and protocol, or the number",
                         ));
                     }

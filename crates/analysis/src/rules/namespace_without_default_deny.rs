@@ -31,9 +31,12 @@ pub const RULE: RuleInfo = RuleInfo {
 
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let defaults = crate::default_deny::namespaces(&ctx.engine);
+    let judged = |ns: &bulkhead_model::Namespace| {
+        ctx.namespace_has_pods(&ns.name) && !ns.name.starts_with("kube-")
+    };
+    let defaults = crate::default_deny::namespaces_where(&ctx.engine, judged);
     for ns in &ctx.cluster.namespaces {
-        if !ctx.namespace_has_pods(&ns.name) || ns.name.starts_with("kube-") {
+        if !judged(ns) {
             continue;
         }
         let missing: Vec<&str> = [

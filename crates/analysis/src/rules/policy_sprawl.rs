@@ -18,7 +18,7 @@
 
 use crate::lint::{LintContext, RuleInfo};
 use bulkhead_model::{Diagnostic, Severity};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 pub const RULE: RuleInfo = RuleInfo {
     code: "BH113",
@@ -30,24 +30,32 @@ pub const RULE: RuleInfo = RuleInfo {
 
 pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let t = &ctx.config.thresholds;
-    let mut per_namespace: BTreeMap<&str, Vec<Option<&bulkhead_model::SourceLocation>>> =
-        BTreeMap::new();
+    // Per namespace: how many policies, and the last one (where the finding points).
+    let mut per_namespace: HashMap<&str, (usize, Option<&bulkhead_model::SourceLocation>)> =
+        HashMap::new();
     for p in ctx.cluster.policies.iter().filter(|p| p.staged.is_none()) {
         if let Some(ns) = &p.namespace {
-            per_namespace.entry(ns).or_default().push(p.source.as_ref());
+            let (count, last) = per_namespace.entry(ns).or_default();
+            *count += 1;
+            *last = p.source.as_ref();
         }
     }
-    let mut out: Vec<Diagnostic> = per_namespace
+    // Hashed, then the few namespaces over the threshold sorted: a BTreeMap compared names
+    // 300,000 times for 50,000 namespaces.
+    let mut crowded: Vec<_> = per_namespace
         .into_iter()
-        .filter(|(_, v)| v.len() > t.policies_per_namespace)
-        .map(|(ns, v)| {
+        .filter(|(_, (count, _))| *count > t.policies_per_namespace)
+        .collect();
+    crowded.sort_unstable_by_key(|(ns, _)| *ns);
+    let mut out: Vec<Diagnostic> = crowded
+        .into_iter()
+        .map(|(ns, (count, last))| {
             ctx.finding(
                 &RULE,
                 Some(format!("Namespace {ns}")),
-                v.last().copied().flatten(),
+                last,
                 format!(
-                    "namespace {ns} has {} policies (threshold {})",
-                    v.len(),
+                    "namespace {ns} has {count} policies (threshold {})",
                     t.policies_per_namespace
                 ),
                 "merge policies that select the same pods; delete orphaned and redundant ones",
