@@ -87,15 +87,13 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
         };
         if let Some(ip) = outside {
             let reachable = ports.iter().any(|&(protocol, port)| {
-                engine
-                    .evaluate(&Flow {
-                        src: Endpoint::External(ip),
-                        dst: Endpoint::Pod(i),
-                        protocol,
-                        port: Some(port),
-                        icmp: None,
-                    })
-                    .allowed
+                engine.allows(&Flow {
+                    src: Endpoint::External(ip),
+                    dst: Endpoint::Pod(i),
+                    protocol,
+                    port: Some(port),
+                    icmp: None,
+                })
             });
             if reachable {
                 exposed

@@ -9,7 +9,7 @@
 
 use bulkhead_engine::{Endpoint, Engine, Flow};
 use bulkhead_model::{
-    Cluster, Labels, Namespace, Pod, PodOrigin, Policy, Protocol, Subject, WorkloadRef,
+    Cluster, Direction, Labels, Namespace, Pod, PodOrigin, Policy, Protocol, Subject, WorkloadRef,
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -98,9 +98,9 @@ pub fn namespaces_where(
             let (new, neighbour) = (Endpoint::Pod(i), Endpoint::Pod(i + 1));
             let state = DefaultDeny {
                 ingress: alone.ingress
-                    && !probe_engine.evaluate(&flow(neighbour, new)).ingress.allowed,
+                    && !probe_engine.allows_direction(&flow(neighbour, new), Direction::Ingress),
                 egress: alone.egress
-                    && !probe_engine.evaluate(&flow(new, neighbour)).egress.allowed,
+                    && !probe_engine.allows_direction(&flow(new, neighbour), Direction::Egress),
             };
             (p.namespace.clone(), state)
         })
@@ -161,13 +161,7 @@ pub const NEW_POD_NAME: &str = "bulkhead-new-pod";
 pub fn pod(engine: &Engine<'_>, i: usize) -> DefaultDeny {
     let outside = Endpoint::External(IpAddr::from(OUTSIDE));
     DefaultDeny {
-        ingress: !engine
-            .evaluate(&flow(outside, Endpoint::Pod(i)))
-            .ingress
-            .allowed,
-        egress: !engine
-            .evaluate(&flow(Endpoint::Pod(i), outside))
-            .egress
-            .allowed,
+        ingress: !engine.allows_direction(&flow(outside, Endpoint::Pod(i)), Direction::Ingress),
+        egress: !engine.allows_direction(&flow(Endpoint::Pod(i), outside), Direction::Egress),
     }
 }

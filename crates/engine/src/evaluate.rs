@@ -225,6 +225,47 @@ impl<'c> Engine<'c> {
         verdict
     }
 
+    /// Whether the enforced policies allow `flow`: [`Engine::evaluate`]'s `allowed`, without
+    /// its explanation (no trail of deciding rules, no notes), for callers that ask about every
+    /// pod and read only the answer.
+    pub fn allows(&self, flow: &Flow) -> bool {
+        self.allows_direction(flow, Direction::Egress)
+            && self.allows_direction(flow, Direction::Ingress)
+    }
+
+    /// [`Engine::evaluate`]'s `egress.allowed` or `ingress.allowed`, without its explanation.
+    pub fn allows_direction(&self, flow: &Flow, direction: Direction) -> bool {
+        if self.is_self_traffic(flow) {
+            return true;
+        }
+        let (subject, remote) = match direction {
+            Direction::Egress => (flow.src, flow.dst),
+            Direction::Ingress => (flow.dst, flow.src),
+        };
+        let ipv4 = self.flow_is_ipv4(flow.src, flow.dst);
+        let mut notes = Vec::new();
+        self.direction(
+            &self.pipeline,
+            direction,
+            subject,
+            remote,
+            ipv4,
+            flow,
+            false,
+            &mut notes,
+        )
+        .allowed
+    }
+
+    /// A pod reaching itself, which is always allowed (K8S-ISO-8) unless the pod stands for a
+    /// workload's replicas (then it is traffic between two of them).
+    fn is_self_traffic(&self, flow: &Flow) -> bool {
+        flow.src == flow.dst
+            && !self.is_template_pod(flow.src)
+            && self.options.self_traffic_allowed
+            && matches!(flow.src, Endpoint::Pod(_))
+    }
+
     fn evaluate_with(&self, pipeline: &Pipeline<'c>, flow: &Flow) -> Verdict {
         let mut notes = Vec::new();
         if !flow.protocol.has_ports() {
@@ -241,10 +282,7 @@ impl<'c> Engine<'c> {
                 code: "WORKLOAD_REPLICAS",
                 message: "source and destination are the same workload template: judged as traffic between two of its replicas".into(),
             });
-        } else if self.options.self_traffic_allowed
-            && flow.src == flow.dst
-            && matches!(flow.src, Endpoint::Pod(_))
-        {
+        } else if self.is_self_traffic(flow) {
             notes.push(Note {
                 code: "SELF",
                 message: "a pod reaching itself by its own IP is always allowed (K8S-ISO-8); CNIs differ for hairpin traffic through a Service".into(),
@@ -271,6 +309,7 @@ impl<'c> Engine<'c> {
             flow.dst,
             ipv4,
             flow,
+            true,
             &mut notes,
         );
         let ingress = self.direction(
@@ -280,6 +319,7 @@ impl<'c> Engine<'c> {
             flow.src,
             ipv4,
             flow,
+            true,
             &mut notes,
         );
         notes.sort();
@@ -305,6 +345,7 @@ impl<'c> Engine<'c> {
         remote: Endpoint,
         ipv4: bool,
         flow: &Flow,
+        explain: bool,
         notes: &mut Vec<Note>,
     ) -> DirectionVerdict {
         let Endpoint::Pod(subject_index) = subject else {
@@ -332,7 +373,7 @@ impl<'c> Engine<'c> {
             ipv4,
             flow.protocol,
             flow.icmp,
-            true,
+            explain,
             notes,
         );
         let port = if flow.protocol.has_ports() {

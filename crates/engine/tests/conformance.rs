@@ -126,6 +126,23 @@ fn run_flow_scenario(dir: &Path, semantics: Semantics) -> Result<(), Failed> {
             icmp: e.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
         };
         let verdict = engine.evaluate(&flow);
+        // The answer without its explanation is the same answer, per direction and in all.
+        let quiet = (
+            engine.allows(&flow),
+            engine.allows_direction(&flow, bulkhead_model::Direction::Egress),
+            engine.allows_direction(&flow, bulkhead_model::Direction::Ingress),
+        );
+        let explained = (
+            verdict.allowed,
+            verdict.egress.allowed,
+            verdict.ingress.allowed,
+        );
+        if quiet != explained {
+            failures.push(format!(
+                "{} -> {} {}/{:?}: allows/allows_direction say {quiet:?}, evaluate says {explained:?}",
+                e.from, e.to, e.protocol, e.port
+            ));
+        }
         let got = if verdict.allowed { "allow" } else { "deny" };
         if got != e.expect {
             failures.push(format!(

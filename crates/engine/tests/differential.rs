@@ -152,6 +152,11 @@ fn check(
                         icmp: None,
                     };
                     let evaluated = engine.evaluate(&flow).allowed;
+                    prop_assert_eq!(
+                        engine.allows(&flow),
+                        evaluated,
+                        "allows() differs from evaluate()"
+                    );
                     let by_identity = compiled.ports(s, d, protocol).contains(port);
                     prop_assert_eq!(
                         evaluated,

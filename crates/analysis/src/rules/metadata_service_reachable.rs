@@ -21,6 +21,7 @@
 use crate::lint::{LintContext, RuleInfo, engine_resource};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 pub const RULE: RuleInfo = RuleInfo {
@@ -41,33 +42,47 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         (String, String, Option<bulkhead_model::SourceLocation>),
         BTreeMap<String, usize>,
     > = BTreeMap::new();
-    for i in ctx.engine.pod_endpoints() {
-        if ctx
-            .engine
-            .applying_policies(i, Direction::Egress)
-            .is_empty()
-        {
-            continue;
-        }
-        let verdict = ctx.engine.evaluate(&Flow {
-            src: Endpoint::Pod(i),
-            dst: Endpoint::External(ip),
-            protocol: Protocol::Tcp,
-            port: Some(80),
-            icmp: None,
-        });
-        if !verdict.allowed {
-            continue;
-        }
+    // The egress-isolated pods that reach the address, asked in parallel, in pod order.
+    let reaching: Vec<(usize, bulkhead_engine::Verdict)> = ctx
+        .engine
+        .pod_endpoints()
+        .into_par_iter()
+        .filter_map(|i| {
+            ctx.engine
+                .applying_policy_refs(i, Direction::Egress)
+                .next()?;
+            let flow = Flow {
+                src: Endpoint::Pod(i),
+                dst: Endpoint::External(ip),
+                protocol: Protocol::Tcp,
+                port: Some(80),
+                icmp: None,
+            };
+            // Explained only when allowed: the finding names the rule that allows it.
+            ctx.engine
+                .allows(&flow)
+                .then(|| (i, ctx.engine.evaluate(&flow)))
+        })
+        .collect();
+    let mut names: std::collections::HashMap<(&str, Option<String>, String), String> =
+        std::collections::HashMap::new();
+    for (i, verdict) in reaching {
         let Some(rule) = verdict.egress.decided_by.last() else {
             continue;
         };
-        let res = engine_resource(
-            ctx.cluster,
-            rule.kind,
-            rule.namespace.as_deref(),
-            &rule.name,
-        );
+        // Named once per policy: naming searches every policy for a Calico namesake, and
+        // with an allow-all egress every pod of a large cluster lands here.
+        let res = names
+            .entry((rule.kind, rule.namespace.clone(), rule.name.clone()))
+            .or_insert_with(|| {
+                engine_resource(
+                    ctx.cluster,
+                    rule.kind,
+                    rule.namespace.as_deref(),
+                    &rule.name,
+                )
+            })
+            .clone();
         let pod = &ctx.cluster.pods[i];
         *by_rule
             .entry((

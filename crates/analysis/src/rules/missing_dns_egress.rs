@@ -22,6 +22,7 @@
 use crate::lint::{LintContext, RuleInfo, engine_resource};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 pub const RULE: RuleInfo = RuleInfo {
@@ -41,43 +42,57 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     if dns.is_empty() {
         return Vec::new();
     }
-    // Policy that isolates -> (workload -> pods), missing protocols.
-    let mut by_policy: BTreeMap<PolicyKey, (BTreeMap<String, usize>, Vec<&str>)> = BTreeMap::new();
-    for i in ctx.engine.pod_endpoints() {
-        let applying = ctx.engine.applying_policies(i, Direction::Egress);
-        let Some(first) = applying.first() else {
-            continue;
-        };
-        let reaches = |protocol: Protocol| {
-            dns.iter().any(|&d| {
-                ctx.engine
-                    .evaluate(&Flow {
+    // Each egress-isolated pod is asked on its own, in parallel: at 100,000 pods these four
+    // evaluations a pod were the longest rule of a check. The pod, its first isolating
+    // policy and what it misses, in pod order.
+    let missing_per_pod: Vec<(usize, &bulkhead_model::Policy, Vec<&str>)> = ctx
+        .engine
+        .pod_endpoints()
+        .into_par_iter()
+        .filter_map(|i| {
+            let first = ctx
+                .engine
+                .applying_policy_refs(i, Direction::Egress)
+                .next()?;
+            let reaches = |protocol: Protocol| {
+                dns.iter().any(|&d| {
+                    ctx.engine.allows(&Flow {
                         src: Endpoint::Pod(i),
                         dst: Endpoint::Pod(d),
                         protocol,
                         port: Some(53),
                         icmp: None,
                     })
-                    .allowed
+                })
+            };
+            let missing: Vec<&str> = [(Protocol::Udp, "UDP/53"), (Protocol::Tcp, "TCP/53")]
+                .into_iter()
+                .filter(|(p, _)| !reaches(*p))
+                .map(|(_, n)| n)
+                .collect();
+            (!missing.is_empty()).then_some((i, first, missing))
+        })
+        .collect();
+    // Policy that isolates -> (workload -> pods), missing protocols. The policy is named once
+    // (naming it searches the policies for a Calico namesake).
+    let mut names: std::collections::HashMap<*const bulkhead_model::Policy, PolicyKey> =
+        std::collections::HashMap::new();
+    let mut by_policy: BTreeMap<PolicyKey, (BTreeMap<String, usize>, Vec<&str>)> = BTreeMap::new();
+    for (i, first, missing) in missing_per_pod {
+        let key = names
+            .entry(std::ptr::from_ref(first))
+            .or_insert_with(|| {
+                (
+                    engine_resource(
+                        ctx.cluster,
+                        first.kind.display_name(),
+                        first.namespace.as_deref(),
+                        &first.name,
+                    ),
+                    first.source.clone(),
+                )
             })
-        };
-        let missing: Vec<&str> = [(Protocol::Udp, "UDP/53"), (Protocol::Tcp, "TCP/53")]
-            .into_iter()
-            .filter(|(p, _)| !reaches(*p))
-            .map(|(_, n)| n)
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        let key = (
-            engine_resource(
-                ctx.cluster,
-                first.kind,
-                first.namespace.as_deref(),
-                &first.name,
-            ),
-            first.source.clone(),
-        );
+            .clone();
         let entry = by_policy.entry(key).or_default();
         *entry
             .0

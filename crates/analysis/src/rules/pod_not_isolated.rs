@@ -16,6 +16,7 @@
 
 use crate::lint::{LintContext, RuleInfo};
 use bulkhead_model::{Diagnostic, Direction, Severity};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 pub const RULE: RuleInfo = RuleInfo {
@@ -37,12 +38,16 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         .filter(|p| p.is_kubernetes() && p.staged.is_none())
         .filter_map(|p| p.namespace.as_deref())
         .collect();
-    for i in ctx.engine.pod_endpoints() {
+    // Each pod's two probes are independent evaluations: asked in parallel, kept in pod order.
+    let states: Vec<(usize, crate::default_deny::DefaultDeny)> = ctx
+        .engine
+        .pod_endpoints()
+        .into_par_iter()
+        .filter(|&i| with_policies.contains(cluster.pods[i].namespace.as_str()))
+        .map(|i| (i, crate::default_deny::pod(&ctx.engine, i)))
+        .collect();
+    for (i, state) in states {
         let pod = &cluster.pods[i];
-        if !with_policies.contains(pod.namespace.as_str()) {
-            continue;
-        }
-        let state = crate::default_deny::pod(&ctx.engine, i);
         for (direction, name) in [
             (Direction::Ingress, "ingress"),
             (Direction::Egress, "egress"),

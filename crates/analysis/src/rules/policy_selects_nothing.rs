@@ -37,8 +37,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 .into_iter()
                 .any(|d| {
                     ctx.engine
-                        .applying_policies(i, d)
-                        .iter()
+                        .applying_policy_refs(i, d)
                         .any(|p| p.name == name && p.namespace.as_deref() == ns)
                 })
         })
