@@ -68,12 +68,27 @@ fn tie_break_keys(policies: &[&Policy]) -> Vec<TieBreak> {
     fn namespace(p: &Policy) -> &str {
         p.namespace.as_deref().unwrap_or_default()
     }
-    fn distinct<'p>(parts: impl Iterator<Item = &'p str>) -> Vec<&'p str> {
-        let set: HashSet<&str, FastHash> = parts.collect();
+    fn distinct<'p>(
+        policies: &[&'p Policy],
+        part: impl Fn(&'p Policy) -> &'p str + Sync,
+    ) -> Vec<&'p str> {
+        let set = policies
+            .par_iter()
+            .fold(HashSet::<&str, FastHash>::default, |mut set, p| {
+                set.insert(part(p));
+                set
+            })
+            .reduce(HashSet::default, |mut a, mut b| {
+                if a.len() < b.len() {
+                    std::mem::swap(&mut a, &mut b);
+                }
+                a.extend(b);
+                a
+            });
         set.into_iter().collect()
     }
-    let mut names = distinct(policies.iter().map(|p| p.name.as_str()));
-    let mut namespaces = distinct(policies.iter().map(|p| namespace(p)));
+    let mut names = distinct(policies, |p| p.name.as_str());
+    let mut namespaces = distinct(policies, namespace);
     if names
         .iter()
         .chain(&namespaces)
@@ -95,7 +110,7 @@ fn tie_break_keys(policies: &[&Policy]) -> Vec<TieBreak> {
     let names = ranks(&mut names);
     let namespaces = ranks(&mut namespaces);
     policies
-        .iter()
+        .par_iter()
         .map(|p| {
             TieBreak::Ranked(
                 names[p.name.as_str()],
@@ -193,8 +208,10 @@ impl<'c> Pipeline<'c> {
         let tier_of = |name: &str| tiers.iter().position(|t| t.name == name).unwrap_or(0);
         // Everything the order compares is taken out of the policies once, by value: a
         // comparison that follows a pointer into each of 300,000 policies waits on memory.
+        // In parallel: at 300,000 policies the set-up of an engine was a quarter of a second
+        // of one core while the other waited.
         let mut keyed: Vec<(usize, f64, TieBreak, PolicyEntry<'c>)> = enforced
-            .iter()
+            .par_iter()
             .zip(tie_break_keys(&enforced))
             .map(|(p, key)| {
                 let tier = tier_of(&p.tier);
@@ -202,7 +219,7 @@ impl<'c> Pipeline<'c> {
                 (tier, p.order.unwrap_or(f64::INFINITY), key, entry)
             })
             .collect();
-        keyed.sort_by(|a, b| {
+        keyed.par_sort_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| a.1.total_cmp(&b.1))
                 .then_with(|| a.2.cmp(&b.2))

@@ -26,28 +26,80 @@ pub fn for_each_document<R: Send>(
     if !matches!(first, Some(b'{' | b'[')) {
         return false;
     }
+    let read_group = |group: &[ItemAt]| -> Vec<R> {
+        group
+            .par_iter()
+            .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
+            .collect()
+    };
     // One pass over the whole text checks it is one JSON value and builds all of it but the
-    // items of a top-level `items` array, which are only delimited: they are built in parallel.
-    let mut builder = Builder::new(text, 0..text.len(), (0, 1, 0));
-    let Some((mut skeleton, items)) = builder.skeleton() else {
+    // items of a top-level `items` array, which are only delimited. That pass is one thread's
+    // work (a tenth of a second per 30 MB), so it runs on a thread of its own and hands the
+    // items over a group at a time, to be read while it goes on. Whether the text is one JSON
+    // value, and a list, is known only at its end: until then the items are read but nothing
+    // is merged, and what was read is dropped if the text turns out not to be a list.
+    let (skeleton, read_ahead, (items, read_count)) = std::thread::scope(|scope| {
+        let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
+        let delimiter = scope.spawn(move || {
+            let mut batch: Vec<Range<usize>> = Vec::new();
+            let mut builder = Builder::new(text, 0..text.len(), (0, 1, 0));
+            let skeleton = builder.skeleton(&mut |item| {
+                if batch
+                    .first()
+                    .is_some_and(|first| item.start - first.start >= GROUP_BYTES)
+                {
+                    // The reader may have stopped (a panic): the items are then not needed.
+                    let _ = groups_tx.send(std::mem::take(&mut batch));
+                }
+                batch.push(item);
+            });
+            if !batch.is_empty() {
+                let _ = groups_tx.send(batch);
+            }
+            skeleton
+        });
+        let mut starts = ItemStarts::default();
+        let mut items: Vec<ItemAt> = Vec::new();
+        let mut read_ahead: Vec<R> = Vec::new();
+        while !delimiter.is_finished() {
+            match groups_rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(group) => {
+                    let group = starts.place(text, group);
+                    read_ahead.extend(read_group(&group));
+                    items.extend(group);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let skeleton = delimiter
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let read_count = items.len();
+        for group in groups_rx {
+            items.extend(starts.place(text, group));
+        }
+        (skeleton, read_ahead, (items, read_count))
+    });
+    let Some((mut skeleton, has_items)) = skeleton else {
         return false;
     };
-    let Some(items) = items else {
+    if !has_items {
         merge(read(Ok(skeleton)));
         return true;
-    };
-    let starts = item_starts(text, &items);
+    }
     let is_list = skeleton.root.as_ref().is_some_and(|root| {
         root.get("kind")
             .and_then(Node::as_str)
             .is_some_and(|k| k == "List" || k.ends_with("List"))
     });
     if !is_list {
-        // Not a list: its items are part of the object, as YAML would read it.
+        // Not a list: its items are part of the object, as YAML would read it. The items read
+        // ahead as documents are dropped, and all of them are built again as nodes.
+        drop(read_ahead);
         let documents: Option<Vec<Document>> = items
             .par_iter()
-            .zip(starts)
-            .map(|(range, at)| Builder::new(text, range.clone(), at).whole().ok())
+            .map(|(range, at)| Builder::new(text, range.clone(), *at).whole().ok())
             .collect();
         let Some(documents) = documents else {
             return false;
@@ -62,8 +114,7 @@ pub fn for_each_document<R: Send>(
         return true;
     }
     merge(read(Ok(skeleton)));
-    let items: Vec<ItemAt> = items.into_iter().zip(starts).collect();
-    let mut rest = items.as_slice();
+    let mut rest = &items[read_count..];
     let groups = std::iter::from_fn(|| {
         let base = rest.first()?.0.start;
         let take = rest
@@ -75,15 +126,7 @@ pub fn for_each_document<R: Send>(
         rest = next;
         Some(group)
     });
-    let read_group = |group: &[ItemAt]| {
-        Some(
-            group
-                .par_iter()
-                .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
-                .collect(),
-        )
-    };
-    let read = crate::pipeline::read_and_merge(Vec::new(), groups, read_group, merge);
+    let read = crate::pipeline::read_and_merge(read_ahead, groups, |g| Some(read_group(g)), merge);
     debug_assert!(read.is_ok(), "a group of items always reads");
     true
 }
@@ -91,36 +134,49 @@ pub fn for_each_document<R: Send>(
 /// An item's bytes and where it starts (byte, line, column).
 type ItemAt = (Range<usize>, (usize, usize, usize));
 
-/// The position (byte, line, column) where each item starts: the text between consecutive
-/// starts is counted in parallel, then added up in order.
-fn item_starts(text: &str, items: &[Range<usize>]) -> Vec<(usize, usize, usize)> {
-    let bytes = text.as_bytes();
-    // Per gap before item i: its newlines, and its characters after the last one (or all).
-    let gaps: Vec<(usize, usize)> = (0..items.len())
-        .into_par_iter()
-        .map(|i| {
-            let from = if i == 0 { 0 } else { items[i - 1].start };
-            let gap = &bytes[from..items[i].start];
-            match memchr::memrchr(b'\n', gap) {
-                Some(last) => (bytecount_newlines(gap), chars(&gap[last + 1..])),
-                None => (0, chars(gap)),
-            }
-        })
-        .collect();
-    let (mut line, mut column) = (1, 0);
-    items
-        .iter()
-        .zip(gaps)
-        .map(|(range, (newlines, tail))| {
-            if newlines > 0 {
-                line += newlines;
-                column = tail;
-            } else {
-                column += tail;
-            }
-            (range.start, line, column)
-        })
-        .collect()
+/// Places items, a group at a time in text order, at the byte, line and column where each
+/// starts: the text between consecutive starts is counted in parallel, then added up in order.
+#[derive(Default)]
+struct ItemStarts {
+    /// The last item's start (byte, line, column): the next gap is counted from there.
+    last: Option<(usize, usize, usize)>,
+}
+
+impl ItemStarts {
+    fn place(&mut self, text: &str, items: Vec<Range<usize>>) -> Vec<ItemAt> {
+        let bytes = text.as_bytes();
+        let (from, mut line, mut column) = self.last.unwrap_or((0, 1, 0));
+        // Per gap before item i: its newlines, and its characters after the last one (or all).
+        let gaps: Vec<(usize, usize)> = (0..items.len())
+            .into_par_iter()
+            .map(|i| {
+                let from = if i == 0 { from } else { items[i - 1].start };
+                let gap = &bytes[from..items[i].start];
+                match memchr::memrchr(b'\n', gap) {
+                    Some(last) => (bytecount_newlines(gap), chars(&gap[last + 1..])),
+                    None => (0, chars(gap)),
+                }
+            })
+            .collect();
+        let placed: Vec<ItemAt> = items
+            .into_iter()
+            .zip(gaps)
+            .map(|(range, (newlines, tail))| {
+                if newlines > 0 {
+                    line += newlines;
+                    column = tail;
+                } else {
+                    column += tail;
+                }
+                let at = (range.start, line, column);
+                (range, at)
+            })
+            .collect();
+        if let Some((_, at)) = placed.last() {
+            self.last = Some(*at);
+        }
+        placed
+    }
 }
 
 fn bytecount_newlines(bytes: &[u8]) -> usize {
@@ -199,17 +255,17 @@ impl<'t> Builder<'t> {
     }
 
     /// The whole value, checked to its end, but for a top-level `items` array whose items
-    /// are only delimited (their nodes are left out). `None` when the text is not one JSON
-    /// value.
-    fn skeleton(&mut self) -> Option<(Document, Option<Vec<Range<usize>>>)> {
+    /// are only delimited, handed to `item` in order (their nodes are left out). `None` when
+    /// the text is not one JSON value; with it, whether there was such an array.
+    fn skeleton(&mut self, item: &mut dyn FnMut(Range<usize>)) -> Option<(Document, bool)> {
         let peek = self.jiter.peek().ok()?;
-        let (root, items) = if peek == Peek::Object {
-            self.object(true)?
+        let (root, has_items) = if peek == Peek::Object {
+            self.object(Some(item))?
         } else {
-            (self.value(peek)?, None)
+            (self.value(peek)?, false)
         };
         self.jiter.finish().ok()?;
-        Some((self.document(root), items))
+        Some((self.document(root), has_items))
     }
 
     /// Checked as JSON beforehand, so not expected; said rather than hidden.
@@ -222,35 +278,38 @@ impl<'t> Builder<'t> {
     }
 
     /// The object at the parser's position. With `delimit_items`, an `items` array's items
-    /// are only delimited (returned as ranges) and the array is left empty.
-    fn object(&mut self, delimit_items: bool) -> Option<(Node, Option<Vec<Range<usize>>>)> {
+    /// are only delimited (handed over as ranges) and the array is left empty; with it,
+    /// whether there was such an array.
+    fn object(
+        &mut self,
+        mut delimit_items: Option<&mut dyn FnMut(Range<usize>)>,
+    ) -> Option<(Node, bool)> {
         let start = self.index();
         let span = self.span_at(start, start + 1);
         let mut entries: Vec<Entry> = Vec::new();
-        let mut items = None;
+        let mut has_items = false;
         let mut key = self.next_key(true)?;
         while let Some((key_text, key_span)) = key {
             let peek = self.jiter.peek().ok()?;
-            let value =
-                if delimit_items && items.is_none() && key_text == "items" && peek == Peek::Array {
+            let value = match delimit_items.as_mut() {
+                Some(item) if !has_items && key_text == "items" && peek == Peek::Array => {
                     let at = self.index();
                     let span = self.span_at(at, at + 1);
-                    let mut ranges = Vec::new();
                     let mut next = self.jiter.known_array().ok()?;
                     while let Some(peek) = next {
                         let start = self.index();
                         self.jiter.known_skip(peek).ok()?;
-                        ranges.push(start..self.index());
+                        item(start..self.index());
                         next = self.jiter.array_step().ok()?;
                     }
-                    items = Some(ranges);
+                    has_items = true;
                     Node {
                         value: Value::Sequence(Vec::new()),
                         span,
                     }
-                } else {
-                    self.value(peek)?
-                };
+                }
+                _ => self.value(peek)?,
+            };
             if entries.iter().any(|e| e.key == key_text) {
                 self.duplicate_keys.push((key_text.to_string(), key_span));
             }
@@ -265,7 +324,7 @@ impl<'t> Builder<'t> {
             value: Value::Mapping(entries),
             span,
         };
-        Some((node, items))
+        Some((node, has_items))
     }
 
     fn document(&mut self, root: Node) -> Document {
@@ -299,7 +358,7 @@ impl<'t> Builder<'t> {
                     span,
                 });
             }
-            Peek::Object => return self.object(false).map(|(node, _)| node),
+            Peek::Object => return self.object(None).map(|(node, _)| node),
             _ if peek.is_num() => {
                 let raw = self.jiter.known_number_bytes(peek).ok()?;
                 let number = std::str::from_utf8(raw).ok()?;
@@ -436,6 +495,58 @@ mod tests {
             yaml.duplicate_keys.sort_by_key(|(_, span)| span.start);
             assert_eq!(json, yaml, "{text}");
         }
+    }
+
+    /// `metadata.name` of a document's root, and the root's line and column.
+    fn name_and_place(document: Result<Document, SyntaxError>) -> (String, usize, usize) {
+        let root = document.expect("JSON").root.expect("a root");
+        let name = root
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .unwrap_or("-")
+            .to_string();
+        (name, root.span.line, root.span.column)
+    }
+
+    #[test]
+    fn a_long_list_is_read_while_it_is_delimited_and_handed_over_in_order() {
+        let count = 3 * GROUP_BYTES / 45;
+        let items: Vec<String> = (0..count)
+            .map(|i| format!(r#"{{"kind":"Pod","metadata":{{"name":"p{i}"}}}}"#))
+            .collect();
+        let list = format!(
+            "{{\"apiVersion\":\"v1\",\"items\":[\n{}],\"kind\":\"List\"}}",
+            items.join(",")
+        );
+        let mut handed = Vec::new();
+        assert!(for_each_document(&list, &name_and_place, &mut |d| handed.push(d)));
+        assert_eq!(handed.len(), count + 1, "the list, then each item");
+        assert_eq!(handed[0].0, "-");
+        let mut column = 1;
+        for (i, (name, line, col)) in handed[1..].iter().enumerate() {
+            assert_eq!(name, &format!("p{i}"));
+            assert_eq!((*line, *col), (2, column), "item {i}");
+            column += items[i].len() + 1;
+        }
+
+        // Not one JSON value after all: nothing is handed over, the YAML parser will say why.
+        let broken = format!("{list} trailing");
+        assert!(!for_each_document(&broken, &name_and_place, &mut |_| {
+            panic!("nothing is handed over")
+        }));
+
+        // Not a list: one document, whose items stay in it.
+        let thing = list.replace(r#""kind":"List""#, r#""kind":"Thing""#);
+        let mut handed = Vec::new();
+        assert!(for_each_document(&thing, &|d| d, &mut |d| handed.push(d)));
+        assert_eq!(handed.len(), 1);
+        let root = handed.remove(0).expect("JSON").root.expect("a root");
+        let Some(Value::Sequence(nodes)) = root.get("items").map(|n| &n.value) else {
+            panic!("items kept as a sequence");
+        };
+        assert_eq!(nodes.len(), count);
+        assert_eq!((nodes[count - 1].span.line, nodes[0].span.column), (2, 1));
     }
 
     #[test]

@@ -66,10 +66,17 @@ pub fn load(inputs: &[Input], options: &LoadOptions) -> Snapshot {
     let Merger {
         mut snapshot,
         workloads,
+        seen,
         ..
     } = merger;
-    workloads.into_pods(&mut snapshot.cluster);
-    snapshot.cluster.finish();
+    // The first definitions are freed beside the cluster's sorts: one string per object.
+    rayon::join(
+        move || drop(seen),
+        || {
+            workloads.into_pods(&mut snapshot.cluster);
+            snapshot.cluster.finish();
+        },
+    );
     if snapshot.object_counts.is_empty()
         && !snapshot
             .diagnostics

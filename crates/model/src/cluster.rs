@@ -3,6 +3,7 @@
 use crate::labels::Labels;
 use crate::ports::Protocol;
 use crate::source::SourceLocation;
+use rayon::prelude::*;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -192,9 +193,11 @@ impl Cluster {
                 source: None,
             });
         }
-        self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        // The sorts in parallel: at 300,000 policies or 100,000 pods they were a fifth of a
+        // second of one core after a load that kept both busy.
+        self.namespaces.par_sort_by(|a, b| a.name.cmp(&b.name));
         self.pods
-            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            .par_sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.service_accounts
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -206,7 +209,10 @@ impl Cluster {
             .enumerate()
             .map(|(index, p)| (p.kind, p.namespace.as_deref(), p.name.as_str(), index))
             .collect();
-        keys.sort_unstable();
+        // `kubectl get -A` lists them sorted already.
+        if !keys.is_sorted() {
+            keys.par_sort_unstable();
+        }
         let order: Vec<usize> = keys.into_iter().map(|(.., index)| index).collect();
         permute(&mut self.policies, order);
         self.tiers.sort_by(|a, b| a.name.cmp(&b.name));
