@@ -38,49 +38,44 @@ pub fn for_each_document<R: Send>(
     // items over a group at a time, to be read while it goes on. Whether the text is one JSON
     // value, and a list, is known only at its end: until then the items are read but nothing
     // is merged, and what was read is dropped if the text turns out not to be a list.
-    let (skeleton, read_ahead, (items, read_count)) = std::thread::scope(|scope| {
-        let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
-        let delimiter = scope.spawn(move || {
-            let mut batch: Vec<Range<usize>> = Vec::new();
-            let mut builder = Builder::new(text, 0..text.len(), (0, 1, 0));
-            let skeleton = builder.skeleton(&mut |item| {
-                if batch
-                    .first()
-                    .is_some_and(|first| item.start - first.start >= GROUP_BYTES)
-                {
-                    // The reader may have stopped (a panic): the items are then not needed.
-                    let _ = groups_tx.send(std::mem::take(&mut batch));
-                }
-                batch.push(item);
+    let (skeleton, read_ahead, (items, read_count)) = if text.len() <= GROUP_BYTES {
+        // One group at most: nothing to read beside the pass, and no thread to start per file
+        // of a directory of small ones.
+        let mut ranges = Vec::new();
+        let skeleton = delimit(text, &mut |group| ranges.extend(group));
+        let items = ItemStarts::default().place(text, ranges);
+        (skeleton, Vec::new(), (items, 0))
+    } else {
+        std::thread::scope(|scope| {
+            let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
+            let delimiter = scope.spawn(move || {
+                // The reader may have stopped (a panic): the items are then not needed.
+                delimit(text, &mut |group| drop(groups_tx.send(group)))
             });
-            if !batch.is_empty() {
-                let _ = groups_tx.send(batch);
-            }
-            skeleton
-        });
-        let mut starts = ItemStarts::default();
-        let mut items: Vec<ItemAt> = Vec::new();
-        let mut read_ahead: Vec<R> = Vec::new();
-        while !delimiter.is_finished() {
-            match groups_rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                Ok(group) => {
-                    let group = starts.place(text, group);
-                    read_ahead.extend(read_group(&group));
-                    items.extend(group);
+            let mut starts = ItemStarts::default();
+            let mut items: Vec<ItemAt> = Vec::new();
+            let mut read_ahead: Vec<R> = Vec::new();
+            while !delimiter.is_finished() {
+                match groups_rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                    Ok(group) => {
+                        let group = starts.place(text, group);
+                        read_ahead.extend(read_group(&group));
+                        items.extend(group);
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
-        }
-        let skeleton = delimiter
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let read_count = items.len();
-        for group in groups_rx {
-            items.extend(starts.place(text, group));
-        }
-        (skeleton, read_ahead, (items, read_count))
-    });
+            let skeleton = delimiter
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let read_count = items.len();
+            for group in groups_rx {
+                items.extend(starts.place(text, group));
+            }
+            (skeleton, read_ahead, (items, read_count))
+        })
+    };
     let Some((mut skeleton, has_items)) = skeleton else {
         return false;
     };
@@ -129,6 +124,27 @@ pub fn for_each_document<R: Send>(
     let read = crate::pipeline::read_and_merge(read_ahead, groups, |g| Some(read_group(g)), merge);
     debug_assert!(read.is_ok(), "a group of items always reads");
     true
+}
+
+/// The pass over the whole `text` that checks it is one JSON value and builds all of it but a
+/// top-level `items` array's items, which it hands to `group`, in order, a group of about
+/// [`GROUP_BYTES`] at a time. See [`Builder::skeleton`].
+fn delimit(text: &str, group: &mut dyn FnMut(Vec<Range<usize>>)) -> Option<(Document, bool)> {
+    let mut batch: Vec<Range<usize>> = Vec::new();
+    let mut builder = Builder::new(text, 0..text.len(), (0, 1, 0));
+    let skeleton = builder.skeleton(&mut |item| {
+        if batch
+            .first()
+            .is_some_and(|first| item.start - first.start >= GROUP_BYTES)
+        {
+            group(std::mem::take(&mut batch));
+        }
+        batch.push(item);
+    });
+    if !batch.is_empty() {
+        group(batch);
+    }
+    skeleton
 }
 
 /// An item's bytes and where it starts (byte, line, column).
