@@ -162,22 +162,28 @@ impl<'c> Pipeline<'c> {
             .filter(|p| p.staged.is_none() && in_semantics(p))
             .collect();
         if staged {
-            for policy in cluster
+            // A staged policy replaces the enforced one it names (or removes it), and a later
+            // staged policy of the same name replaces an earlier one: what survives per name
+            // is the last staged one, when it sets. One pass with a map of names, not a pass
+            // over every enforced policy per staged one.
+            let staged: Vec<&'c Policy> = cluster
                 .policies
                 .iter()
                 .filter(|p| p.staged.is_some() && (calico || !p.kind.is_calico()))
-            {
-                enforced.retain(|p| {
-                    !(p.kind == policy.kind
-                        && p.namespace == policy.namespace
-                        && p.name == policy.name)
-                });
-                if matches!(policy.staged, Some(StagedAction::Set | StagedAction::Audit))
-                    && !policy.host_endpoints_only
-                {
-                    enforced.push(policy);
-                }
-            }
+                .collect();
+            let identity = |p: &'c Policy| (p.kind, p.namespace.as_deref(), p.name.as_str());
+            let last: HashMap<_, usize, FastHash> = staged
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (identity(p), i))
+                .collect();
+            enforced.retain(|p| !last.contains_key(&identity(p)));
+            enforced.extend(staged.iter().enumerate().filter_map(|(i, policy)| {
+                let survives = last[&identity(policy)] == i
+                    && matches!(policy.staged, Some(StagedAction::Set | StagedAction::Audit))
+                    && !policy.host_endpoints_only;
+                survives.then_some(*policy)
+            }));
         }
         let mut tiers = Tier::built_in();
         if calico {
@@ -601,6 +607,57 @@ mod tests {
             egress: Vec::new(),
             host_endpoints_only: false,
             source: None,
+        }
+    }
+
+    /// `kind ns/name staged` of each policy in the staged view, sorted: the loop
+    /// `Pipeline::build` once ran, each staged policy in turn removing what it names and, when
+    /// it sets, taking its place.
+    fn staged_view_by_replacement(policies: &[Policy]) -> Vec<String> {
+        let mut view: Vec<&Policy> = policies.iter().filter(|p| p.staged.is_none()).collect();
+        for policy in policies.iter().filter(|p| p.staged.is_some()) {
+            view.retain(|p| {
+                !(p.kind == policy.kind && p.namespace == policy.namespace && p.name == policy.name)
+            });
+            if matches!(policy.staged, Some(StagedAction::Set | StagedAction::Audit)) {
+                view.push(policy);
+            }
+        }
+        let mut named: Vec<String> = view.iter().map(|p| describe(p)).collect();
+        named.sort();
+        named
+    }
+
+    fn describe(p: &Policy) -> String {
+        format!(
+            "{:?} {:?}/{} {:?} {:?}",
+            p.kind, p.namespace, p.name, p.staged, p.order
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_staged_view_keeps_the_last_staged_policy_of_each_name(
+            specs in prop::collection::vec((0..2usize, 0..3usize, 0..4usize), 0..24)
+        ) {
+            let policies: Vec<Policy> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(kind, name, staged))| {
+                    let kind = [PolicyKind::NetworkPolicy, PolicyKind::CalicoNetworkPolicy][kind];
+                    let mut p = policy(kind, Some("ns".to_string()), format!("p{name}"));
+                    p.staged = [None, Some(StagedAction::Set), Some(StagedAction::Delete), Some(StagedAction::Audit)][staged];
+                    // Which of several staged policies of one name survives shows in its order.
+                    p.order = Some(i as f64);
+                    p
+                })
+                .collect();
+            let cluster = Cluster { policies, ..Cluster::default() };
+            let labelling = Labelling::new(&cluster);
+            let pipeline = Pipeline::build(&cluster, &labelling, true, true);
+            let mut got: Vec<String> = pipeline.policies.iter().map(|e| describe(e.policy)).collect();
+            got.sort();
+            prop_assert_eq!(got, staged_view_by_replacement(&cluster.policies));
         }
     }
 
