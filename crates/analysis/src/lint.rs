@@ -3,7 +3,7 @@
 use bulkhead_engine::{Engine, EngineOptions};
 use bulkhead_model::{Cluster, Diagnostic, Severity, SourceLocation};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What `bulkhead rules` prints and where the docs come from: one per rule, in its own file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +145,10 @@ pub struct LintContext<'c> {
     endpoints_by_namespace: HashMap<&'c str, Vec<usize>, FastHash>,
     /// Namespace -> all its pods, by index.
     pods_by_namespace: HashMap<&'c str, Vec<usize>, FastHash>,
+    /// `(namespace, name)` of the Calico namespaced NetworkPolicies that no Kubernetes
+    /// NetworkPolicy shares: the engine prints both kinds as `NetworkPolicy`. Built on first
+    /// use, as only rules with a finding to name ask.
+    calico_only_names: std::sync::OnceLock<HashSet<(Option<&'c str>, &'c str), FastHash>>,
 }
 
 impl<'c> LintContext<'c> {
@@ -174,7 +178,37 @@ impl<'c> LintContext<'c> {
                 }
                 by
             },
+            calico_only_names: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The resource an engine explanation names (`kind` as the engine prints it), in the form
+    /// every finding and the `bulkhead.io/ignore` suppressions use: `CalicoNetworkPolicy ns/name`
+    /// for a Calico namespaced policy.
+    pub fn engine_resource(&self, kind: &str, namespace: Option<&str>, name: &str) -> String {
+        let calico = kind == "NetworkPolicy"
+            && self
+                .calico_only_names
+                .get_or_init(|| {
+                    let names = |kind: bulkhead_model::PolicyKind| {
+                        self.cluster
+                            .policies
+                            .iter()
+                            .filter(move |p| p.kind == kind)
+                            .map(|p| (p.namespace.as_deref(), p.name.as_str()))
+                    };
+                    let kubernetes: HashSet<_, FastHash> =
+                        names(bulkhead_model::PolicyKind::NetworkPolicy).collect();
+                    names(bulkhead_model::PolicyKind::CalicoNetworkPolicy)
+                        .filter(|n| !kubernetes.contains(n))
+                        .collect()
+                })
+                .contains(&(namespace, name));
+        resource(
+            if calico { "CalicoNetworkPolicy" } else { kind },
+            namespace,
+            name,
+        )
     }
 
     /// Every pod of these namespaces, in the cluster's order.
@@ -360,32 +394,6 @@ pub fn policy_rules(cluster: &Cluster) -> impl Iterator<Item = PolicyRuleRef<'_>
                     })
             })
     })
-}
-
-/// The resource an engine explanation names (`kind` as the engine prints it: Calico's own kind
-/// `NetworkPolicy` for a Calico namespaced policy), in the form every finding and the
-/// `bulkhead.io/ignore` suppressions use: `CalicoNetworkPolicy ns/name` for Calico's.
-pub fn engine_resource(
-    cluster: &Cluster,
-    kind: &str,
-    namespace: Option<&str>,
-    name: &str,
-) -> String {
-    let calico = kind == "NetworkPolicy"
-        && !cluster
-            .policies
-            .iter()
-            .any(|p| p.is_kubernetes() && p.namespace.as_deref() == namespace && p.name == name)
-        && cluster.policies.iter().any(|p| {
-            p.kind == bulkhead_model::PolicyKind::CalicoNetworkPolicy
-                && p.namespace.as_deref() == namespace
-                && p.name == name
-        });
-    resource(
-        if calico { "CalicoNetworkPolicy" } else { kind },
-        namespace,
-        name,
-    )
 }
 
 pub fn resource(kind: &str, namespace: Option<&str>, name: &str) -> String {

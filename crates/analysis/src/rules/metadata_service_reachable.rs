@@ -18,7 +18,7 @@
 //! `ipBlock: {cidr: 0.0.0.0/0, except: [169.254.169.254/32]}`, or a higher-priority deny
 //! (AdminNetworkPolicy, Calico GlobalNetworkPolicy).
 
-use crate::lint::{LintContext, RuleInfo, engine_resource};
+use crate::lint::{LintContext, RuleInfo};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
 use rayon::prelude::*;
@@ -64,25 +64,11 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
                 .then(|| (i, ctx.engine.evaluate(&flow)))
         })
         .collect();
-    let mut names: std::collections::HashMap<(&str, Option<String>, String), String> =
-        std::collections::HashMap::new();
     for (i, verdict) in reaching {
         let Some(rule) = verdict.egress.decided_by.last() else {
             continue;
         };
-        // Named once per policy: naming searches every policy for a Calico namesake, and
-        // with an allow-all egress every pod of a large cluster lands here.
-        let res = names
-            .entry((rule.kind, rule.namespace.clone(), rule.name.clone()))
-            .or_insert_with(|| {
-                engine_resource(
-                    ctx.cluster,
-                    rule.kind,
-                    rule.namespace.as_deref(),
-                    &rule.name,
-                )
-            })
-            .clone();
+        let res = ctx.engine_resource(rule.kind, rule.namespace.as_deref(), &rule.name);
         let pod = &ctx.cluster.pods[i];
         *by_rule
             .entry((

@@ -19,7 +19,7 @@
 //! kube-system}}` + `podSelector: {matchLabels: {k8s-app: kube-dns}}` on UDP and TCP 53
 //! (`bulkhead scaffold NAMESPACE` writes it).
 
-use crate::lint::{LintContext, RuleInfo, engine_resource};
+use crate::lint::{LintContext, RuleInfo};
 use bulkhead_engine::{Endpoint, Flow};
 use bulkhead_model::{Diagnostic, Direction, Protocol, Severity};
 use rayon::prelude::*;
@@ -73,26 +73,17 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
             (!missing.is_empty()).then_some((i, first, missing))
         })
         .collect();
-    // Policy that isolates -> (workload -> pods), missing protocols. The policy is named once
-    // (naming it searches the policies for a Calico namesake).
-    let mut names: std::collections::HashMap<*const bulkhead_model::Policy, PolicyKey> =
-        std::collections::HashMap::new();
+    // Policy that isolates -> (workload -> pods), missing protocols.
     let mut by_policy: BTreeMap<PolicyKey, (BTreeMap<String, usize>, Vec<&str>)> = BTreeMap::new();
     for (i, first, missing) in missing_per_pod {
-        let key = names
-            .entry(std::ptr::from_ref(first))
-            .or_insert_with(|| {
-                (
-                    engine_resource(
-                        ctx.cluster,
-                        first.kind.display_name(),
-                        first.namespace.as_deref(),
-                        &first.name,
-                    ),
-                    first.source.clone(),
-                )
-            })
-            .clone();
+        let key = (
+            ctx.engine_resource(
+                first.kind.display_name(),
+                first.namespace.as_deref(),
+                &first.name,
+            ),
+            first.source.clone(),
+        );
         let entry = by_policy.entry(key).or_default();
         *entry
             .0
