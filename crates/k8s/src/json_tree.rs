@@ -38,13 +38,14 @@ pub fn for_each_document<R: Send>(
     // items over a group at a time, to be read while it goes on. Whether the text is one JSON
     // value, and a list, is known only at its end: until then the items are read but nothing
     // is merged, and what was read is dropped if the text turns out not to be a list.
-    let (skeleton, read_ahead, (items, read_count)) = if text.len() <= GROUP_BYTES {
+    // All the groups, in order; the first `ahead` of them were read ahead.
+    let (skeleton, read_ahead, groups, ahead) = if text.len() <= GROUP_BYTES {
         // One group at most: nothing to read beside the pass, and no thread to start per file
         // of a directory of small ones.
-        let mut ranges = Vec::new();
-        let skeleton = delimit(text, &mut |group| ranges.extend(group));
-        let items = ItemStarts::default().place(text, ranges);
-        (skeleton, Vec::new(), (items, 0))
+        let mut groups = Vec::new();
+        let mut starts = ItemStarts::default();
+        let skeleton = delimit(text, &mut |group| groups.push(starts.place(text, group)));
+        (skeleton, Vec::new(), groups, 0)
     } else {
         std::thread::scope(|scope| {
             let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
@@ -53,27 +54,22 @@ pub fn for_each_document<R: Send>(
                 delimit(text, &mut |group| drop(groups_tx.send(group)))
             });
             let mut starts = ItemStarts::default();
-            let mut items: Vec<ItemAt> = Vec::new();
+            let mut groups: Vec<Vec<ItemAt>> = Vec::new();
             let mut read_ahead: Vec<R> = Vec::new();
+            // Read ahead while the pass goes on; what it hands over after it ends is read
+            // beside the merge, below. `recv` ends when the pass does (its sender is dropped).
             while !delimiter.is_finished() {
-                match groups_rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                    Ok(group) => {
-                        let group = starts.place(text, group);
-                        read_ahead.extend(read_group(&group));
-                        items.extend(group);
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+                let Ok(group) = groups_rx.recv() else { break };
+                let group = starts.place(text, group);
+                read_ahead.extend(read_group(&group));
+                groups.push(group);
             }
             let skeleton = delimiter
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            let read_count = items.len();
-            for group in groups_rx {
-                items.extend(starts.place(text, group));
-            }
-            (skeleton, read_ahead, (items, read_count))
+            let ahead = groups.len();
+            groups.extend(groups_rx.into_iter().map(|group| starts.place(text, group)));
+            (skeleton, read_ahead, groups, ahead)
         })
     };
     let Some((mut skeleton, has_items)) = skeleton else {
@@ -92,8 +88,9 @@ pub fn for_each_document<R: Send>(
         // Not a list: its items are part of the object, as YAML would read it. The items read
         // ahead as documents are dropped, and all of them are built again as nodes.
         drop(read_ahead);
-        let documents: Option<Vec<Document>> = items
+        let documents: Option<Vec<Document>> = groups
             .par_iter()
+            .flatten()
             .map(|(range, at)| Builder::new(text, range.clone(), *at).whole().ok())
             .collect();
         let Some(documents) = documents else {
@@ -109,20 +106,13 @@ pub fn for_each_document<R: Send>(
         return true;
     }
     merge(read(Ok(skeleton)));
-    let mut rest = &items[read_count..];
-    let groups = std::iter::from_fn(|| {
-        let base = rest.first()?.0.start;
-        let take = rest
-            .iter()
-            .take_while(|(r, _)| r.start - base < GROUP_BYTES)
-            .count()
-            .max(1);
-        let (group, next) = rest.split_at(take);
-        rest = next;
-        Some(group)
-    });
-    let read = crate::pipeline::read_and_merge(read_ahead, groups, |g| Some(read_group(g)), merge);
-    debug_assert!(read.is_ok(), "a group of items always reads");
+    let merged = crate::pipeline::read_and_merge(
+        read_ahead,
+        &groups[ahead..],
+        |g| Some(read_group(g)),
+        merge,
+    );
+    debug_assert!(merged.is_ok(), "a group of items always reads");
     true
 }
 
