@@ -32,46 +32,12 @@ pub fn for_each_document<R: Send>(
             .map(|(range, at)| read(Builder::new(text, range.clone(), *at).whole()))
             .collect()
     };
-    // One pass over the whole text checks it is one JSON value and builds all of it but the
-    // items of a top-level `items` array, which are only delimited. That pass is one thread's
-    // work (a tenth of a second per 30 MB), so it runs on a thread of its own and hands the
-    // items over a group at a time, to be read while it goes on. Whether the text is one JSON
-    // value, and a list, is known only at its end: until then the items are read but nothing
-    // is merged, and what was read is dropped if the text turns out not to be a list.
-    // All the groups, in order; the first `ahead` of them were read ahead.
-    let (skeleton, read_ahead, groups, ahead) = if text.len() <= GROUP_BYTES {
-        // One group at most: nothing to read beside the pass, and no thread to start per file
-        // of a directory of small ones.
-        let mut groups = Vec::new();
-        let mut starts = ItemStarts::default();
-        let skeleton = delimit(text, &mut |group| groups.push(starts.place(text, group)));
-        (skeleton, Vec::new(), groups, 0)
-    } else {
-        std::thread::scope(|scope| {
-            let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
-            let delimiter = scope.spawn(move || {
-                // The reader may have stopped (a panic): the items are then not needed.
-                delimit(text, &mut |group| drop(groups_tx.send(group)))
-            });
-            let mut starts = ItemStarts::default();
-            let mut groups: Vec<Vec<ItemAt>> = Vec::new();
-            let mut read_ahead: Vec<R> = Vec::new();
-            // Read ahead while the pass goes on; what it hands over after it ends is read
-            // beside the merge, below. `recv` ends when the pass does (its sender is dropped).
-            while !delimiter.is_finished() {
-                let Ok(group) = groups_rx.recv() else { break };
-                let group = starts.place(text, group);
-                read_ahead.extend(read_group(&group));
-                groups.push(group);
-            }
-            let skeleton = delimiter
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            let ahead = groups.len();
-            groups.extend(groups_rx.into_iter().map(|group| starts.place(text, group)));
-            (skeleton, read_ahead, groups, ahead)
-        })
-    };
+    let Delimited {
+        skeleton,
+        read_ahead,
+        groups,
+        ahead,
+    } = delimit_reading_ahead(text, &read_group);
     let Some((mut skeleton, has_items)) = skeleton else {
         return false;
     };
@@ -86,22 +52,11 @@ pub fn for_each_document<R: Send>(
     });
     if !is_list {
         // Not a list: its items are part of the object, as YAML would read it. The items read
-        // ahead as documents are dropped, and all of them are built again as nodes.
+        // ahead as documents are dropped.
         drop(read_ahead);
-        let documents: Option<Vec<Document>> = groups
-            .par_iter()
-            .flatten()
-            .map(|(range, at)| Builder::new(text, range.clone(), *at).whole().ok())
-            .collect();
-        let Some(documents) = documents else {
+        if !put_items_back(text, &mut skeleton, &groups) {
             return false;
-        };
-        let mut nodes = Vec::with_capacity(documents.len());
-        for document in documents {
-            skeleton.duplicate_keys.extend(document.duplicate_keys);
-            nodes.extend(document.root);
         }
-        fill_items(&mut skeleton, nodes);
         merge(read(Ok(skeleton)));
         return true;
     }
@@ -113,6 +68,89 @@ pub fn for_each_document<R: Send>(
         merge,
     );
     debug_assert!(merged.is_ok(), "a group of items always reads");
+    true
+}
+
+/// What [`delimit_reading_ahead`] gives: the skeleton (`None` when the text is not one JSON
+/// value) and whether it has items, all the groups of items in order, and what was read of
+/// the first `ahead` of them while the pass went on.
+struct Delimited<R> {
+    skeleton: Option<(Document, bool)>,
+    read_ahead: Vec<R>,
+    groups: Vec<Vec<ItemAt>>,
+    ahead: usize,
+}
+
+/// One pass over the whole text checks it is one JSON value and builds all of it but the
+/// items of a top-level `items` array, which are only delimited. That pass is one thread's
+/// work (a tenth of a second per 30 MB), so it runs on a thread of its own and hands the items
+/// over a group at a time, to be read with `read_group` while it goes on. Whether the text is
+/// one JSON value, and a list, is known only at its end, so nothing read here is merged yet.
+fn delimit_reading_ahead<R: Send>(
+    text: &str,
+    read_group: &(impl Fn(&[ItemAt]) -> Vec<R> + Sync),
+) -> Delimited<R> {
+    if text.len() <= GROUP_BYTES {
+        // One group at most: nothing to read beside the pass, and no thread to start per file
+        // of a directory of small ones.
+        let mut groups = Vec::new();
+        let mut starts = ItemStarts::default();
+        let skeleton = delimit(text, &mut |group| groups.push(starts.place(text, group)));
+        return Delimited {
+            skeleton,
+            read_ahead: Vec::new(),
+            groups,
+            ahead: 0,
+        };
+    }
+    std::thread::scope(|scope| {
+        let (groups_tx, groups_rx) = std::sync::mpsc::channel::<Vec<Range<usize>>>();
+        let delimiter = scope.spawn(move || {
+            // The reader may have stopped (a panic): the items are then not needed.
+            delimit(text, &mut |group| drop(groups_tx.send(group)))
+        });
+        let mut starts = ItemStarts::default();
+        let mut groups: Vec<Vec<ItemAt>> = Vec::new();
+        let mut read_ahead: Vec<R> = Vec::new();
+        // Read ahead while the pass goes on; what it hands over after it ends is read beside
+        // the merge. `recv` ends when the pass does (its sender is dropped).
+        while !delimiter.is_finished() {
+            let Ok(group) = groups_rx.recv() else { break };
+            let group = starts.place(text, group);
+            read_ahead.extend(read_group(&group));
+            groups.push(group);
+        }
+        let skeleton = delimiter
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let ahead = groups.len();
+        groups.extend(groups_rx.into_iter().map(|group| starts.place(text, group)));
+        Delimited {
+            skeleton,
+            read_ahead,
+            groups,
+            ahead,
+        }
+    })
+}
+
+/// Builds the items of `groups` as nodes and puts them back into `skeleton`, for an object
+/// that is not a list; false if any of them does not build.
+fn put_items_back(text: &str, skeleton: &mut Document, groups: &[Vec<ItemAt>]) -> bool {
+    let documents: Option<Vec<Document>> = groups
+        .par_iter()
+        .flatten()
+        .map(|(range, at)| Builder::new(text, range.clone(), *at).whole().ok())
+        .collect();
+    let Some(documents) = documents else {
+        return false;
+    };
+    let mut nodes = Vec::with_capacity(documents.len());
+    for document in documents {
+        skeleton.duplicate_keys.extend(document.duplicate_keys);
+        nodes.extend(document.root);
+    }
+    fill_items(skeleton, nodes);
     true
 }
 
