@@ -103,25 +103,24 @@ fn documents(path: &str, text: &str) -> Vec<(String, String)> {
 /// An event as both parsers can name it, with its span: line, column, start and end byte.
 type Event = (String, usize, usize, usize, usize);
 
-fn scalar(text: &str, plain: bool, anchor: usize, tagged: bool, style: String) -> String {
+fn scalar(text: &str, style: impl std::fmt::Debug, anchor: usize, tagged: bool) -> String {
+    let style = format!("{style:?}");
     // An empty plain scalar: granit writes it `~`, saphyr-parser as nothing; both mean null.
-    let text = if plain && text == "~" { "" } else { text };
+    let text = if style == "Plain" && text == "~" {
+        ""
+    } else {
+        text
+    };
     format!("scalar {text:?} {style} &{anchor} tagged={tagged}")
 }
 
 fn granit(text: &str) -> Result<Vec<Event>, String> {
-    use granit_parser::{Event as E, ScalarStyle};
+    use granit_parser::Event as E;
     let mut out = Vec::new();
     for event in granit_parser::Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| e.info())?;
         let name = match event {
-            E::Scalar(t, style, anchor, tag) => scalar(
-                &t,
-                style == ScalarStyle::Plain,
-                anchor,
-                tag.is_some(),
-                format!("{style:?}"),
-            ),
+            E::Scalar(t, style, anchor, tag) => scalar(&t, style, anchor, tag.is_some()),
             E::SequenceStart(_, anchor, tag) => format!("seq &{anchor} tagged={}", tag.is_some()),
             E::MappingStart(_, anchor, tag) => format!("map &{anchor} tagged={}", tag.is_some()),
             E::Alias(id) => format!("alias {id}"),
@@ -145,18 +144,12 @@ fn granit(text: &str) -> Result<Vec<Event>, String> {
 
 /// saphyr-parser's events; its indexes count characters, which are bytes in ASCII text.
 fn saphyr(text: &str) -> Result<Vec<Event>, String> {
-    use saphyr_parser::{Event as E, ScalarStyle};
+    use saphyr_parser::Event as E;
     let mut out = Vec::new();
     for event in saphyr_parser::Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| e.info().to_string())?;
         let name = match event {
-            E::Scalar(t, style, anchor, tag) => scalar(
-                &t,
-                style == ScalarStyle::Plain,
-                anchor,
-                tag.is_some(),
-                format!("{style:?}"),
-            ),
+            E::Scalar(t, style, anchor, tag) => scalar(&t, style, anchor, tag.is_some()),
             E::SequenceStart(anchor, tag) => format!("seq &{anchor} tagged={}", tag.is_some()),
             E::MappingStart(anchor, tag) => format!("map &{anchor} tagged={}", tag.is_some()),
             E::Alias(id) => format!("alias {id}"),
