@@ -22,6 +22,8 @@ struct Args {
 enum Command {
     /// Events per second of each parser on FILE
     Speed { file: String },
+    /// Both parsers' events of TEXT side by side, with their spans
+    Events { text: String },
     /// Events and spans of granit and saphyr-parser compared (-v prints each difference)
     Diff {
         corpus: String,
@@ -34,6 +36,17 @@ enum Command {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Args::parse().command {
         Command::Speed { file } => speed(&std::fs::read_to_string(file)?),
+        Command::Events { text } => {
+            let (g, s) = (granit(&text), saphyr(&text));
+            let g = g.unwrap_or_else(|e| vec![(format!("error: {e}"), 0, 0, 0, 0)]);
+            let s = s.unwrap_or_else(|e| vec![(format!("error: {e}"), 0, 0, 0, 0)]);
+            for i in 0..g.len().max(s.len()) {
+                let show = |e: Option<&Event>| {
+                    e.map_or(String::new(), |(n, l, c, a, b)| format!("{n} {l}:{c} {a}..{b}"))
+                };
+                println!("{:60} | {}", show(g.get(i)), show(s.get(i)));
+            }
+        }
         Command::Diff {
             corpus,
             yaml,

@@ -19,6 +19,7 @@ mod node_de;
 mod pipeline;
 pub mod typed;
 pub mod workload;
+mod yaml_events;
 pub mod yaml_tree;
 
 pub use input::{Input, read_paths};

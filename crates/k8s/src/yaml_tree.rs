@@ -7,8 +7,8 @@
 //! is 493); every place where YAML 1.2 would read the text differently is recorded as a
 //! [`Yaml11Surprise`] so the user learns about it.
 
+use crate::yaml_events::{self, NodeEvent, RawSpan, Stop};
 use compact_str::{CompactString, ToCompactString};
-use granit_parser::{Event, Parser, ScalarStyle};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -526,11 +526,61 @@ enum Frame {
     Mapping(Vec<Entry>, Option<(CompactString, Span)>, Span, usize),
 }
 
+/// The documents of `chunk`, read from saphyr-parser's events where it may read them (see
+/// `yaml_events`) and from granit-parser's otherwise or when saphyr-parser's reading stops.
 fn parse_one(
     chunk: &str,
     line_offset: usize,
     byte_offset: usize,
 ) -> Result<Vec<Document>, SyntaxError> {
+    parse_one_with(chunk, line_offset, byte_offset, Reader::Either)
+}
+
+/// Which parser's events `parse_one_with` builds from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// saphyr-parser where it may read, granit-parser for the rest (what users get).
+    Either,
+    /// granit-parser alone: the reading the other is held to in tests.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the tests' reference reading"))]
+    GranitOnly,
+}
+
+fn parse_one_with(
+    chunk: &str,
+    line_offset: usize,
+    byte_offset: usize,
+    reader: Reader,
+) -> Result<Vec<Document>, SyntaxError> {
+    if reader == Reader::Either && yaml_events::saphyr_may_read(chunk) {
+        // Otherwise unsure, or an error the builder found: granit's reading decides and words it.
+        if let Ok(documents) = build(chunk, line_offset, byte_offset, yaml_events::saphyr(chunk)) {
+            return Ok(documents);
+        }
+    }
+    match build(chunk, line_offset, byte_offset, yaml_events::granit(chunk)) {
+        Ok(documents) => Ok(documents),
+        Err(Some(e)) => Err(e),
+        // granit's events never stop unsure; were they to, the document is still refused.
+        Err(None) => Err(SyntaxError {
+            span: Span {
+                line: line_offset + 1,
+                column: 1,
+                start: byte_offset,
+                end: byte_offset,
+            },
+            message: "the YAML parser stopped without saying why".into(),
+        }),
+    }
+}
+
+/// The documents built from `events`; `Err(None)` when the reader was unsure.
+fn build<'a>(
+    chunk: &'a str,
+    line_offset: usize,
+    byte_offset: usize,
+    events: impl Iterator<Item = yaml_events::Item<'a>>,
+) -> Result<Vec<Document>, Option<SyntaxError>> {
     let mut builder = Builder {
         line_offset,
         byte_offset,
@@ -544,30 +594,24 @@ fn parse_one(
     let mut documents = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
-    let parser = Parser::new_from_str(chunk);
-    for event in parser {
-        let (event, span) = event.map_err(|e| {
-            let m = e.marker();
-            SyntaxError {
-                span: builder.span_of(m.line(), m.col(), m.byte_offset(), m.byte_offset()),
-                message: e.info(),
-            }
+    for event in events {
+        let (event, span) = event.map_err(|stop| match stop {
+            Stop::Syntax { at, message } => Some(SyntaxError {
+                span: builder.span_of(at),
+                message,
+            }),
+            Stop::Unsure => None,
         })?;
-        let sp = builder.span_of(
-            span.start.line(),
-            span.start.col(),
-            span.start.byte_offset(),
-            span.end.byte_offset(),
-        );
+        let sp = builder.span_of(span);
         let completed: Option<(Node, usize)> = match event {
-            Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => None,
-            Event::DocumentStart(..) => {
+            NodeEvent::Other => None,
+            NodeEvent::DocumentStart => {
                 root = None;
                 builder.decoded = 0;
                 builder.from_aliases = 0;
                 None
             }
-            Event::DocumentEnd => {
+            NodeEvent::DocumentEnd => {
                 documents.push(Document {
                     root: root.take(),
                     surprises: std::mem::take(&mut builder.surprises),
@@ -575,61 +619,65 @@ fn parse_one(
                 });
                 None
             }
-            Event::Alias(id) => match builder.anchors.get(&id) {
+            NodeEvent::Alias(id) => match builder.anchors.get(&id) {
                 Some((node, size)) => {
                     builder.decoded += size;
                     builder.from_aliases += size;
                     if excessive_aliasing(builder.decoded, builder.from_aliases) {
-                        return Err(SyntaxError {
+                        return Err(Some(SyntaxError {
                             span: sp,
                             message: format!(
                                 "document contains excessive aliasing: expanding the aliases would make {} nodes, {} of them copies (kubectl's parser refuses this \"billion laughs\" shape too)",
                                 builder.decoded, builder.from_aliases
                             ),
-                        });
+                        }));
                     }
                     Some((node.clone(), 0))
                 }
                 None => {
-                    return Err(SyntaxError {
+                    return Err(Some(SyntaxError {
                         span: sp,
                         message: "alias refers to an unknown anchor".into(),
-                    });
+                    }));
                 }
             },
-            Event::UnresolvedAlias(name) => {
-                return Err(SyntaxError {
+            NodeEvent::UnresolvedAlias(name) => {
+                return Err(Some(SyntaxError {
                     span: sp,
                     message: format!("alias *{name} has no anchor before it"),
-                });
+                }));
             }
-            Event::Scalar(text, style, anchor, tag) => {
+            NodeEvent::Scalar {
+                text,
+                plain,
+                anchor,
+                tagged,
+            } => {
                 builder.decoded += 1;
-                let value = builder.resolve_scalar(text, style, tag.is_some(), sp);
+                let value = builder.resolve_scalar(text, plain, tagged, sp);
                 Some((Node { value, span: sp }, anchor))
             }
-            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _)
+            NodeEvent::SequenceStart { .. } | NodeEvent::MappingStart { .. }
                 if stack.len() >= MAX_DEPTH =>
             {
-                let _ = anchor;
-                return Err(SyntaxError {
+                return Err(Some(SyntaxError {
                     span: sp,
                     message: format!(
                         "nesting is deeper than {MAX_DEPTH} levels; no Kubernetes object is this deep"
                     ),
-                });
+                }));
             }
-            Event::SequenceStart(_, anchor, _) => {
+            NodeEvent::SequenceStart { anchor } => {
                 builder.decoded += 1;
                 stack.push(Frame::Sequence(Vec::new(), sp, anchor));
                 None
             }
-            Event::MappingStart(_, anchor, _) => {
+            NodeEvent::MappingStart { anchor } => {
                 builder.decoded += 1;
                 stack.push(Frame::Mapping(Vec::new(), None, sp, anchor));
                 None
             }
-            Event::SequenceEnd => match stack.pop() {
+            NodeEvent::SequenceEnd => match stack.pop() {
                 Some(Frame::Sequence(items, start, anchor)) => Some((
                     Node {
                         value: Value::Sequence(items),
@@ -639,7 +687,7 @@ fn parse_one(
                 )),
                 _ => None,
             },
-            Event::MappingEnd => match stack.pop() {
+            NodeEvent::MappingEnd => match stack.pop() {
                 Some(Frame::Mapping(entries, _, start, anchor)) => Some((
                     Node {
                         value: Value::Mapping(entries),
@@ -649,11 +697,6 @@ fn parse_one(
                 )),
                 _ => None,
             },
-            #[allow(
-                unreachable_patterns,
-                reason = "granit may grow presentation-only events"
-            )]
-            _ => None,
         };
         if let Some((node, anchor)) = completed {
             if anchor != 0 {
@@ -667,12 +710,12 @@ fn parse_one(
 }
 
 impl Builder<'_> {
-    fn span_of(&self, line: usize, col: usize, start: Option<usize>, end: Option<usize>) -> Span {
-        let start = start.unwrap_or(0).min(self.chunk.len());
-        let end = end.unwrap_or(start).clamp(start, self.chunk.len());
+    fn span_of(&self, at: RawSpan) -> Span {
+        let start = at.start.unwrap_or(0).min(self.chunk.len());
+        let end = at.end.unwrap_or(start).clamp(start, self.chunk.len());
         Span {
-            line: line + self.line_offset,
-            column: col + 1,
+            line: at.line + self.line_offset,
+            column: at.col + 1,
             start: start + self.byte_offset,
             end: end + self.byte_offset,
         }
@@ -713,11 +756,11 @@ impl Builder<'_> {
     fn resolve_scalar(
         &mut self,
         text: std::borrow::Cow<'_, str>,
-        style: ScalarStyle,
+        plain: bool,
         tagged: bool,
         span: Span,
     ) -> Value {
-        if style != ScalarStyle::Plain || tagged {
+        if !plain || tagged {
             return Value::String(CompactString::from(text));
         }
         // Most plain scalars are names and labels: only text that starts like a number, a
@@ -955,6 +998,329 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both readings of `text` as `parse_one_with` gives them, or `None` when they agree.
+    /// Compared as Debug text: `.nan` is not equal to itself.
+    fn readings_differ(text: &str) -> Option<(String, String)> {
+        let either = format!("{:?}", parse_one_with(text, 0, 0, Reader::Either));
+        let granit = format!("{:?}", parse_one_with(text, 0, 0, Reader::GranitOnly));
+        (either != granit).then_some((either, granit))
+    }
+
+    fn assert_readings_agree(inputs: impl IntoIterator<Item = (String, String)>) {
+        let mut checked = 0;
+        let mut differ = Vec::new();
+        for (name, text) in inputs {
+            checked += 1;
+            if let Some((either, granit)) = readings_differ(&text) {
+                // Where the readings part, with some context before it.
+                let at = either
+                    .char_indices()
+                    .zip(granit.chars())
+                    .find(|((_, a), b)| a != b)
+                    .map_or(either.len().min(granit.len()), |((i, _), _)| i);
+                let from = either.floor_char_boundary(at.saturating_sub(80));
+                let shown = |reading: &str| {
+                    reading
+                        .get(from..)
+                        .unwrap_or("")
+                        .chars()
+                        .take(160)
+                        .collect::<String>()
+                };
+                differ.push(format!(
+                    "{name} {:?}\n  with saphyr: ...{}\n  granit only: ...{}",
+                    text.chars().take(200).collect::<String>(),
+                    shown(&either),
+                    shown(&granit)
+                ));
+            }
+        }
+        assert!(checked > 0, "no inputs");
+        assert!(
+            differ.is_empty(),
+            "{} of {checked} inputs read differently:\n{}",
+            differ.len(),
+            differ.join("\n")
+        );
+    }
+
+    /// The edge cases the parsers' authors wrote down (tests/yaml-corpus): every one reads
+    /// the same, tree for tree and span for span, error for error, whichever parser read it.
+    #[test]
+    fn saphyr_reads_the_parser_test_suites_exactly_as_granit() {
+        let corpus: Vec<String> = serde_json::from_str(include_str!(
+            "../../../tests/yaml-corpus/parser-test-suites.json"
+        ))
+        .expect("corpus is a JSON list of strings");
+        let routed = corpus
+            .iter()
+            .filter(|t| yaml_events::saphyr_may_read(t))
+            .count();
+        assert!(
+            routed > 2000,
+            "most of the corpus is routed to saphyr: {routed}"
+        );
+        assert_readings_agree(
+            corpus
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| (format!("#{i}"), text)),
+        );
+    }
+
+    /// A small deterministic generator of manifest-like YAML: block and flow collections,
+    /// plain, quoted and block scalars, implicit nulls, comments, blank lines, trailing blanks
+    /// and CRLF, in the places a hand-edited manifest has them.
+    struct ManifestGen(u64);
+
+    impl ManifestGen {
+        fn next(&mut self) -> u64 {
+            // xorshift64*: enough spread for choosing among a handful of shapes.
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn pick<'a>(&mut self, choices: &[&'a str]) -> &'a str {
+            choices[(self.next() % choices.len() as u64) as usize]
+        }
+
+        fn chance(&mut self, in_ten: u64) -> bool {
+            self.next() % 10 < in_ten
+        }
+
+        fn scalar(&mut self) -> String {
+            let plain = self.pick(&[
+                "web",
+                "app.kubernetes.io/name",
+                "10.0.0.0/8",
+                "8080",
+                "0755",
+                "yes",
+                "off",
+                "~",
+                "null",
+                "true",
+                "1.5",
+                "-3",
+                "0x1F",
+                "a b c",
+                "TCP",
+                "k8s-app",
+                "x#y",
+                "a:b",
+                ".inf",
+                "1e3",
+                "+12",
+                "y",
+                "",
+            ]);
+            match self.next() % 6 {
+                0 => format!("'{}'", plain.replace('\'', "''")),
+                1 => format!("\"{}\"", plain),
+                2 => self
+                    .pick(&[
+                        "'it''s'",
+                        "\"a\\\"b\"",
+                        "\"tab\\tnew\\n\"",
+                        "\"#\"",
+                        "'#x'",
+                        "\"\"",
+                        "''",
+                    ])
+                    .to_string(),
+                _ => plain.to_string(),
+            }
+        }
+
+        fn flow(&mut self, depth: usize) -> String {
+            let pad = self.pick(&["", " ", "  "]);
+            let items: Vec<String> = (0..self.next() % 3)
+                .map(|_| {
+                    if depth < 2 && self.chance(3) {
+                        self.flow(depth + 1)
+                    } else {
+                        let s = self.scalar();
+                        if s.is_empty() { "x".into() } else { s }
+                    }
+                })
+                .collect();
+            if self.chance(5) {
+                let entries: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| format!("k{i}: {v}"))
+                    .collect();
+                format!("{{{pad}{}{pad}}}", entries.join(", "))
+            } else {
+                format!("[{pad}{}{pad}]", items.join(", "))
+            }
+        }
+
+        fn comment(&mut self) -> &'static str {
+            self.pick(&["", "", "", " # note", "  #x", " # \"quoted\" 'too'"])
+        }
+
+        fn eol(&mut self) -> &'static str {
+            self.pick(&["\n", "\n", "\n", " \n", "\r\n"])
+        }
+
+        /// A block mapping at `indent`, `depth` levels down.
+        fn mapping(&mut self, out: &mut String, indent: usize, depth: usize) {
+            for i in 0..1 + self.next() % 4 {
+                if self.chance(1) {
+                    out.push_str(self.pick(&["\n", "# comment\n", "  # indented comment\n"]));
+                }
+                let key = if self.chance(1) {
+                    format!("\"key {i}\"")
+                } else {
+                    format!("key{i}")
+                };
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&key);
+                out.push(':');
+                self.value(out, indent, depth);
+            }
+        }
+
+        /// What follows `key:` or `- `.
+        fn value(&mut self, out: &mut String, indent: usize, depth: usize) {
+            let choice = if depth > 3 {
+                self.next() % 3
+            } else {
+                self.next() % 7
+            };
+            match choice {
+                0 => {
+                    let s = self.scalar();
+                    let comment = self.comment();
+                    let eol = self.eol();
+                    out.push_str(&format!(" {s}{comment}{eol}"));
+                }
+                1 => {
+                    let f = self.flow(0);
+                    let comment = self.comment();
+                    out.push_str(&format!(" {f}{comment}\n"));
+                }
+                2 => {
+                    // An implicit null, maybe with a comment after it.
+                    let comment = self.comment();
+                    let eol = self.eol();
+                    out.push_str(&format!("{comment}{eol}"));
+                }
+                3 | 4 => {
+                    let comment = self.comment();
+                    out.push_str(&format!("{comment}\n"));
+                    self.mapping(out, indent + 2, depth + 1);
+                }
+                5 => {
+                    let comment = self.comment();
+                    out.push_str(&format!("{comment}\n"));
+                    let dash_indent = if self.chance(5) { indent } else { indent + 2 };
+                    for _ in 0..1 + self.next() % 3 {
+                        out.push_str(&" ".repeat(dash_indent));
+                        out.push('-');
+                        if self.chance(6) {
+                            out.push(' ');
+                            let mut item = String::new();
+                            self.mapping(&mut item, dash_indent + 2, depth + 1);
+                            // The first key goes on the dash's line.
+                            out.push_str(item.trim_start_matches(' '));
+                        } else {
+                            self.value(out, dash_indent, depth + 1);
+                        }
+                    }
+                }
+                _ => {
+                    let header = self.pick(&["|", ">", "|-", ">+", "|2"]);
+                    out.push_str(&format!(" {header}\n"));
+                    for line in 0..1 + self.next() % 3 {
+                        out.push_str(&" ".repeat(indent + 2));
+                        out.push_str(&format!("line {line} # not a comment\n"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Thousands of generated manifests, and each with one byte removed (mostly invalid): the
+    /// readings agree on every tree, span and error.
+    #[test]
+    fn saphyr_reads_generated_manifests_exactly_as_granit() {
+        let mut generator = ManifestGen(0x9E37_79B9_7F4A_7C15);
+        let mut inputs = Vec::new();
+        let mut read_by_saphyr = 0;
+        for case in 0..3000 {
+            let mut text = String::new();
+            if generator.chance(2) {
+                text.push_str("---\n");
+            }
+            generator.mapping(&mut text, 0, 0);
+            if build(&text, 0, 0, yaml_events::saphyr(&text)).is_ok() {
+                read_by_saphyr += 1;
+            }
+            let cut = (generator.next() as usize) % text.len();
+            if text.is_char_boundary(cut) && text.is_char_boundary(cut + 1) {
+                let mut broken = text.clone();
+                broken.remove(cut);
+                inputs.push((format!("case {case} without byte {cut}"), broken));
+            }
+            inputs.push((format!("case {case}"), text));
+        }
+        assert!(
+            read_by_saphyr > 2000,
+            "saphyr-parser read only {read_by_saphyr} of 3000 generated manifests"
+        );
+        assert_readings_agree(inputs);
+    }
+
+    /// Every document of the real-world manifests, cut as the loader cuts them.
+    #[test]
+    fn saphyr_reads_real_world_documents_exactly_as_granit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/real-world");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("real-world corpus") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(
+            files.len() > 200,
+            "real-world corpus found: {}",
+            files.len()
+        );
+        let mut documents = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("UTF-8 manifest");
+            for piece in pieces(&text) {
+                documents.push((
+                    format!("{}@{}", path.display(), piece.first_line),
+                    text[piece.start..piece.end].to_string(),
+                ));
+            }
+        }
+        // The fast reader is the one real manifests get.
+        let read_by_saphyr = documents
+            .iter()
+            .filter(|(_, t)| {
+                yaml_events::saphyr_may_read(t) && build(t, 0, 0, yaml_events::saphyr(t)).is_ok()
+            })
+            .count();
+        assert!(
+            read_by_saphyr * 10 > documents.len() * 8,
+            "saphyr-parser read {read_by_saphyr} of {} real-world documents",
+            documents.len()
+        );
+        assert_readings_agree(documents);
+    }
 
     /// The walk [`split_documents`] replaced: every line, in order.
     fn split_line_by_line(text: &str) -> Vec<(usize, usize, usize)> {
