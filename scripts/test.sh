@@ -133,7 +133,7 @@ else
   (cd fuzz && cargo build --bins)
   fuzz_bins=fuzz/target/debug
 fi
-for target in load_manifests calico_selector; do
+for target in load_manifests calico_selector yaml_readers; do
   "$fuzz_bins/$target" "fuzz/seeds/$target" -runs=0
 done
 

@@ -8,16 +8,23 @@
 //! for text where it has been measured to agree, and its reading is thrown away, never
 //! reported, at the first thing outside that:
 //!
-//! - the text is ASCII without control characters other than tab, LF and CR (its positions
-//!   count characters, which are then bytes; it accepts some control characters and byte order
-//!   marks granit rightly rejects);
+//! - the text is printable ASCII and line breaks (its positions count characters, which are
+//!   then bytes; it accepts control characters, byte order marks, tabs and a CR alone where
+//!   granit rightly rejects them);
 //! - no tag, anchor or alias (it accepts aliases across documents, granit does not; the
 //!   Builder's alias pricing stays on one path);
+//! - none of the shapes where it accepts what YAML forbids: a quoted scalar over several lines
+//!   (it does not check their indentation), a plain scalar that starts with an indicator
+//!   (`[>]`), a block scalar in a flow collection, a flow key not on one line with its `:`
+//!   (`{k\n: v}`); any scalar or collection of a flow collection that ends its line counts;
 //! - no syntax error (granit rejects more, and says why in its own words).
 //!
-//! Where the two parsers place a span differently, the saphyr reading is moved to granit's
-//! convention (see [`saphyr`]). `yaml_tree`'s tests hold the two readings equal, tree for tree
-//! and span for span, on the parsers' own test suites and on every real-world document.
+//! Each of those rules was found by a differential (the tests below `yaml_tree` and the
+//! `yaml_readers` fuzz target) and is cheap to keep: a document that meets one is read by
+//! granit, as before. Where the two parsers place a span differently, the saphyr reading is
+//! moved to granit's convention (see [`saphyr`]). `yaml_tree`'s tests hold the two readings
+//! equal, tree for tree and span for span, on the parsers' own test suites, on every
+//! real-world document and on generated manifests and their mutants.
 
 use granit_parser::ScalarStyle;
 use std::borrow::Cow;
@@ -67,11 +74,14 @@ pub(crate) enum Stop {
 
 pub(crate) type Item<'a> = Result<(NodeEvent<'a>, RawSpan), Stop>;
 
-/// Whether saphyr-parser may be asked for `text` at all: ASCII, no control characters but tab,
-/// LF and CR.
+/// Whether saphyr-parser may be asked for `text` at all: printable ASCII and line breaks (LF,
+/// CRLF). Not tabs: saphyr-parser accepts them where YAML and granit refuse them (`\t:\t:`);
+/// nor a CR alone, which it takes for a line break.
 pub(crate) fn saphyr_may_read(text: &str) -> bool {
-    text.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'))
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\r' && bytes.get(i + 1) == Some(&b'\n')
+    })
 }
 
 /// granit-parser's events.
@@ -124,23 +134,45 @@ pub(crate) fn granit(text: &str) -> impl Iterator<Item = Item<'_>> {
 /// saphyr-parser's events, for text [`saphyr_may_read`], with spans moved to granit's
 /// conventions where they differ:
 ///
-/// - an empty plain scalar (an implicit null) is empty where saphyr-parser starts it; where
-///   saphyr-parser starts it on a later line than the event before it ended (an empty
-///   document after `---`, a `? key` at the end), granit places it at that end instead, and
-///   the reading is left to granit;
+/// - an empty plain scalar (an implicit null) is empty. Both parsers place it at the indicator
+///   that follows it (`:` of `key:`, `}` of `{key}`, `,` or `]`) when that is on the line of
+///   what came before; anywhere else (an empty document after `---`, a `? key` at the end of
+///   the text, a null before a comment) they may not agree, and the reading is left to granit;
 /// - a quoted scalar ends after its closing quote (saphyr-parser runs on over blanks and a
 ///   comment that follow);
 /// - a flow collection starts as its first character alone (saphyr-parser runs on over blanks
 ///   and comments after it); block collections start empty in both.
 pub(crate) fn saphyr(text: &str) -> impl Iterator<Item = Item<'_>> {
-    use saphyr_parser::{Event as E, ScalarStyle as S};
-    let bytes = text.as_bytes();
-    let mut previous_end_line = 1;
+    let mut reading = SaphyrReading {
+        bytes: text.as_bytes(),
+        previous_end_line: 1,
+        open_is_flow: Vec::new(),
+        open_flows: 0,
+    };
     saphyr_parser::Parser::new_from_str(text).map(move |event| {
         let (event, span) = event.map_err(|_| Stop::Unsure)?;
+        reading.event(event, span)
+    })
+}
+
+/// What [`saphyr`] keeps between events.
+struct SaphyrReading<'a> {
+    bytes: &'a [u8],
+    /// The line where the previous event's span ended.
+    previous_end_line: usize,
+    /// Whether each open collection is a flow one, and how many of them are.
+    open_is_flow: Vec<bool>,
+    open_flows: usize,
+}
+
+impl<'a> SaphyrReading<'a> {
+    fn event(&mut self, event: saphyr_parser::Event<'a>, span: saphyr_parser::Span) -> Item<'a> {
+        use saphyr_parser::{Event as E, ScalarStyle as S};
+        let bytes = self.bytes;
         let (start, mut end) = (span.start.index(), span.end.index());
         let (line, col) = (span.start.line(), span.start.col());
-        let after_line = std::mem::replace(&mut previous_end_line, span.end.line());
+        let after_line = std::mem::replace(&mut self.previous_end_line, span.end.line());
+        let in_flow = self.open_flows > 0;
         let event = match event {
             E::Scalar(_, _, anchor, tag) if anchor != 0 || tag.is_some() => {
                 return Err(Stop::Unsure);
@@ -153,14 +185,45 @@ pub(crate) fn saphyr(text: &str) -> impl Iterator<Item = Item<'_>> {
             E::Alias(_) => return Err(Stop::Unsure),
             E::Scalar(text, style, ..) => {
                 match style {
-                    S::Plain if text.is_empty() && line != after_line => {
+                    // Where the two agree: at the indicator that ends the node, on the line
+                    // of what came before it (`key:`, `{key}`, `[a, ]`).
+                    S::Plain
+                        if text.is_empty()
+                            && (line != after_line
+                                || !matches!(
+                                    bytes.get(start),
+                                    Some(b':' | b',' | b'}' | b']')
+                                )) =>
+                    {
                         return Err(Stop::Unsure);
                     }
                     S::Plain if text.is_empty() => end = start,
+                    // A plain scalar may not start with an indicator (YAML 1.2,
+                    // ns-plain-first); saphyr-parser reads `[>]` and `{a: 1, |}` anyway.
+                    S::Plain if text.as_bytes().first().is_some_and(is_indicator) => {
+                        return Err(Stop::Unsure);
+                    }
+                    // A block scalar inside a flow collection is invalid YAML that
+                    // saphyr-parser accepts.
+                    S::Literal | S::Folded if in_flow => return Err(Stop::Unsure),
                     S::SingleQuoted | S::DoubleQuoted => {
                         end = closing_quote(bytes, start).ok_or(Stop::Unsure)? + 1;
+                        // saphyr-parser does not check the indentation of a quoted scalar's
+                        // further lines.
+                        if bytes[start..end].contains(&b'\n') {
+                            return Err(Stop::Unsure);
+                        }
                     }
                     _ => {}
+                }
+                // A key in a flow collection must be on one line with its `:`; saphyr-parser
+                // accepts `{k\n: v}`. Any scalar of a flow collection over lines, or followed
+                // by the end of its line, is left to granit.
+                if in_flow
+                    && !text.is_empty()
+                    && (bytes[start..end].contains(&b'\n') || line_ends_at(bytes, end))
+                {
+                    return Err(Stop::Unsure);
                 }
                 NodeEvent::Scalar {
                     plain: style == S::Plain,
@@ -170,9 +233,13 @@ pub(crate) fn saphyr(text: &str) -> impl Iterator<Item = Item<'_>> {
                 }
             }
             E::SequenceStart(..) | E::MappingStart(..) => {
-                if end > start {
+                // Block collections start empty; a flow one spans its bracket and more.
+                let flow = end > start;
+                if flow {
                     end = start + 1;
                 }
+                self.open_is_flow.push(flow);
+                self.open_flows += usize::from(flow);
                 if matches!(event, E::SequenceStart(..)) {
                     NodeEvent::SequenceStart { anchor: 0 }
                 } else {
@@ -181,8 +248,19 @@ pub(crate) fn saphyr(text: &str) -> impl Iterator<Item = Item<'_>> {
             }
             E::DocumentStart(_) => NodeEvent::DocumentStart,
             E::DocumentEnd => NodeEvent::DocumentEnd,
-            E::SequenceEnd => NodeEvent::SequenceEnd,
-            E::MappingEnd => NodeEvent::MappingEnd,
+            E::SequenceEnd | E::MappingEnd => {
+                let flow = self.open_is_flow.pop().unwrap_or(false);
+                self.open_flows -= usize::from(flow);
+                // A flow collection as a key, like a scalar above: `{[a]\n: b}`.
+                if flow && self.open_flows > 0 && line_ends_at(bytes, start + 1) {
+                    return Err(Stop::Unsure);
+                }
+                if matches!(event, E::SequenceEnd) {
+                    NodeEvent::SequenceEnd
+                } else {
+                    NodeEvent::MappingEnd
+                }
+            }
             E::StreamStart | E::StreamEnd | E::Nothing => NodeEvent::Other,
         };
         Ok((
@@ -194,7 +272,39 @@ pub(crate) fn saphyr(text: &str) -> impl Iterator<Item = Item<'_>> {
                 end: Some(end),
             },
         ))
-    })
+    }
+}
+
+/// YAML's indicator characters that no plain scalar may start with (`-`, `?` and `:` may,
+/// before a non-blank).
+fn is_indicator(b: &u8) -> bool {
+    matches!(
+        b,
+        b',' | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'#'
+            | b'&'
+            | b'*'
+            | b'!'
+            | b'|'
+            | b'>'
+            | b'\''
+            | b'"'
+            | b'%'
+            | b'@'
+            | b'`'
+    )
+}
+
+/// Whether only blanks and perhaps a comment follow `at` on its line.
+fn line_ends_at(bytes: &[u8], at: usize) -> bool {
+    let rest = bytes.get(at..).unwrap_or_default();
+    match rest.iter().find(|&&b| b != b' ') {
+        None => true,
+        Some(b) => matches!(b, b'\n' | b'\r' | b'#'),
+    }
 }
 
 /// The closing quote of the quoted scalar opening at `open` (which saphyr-parser has accepted,
