@@ -8,9 +8,9 @@
 //! for text where it has been measured to agree, and its reading is thrown away, never
 //! reported, at the first thing outside that:
 //!
-//! - the text is printable ASCII and line breaks (its positions count characters, which are
-//!   then bytes; it accepts control characters, byte order marks, tabs and a CR alone where
-//!   granit rightly rejects them);
+//! - the text is printable ASCII and line breaks, and ends with one (its positions count
+//!   characters, which are then bytes; it accepts control characters, byte order marks, tabs
+//!   and a CR alone where granit rightly rejects them; see [`saphyr_may_read`]);
 //! - no tag, anchor or alias (it accepts aliases across documents, granit does not; the
 //!   Builder's alias pricing stays on one path);
 //! - none of the shapes where it accepts what YAML forbids: a quoted scalar over several lines
@@ -75,13 +75,20 @@ pub(crate) enum Stop {
 pub(crate) type Item<'a> = Result<(NodeEvent<'a>, RawSpan), Stop>;
 
 /// Whether saphyr-parser may be asked for `text` at all: printable ASCII and line breaks (LF,
-/// CRLF). Not tabs: saphyr-parser accepts them where YAML and granit refuse them (`\t:\t:`);
-/// nor a CR alone, which it takes for a line break.
+/// CRLF), ending with a line break. Not tabs: saphyr-parser accepts them where YAML and granit
+/// refuse them (`\t:\t:`); nor a CR alone, which it takes for a line break; nor a last line
+/// without its line break, where it keeps one line break too many at the end of a block
+/// scalar (`a: |\n x\n\n ` is `"x\n\n"` to it, `"x\n"` to YAML and granit).
 pub(crate) fn saphyr_may_read(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().all(|(i, &b)| {
-        (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\r' && bytes.get(i + 1) == Some(&b'\n')
-    })
+    let allowed = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\r';
+    // In blocks without an early exit, which the compiler turns into vector code: this runs
+    // over every byte of the input before it is parsed.
+    (bytes.is_empty() || bytes.ends_with(b"\n"))
+        && bytes
+            .chunks(64)
+            .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & allowed(b)))
+        && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
 }
 
 /// granit-parser's events.
@@ -322,4 +329,30 @@ fn closing_quote(bytes: &[u8], open: usize) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saphyr_parser_is_asked_only_for_printable_ascii_ending_with_a_line_break() {
+        let long_ok = "key: value\n".repeat(100);
+        for text in ["", "a: 1\n", "a: 1\r\nb: 2\r\n", long_ok.as_str()] {
+            assert!(saphyr_may_read(text), "{text:?}");
+        }
+        let long_tab = format!("{long_ok}a:\tb\n");
+        for text in [
+            "a: 1",
+            "a: 1\rb: 2\n",
+            "a:\t1\n",
+            "a: \u{1}\n",
+            "a: \u{7f}\n",
+            "a: caf\u{e9}\n",
+            "\u{feff}a: 1\n",
+            long_tab.as_str(),
+        ] {
+            assert!(!saphyr_may_read(text), "{text:?}");
+        }
+    }
 }
