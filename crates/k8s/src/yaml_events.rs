@@ -8,15 +8,17 @@
 //! for text where it has been measured to agree, and its reading is thrown away, never
 //! reported, at the first thing outside that:
 //!
-//! - the text is printable ASCII and line breaks, and ends with one (its positions count
-//!   characters, which are then bytes; it accepts control characters, byte order marks, tabs
-//!   and a CR alone where granit rightly rejects them; see [`saphyr_may_read`]);
+//! - the text is printable ASCII and line breaks, ends with one and has no `%` directive (its
+//!   positions count characters, which are then bytes; it accepts control characters, byte
+//!   order marks, tabs, a CR alone and `%YAML 2.0` where granit rightly rejects them; see
+//!   [`saphyr_may_read`]);
 //! - no tag, anchor or alias (it accepts aliases across documents, granit does not; the
 //!   Builder's alias pricing stays on one path);
 //! - none of the shapes where it accepts what YAML forbids: a quoted scalar over several lines
 //!   (it does not check their indentation), a plain scalar that starts with an indicator
 //!   (`[>]`), a block scalar in a flow collection, a flow key not on one line with its `:`
-//!   (`{k\n: v}`); any scalar or collection of a flow collection that ends its line counts;
+//!   (`{k\n: v}`) or longer than 1024 characters; any scalar or collection of a flow
+//!   collection that ends its line or comes near that length counts;
 //! - no syntax error (granit rejects more, and says why in its own words).
 //!
 //! Each of those rules was found by a differential (the tests below `yaml_tree` and the
@@ -75,7 +77,7 @@ pub(crate) enum Stop {
 pub(crate) type Item<'a> = Result<(NodeEvent<'a>, RawSpan), Stop>;
 
 /// Whether saphyr-parser may be asked for `text` at all: printable ASCII and line breaks (LF,
-/// CRLF), ending with a line break. Not tabs: saphyr-parser accepts them where YAML and granit
+/// CRLF), ending with a line break, without directives. Not tabs: saphyr-parser accepts them where YAML and granit
 /// refuse them (`\t:\t:`); nor a CR alone, which it takes for a line break; nor a last line
 /// without its line break, where it keeps one line break too many at the end of a block
 /// scalar (`a: |\n x\n\n ` is `"x\n\n"` to it, `"x\n"` to YAML and granit).
@@ -89,6 +91,9 @@ pub(crate) fn saphyr_may_read(text: &str) -> bool {
             .chunks(64)
             .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & allowed(b)))
         && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
+        // No directive (`%YAML 2.0` is refused by granit, read by saphyr-parser).
+        && !bytes.starts_with(b"%")
+        && memchr::memmem::find(bytes, b"\n%").is_none()
 }
 
 /// granit-parser's events.
@@ -167,8 +172,9 @@ struct SaphyrReading<'a> {
     bytes: &'a [u8],
     /// The line where the previous event's span ended.
     previous_end_line: usize,
-    /// Whether each open collection is a flow one, and how many of them are.
-    open_is_flow: Vec<bool>,
+    /// Whether each open collection is a flow one (and where it starts), and how many of
+    /// them are.
+    open_is_flow: Vec<(bool, usize)>,
     open_flows: usize,
 }
 
@@ -223,12 +229,15 @@ impl<'a> SaphyrReading<'a> {
                     }
                     _ => {}
                 }
-                // A key in a flow collection must be on one line with its `:`; saphyr-parser
-                // accepts `{k\n: v}`. Any scalar of a flow collection over lines, or followed
-                // by the end of its line, is left to granit.
+                // A key in a flow collection must be on one line with its `:` and at most
+                // 1024 characters long; saphyr-parser accepts `{k\n: v}` and longer keys. Any
+                // scalar of a flow collection over lines, followed by the end of its line, or
+                // near that length, is left to granit.
                 if in_flow
                     && !text.is_empty()
-                    && (bytes[start..end].contains(&b'\n') || line_ends_at(bytes, end))
+                    && (bytes[start..end].contains(&b'\n')
+                        || line_ends_at(bytes, end)
+                        || end - start >= LONG_KEY)
                 {
                     return Err(Stop::Unsure);
                 }
@@ -245,7 +254,7 @@ impl<'a> SaphyrReading<'a> {
                 if flow {
                     end = start + 1;
                 }
-                self.open_is_flow.push(flow);
+                self.open_is_flow.push((flow, start));
                 self.open_flows += usize::from(flow);
                 if matches!(event, E::SequenceStart(..)) {
                     NodeEvent::SequenceStart { anchor: 0 }
@@ -256,10 +265,13 @@ impl<'a> SaphyrReading<'a> {
             E::DocumentStart(_) => NodeEvent::DocumentStart,
             E::DocumentEnd => NodeEvent::DocumentEnd,
             E::SequenceEnd | E::MappingEnd => {
-                let flow = self.open_is_flow.pop().unwrap_or(false);
+                let (flow, opened) = self.open_is_flow.pop().unwrap_or((false, start));
                 self.open_flows -= usize::from(flow);
                 // A flow collection as a key, like a scalar above: `{[a]\n: b}`.
-                if flow && self.open_flows > 0 && line_ends_at(bytes, start + 1) {
+                if flow
+                    && self.open_flows > 0
+                    && (line_ends_at(bytes, start + 1) || start - opened >= LONG_KEY)
+                {
                     return Err(Stop::Unsure);
                 }
                 if matches!(event, E::SequenceEnd) {
@@ -281,6 +293,10 @@ impl<'a> SaphyrReading<'a> {
         ))
     }
 }
+
+/// Bytes from which a node in a flow collection might be a key too long for YAML (1024
+/// characters): granit refuses such a key, saphyr-parser does not.
+const LONG_KEY: usize = 1000;
 
 /// YAML's indicator characters that no plain scalar may start with (`-`, `?` and `:` may,
 /// before a non-blank).
@@ -350,6 +366,8 @@ mod tests {
             "a: \u{7f}\n",
             "a: caf\u{e9}\n",
             "\u{feff}a: 1\n",
+            "%YAML 2.0\n---\na: 1\n",
+            "a: 1\n%YAML 1.2\n",
             long_tab.as_str(),
         ] {
             assert!(!saphyr_may_read(text), "{text:?}");

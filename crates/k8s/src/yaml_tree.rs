@@ -1080,6 +1080,29 @@ mod tests {
         assert_readings_agree(inputs);
     }
 
+    /// YAML limits an implicit key to 1024 characters; saphyr-parser does not check it in
+    /// flow collections, so keys about that long are left to granit.
+    #[test]
+    fn keys_about_1024_characters_read_as_granit_reads_them() {
+        let mut inputs = Vec::new();
+        for length in [1000, 1020, 1023, 1024, 1025, 1100] {
+            let key = "k".repeat(length);
+            let items = vec!["a"; length / 3].join(", ");
+            for text in [
+                format!("{key}: v\n"),
+                format!("{{{key}: v}}\n"),
+                format!("[{key}: v]\n"),
+                format!("{{\"{key}\": v}}\n"),
+                format!("{{[{items}]: v}}\n"),
+                format!("[{items}]: v\n"),
+                format!("x: {{a: {key}}}\n"),
+            ] {
+                inputs.push((format!("length {length}"), text));
+            }
+        }
+        assert_readings_agree(inputs);
+    }
+
     /// A small deterministic generator of manifest-like YAML: block and flow collections,
     /// plain, quoted and block scalars, implicit nulls, comments, blank lines, trailing blanks
     /// and CRLF, in the places a hand-edited manifest has them.
