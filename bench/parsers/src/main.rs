@@ -1,6 +1,7 @@
 //! granit-parser against saphyr-parser and yaml-rust2 (BENCHMARKS.md, "Fourteenth session").
 //!
 //! `speed FILE`: events per second of each parser on the same text, three rounds.
+//! `events TEXT`: both parsers' events of TEXT side by side, with their spans.
 //! `diff CORPUS.json [YAML...]`: where granit and saphyr-parser disagree, on the corpus that
 //! `corpus.py` writes and on YAML files (cut at `---` lines, as Bulkhead reads them): which
 //! inputs one accepts and the other rejects, and, for the inputs a hybrid would give to
@@ -42,7 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let s = s.unwrap_or_else(|e| vec![(format!("error: {e}"), 0, 0, 0, 0)]);
             for i in 0..g.len().max(s.len()) {
                 let show = |e: Option<&Event>| {
-                    e.map_or(String::new(), |(n, l, c, a, b)| format!("{n} {l}:{c} {a}..{b}"))
+                    e.map_or(String::new(), |(n, l, c, a, b)| {
+                        format!("{n} {l}:{c} {a}..{b}")
+                    })
                 };
                 println!("{:60} | {}", show(g.get(i)), show(s.get(i)));
             }

@@ -77,10 +77,11 @@ pub(crate) enum Stop {
 pub(crate) type Item<'a> = Result<(NodeEvent<'a>, RawSpan), Stop>;
 
 /// Whether saphyr-parser may be asked for `text` at all: printable ASCII and line breaks (LF,
-/// CRLF), ending with a line break, without directives. Not tabs: saphyr-parser accepts them where YAML and granit
-/// refuse them (`\t:\t:`); nor a CR alone, which it takes for a line break; nor a last line
-/// without its line break, where it keeps one line break too many at the end of a block
-/// scalar (`a: |\n x\n\n ` is `"x\n\n"` to it, `"x\n"` to YAML and granit).
+/// CRLF), ending with a line break, without directives. Not tabs: saphyr-parser accepts them
+/// where YAML and granit refuse them (`\t:\t:`); nor a CR alone, which it takes for a line
+/// break; nor a last line without its line break, where it keeps one line break too many at
+/// the end of a block scalar (`a: |\n x\n\n ` is `"x\n\n"` to it, `"x\n"` to YAML and
+/// granit); nor `%YAML 2.0`, which granit refuses.
 pub(crate) fn saphyr_may_read(text: &str) -> bool {
     let bytes = text.as_bytes();
     let allowed = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\r';
@@ -91,7 +92,6 @@ pub(crate) fn saphyr_may_read(text: &str) -> bool {
             .chunks(64)
             .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & allowed(b)))
         && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
-        // No directive (`%YAML 2.0` is refused by granit, read by saphyr-parser).
         && !bytes.starts_with(b"%")
         && memchr::memmem::find(bytes, b"\n%").is_none()
 }

@@ -1354,30 +1354,24 @@ mod tests {
     /// Every document of the real-world manifests, cut as the loader cuts them.
     #[test]
     fn saphyr_reads_real_world_documents_exactly_as_granit() {
+        // Read as the loader reads a directory (`*.yaml`, `*.yml`, `*.json`, recursively).
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/real-world");
-        let mut files = Vec::new();
-        let mut dirs = vec![root];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).expect("real-world corpus") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    files.push(path);
-                }
-            }
-        }
+        let (files, problems) = crate::input::read_paths(&[root]);
+        assert!(
+            problems.is_empty(),
+            "real-world corpus unreadable: {problems:?}"
+        );
         assert!(
             files.len() > 200,
             "real-world corpus found: {}",
             files.len()
         );
         let mut documents = Vec::new();
-        for path in files {
-            let text = std::fs::read_to_string(&path).expect("UTF-8 manifest");
-            for piece in pieces(&text) {
+        for file in files {
+            let text = &file.text;
+            for piece in pieces(text) {
                 documents.push((
-                    format!("{}@{}", path.display(), piece.first_line),
+                    format!("{}@{}", file.name, piece.first_line),
                     text[piece.start..piece.end].to_string(),
                 ));
             }
