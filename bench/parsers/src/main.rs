@@ -1,4 +1,5 @@
-//! granit-parser against saphyr-parser and yaml-rust2 (BENCHMARKS.md, "Fourteenth session").
+//! granit-parser against saphyr-parser and yaml-rust2 (BENCHMARKS.md, "Fourteenth session"),
+//! and libyaml-safer in `speed` (a safe port of libyaml; "Sixteenth session").
 //!
 //! `speed FILE`: events per second of each parser on the same text, three rounds.
 //! `events TEXT`: both parsers' events of TEXT side by side, with their spans.
@@ -84,6 +85,19 @@ fn speed(text: &str) {
         });
         rate("saphyr-parser", &|| {
             saphyr_parser::Parser::new_from_str(text).count()
+        });
+        rate("libyaml-safer", &|| {
+            let mut input = text.as_bytes();
+            let mut parser = libyaml_safer::Parser::new();
+            parser.set_input_string(&mut input);
+            let mut events = 0;
+            while let Ok(event) = parser.parse() {
+                events += 1;
+                if matches!(event.data, libyaml_safer::EventData::StreamEnd) {
+                    break;
+                }
+            }
+            events
         });
         rate("yaml-rust2", &|| {
             struct Count(usize);

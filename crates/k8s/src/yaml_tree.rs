@@ -475,8 +475,6 @@ struct Builder<'a> {
     line_offset: usize,
     byte_offset: usize,
     chunk: &'a str,
-    /// Char index -> byte index is needed because granit reports char offsets for `&str` input
-    /// only through `byte_offset()`, which may be absent.
     /// Anchored nodes with their size in nodes, so an alias is priced before it is copied.
     anchors: HashMap<usize, (Node, usize)>,
     surprises: Vec<Yaml11Surprise>,

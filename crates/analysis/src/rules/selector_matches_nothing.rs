@@ -195,13 +195,16 @@ fn kubernetes_findings(
                             continue;
                         }
                     }
-                    if let Some(s) = pod_selector {
+                    // Without pods in its scope a podSelector is not judged; asked first, the
+                    // memo is not hashed for the peers of namespaces that have none.
+                    if let Some(s) = pod_selector
+                        && has_pods
+                    {
                         let verdict = verdicts.entry((s, scope_key)).or_insert_with(|| {
-                            let matches_nothing = has_pods
-                                && !scope
-                                    .iter()
-                                    .flat_map(|ns| ctx.endpoints_in(ns))
-                                    .any(|p| s.matches(&p.labels));
+                            let matches_nothing = !scope
+                                .iter()
+                                .flat_map(|ns| ctx.endpoints_in(ns))
+                                .any(|p| s.matches(&p.labels));
                             matches_nothing.then(|| {
                                 crate::nearest::nearest(
                                     &crate::nearest::label_wants(s),
