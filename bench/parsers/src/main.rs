@@ -1,7 +1,9 @@
 //! granit-parser against saphyr-parser and yaml-rust2 (BENCHMARKS.md, "Fourteenth session"),
 //! and libyaml-safer in `speed` (a safe port of libyaml; "Sixteenth session").
 //!
-//! `speed FILE`: events per second of each parser on the same text, three rounds.
+//! `speed FILE [--rounds N] [--only NAME]`: events per second of each parser on the same text
+//! (one parser alone with `--only`, e.g. under callgrind). granit is timed as Bulkhead runs it,
+//! without comment events ("granit -comments"), and with its defaults.
 //! `events TEXT`: both parsers' events of TEXT side by side, with their spans.
 //! `diff CORPUS.json [YAML...]`: where granit and saphyr-parser disagree, on the corpus that
 //! `corpus.py` writes and on YAML files (cut at `---` lines, as Bulkhead reads them): which
@@ -23,7 +25,15 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Events per second of each parser on FILE
-    Speed { file: String },
+    Speed {
+        file: String,
+        /// Rounds of all parsers
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Only this parser (as the output names it, e.g. `saphyr-parser`)
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Both parsers' events of TEXT side by side, with their spans
     Events { text: String },
     /// Events and spans of granit and saphyr-parser compared (-v prints each difference)
@@ -37,7 +47,9 @@ enum Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Args::parse().command {
-        Command::Speed { file } => speed(&std::fs::read_to_string(file)?),
+        Command::Speed { file, rounds, only } => {
+            speed(&std::fs::read_to_string(file)?, rounds, only.as_deref())
+        }
         Command::Events { text } => {
             let (g, s) = (granit(&text), saphyr(&text));
             let g = g.unwrap_or_else(|e| vec![(format!("error: {e}"), 0, 0, 0, 0)]);
@@ -71,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn speed(text: &str) {
+fn speed(text: &str, rounds: usize, only: Option<&str>) {
     let mb = text.len() as f64 / 1e6;
     let rate = |name: &str, count: &dyn Fn() -> usize| {
         let t = Instant::now();
@@ -79,9 +91,19 @@ fn speed(text: &str) {
         let s = t.elapsed().as_secs_f64();
         println!("{name:14} {s:.2} s  {:5.1} MB/s  {events} events", mb / s);
     };
-    for _ in 0..3 {
+    let rate = |name: &str, count: &dyn Fn() -> usize| {
+        if only.is_none_or(|only| only == name) {
+            rate(name, count)
+        }
+    };
+    for _ in 0..rounds {
         rate("granit-parser", &|| {
             granit_parser::Parser::new_from_str(text).count()
+        });
+        rate("granit -comments", &|| {
+            let mut options = granit_parser::Options::default();
+            options.set_emit_comments(false);
+            granit_parser::Parser::new_from_str_with_options(text, options).count()
         });
         rate("saphyr-parser", &|| {
             saphyr_parser::Parser::new_from_str(text).count()

@@ -96,10 +96,14 @@ pub(crate) fn saphyr_may_read(text: &str) -> bool {
         && memchr::memmem::find(bytes, b"\n%").is_none()
 }
 
-/// granit-parser's events.
+/// granit-parser's events. Comments are neither kept nor emitted: nothing reads them, and
+/// capturing them was a tenth of granit's instructions (BENCHMARKS.md, seventeenth session).
+/// They are still scanned, so what is valid YAML does not change.
 pub(crate) fn granit(text: &str) -> impl Iterator<Item = Item<'_>> {
     use granit_parser::Event as E;
-    granit_parser::Parser::new_from_str(text).map(|event| {
+    let mut options = granit_parser::Options::default();
+    options.set_emit_comments(false);
+    granit_parser::Parser::new_from_str_with_options(text, options).map(|event| {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
             Stop::Syntax {
