@@ -377,8 +377,14 @@ impl PolicyRuleRef<'_> {
 /// Every rule of every policy of every API (staged ones included), ingress before egress, in
 /// policy order.
 pub fn policy_rules(cluster: &Cluster) -> impl Iterator<Item = PolicyRuleRef<'_>> {
+    rules_of(&cluster.policies)
+}
+
+/// [`policy_rules`] of some of the policies: a rule that walks 300,000 policies walks them a
+/// part at a time, in parallel.
+pub fn rules_of(policies: &[bulkhead_model::Policy]) -> impl Iterator<Item = PolicyRuleRef<'_>> {
     use bulkhead_model::Direction;
-    cluster.policies.iter().flat_map(|policy| {
+    policies.iter().flat_map(|policy| {
         [Direction::Ingress, Direction::Egress]
             .into_iter()
             .flat_map(move |direction| {

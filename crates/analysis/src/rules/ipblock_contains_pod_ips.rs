@@ -21,6 +21,7 @@ use crate::lint::{LintContext, RuleInfo};
 use bulkhead_model::{
     ClusterPeer, Diagnostic, Direction, NetworkPolicyPeer, RuleMatcher, Severity,
 };
+use rayon::prelude::*;
 
 const NETS_HELP: &str = "match pods with selectors; leave the pod CIDR out of broad nets (notNets, or a narrower range)";
 
@@ -49,10 +50,30 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
         let end = ips.partition_point(|ip| *ip <= last);
         &ips[start..end.max(start)]
     };
+    // A policy repository without pods (the usual CI run) has no pod IP to contain.
+    if ips.is_empty() {
+        return Vec::new();
+    }
+    // A part of the policies at a time, in parallel and in order, as BH102 does: walking
+    // 300,000 policies' rules on one core was this rule's tail after the others had finished.
+    let part = (ctx.cluster.policies.len() / (4 * rayon::current_num_threads())).max(256);
+    ctx.cluster
+        .policies
+        .par_chunks(part)
+        .flat_map_iter(|policies| findings(ctx, policies, &within))
+        .collect()
+}
+
+/// BH110's findings on the rules of `policies`; `within` gives the pod IPs in a range.
+fn findings<'i>(
+    ctx: &LintContext<'_>,
+    policies: &[bulkhead_model::Policy],
+    within: &(impl Fn(ipnet::IpNet) -> &'i [std::net::IpAddr] + Sync),
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // A Deny of the pod range is deliberate; an Allow of it is the surprise.
-    for r in crate::lint::policy_rules(ctx.cluster)
-        .filter(|r| r.rule.action == bulkhead_model::Action::Allow)
+    for r in
+        crate::lint::rules_of(policies).filter(|r| r.rule.action == bulkhead_model::Action::Allow)
     {
         // Ranges holding no pod IP are neither named nor kept: most hold none.
         let nets = |field: &str, nets: &[ipnet::IpNet]| -> Vec<(String, usize)> {

@@ -39,13 +39,15 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     let namespaces_known = cluster.namespaces.iter().any(|n| n.defined);
     // Kubernetes NetworkPolicies a part at a time, in parallel and in order: at 300,000
     // policies this rule ran alone on one core for a third of a second after the others had
-    // finished. Each part keeps its own memo of selectors (parts seldom share them: policies
-    // come by namespace).
+    // finished. Each part keeps its own memo of podSelectors (parts seldom share them:
+    // policies come by namespace); the namespaceSelectors' scopes are shared, since every
+    // part asks the same few and each is a walk over every namespace.
+    let scopes = namespace_scopes(ctx);
     let part = (cluster.policies.len() / (4 * rayon::current_num_threads())).max(256);
     let mut out: Vec<Diagnostic> = cluster
         .policies
         .par_chunks(part)
-        .flat_map_iter(|policies| kubernetes_findings(ctx, policies, namespaces_known))
+        .flat_map_iter(|policies| kubernetes_findings(ctx, &scopes, policies, namespaces_known))
         .collect();
     // Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy rules.
     if ctx.has_pods() && namespaces_known {
@@ -81,21 +83,77 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     out
 }
 
+/// The namespaces each namespaceSelector of a Kubernetes peer selects, once per distinct
+/// selector: thousands of policies repeat the same few (a namespace per team, all asking for
+/// `purpose: monitoring`). With it, whether any of them has pods: a selector may pick
+/// thousands of namespaces.
+type NamespaceScopes<'c> = std::collections::HashMap<
+    &'c bulkhead_model::LabelSelector,
+    (Vec<&'c str>, bool),
+    foldhash::fast::RandomState,
+>;
+
+fn namespace_scopes<'c>(ctx: &LintContext<'c>) -> NamespaceScopes<'c> {
+    let selectors = ctx
+        .cluster
+        .policies
+        .par_iter()
+        .filter(|p| p.is_kubernetes() && p.staged.is_none())
+        .fold(
+            std::collections::HashSet::<_, foldhash::fast::RandomState>::default,
+            |mut selectors, policy| {
+                for direction in [Direction::Ingress, Direction::Egress] {
+                    for rule in policy.rules(direction) {
+                        let RuleMatcher::Kubernetes(rule) = &rule.matcher else {
+                            continue;
+                        };
+                        for peer in rule.peers.iter().flatten() {
+                            if let NetworkPolicyPeer::Pods {
+                                namespace_selector: Some(s),
+                                ..
+                            } = peer
+                            {
+                                selectors.insert(s);
+                            }
+                        }
+                    }
+                }
+                selectors
+            },
+        )
+        .reduce(Default::default, |mut a, b| {
+            a.extend(b);
+            a
+        });
+    selectors
+        .into_par_iter()
+        .map(|s| (s, namespace_scope(ctx, s)))
+        .collect()
+}
+
+fn namespace_scope<'c>(
+    ctx: &LintContext<'c>,
+    selector: &bulkhead_model::LabelSelector,
+) -> (Vec<&'c str>, bool) {
+    let scope: Vec<&str> = ctx
+        .cluster
+        .namespaces
+        .iter()
+        .filter(|n| selector.matches(&n.labels))
+        .map(|n| n.name.as_str())
+        .collect();
+    let has_pods = scope.iter().any(|ns| ctx.namespace_has_pods(ns));
+    (scope, has_pods)
+}
+
 /// BH102's findings on the Kubernetes NetworkPolicies among `policies`.
-fn kubernetes_findings(
-    ctx: &LintContext<'_>,
-    policies: &[bulkhead_model::Policy],
+fn kubernetes_findings<'c>(
+    ctx: &LintContext<'c>,
+    scopes: &NamespaceScopes<'c>,
+    policies: &'c [bulkhead_model::Policy],
     namespaces_known: bool,
 ) -> Vec<Diagnostic> {
     let cluster = ctx.cluster;
-    // The namespaces a namespaceSelector selects, once per distinct selector: thousands of
-    // policies repeat the same few (a namespace per team, all asking for `purpose: monitoring`).
-    // With it, whether any of them has pods: a selector may pick thousands of namespaces.
-    let mut scopes: std::collections::HashMap<
-        &bulkhead_model::LabelSelector,
-        (Vec<&str>, bool),
-        foldhash::fast::RandomState,
-    > = std::collections::HashMap::default();
     // Per podSelector and scope: None when it matches a pod, else the nearest label. Policies
     // repeat the same peers (every workload's `tier: web`), and the nearest label is a search
     // of the scope's labels: 40,000 findings at Antrea size asked it 40,000 times.
@@ -136,21 +194,18 @@ fn kubernetes_findings(
                         None => Scope::Own(namespace),
                         Some(s) => Scope::Selected(s),
                     };
+                    // Every selector asked here was gathered by `namespace_scopes`; one that
+                    // was not would be a bug there, and is still judged, at its own cost.
+                    let computed;
                     let (scope, has_pods): (&[&str], bool) = match namespace_selector {
                         None => (std::slice::from_ref(&namespace), own_has_pods),
-                        Some(s) => {
-                            let (scope, has_pods) = scopes.entry(s).or_insert_with(|| {
-                                let scope: Vec<&str> = cluster
-                                    .namespaces
-                                    .iter()
-                                    .filter(|n| s.matches(&n.labels))
-                                    .map(|n| n.name.as_str())
-                                    .collect();
-                                let has_pods = scope.iter().any(|ns| ctx.namespace_has_pods(ns));
-                                (scope, has_pods)
-                            });
-                            (scope, *has_pods)
-                        }
+                        Some(s) => match scopes.get(s) {
+                            Some((scope, has_pods)) => (scope, *has_pods),
+                            None => {
+                                computed = namespace_scope(ctx, s);
+                                (&computed.0, computed.1)
+                            }
+                        },
                     };
                     let place = || format!("{direction}[{i}].{field}[{j}]");
                     if let Some(s) = namespace_selector
