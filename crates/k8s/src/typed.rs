@@ -25,7 +25,7 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
     match crate::node_de::from_node::<T>(ctx.node, &mut unknown) {
         Ok(typed) => {
             // `status` is written by the server, never applied: a newer server may add fields.
-            unknown.retain(|path| path.0.first() != Some(&Segment::Key("status".into())));
+            unknown.retain(|path| path.first() != Some(&Segment::Key("status".into())));
             report_unknown_paths(ctx, unknown, diagnostics);
             Some(typed)
         }
@@ -56,29 +56,20 @@ pub fn deserialize_via_json<T: DeserializeOwned + Serialize>(
             }
             Err(e) => e,
         };
-        let path = FieldPath(
-            e.path()
-                .iter()
-                .filter_map(|s| match s {
-                    serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
-                    serde_path_to_error::Segment::Map { key } => {
-                        Some(Segment::Key(key.clone().into()))
-                    }
-                    _ => None,
-                })
-                .collect(),
-        );
+        let path = FieldPath::from_segments(e.path().iter().filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone().into())),
+            _ => None,
+        }));
         let inner = e.into_inner().to_string();
-        let caused_by_us = inner.starts_with("missing field")
-            && reported
-                .iter()
-                .any(|r| r.0.len() == path.0.len() + 1 && r.0.starts_with(&path.0));
+        let caused_by_us =
+            inner.starts_with("missing field") && reported.iter().any(|r| r.is_child_of(&path));
         attempts += 1;
         if attempts > MAX_TYPE_ERRORS {
             return None;
         }
         if !caused_by_us && !reported.contains(&path) {
-            let field = if path.0.is_empty() {
+            let field = if path.is_empty() {
                 String::new()
             } else {
                 format!("{path}: ")
@@ -94,10 +85,10 @@ pub fn deserialize_via_json<T: DeserializeOwned + Serialize>(
         // Take the value out: a map entry is removed, a list item nulled (keeping the indices
         // of later items true), and removed if null is not accepted either.
         let removed = if nulled.contains(&path) {
-            remove_at(&mut json, &path.0, true)
+            remove_at(&mut json, &path.to_segments(), true)
         } else {
             nulled.push(path.clone());
-            remove_at(&mut json, &path.0, false)
+            remove_at(&mut json, &path.to_segments(), false)
         };
         if !removed {
             return None;
@@ -160,7 +151,7 @@ fn report_unknown_paths(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for path in unknown {
-        let key = match path.0.last() {
+        let key = match path.last() {
             Some(Segment::Key(k)) => k.clone(),
             _ => continue,
         };
@@ -189,7 +180,7 @@ fn find_unknown(
     match (input, typed) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in a {
-                if v.is_null() || (path.0.is_empty() && k == "status") {
+                if v.is_null() || (path.is_empty() && k == "status") {
                     continue;
                 }
                 match b.get(k) {
