@@ -824,6 +824,15 @@ impl Builder<'_> {
             ".nan" | ".NaN" | ".NAN" => return Some(Value::Float(f64::NAN)),
             _ => {}
         }
+        // An integer (decimal, `0x`, `0b`, octal, with `_`) or a float has no other bytes than
+        // these: `team-0001`, `networking.k8s.io/v1` or a CIDR stop at their first letter or
+        // `/` instead of being searched for underscores, dots and exponents.
+        let may_be_number = text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b'x' | b'_' | b'+' | b'-' | b'.'));
+        if !may_be_number {
+            return None;
+        }
         if let Some(i) = self.resolve_int(text, span) {
             return Some(Value::Int(i));
         }
@@ -1545,6 +1554,38 @@ mod tests {
                 ("y", SurpriseKind::Boolean)
             ]
         );
+    }
+
+    #[test]
+    fn numbers_in_every_spelling_resolve_and_look_alikes_stay_text() {
+        let cases = [
+            ("1_000", serde_json::json!(1000)),
+            ("0b101", serde_json::json!(5)),
+            ("-0x1F", serde_json::json!(-31)),
+            ("0xface", serde_json::json!(64206)),
+            ("+12", serde_json::json!(12)),
+            ("-0", serde_json::json!(0)),
+            ("+.5", serde_json::json!(0.5)),
+            ("1e3", serde_json::json!(1000.0)),
+            ("1E-3", serde_json::json!(0.001)),
+            ("6.5e+2", serde_json::json!(650.0)),
+            ("1_0.5", serde_json::json!(10.5)),
+            ("-.inf", serde_json::json!(null)), // JSON has no infinity: to_json writes null
+            ("0o17", serde_json::json!("0o17")),
+            ("1.2.3", serde_json::json!("1.2.3")),
+            ("12:30", serde_json::json!("12:30")),
+            ("10.0.0.0/8", serde_json::json!("10.0.0.0/8")),
+            ("face", serde_json::json!("face")),
+            ("1e", serde_json::json!("1e")),
+            ("+", serde_json::json!("+")),
+            ("team-0001", serde_json::json!("team-0001")),
+            ("1.5Gi", serde_json::json!("1.5Gi")),
+        ];
+        for (text, want) in cases {
+            let doc = one(&format!("v: {text}\n"));
+            let got = doc.root.expect("root").to_json();
+            assert_eq!(got, serde_json::json!({ "v": want }), "{text}");
+        }
     }
 
     #[test]
