@@ -38,13 +38,26 @@ impl Default for LoadOptions {
 /// About as many policies as `inputs` can hold, if not a few more: the kind of every policy
 /// API (NetworkPolicy, Calico's NetworkPolicy, GlobalNetworkPolicy and StagedNetworkPolicy,
 /// AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy) contains
-/// `NetworkPolicy`, and a comment or a name may too. One vectorised search per input, in
-/// parallel: about 10 ms for 100 MB.
+/// `NetworkPolicy`, and a comment or a name may too. A vectorised search in parts of 4 MiB, in
+/// parallel: one core searches 100 MB in about 25 ms, which is spent before any parsing.
 fn policy_count_bound(inputs: &[Input]) -> usize {
-    let finder = memchr::memmem::Finder::new(b"NetworkPolicy");
+    const NEEDLE: &[u8] = b"NetworkPolicy";
+    const PART: usize = 4 << 20;
+    let finder = memchr::memmem::Finder::new(NEEDLE);
     inputs
         .par_iter()
-        .map(|input| finder.find_iter(input.text.as_bytes()).count())
+        .flat_map(|input| {
+            let text = input.text.as_bytes();
+            (0..text.len().div_ceil(PART))
+                .into_par_iter()
+                .map(move |part| (text, part * PART))
+        })
+        .map(|(text, from)| {
+            // Occurrences that start in this part; the search runs on into the next part by
+            // less than a needle, so none is counted twice or missed.
+            let to = (from + PART + NEEDLE.len() - 1).min(text.len());
+            finder.find_iter(&text[from..to]).count()
+        })
         .sum()
 }
 
@@ -1116,4 +1129,33 @@ fn suppression(node: &Node) -> Option<Vec<String>> {
             .map(str::to_string)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_count_bound_counts_each_mention_once_across_part_boundaries() {
+        const PART: usize = 4 << 20;
+        let needle = "NetworkPolicy";
+        let mut text = vec![b'.'; 2 * PART + 100];
+        // Before a boundary, straddling one, ending on one, starting on one, at the very end.
+        let at = [
+            100,
+            PART - 5,
+            2 * PART - needle.len(),
+            2 * PART,
+            text.len() - needle.len(),
+        ];
+        for &i in &at {
+            text[i..i + needle.len()].copy_from_slice(needle.as_bytes());
+        }
+        let text = String::from_utf8(text).expect("ASCII");
+        let inputs = [
+            Input::new("a.yaml", text),
+            Input::new("b.yaml", "kind: NetworkPolicy\n"),
+        ];
+        assert_eq!(policy_count_bound(&inputs), at.len() + 1);
+    }
 }
