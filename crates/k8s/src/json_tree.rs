@@ -532,7 +532,7 @@ mod tests {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            i += 1 + (seed >> 33) as usize % (if seed % 7 == 0 { 400 } else { 20 });
+            i += 1 + (seed >> 33) as usize % (if seed.is_multiple_of(7) { 400 } else { 20 });
         }
     }
 
