@@ -382,33 +382,20 @@ impl Reach {
         // to repeat the same few: 12,500 namespaces x 50,000 entries at Antrea size).
         let mut selected: HashMap<&bulkhead_model::LabelSelector, Vec<usize>> = HashMap::new();
         for entry in engine.pipeline().policies.iter() {
-            for direction in [Direction::Ingress, Direction::Egress] {
-                for rule in entry.policy.rules(direction) {
-                    let RuleMatcher::Kubernetes(r) = &rule.matcher else {
-                        continue;
-                    };
-                    for peer in r.peers.iter().flatten() {
-                        if let NetworkPolicyPeer::Pods {
-                            namespace_selector: Some(s),
-                            ..
-                        } = peer
-                        {
-                            selected.entry(s).or_insert_with(|| {
-                                cluster
-                                    .namespaces
-                                    .iter()
-                                    .filter(|n| s.matches(&n.labels))
-                                    .flat_map(|n| {
-                                        by_namespace
-                                            .get(n.name.as_str())
-                                            .cloned()
-                                            .unwrap_or_default()
-                                    })
-                                    .collect()
-                            });
-                        }
-                    }
-                }
+            for s in entry.policy.kubernetes_namespace_selectors() {
+                selected.entry(s).or_insert_with(|| {
+                    cluster
+                        .namespaces
+                        .iter()
+                        .filter(|n| s.matches(&n.labels))
+                        .flat_map(|n| {
+                            by_namespace
+                                .get(n.name.as_str())
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                });
             }
         }
         // The identities a Kubernetes peer entry can possibly match: its own namespace for a

@@ -207,6 +207,26 @@ impl Policy {
         self.rules(direction).iter().enumerate()
     }
 
+    /// The namespaceSelectors of this policy's Kubernetes peers (both directions, repeats
+    /// included): engines and lint rules work out each distinct one's namespaces once.
+    pub fn kubernetes_namespace_selectors(&self) -> impl Iterator<Item = &LabelSelector> {
+        self.ingress
+            .iter()
+            .chain(&self.egress)
+            .filter_map(|rule| match &rule.matcher {
+                RuleMatcher::Kubernetes(rule) => Some(rule),
+                _ => None,
+            })
+            .flat_map(|rule| rule.peers.iter().flatten())
+            .filter_map(|peer| match peer {
+                NetworkPolicyPeer::Pods {
+                    namespace_selector: Some(s),
+                    ..
+                } => Some(s),
+                _ => None,
+            })
+    }
+
     /// Every atom of every rule (both directions): see [`PolicyRule::visit_atoms`].
     pub fn visit_atoms(&self, visit: &mut dyn FnMut(Atom<'_>)) {
         for rule in self.ingress.iter().chain(&self.egress) {

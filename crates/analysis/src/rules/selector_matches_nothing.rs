@@ -102,22 +102,7 @@ fn namespace_scopes<'c>(ctx: &LintContext<'c>) -> NamespaceScopes<'c> {
         .fold(
             std::collections::HashSet::<_, foldhash::fast::RandomState>::default,
             |mut selectors, policy| {
-                for direction in [Direction::Ingress, Direction::Egress] {
-                    for rule in policy.rules(direction) {
-                        let RuleMatcher::Kubernetes(rule) = &rule.matcher else {
-                            continue;
-                        };
-                        for peer in rule.peers.iter().flatten() {
-                            if let NetworkPolicyPeer::Pods {
-                                namespace_selector: Some(s),
-                                ..
-                            } = peer
-                            {
-                                selectors.insert(s);
-                            }
-                        }
-                    }
-                }
+                selectors.extend(policy.kubernetes_namespace_selectors());
                 selectors
             },
         )
