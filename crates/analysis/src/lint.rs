@@ -380,8 +380,14 @@ pub fn policy_rules(cluster: &Cluster) -> impl Iterator<Item = PolicyRuleRef<'_>
     rules_of(&cluster.policies)
 }
 
+/// How many policies a rule that walks all of them takes per parallel part: about four parts
+/// per thread (uneven parts still keep every core busy), none under 256 policies.
+pub fn policy_part_len(cluster: &Cluster) -> usize {
+    (cluster.policies.len() / (4 * rayon::current_num_threads())).max(256)
+}
+
 /// [`policy_rules`] of some of the policies: a rule that walks 300,000 policies walks them a
-/// part at a time, in parallel.
+/// part at a time ([`policy_part_len`]), in parallel.
 pub fn rules_of(policies: &[bulkhead_model::Policy]) -> impl Iterator<Item = PolicyRuleRef<'_>> {
     use bulkhead_model::Direction;
     policies.iter().flat_map(|policy| {

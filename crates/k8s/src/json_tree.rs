@@ -254,37 +254,24 @@ impl Cursor {
         let to = to.max(from).min(text.len());
         let between = &text.as_bytes()[from..to];
         // Most steps cross a key, a short scalar or some punctuation: one pass over those few
-        // bytes costs less than setting up the vector searches below (their set-up was a
-        // twentieth of loading one-line JSON).
-        if between.len() <= SHORT_STEP {
-            let mut last_newline = None;
-            let mut ascii = true;
-            for (i, &b) in between.iter().enumerate() {
-                if b == b'\n' {
-                    line += 1;
-                    last_newline = Some(i);
-                }
-                ascii &= b.is_ascii();
-            }
-            let tail = last_newline.map_or(between, |i| &between[i + 1..]);
-            let tail_chars = if ascii { tail.len() } else { chars(tail) };
-            column = if last_newline.is_some() {
-                tail_chars
-            } else {
-                column + tail_chars
-            };
-            self.at = (to, line, column);
-            return;
-        }
-        // The skeleton's cursor crosses all of a list's items at once (100 MB of one-line
-        // `kubectl get -o json` output): a byte-at-a-time search back was a tenth of a second.
-        match memchr::memrchr(b'\n', between) {
-            Some(last) => {
-                line += bytecount_newlines(between);
-                column = chars(&between[last + 1..]);
-            }
-            None => column += chars(between),
-        }
+        // bytes costs less than setting up the vector searches (their set-up was a twentieth
+        // of loading one-line JSON). The skeleton's cursor crosses all of a list's items at
+        // once (100 MB of one-line `kubectl get -o json` output): there a byte-at-a-time search
+        // back was a tenth of a second.
+        let (newlines, last_newline) = if between.len() <= SHORT_STEP {
+            between
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .fold((0, None), |(n, _), (i, _)| (n + 1, Some(i)))
+        } else {
+            (bytecount_newlines(between), memchr::memrchr(b'\n', between))
+        };
+        line += newlines;
+        column = match last_newline {
+            Some(last) => chars(&between[last + 1..]),
+            None => column + chars(between),
+        };
         self.at = (to, line, column);
     }
 }

@@ -56,7 +56,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     }
     // A part of the policies at a time, in parallel and in order, as BH102 does: walking
     // 300,000 policies' rules on one core was this rule's tail after the others had finished.
-    let part = (ctx.cluster.policies.len() / (4 * rayon::current_num_threads())).max(256);
+    let part = crate::lint::policy_part_len(ctx.cluster);
     ctx.cluster
         .policies
         .par_chunks(part)

@@ -43,7 +43,7 @@ pub fn check(ctx: &LintContext<'_>) -> Vec<Diagnostic> {
     // policies come by namespace); the namespaceSelectors' scopes are shared, since every
     // part asks the same few and each is a walk over every namespace.
     let scopes = namespace_scopes(ctx);
-    let part = (cluster.policies.len() / (4 * rayon::current_num_threads())).max(256);
+    let part = crate::lint::policy_part_len(cluster);
     let mut out: Vec<Diagnostic> = cluster
         .policies
         .par_chunks(part)
