@@ -86,11 +86,21 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Input>, Vec<Diagnostic>) {
                 let mut on_walk = HashSet::new();
                 collect_manifest_files(path, &mut files, &mut report, &mut on_walk);
                 files.sort();
-                for file in files {
-                    read_file(&file, &mut inputs, &mut report.diagnostics);
+                // Side by side: a repository of many small files waits on each one's open and
+                // read otherwise. Kept in the sorted order, which the load follows.
+                use rayon::prelude::*;
+                let read: Vec<_> = files.par_iter().map(|file| read_file(file)).collect();
+                for (file, read) in files.iter().zip(read) {
+                    match read {
+                        Ok(input) => inputs.push(input),
+                        Err(message) => report.diagnostics.push(io_error(file, &message)),
+                    }
                 }
             }
-            Ok(meta) if meta.is_file() => read_file(path, &mut inputs, &mut report.diagnostics),
+            Ok(meta) if meta.is_file() => match read_file(path) {
+                Ok(input) => inputs.push(input),
+                Err(message) => report.diagnostics.push(io_error(path, &message)),
+            },
             Ok(meta) => report.diagnostics.push(io_error(
                 path,
                 &format!(
@@ -113,8 +123,12 @@ struct Report {
 /// stream of them is `/dev/zero`) and at invalid UTF-8.
 /// `expected`: the size the text probably has (a file's length), so a large file is read into
 /// one allocation of its size instead of a doubled one (the agent keeps the text).
-fn read_text(mut reader: impl Read, what: &str, expected: usize) -> Result<String, String> {
-    let mut bytes = Vec::with_capacity(expected);
+fn read_text(reader: impl Read, what: &str, expected: usize) -> Result<String, String> {
+    read_rest(reader, Vec::with_capacity(expected), what)
+}
+
+/// [`read_text`] after `bytes`, already read and free of NUL bytes.
+fn read_rest(mut reader: impl Read, mut bytes: Vec<u8>, what: &str) -> Result<String, String> {
     loop {
         // Straight into the text, a part at a time (an endless stream is stopped by its first
         // NUL): a copy through a buffer and a byte-at-a-time NUL search were a quarter of a
@@ -127,10 +141,7 @@ fn read_text(mut reader: impl Read, what: &str, expected: usize) -> Result<Strin
             Err(e) => return Err(e.to_string()),
         }
         if let Some(at) = memchr::memchr(0, &bytes[from..]) {
-            return Err(format!(
-                "{what} is not text: a NUL byte at byte {}",
-                from + at
-            ));
+            return Err(nul_at(what, from + at));
         }
     }
     bytes.shrink_to_fit();
@@ -142,17 +153,65 @@ fn read_text(mut reader: impl Read, what: &str, expected: usize) -> Result<Strin
     })
 }
 
-fn read_file(path: &Path, inputs: &mut Vec<Input>, diagnostics: &mut Vec<Diagnostic>) {
-    match std::fs::File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            // The length is a hint: the file may grow or shrink while it is read.
-            let expected = f.metadata().map_or(0, |m| m.len()).min(1 << 30) as usize;
-            read_text(f, "the file", expected)
-        }) {
-        Ok(text) => inputs.push(Input::new(path.display().to_string(), text)),
-        Err(message) => diagnostics.push(io_error(path, &message)),
+fn nul_at(what: &str, at: usize) -> String {
+    format!("{what} is not text: a NUL byte at byte {at}")
+}
+
+/// Files at least this long are read in parts side by side ([`read_parts`]).
+const PARALLEL_READ_BYTES: usize = 8 << 20;
+
+/// The first `len` bytes of `file` read in parts on every core, each searched for a NUL
+/// byte there: read on one thread, the kernel's copy of 100 MB and its page faults were a
+/// tenth of a second with the other core idle, before any parsing could start (BENCHMARKS.md,
+/// eighteenth session). `Ok(None)` when the file is shorter than `len` by now: it changed
+/// while read, and is read again from its start by one thread.
+fn read_parts(file: &std::fs::File, len: usize, what: &str) -> Result<Option<Vec<u8>>, String> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt as _;
+    const PART: usize = 4 << 20;
+    // Zeroed memory comes straight from the OS, untouched: each part faults its own pages in.
+    let mut bytes = vec![0u8; len];
+    let parts: Vec<Result<Option<usize>, std::io::Error>> = bytes
+        .par_chunks_mut(PART)
+        .enumerate()
+        .map(|(i, part)| {
+            file.read_exact_at(part, (i * PART) as u64)?;
+            Ok(memchr::memchr(0, part).map(|at| i * PART + at))
+        })
+        .collect();
+    let mut first_nul = None;
+    for part in parts {
+        match part {
+            Ok(nul) => first_nul = first_nul.or(nul),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        }
     }
+    match first_nul {
+        Some(at) => Err(nul_at(what, at)),
+        None => Ok(Some(bytes)),
+    }
+}
+
+/// The file at `path`, or what stops it being read (a message for [`io_error`]).
+fn read_file(path: &Path) -> Result<Input, String> {
+    let what = "the file";
+    let read = || -> Result<String, String> {
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // The length is a hint: the file may grow or shrink while it is read.
+        let expected = file.metadata().map_or(0, |m| m.len()).min(1 << 30) as usize;
+        if expected >= PARALLEL_READ_BYTES
+            && let Some(bytes) = read_parts(&file, expected, what)?
+        {
+            // Whatever was appended since the length was taken is read after it.
+            use std::io::Seek as _;
+            file.seek(std::io::SeekFrom::Start(bytes.len() as u64))
+                .map_err(|e| e.to_string())?;
+            return read_rest(file, bytes, what);
+        }
+        read_text(file, what, expected)
+    };
+    read().map(|text| Input::new(path.display().to_string(), text))
 }
 
 fn file_kind(t: &std::fs::FileType) -> &'static str {
@@ -321,7 +380,90 @@ mod line_tests {
 
 #[cfg(test)]
 mod tests {
-    use super::read_text;
+    use super::{PARALLEL_READ_BYTES, read_file, read_parts, read_rest, read_text};
+
+    /// A file in the temporary directory, removed when dropped (also when a test fails).
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn with(name: &str, bytes: &[u8]) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("bulkhead-input-{}-{name}.yaml", std::process::id()));
+            std::fs::write(&path, bytes).expect("write a temporary file");
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// Text over the parallel threshold, not a whole number of parts, with a two-byte
+    /// character across the boundary of the second and third 4 MiB parts.
+    fn large_text() -> Vec<u8> {
+        let mut text = b"k: v\n".repeat((PARALLEL_READ_BYTES + (5 << 20) + 3) / 5);
+        let boundary = 2 * (4 << 20);
+        text[boundary - 1..boundary + 1].copy_from_slice("\u{e9}".as_bytes());
+        text
+    }
+
+    #[test]
+    fn a_large_file_read_in_parts_is_the_file() {
+        let text = large_text();
+        let file = TempFile::with("whole", &text);
+        let input = read_file(&file.0).expect("text");
+        assert_eq!(input.text.as_bytes(), &text[..]);
+    }
+
+    #[test]
+    fn a_large_file_places_its_nul_byte_and_its_invalid_byte_in_the_whole_text() {
+        let mut text = large_text();
+        let at = 2 * (4 << 20) + 17;
+        text[at] = 0;
+        text[at + 40] = 0;
+        let file = TempFile::with("nul", &text);
+        let error = read_file(&file.0).expect_err("a NUL byte");
+        assert_eq!(
+            error,
+            format!("the file is not text: a NUL byte at byte {at}")
+        );
+        let mut text = large_text();
+        text[at] = 0xff;
+        let file = TempFile::with("utf8", &text);
+        let error = read_file(&file.0).expect_err("invalid UTF-8");
+        assert_eq!(
+            error,
+            format!("the file is not UTF-8 text (invalid byte at byte {at})")
+        );
+    }
+
+    #[test]
+    fn a_file_that_grew_is_read_to_its_new_end_and_one_that_shrank_again() {
+        use std::io::Seek as _;
+        let text = large_text();
+        let file = TempFile::with("changed", &text);
+        // The length taken before the file grew: the rest is read after the parts.
+        let short = PARALLEL_READ_BYTES + 11;
+        let mut handle = std::fs::File::open(&file.0).expect("open");
+        let parts = read_parts(&handle, short, "the file")
+            .expect("read")
+            .expect("the file is at least that long");
+        assert_eq!(parts.len(), short);
+        handle
+            .seek(std::io::SeekFrom::Start(short as u64))
+            .expect("seek");
+        let whole = read_rest(handle, parts, "the file").expect("text");
+        assert_eq!(whole.as_bytes(), &text[..]);
+        // A length the file no longer has: read again from its start, by one thread.
+        let handle = std::fs::File::open(&file.0).expect("open");
+        assert!(
+            read_parts(&handle, text.len() + (4 << 20), "the file")
+                .expect("no I/O error")
+                .is_none()
+        );
+    }
 
     #[test]
     fn a_nul_byte_is_placed_by_its_offset_in_the_whole_text_not_in_its_part() {
