@@ -421,8 +421,10 @@ mod tests {
     fn a_large_file_places_its_nul_byte_and_its_invalid_byte_in_the_whole_text() {
         let mut text = large_text();
         let at = 2 * (4 << 20) + 17;
+        // The first NUL of its part and of the text; another in a later part is not the one named.
         text[at] = 0;
         text[at + 40] = 0;
+        text[at + (4 << 20)] = 0;
         let file = TempFile::with("nul", &text);
         let error = read_file(&file.0).expect_err("a NUL byte");
         assert_eq!(
