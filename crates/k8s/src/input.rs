@@ -382,22 +382,11 @@ mod line_tests {
 mod tests {
     use super::{PARALLEL_READ_BYTES, read_file, read_parts, read_rest, read_text};
 
-    /// A file in the temporary directory, removed when dropped (also when a test fails).
-    struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        fn with(name: &str, bytes: &[u8]) -> Self {
-            let path = std::env::temp_dir()
-                .join(format!("bulkhead-input-{}-{name}.yaml", std::process::id()));
-            std::fs::write(&path, bytes).expect("write a temporary file");
-            Self(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
+    /// A temporary file holding `bytes`, removed when dropped (also when a test fails).
+    fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::io::Write::write_all(&mut file, bytes).expect("write it");
+        file
     }
 
     /// Text over the parallel threshold, not a whole number of parts, with a two-byte
@@ -412,8 +401,8 @@ mod tests {
     #[test]
     fn a_large_file_read_in_parts_is_the_file() {
         let text = large_text();
-        let file = TempFile::with("whole", &text);
-        let input = read_file(&file.0).expect("text");
+        let file = temp_file(&text);
+        let input = read_file(file.path()).expect("text");
         assert_eq!(input.text.as_bytes(), &text[..]);
     }
 
@@ -425,16 +414,16 @@ mod tests {
         text[at] = 0;
         text[at + 40] = 0;
         text[at + (4 << 20)] = 0;
-        let file = TempFile::with("nul", &text);
-        let error = read_file(&file.0).expect_err("a NUL byte");
+        let file = temp_file(&text);
+        let error = read_file(file.path()).expect_err("a NUL byte");
         assert_eq!(
             error,
             format!("the file is not text: a NUL byte at byte {at}")
         );
         let mut text = large_text();
         text[at] = 0xff;
-        let file = TempFile::with("utf8", &text);
-        let error = read_file(&file.0).expect_err("invalid UTF-8");
+        let file = temp_file(&text);
+        let error = read_file(file.path()).expect_err("invalid UTF-8");
         assert_eq!(
             error,
             format!("the file is not UTF-8 text (invalid byte at byte {at})")
@@ -445,10 +434,10 @@ mod tests {
     fn a_file_that_grew_is_read_to_its_new_end_and_one_that_shrank_again() {
         use std::io::Seek as _;
         let text = large_text();
-        let file = TempFile::with("changed", &text);
+        let file = temp_file(&text);
         // The length taken before the file grew: the rest is read after the parts.
         let short = PARALLEL_READ_BYTES + 11;
-        let mut handle = std::fs::File::open(&file.0).expect("open");
+        let mut handle = std::fs::File::open(file.path()).expect("open");
         let parts = read_parts(&handle, short, "the file")
             .expect("read")
             .expect("the file is at least that long");
@@ -459,7 +448,7 @@ mod tests {
         let whole = read_rest(handle, parts, "the file").expect("text");
         assert_eq!(whole.as_bytes(), &text[..]);
         // A length the file no longer has: read again from its start, by one thread.
-        let handle = std::fs::File::open(&file.0).expect("open");
+        let handle = std::fs::File::open(file.path()).expect("open");
         assert!(
             read_parts(&handle, text.len() + (4 << 20), "the file")
                 .expect("no I/O error")
