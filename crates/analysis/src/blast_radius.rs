@@ -9,6 +9,7 @@
 
 use bulkhead_engine::{CompiledConnectivity, Endpoint, Engine, Flow};
 use bulkhead_model::{LabelSelector, PortSet, Protocol};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -98,13 +99,279 @@ pub struct BlastRadius {
 
 /// Where the search stands for one source pod.
 struct Search {
+    /// The identity searched from.
+    start: Option<usize>,
     /// Hops to each identity (the source's own identity: 0 for the source itself).
-    distance: Vec<Option<usize>>,
-    parent: Vec<Option<usize>>,
+    /// In 32 bits, [`UNREACHED`] for none: the marks of 50,000 identities stay in cache.
+    distance: Vec<u32>,
+    parent: Vec<u32>,
     /// Hops to the other pods of the source's own identity, and from which identity.
     own_identity: Option<(usize, usize)>,
     /// Every identity reached (not the start), with its hops, in search order.
     reached: Vec<(usize, usize)>,
+}
+
+/// What an identity holds: its workloads and namespaces.
+struct Holds {
+    workloads: Vec<usize>,
+    /// Those of `workloads` that another identity holds too, and may have counted already.
+    shared_workloads: Vec<usize>,
+    namespaces: Vec<usize>,
+}
+
+/// What every search reads of a reached identity, in 16 bytes: at 50,000 identities the
+/// lists behind [`Holds`] were a cache miss each.
+#[derive(Clone, Copy)]
+struct Held {
+    /// Pods, replica-weighted.
+    pods: u32,
+    /// How many of its workloads no other identity holds: reached with this identity only.
+    workloads_alone: u32,
+    /// Its one namespace, or [`SEVERAL`] (then see [`Holds::namespaces`]).
+    namespace: u32,
+    shares_workloads: bool,
+}
+
+const SEVERAL: u32 = u32::MAX;
+
+/// What every workload's radius reads: the cluster's identities and what they hold, the
+/// targets and the identities with egress to the special destinations.
+struct Across<'a, 'c> {
+    engine: &'a Engine<'c>,
+    compiled: &'a CompiledConnectivity,
+    options: &'a Options,
+    total_pods: usize,
+    targets: &'a [usize],
+    /// The metadata service and the internet.
+    specials: [Special<'a>; 2],
+    holds: &'a [Holds],
+    held: &'a [Held],
+    pod_workload: &'a [usize],
+    pod_namespace: &'a [usize],
+    workload_names: &'a [String],
+    namespaces: usize,
+}
+
+/// A destination outside the cluster that every workload's paths are searched to.
+struct Special<'a> {
+    /// `metadata-service`, `internet`.
+    name: &'static str,
+    /// The protocol and ports of each identity's egress to it.
+    egress: &'a [Option<(Protocol, PortSet)>],
+    address: &'static str,
+}
+
+/// One worker's memory for the workloads it takes: the search, and generation-stamped
+/// "seen" marks for workloads and namespaces.
+struct Scratch {
+    search: Search,
+    stamp: usize,
+    workload_seen: Vec<usize>,
+    namespace_seen: Vec<usize>,
+}
+
+impl Scratch {
+    fn new(identities: usize, workloads: usize, namespaces: usize) -> Self {
+        Self {
+            search: Search::new(identities),
+            stamp: 0,
+            workload_seen: vec![usize::MAX; workloads],
+            namespace_seen: vec![usize::MAX; namespaces],
+        }
+    }
+}
+
+impl Across<'_, '_> {
+    /// The radius of `workload` from its pod `source`; `None` when the pod has no identity.
+    fn workload(
+        &self,
+        scratch: &mut Scratch,
+        workload: &str,
+        source: usize,
+    ) -> Option<WorkloadRadius> {
+        let (engine, compiled, options) = (self.engine, self.compiled, self.options);
+        let cluster = engine.cluster();
+        let weight = |i: usize| cluster.pods[i].replicas;
+        let start = compiled.identity_of[source]?;
+        scratch.search.run(compiled, start, options.hops);
+        scratch.stamp += 1;
+        let Scratch {
+            search,
+            stamp,
+            workload_seen,
+            namespace_seen,
+        } = scratch;
+        let stamp = *stamp;
+        let reached_at = |i: usize| -> Option<usize> {
+            let id = compiled.identity_of[i]?;
+            if id == start {
+                search.own_identity.map(|(d, _)| d)
+            } else {
+                search.distance(id)
+            }
+        };
+        // Of the source's own identity, its other pods and the source's other replicas.
+        let own: Option<(usize, usize, Vec<usize>, Vec<usize>)> =
+            search.own_identity.map(|(d, _)| {
+                let others: Vec<usize> = compiled.identities[start]
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&m| m != source || weight(m) > 1)
+                    .collect();
+                let pods = others
+                    .iter()
+                    .map(|&m| {
+                        if m == source {
+                            weight(m) - 1
+                        } else {
+                            weight(m)
+                        }
+                    })
+                    .sum();
+                (
+                    d,
+                    pods,
+                    others.iter().map(|&m| self.pod_workload[m]).collect(),
+                    others.iter().map(|&m| self.pod_namespace[m]).collect(),
+                )
+            });
+        let mut reach = Vec::new();
+        let mut reached_workloads: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut pods, mut wl, mut ns) = (0, 0, 0);
+        // Workloads of reached identities that no other identity holds (without `detail`).
+        let mut alone = 0;
+        let mut next = 0;
+        for h in 1..=options.hops {
+            // The identities reached in this hop (the search lists them by hops), then the
+            // source's own identity when it is reached in this hop.
+            let mut count = |d: usize, p: usize, workloads: &[usize], namespaces: &[usize]| {
+                pods += p;
+                for &x in workloads {
+                    if workload_seen[x] != stamp {
+                        workload_seen[x] = stamp;
+                        wl += 1;
+                        if options.detail {
+                            reached_workloads.insert(self.workload_names[x].clone(), d);
+                        }
+                    }
+                }
+                for &x in namespaces {
+                    if namespace_seen[x] != stamp {
+                        namespace_seen[x] = stamp;
+                        ns += 1;
+                    }
+                }
+            };
+            while let Some(&(id, d)) = search.reached.get(next).filter(|(_, d)| *d <= h) {
+                let held = self.held[id];
+                let lists = &self.holds[id];
+                let one_namespace = [held.namespace as usize];
+                let namespaces: &[usize] = if held.namespace == SEVERAL {
+                    &lists.namespaces
+                } else {
+                    &one_namespace
+                };
+                if options.detail {
+                    count(d, held.pods as usize, &lists.workloads, namespaces);
+                } else {
+                    // Another identity's sole workloads cannot be the source identity's
+                    // (counted below, with marks) nor any other reached identity's.
+                    let shared: &[usize] = if held.shares_workloads {
+                        &lists.shared_workloads
+                    } else {
+                        &[]
+                    };
+                    count(d, held.pods as usize, shared, namespaces);
+                    alone += held.workloads_alone as usize;
+                }
+                next += 1;
+            }
+            if let Some((d, p, w, n)) = own.as_ref().filter(|o| o.0 == h) {
+                count(*d, *p, w, n);
+            }
+            reach.push(Reach {
+                hops: h,
+                pods,
+                workloads: wl + alone,
+                namespaces: ns,
+                pods_share: share(pods, self.total_pods.saturating_sub(1)),
+                workloads_share: share(wl + alone, self.workload_names.len()),
+                namespaces_share: share(ns, self.namespaces),
+            });
+        }
+        let mut paths = Vec::new();
+        // The nearest crown jewel or target pod.
+        if let Some(&t) = self
+            .targets
+            .iter()
+            .filter(|&&t| t != source)
+            .filter_map(|t| reached_at(*t).map(|d| (d, t)))
+            .min()
+            .map(|(_, t)| t)
+        {
+            let chain = identity_chain(search, start, compiled.identity_of[t]);
+            paths.push(Path {
+                target: cluster.pods[t].key(),
+                hops: pod_hops(engine, compiled, source, &chain, Some(t)),
+            });
+        }
+        for Special {
+            name,
+            egress: special,
+            address: ip,
+        } in &self.specials
+        {
+            // The nearest identity with egress to it, the source's own identity at 0; only
+            // identities the search reached can be nearer.
+            let best = std::iter::once((start, 0))
+                .chain(search.reached.iter().copied())
+                // Hops first: most identities are reached in the last hop, and the table
+                // of egress is a cache miss per identity.
+                .filter(|&(id, d)| d < options.hops && special[id].is_some())
+                .map(|(id, d)| (d, id))
+                .min();
+            if let Some((_, id)) = best {
+                let chain = if id == start {
+                    vec![start]
+                } else {
+                    identity_chain(search, start, Some(id))
+                };
+                let mut hops = pod_hops(engine, compiled, source, &chain, None);
+                let last = hops
+                    .last()
+                    .map(|h| h.to.clone())
+                    .unwrap_or_else(|| cluster.pods[source].key());
+                let from = if id == start {
+                    source
+                } else {
+                    compiled.identities[id].representative
+                };
+                if let (Some((protocol, ports)), Ok(addr)) = (&special[id], ip.parse::<IpAddr>()) {
+                    hops.push(hop(
+                        engine,
+                        from,
+                        last,
+                        Endpoint::External(addr),
+                        format!("ip:{ip}"),
+                        *protocol,
+                        ports,
+                    ));
+                }
+                paths.push(Path {
+                    target: name.to_string(),
+                    hops,
+                });
+            }
+        }
+        Some(WorkloadRadius {
+            workload: workload.to_string(),
+            pod: cluster.pods[source].key(),
+            reach,
+            reached_workloads,
+            paths,
+        })
+    }
 }
 
 pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
@@ -168,13 +435,7 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
     for (name, &id) in &workload_ids {
         workload_names[id].clone_from(name);
     }
-    /// What an identity holds: pods (replica-weighted), workloads, namespaces.
-    struct Holds {
-        pods: usize,
-        workloads: Vec<usize>,
-        namespaces: Vec<usize>,
-    }
-    let holds: Vec<Holds> = compiled
+    let mut holds: Vec<Holds> = compiled
         .identities
         .iter()
         .map(|id| {
@@ -185,184 +446,93 @@ pub fn blast_radius(engine: &Engine<'_>, options: &Options) -> BlastRadius {
             namespaces.sort_unstable();
             namespaces.dedup();
             Holds {
-                pods: id.members.iter().map(|&m| weight(m)).sum(),
                 workloads,
+                shared_workloads: Vec::new(),
                 namespaces,
             }
         })
         .collect();
-    // Generation-stamped "seen" marks, reused by every workload's count.
-    let mut workload_seen = vec![usize::MAX; workload_ids.len()];
-    let mut namespace_seen = vec![usize::MAX; namespace_ids.len()];
-
+    // Most workloads sit in one identity: those are counted by number, without a mark.
+    let mut holders = vec![0usize; workload_ids.len()];
+    for held in &holds {
+        for &w in &held.workloads {
+            holders[w] += 1;
+        }
+    }
+    for lists in &mut holds {
+        lists.shared_workloads = lists
+            .workloads
+            .iter()
+            .copied()
+            .filter(|&w| holders[w] > 1)
+            .collect();
+    }
+    // In 32 bits: 4 billion pods or namespaces would not fit in memory before they overflowed.
+    let held: Vec<Held> = compiled
+        .identities
+        .iter()
+        .zip(&holds)
+        .map(|(id, lists)| Held {
+            pods: narrow(id.members.iter().map(|&m| weight(m)).sum()),
+            workloads_alone: narrow(lists.workloads.len() - lists.shared_workloads.len()),
+            namespace: match lists.namespaces.as_slice() {
+                [one] => narrow(*one),
+                _ => SEVERAL,
+            },
+            shares_workloads: !lists.shared_workloads.is_empty(),
+        })
+        .collect();
     // One source pod per workload: its first pod in name order.
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     for &i in &endpoints {
         sources.entry(workload_key(engine, i)).or_insert(i);
     }
-    let mut workloads = Vec::new();
-    for (stamp, (workload, source)) in sources.into_iter().enumerate() {
-        if options
-            .only
-            .as_ref()
-            .is_some_and(|o| !o.contains(&workload))
-        {
-            continue;
-        }
-        let Some(start) = compiled.identity_of[source] else {
-            continue;
-        };
-        let search = search(&compiled, start, options.hops);
-        let reached_at = |i: usize| -> Option<usize> {
-            let id = compiled.identity_of[i]?;
-            if id == start {
-                search.own_identity.map(|(d, _)| d)
-            } else {
-                search.distance[id]
-            }
-        };
-        // (hops, what is reached then): the other identities as wholes, and of the source's
-        // own identity its other pods and the source's other replicas.
-        let mut reached: Vec<(usize, usize, Vec<usize>, Vec<usize>)> = search
-            .reached
-            .iter()
-            .map(|&(id, d)| {
-                let h = &holds[id];
-                (d, h.pods, h.workloads.clone(), h.namespaces.clone())
-            })
-            .collect();
-        if let Some((d, _)) = search.own_identity {
-            let others: Vec<usize> = compiled.identities[start]
-                .members
-                .iter()
-                .copied()
-                .filter(|&m| m != source || weight(m) > 1)
-                .collect();
-            let pods = others
-                .iter()
-                .map(|&m| {
-                    if m == source {
-                        weight(m) - 1
-                    } else {
-                        weight(m)
-                    }
-                })
-                .sum();
-            reached.push((
-                d,
-                pods,
-                others.iter().map(|&m| pod_workload[m]).collect(),
-                others.iter().map(|&m| pod_namespace[m]).collect(),
-            ));
-        }
-        reached.sort_by_key(|r| r.0);
-        let mut reach = Vec::new();
-        let mut reached_workloads: BTreeMap<String, usize> = BTreeMap::new();
-        let (mut pods, mut wl, mut ns) = (0, 0, 0);
-        let mut next = 0;
-        for h in 1..=options.hops {
-            while next < reached.len() && reached[next].0 <= h {
-                let (d, p, w, n) = &reached[next];
-                pods += p;
-                for &x in w {
-                    if workload_seen[x] != stamp {
-                        workload_seen[x] = stamp;
-                        wl += 1;
-                        if options.detail {
-                            reached_workloads.insert(workload_names[x].clone(), *d);
-                        }
-                    }
-                }
-                for &x in n {
-                    if namespace_seen[x] != stamp {
-                        namespace_seen[x] = stamp;
-                        ns += 1;
-                    }
-                }
-                next += 1;
-            }
-            reach.push(Reach {
-                hops: h,
-                pods,
-                workloads: wl,
-                namespaces: ns,
-                pods_share: share(pods, total_pods.saturating_sub(1)),
-                workloads_share: share(wl, workload_ids.len()),
-                namespaces_share: share(ns, namespace_ids.len()),
-            });
-        }
-        let mut paths = Vec::new();
-        // The nearest crown jewel or target pod.
-        if let Some(&t) = targets
-            .iter()
-            .filter(|&&t| t != source)
-            .filter_map(|t| reached_at(*t).map(|d| (d, t)))
-            .min()
-            .map(|(_, t)| t)
-        {
-            let chain = identity_chain(&search, start, compiled.identity_of[t]);
-            paths.push(Path {
-                target: cluster.pods[t].key(),
-                hops: pod_hops(engine, &compiled, source, &chain, Some(t)),
-            });
-        }
-        for (name, special, ip) in [
-            ("metadata-service", &metadata, METADATA_SERVICE),
-            ("internet", &internet, INTERNET),
-        ] {
-            // The nearest identity with egress to it; the source's own identity at 0.
-            let best = (0..compiled.identities.len())
-                .filter(|&id| special[id].is_some())
-                .filter_map(|id| {
-                    let d = if id == start {
-                        Some(0)
-                    } else {
-                        search.distance[id]
-                    };
-                    d.filter(|d| *d < options.hops).map(|d| (d, id))
-                })
-                .min();
-            if let Some((_, id)) = best {
-                let chain = if id == start {
-                    vec![start]
-                } else {
-                    identity_chain(&search, start, Some(id))
-                };
-                let mut hops = pod_hops(engine, &compiled, source, &chain, None);
-                let last = hops
-                    .last()
-                    .map(|h| h.to.clone())
-                    .unwrap_or_else(|| cluster.pods[source].key());
-                let from = if id == start {
-                    source
-                } else {
-                    compiled.identities[id].representative
-                };
-                if let (Some((protocol, ports)), Ok(addr)) = (&special[id], ip.parse::<IpAddr>()) {
-                    hops.push(hop(
-                        engine,
-                        from,
-                        last,
-                        Endpoint::External(addr),
-                        format!("ip:{ip}"),
-                        *protocol,
-                        ports,
-                    ));
-                }
-                paths.push(Path {
-                    target: name.to_string(),
-                    hops,
-                });
-            }
-        }
-        workloads.push(WorkloadRadius {
-            workload,
-            pod: cluster.pods[source].key(),
-            reach,
-            reached_workloads,
-            paths,
-        });
-    }
+    let sources: Vec<(String, usize)> = sources
+        .into_iter()
+        .filter(|(workload, _)| options.only.as_ref().is_none_or(|o| o.contains(workload)))
+        .collect();
+    let across = Across {
+        engine,
+        compiled: &compiled,
+        options,
+        total_pods,
+        targets: &targets,
+        specials: [
+            Special {
+                name: "metadata-service",
+                egress: &metadata,
+                address: METADATA_SERVICE,
+            },
+            Special {
+                name: "internet",
+                egress: &internet,
+                address: INTERNET,
+            },
+        ],
+        holds: &holds,
+        held: &held,
+        pod_workload: &pod_workload,
+        pod_namespace: &pod_namespace,
+        workload_names: &workload_names,
+        namespaces: namespace_ids.len(),
+    };
+    // Workloads in parallel, in order: at 50,000 workloads one core searched for 50 s. Each
+    // worker keeps its search and "seen" marks, cleared where they were touched, so a
+    // workload costs what it reaches, not the size of the cluster.
+    let workloads: Vec<WorkloadRadius> = sources
+        .par_iter()
+        .map_init(
+            || {
+                Scratch::new(
+                    compiled.identities.len(),
+                    workload_names.len(),
+                    namespace_ids.len(),
+                )
+            },
+            |scratch, (workload, source)| across.workload(scratch, workload, *source),
+        )
+        .flatten()
+        .collect();
     let score = if workloads.is_empty() || total_pods < 2 {
         0.0
     } else {
@@ -399,7 +569,7 @@ pub fn path_between(
             let d = if id == start {
                 search.own_identity.map(|(d, _)| d)
             } else {
-                search.distance[id]
+                search.distance(id)
             }?;
             Some((d, t))
         })
@@ -560,43 +730,84 @@ pub fn workload_key(engine: &Engine<'_>, pod: usize) -> String {
     p.workload_key()
 }
 
-fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search {
-    let n = compiled.identities.len();
-    let mut distance = vec![None; n];
-    let mut parent = vec![None; n];
-    let mut own_identity = None;
-    let mut reached = Vec::new();
-    distance[start] = Some(0);
-    let mut frontier = vec![start];
-    for h in 1..=hops {
-        let mut next = Vec::new();
-        for &x in &frontier {
-            for (y, _) in compiled.row(x) {
-                if *y == start {
-                    if own_identity.is_none() {
-                        own_identity = Some((h, x));
+impl Search {
+    fn new(identities: usize) -> Self {
+        Self {
+            start: None,
+            distance: vec![UNREACHED; identities],
+            parent: vec![UNREACHED; identities],
+            own_identity: None,
+            reached: Vec::new(),
+        }
+    }
+
+    /// Hops to identity `id`, if reached.
+    fn distance(&self, id: usize) -> Option<usize> {
+        let d = self.distance[id];
+        (d != UNREACHED).then_some(d as usize)
+    }
+
+    /// The identity `id` was first reached from.
+    fn parent(&self, id: usize) -> Option<usize> {
+        let p = self.parent[id];
+        (p != UNREACHED).then_some(p as usize)
+    }
+
+    /// Searches from identity `start` within `hops`, after clearing what the previous search
+    /// marked (its start and what it reached), so a search costs what it reaches.
+    fn run(&mut self, compiled: &CompiledConnectivity, start: usize, hops: usize) {
+        if let Some(previous) = self.start.take() {
+            self.distance[previous] = UNREACHED;
+        }
+        for &(y, _) in &self.reached {
+            self.distance[y] = UNREACHED;
+            self.parent[y] = UNREACHED;
+        }
+        self.reached.clear();
+        self.own_identity = None;
+        self.start = Some(start);
+        self.distance[start] = 0;
+        let mut frontier = vec![start];
+        for h in 1..=hops {
+            let mut next = Vec::new();
+            for &x in &frontier {
+                for (y, _) in compiled.row(x) {
+                    if *y == start {
+                        if self.own_identity.is_none() {
+                            self.own_identity = Some((h, x));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                if distance[*y].is_none() {
-                    distance[*y] = Some(h);
-                    parent[*y] = Some(x);
-                    reached.push((*y, h));
-                    next.push(*y);
+                    if self.distance[*y] == UNREACHED {
+                        self.distance[*y] = narrow(h);
+                        self.parent[*y] = narrow(x);
+                        self.reached.push((*y, h));
+                        next.push(*y);
+                    }
                 }
             }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
         }
-        if next.is_empty() {
-            break;
-        }
-        frontier = next;
     }
-    Search {
-        distance,
-        parent,
-        own_identity,
-        reached,
-    }
+}
+
+/// A hop count or an identity as [`Search`] keeps it.
+fn narrow(n: usize) -> u32 {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n != UNREACHED)
+        .expect("fewer than 2^32 - 1 identities and hops")
+}
+
+const UNREACHED: u32 = u32::MAX;
+
+fn search(compiled: &CompiledConnectivity, start: usize, hops: usize) -> Search {
+    let mut search = Search::new(compiled.identities.len());
+    search.run(compiled, start, hops);
+    search
 }
 
 /// Identities from the start to `goal`, both included.
@@ -608,14 +819,14 @@ fn identity_chain(search: &Search, start: usize, goal: Option<usize>) -> Vec<usi
     let mut at = if goal == start {
         search.own_identity.map(|(_, from)| from)
     } else {
-        search.parent[goal]
+        search.parent(goal)
     };
     while let Some(x) = at {
         chain.push(x);
         if x == start {
             break;
         }
-        at = search.parent[x];
+        at = search.parent(x);
     }
     chain.reverse();
     chain

@@ -32,7 +32,21 @@ fn edge(engine: &Engine<'_>, s: usize, d: usize) -> bool {
         })
 }
 
+/// Checks `cluster` as generated (a workload per pod), and with its pods grouped into three
+/// deployments per namespace, so a workload spans pods of different labels and identities.
 fn check(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
+    check_workloads(cluster, semantics)?;
+    let mut grouped = cluster.clone();
+    for (i, pod) in grouped.pods.iter_mut().enumerate() {
+        pod.workload = bulkhead_model::WorkloadRef {
+            kind: "deployment".into(),
+            name: format!("d{}", i % 3),
+        };
+    }
+    check_workloads(&grouped, semantics)
+}
+
+fn check_workloads(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
     let engine = Engine::new(
         cluster,
         EngineOptions {
@@ -41,15 +55,22 @@ fn check(cluster: &Cluster, semantics: Semantics) -> Result<(), TestCaseError> {
         },
     );
     let hops = 3;
-    let report = blast_radius(
-        &engine,
-        &Options {
-            hops,
-            only: None,
-            target: None,
-            detail: true,
-        },
-    );
+    let options = |detail| Options {
+        hops,
+        only: None,
+        target: None,
+        detail,
+    };
+    let report = blast_radius(&engine, &options(true));
+    // Without the list of reached workloads the counts are taken another way (a workload
+    // held by one identity is counted without a mark): they must be the same.
+    let counted = blast_radius(&engine, &options(false));
+    prop_assert_eq!(report.workloads.len(), counted.workloads.len());
+    for (w, c) in report.workloads.iter().zip(&counted.workloads) {
+        prop_assert_eq!(&w.reach, &c.reach, "{}", w.workload);
+        prop_assert_eq!(&w.paths, &c.paths, "{}", w.workload);
+        prop_assert!(c.reached_workloads.is_empty());
+    }
     let pods = engine.pod_endpoints();
     for w in &report.workloads {
         let source = pods
