@@ -4,7 +4,7 @@
 use bulkhead_engine::{Endpoint, Engine, Flow};
 use bulkhead_model::Protocol;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -53,6 +53,16 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
     let outside: Option<IpAddr> = OUTSIDE.parse().ok();
     let mut by_ns: BTreeMap<String, NamespaceCoverage> = BTreeMap::new();
     let defaults = crate::default_deny::namespaces(engine);
+    // Counted in one pass: a pass over every policy per namespace was 12,500 x 75,000
+    // comparisons at the Antrea size.
+    let mut policies_in: HashMap<&str, usize> = HashMap::new();
+    for namespace in cluster
+        .policies
+        .iter()
+        .filter_map(|p| p.namespace.as_deref())
+    {
+        *policies_in.entry(namespace).or_default() += 1;
+    }
     for ns in &cluster.namespaces {
         let entry = by_ns
             .entry(ns.name.clone())
@@ -60,11 +70,10 @@ pub fn coverage(engine: &Engine<'_>) -> Coverage {
                 namespace: ns.name.clone(),
                 ..Default::default()
             });
-        entry.policies = cluster
-            .policies
-            .iter()
-            .filter(|p| p.namespace.as_deref() == Some(&ns.name))
-            .count();
+        entry.policies = policies_in
+            .get(ns.name.as_str())
+            .copied()
+            .unwrap_or_default();
         let state = defaults.get(&ns.name).copied().unwrap_or_default();
         entry.default_deny_ingress = state.ingress;
         entry.default_deny_egress = state.egress;
