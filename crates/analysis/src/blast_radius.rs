@@ -202,14 +202,6 @@ impl Across<'_, '_> {
             namespace_seen,
         } = scratch;
         let stamp = *stamp;
-        let reached_at = |i: usize| -> Option<usize> {
-            let id = compiled.identity_of[i]?;
-            if id == start {
-                search.own_identity.map(|(d, _)| d)
-            } else {
-                search.distance(id)
-            }
-        };
         // Of the source's own identity, its other pods and the source's other replicas.
         let own: Option<(usize, usize, Vec<usize>, Vec<usize>)> =
             search.own_identity.map(|(d, _)| {
@@ -302,11 +294,11 @@ impl Across<'_, '_> {
         }
         let mut paths = Vec::new();
         // The nearest crown jewel or target pod.
-        if let Some(&t) = self
+        if let Some(t) = self
             .targets
             .iter()
             .filter(|&&t| t != source)
-            .filter_map(|t| reached_at(*t).map(|d| (d, t)))
+            .filter_map(|&t| search.hops_to_pod(compiled, t).map(|d| (d, t)))
             .min()
             .map(|(_, t)| t)
         {
@@ -564,15 +556,7 @@ pub fn path_between(
     let (_, t) = targets
         .iter()
         .filter(|&&t| t != source)
-        .filter_map(|&t| {
-            let id = compiled.identity_of[t]?;
-            let d = if id == start {
-                search.own_identity.map(|(d, _)| d)
-            } else {
-                search.distance(id)
-            }?;
-            Some((d, t))
-        })
+        .filter_map(|&t| search.hops_to_pod(compiled, t).map(|d| (d, t)))
         .min()?;
     let chain = identity_chain(&search, start, compiled.identity_of[t]);
     Some(Path {
@@ -745,6 +729,17 @@ impl Search {
     fn distance(&self, id: usize) -> Option<usize> {
         let d = self.distance[id];
         (d != UNREACHED).then_some(d as usize)
+    }
+
+    /// Hops to pod `pod` (another than the source): to its identity, or for a pod of the
+    /// source's own identity, back to that identity.
+    fn hops_to_pod(&self, compiled: &CompiledConnectivity, pod: usize) -> Option<usize> {
+        let id = compiled.identity_of[pod]?;
+        if Some(id) == self.start {
+            self.own_identity.map(|(d, _)| d)
+        } else {
+            self.distance(id)
+        }
     }
 
     /// The identity `id` was first reached from.
